@@ -1,0 +1,176 @@
+"""The one interface every quality model implements, and the batched input pipeline they share.
+
+A concrete scorer (the VLM :class:`deqa.scoring.VLMScorer`, the baselines) only says how to turn
+a list of decoded RGB images into model inputs (:meth:`Scorer.make_collate`, run inside
+DataLoader workers so decoding and preprocessing overlap the model) and how to turn those inputs
+into results (:meth:`Scorer.predict`). Decoding, error reporting, batching, ordering and the
+progress bar live here once.
+"""
+
+from __future__ import annotations
+
+import abc
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
+from typing import Any
+
+from PIL import Image
+
+from .imageio import DEFAULT_MAX_PIXELS, ImageLoadError, load_image
+from .results import ScoreFailure, ScoreResult
+
+__all__ = ["Scorer", "ImageInput", "input_name"]
+
+ImageInput = str | os.PathLike | Image.Image
+
+
+def input_name(item: ImageInput, index: int) -> str:
+    """How an input is named in results and error messages: its path, or ``<image N>``."""
+    if isinstance(item, Image.Image):
+        return f"<image {index}>"
+    return str(item)
+
+
+def _identity_collate(images: list[Image.Image]) -> list[Image.Image]:
+    return images
+
+
+class _DecodeDataset:
+    """Map-style dataset: index -> (index, RGB image or None, error message or None)."""
+
+    def __init__(self, inputs: Sequence[ImageInput], max_pixels: int | None):
+        self.inputs = inputs
+        self.max_pixels = max_pixels
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    def __getitem__(self, i: int) -> tuple[int, Image.Image | None, str | None]:
+        item = self.inputs[i]
+        try:
+            return i, load_image(item, max_pixels=self.max_pixels), None
+        except ImageLoadError as err:
+            return i, None, err.reason
+        except Exception as err:  # noqa: BLE001 - one odd file must not stop a 100k-image job
+            return i, None, f"{type(err).__name__}: {err}"
+
+
+class _Collate:
+    """Picklable collate: keeps failures aside, preprocesses the good images of a batch."""
+
+    def __init__(self, collate: Callable[[list[Image.Image]], Any]):
+        self.collate = collate
+
+    def __call__(self, items):
+        good = [(i, img) for i, img, err in items if err is None]
+        failed = [(i, err) for i, img, err in items if err is not None]
+        model_inputs = None
+        error = None
+        if good:
+            try:
+                model_inputs = self.collate([img for _, img in good])
+            except Exception as err:  # noqa: BLE001 - reported per image below
+                error = f"preprocessing failed: {type(err).__name__}: {err}"
+        return [i for i, _ in good], model_inputs, failed, error
+
+
+class Scorer(abc.ABC):
+    """A quality model: images in, :class:`ScoreResult` out.
+
+    Subclasses set ``model_id`` and ``level_words`` and implement :meth:`predict`; they may
+    override :meth:`make_collate` (preprocessing in workers) and :meth:`batch_order`.
+    """
+
+    model_id: str = "unknown"
+    level_words: tuple[str, ...] = ("bad", "poor", "fair", "good", "excellent")
+    default_batch_size: int = 8
+    max_pixels: int | None = DEFAULT_MAX_PIXELS
+
+    # -- what a model provides ------------------------------------------------------------
+    def make_collate(self) -> Callable[[list[Image.Image]], Any]:
+        """A picklable callable turning decoded RGB images into this model's batch inputs."""
+        return _identity_collate
+
+    @abc.abstractmethod
+    def predict(self, batch: Any) -> list[ScoreResult]:
+        """Score one collated batch; results in batch order, ``input`` left empty."""
+
+    def batch_order(self, inputs: Sequence[ImageInput], batch_size: int) -> list[list[int]]:
+        """Which input indices form each batch. Default: consecutive chunks."""
+        return [list(range(s, min(s + batch_size, len(inputs)))) for s in range(0, len(inputs), batch_size)]
+
+    # -- shared pipeline --------------------------------------------------------------------
+    def iter_score(
+        self,
+        inputs: Sequence[ImageInput],
+        *,
+        batch_size: int | None = None,
+        num_workers: int = 0,
+        progress: bool = False,
+    ) -> Iterator[ScoreResult | ScoreFailure]:
+        """Yield one :class:`ScoreResult` or :class:`ScoreFailure` per input, in input order.
+
+        Results stream out as batches finish, so callers can write them incrementally.
+        """
+        import torch
+        from torch.utils.data import DataLoader
+        from tqdm.auto import tqdm
+
+        inputs = list(inputs)
+        if not inputs:
+            return
+        batch_size = self.default_batch_size if batch_size is None else batch_size
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        names = [input_name(x, i) for i, x in enumerate(inputs)]
+        loader = DataLoader(
+            _DecodeDataset(inputs, self.max_pixels),
+            batch_sampler=self.batch_order(inputs, batch_size),
+            num_workers=num_workers,
+            collate_fn=_Collate(self.make_collate()),
+            # PIL images in the inputs list cannot cross a spawn boundary cheaply; fork shares them.
+            multiprocessing_context="fork" if num_workers > 0 and hasattr(os, "fork") else None,
+            persistent_workers=False,
+        )
+        bar = tqdm(total=len(inputs), disable=not progress, unit="img", dynamic_ncols=True)
+        pending: dict[int, ScoreResult | ScoreFailure] = {}
+        next_out = 0
+        try:
+            with torch.inference_mode():
+                for indices, model_inputs, failed, error in loader:
+                    for i, err in failed:
+                        pending[i] = ScoreFailure(names[i], err)
+                    if indices:
+                        if error is not None:
+                            for i in indices:
+                                pending[i] = ScoreFailure(names[i], error)
+                        else:
+                            results = self.predict(model_inputs)
+                            if len(results) != len(indices):
+                                raise RuntimeError(
+                                    f"{type(self).__name__}.predict returned {len(results)} results for {len(indices)} images"
+                                )
+                            for i, res in zip(indices, results):
+                                pending[i] = replace(res, input=names[i])
+                    bar.update(len(indices) + len(failed))
+                    # Re-establish input order (batch_order may group by image size).
+                    while next_out in pending:
+                        yield pending.pop(next_out)
+                        next_out += 1
+        finally:
+            bar.close()
+        while next_out in pending:  # pragma: no cover - all batches are consumed above
+            yield pending.pop(next_out)
+            next_out += 1
+
+    def score(self, inputs: ImageInput | Sequence[ImageInput], **kwargs) -> list[ScoreResult]:
+        """Score images (paths or PIL images); raise :class:`ImageLoadError` for the first bad one."""
+        single = isinstance(inputs, (str, os.PathLike, Image.Image))
+        items = [inputs] if single else list(inputs)
+        out: list[ScoreResult] = []
+        for res in self.iter_score(items, **kwargs):
+            if isinstance(res, ScoreFailure):
+                raise ImageLoadError(res.input, res.error)
+            out.append(res)
+        return out

@@ -1,0 +1,70 @@
+"""The shared Scorer pipeline: order, failures, batching, workers."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from deqa.imageio import ImageLoadError
+from deqa.results import ScoreFailure, ScoreResult
+from deqa.scorer import Scorer
+
+
+class MeanBrightness(Scorer):
+    """Scores an image by its mean brightness: deterministic, so order mistakes show."""
+
+    model_id = "mean-brightness"
+
+    def __init__(self, reverse_batches: bool = False):
+        self.reverse_batches = reverse_batches
+        self.batch_sizes: list[int] = []
+
+    def predict(self, batch):
+        self.batch_sizes.append(len(batch))
+        out = []
+        for img in batch:
+            q = float(np.asarray(img, dtype=np.float64).mean() / 255.0)
+            out.append(ScoreResult("", 1 + 4 * q, q, "fair", self.model_id))
+        return out
+
+    def batch_order(self, inputs, batch_size):
+        batches = super().batch_order(inputs, batch_size)
+        return batches[::-1] if self.reverse_batches else batches
+
+
+@pytest.fixture
+def images(tmp_path):
+    paths = []
+    for i, v in enumerate([10, 200, 90, 250, 0]):
+        p = tmp_path / f"img{i}.png"
+        Image.new("RGB", (8, 8), (v, v, v)).save(p)
+        paths.append(str(p))
+    bad = tmp_path / "bad.jpg"
+    bad.write_text("not an image")
+    paths.insert(2, str(bad))
+    paths.append(str(tmp_path / "missing.png"))
+    return paths
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_iter_score_keeps_input_order_and_reports_failures(images, num_workers, reverse):
+    scorer = MeanBrightness(reverse_batches=reverse)
+    out = list(scorer.iter_score(images, batch_size=3, num_workers=num_workers))
+    assert [r.input for r in out] == images
+    assert isinstance(out[2], ScoreFailure) and "not an image" in out[2].error
+    assert isinstance(out[-1], ScoreFailure) and "no such file" in out[-1].error
+    scores = [r.score_0_1 for r in out if isinstance(r, ScoreResult)]
+    np.testing.assert_allclose(scores, np.array([10, 200, 90, 250, 0]) / 255.0, atol=1e-12)
+
+
+def test_score_accepts_pil_and_raises_on_bad_input(images):
+    scorer = MeanBrightness()
+    res = scorer.score(Image.new("RGB", (4, 4), (255, 255, 255)))
+    assert res[0].input == "<image 0>" and res[0].score == pytest.approx(5.0)
+    with pytest.raises(ImageLoadError, match="bad.jpg"):
+        scorer.score(images)
+
+
+def test_batch_size_must_be_positive(images):
+    with pytest.raises(ValueError, match="batch_size"):
+        list(MeanBrightness().iter_score(images, batch_size=0))
