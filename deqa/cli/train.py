@@ -1,0 +1,47 @@
+"""``deqa-train``: fine-tune a VLM the DeQA way from a YAML config (+ key=value overrides).
+
+    deqa-train --config configs/train/tiny_cpu.yaml max_steps=20 --learning_rate 1e-4
+    accelerate launch --config_file configs/accelerate/multi_gpu_ddp.yaml -m deqa.cli.train --config ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+__all__ = ["main"]
+
+
+def _parse(argv: list[str] | None):
+    parser = argparse.ArgumentParser(
+        prog="deqa-train",
+        description="Fine-tune a vision-language model with DeQA soft labels (KL + fidelity + CE).",
+        epilog="Overrides: key=value, --key value, --key=value; lists as --key a b or key=[a,b]. "
+        "Keys are the fields of the YAML config (see configs/train/*.yaml and README).",
+    )
+    parser.add_argument("--config", required=True, help="training YAML (configs/train/*.yaml)")
+    args, overrides = parser.parse_known_args(argv)
+    from deqa.training.config import load_train_config
+
+    return load_train_config(args.config, overrides)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from deqa.training.config import ConfigError
+
+    try:
+        config = _parse(argv)
+    except ConfigError as err:
+        print(f"deqa-train: {err}", file=sys.stderr)
+        return 2
+    from deqa.training.recipe import DeQARecipe
+
+    recipe = DeQARecipe(config)
+    recipe.setup()
+    recipe.train()
+    recipe.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

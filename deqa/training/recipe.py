@@ -1,0 +1,137 @@
+"""The ``deqa-train`` recipe: config -> build -> train -> save. Every step is a method so that
+tests, notebooks and benchmarks can run the same code piecewise.
+
+    recipe = DeQARecipe(load_train_config("configs/train/tiny_cpu.yaml"))
+    recipe.setup()      # model + adapters, data sets, collator, DeQATrainer
+    recipe.train()      # Trainer.train (resumes when resume_from_checkpoint is set)
+    recipe.cleanup()    # final adapter/model + processor + deqa_config.json in output_dir
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import yaml
+
+from .config import TrainConfig, _plain, save_resolved_config
+
+__all__ = ["DeQARecipe", "resolve_checkpoint"]
+
+logger = logging.getLogger(__name__)
+
+
+def resolve_checkpoint(value: str | None, output_dir: str) -> str | None:
+    """``resume_from_checkpoint``: a path, or "latest"/"true" = the newest checkpoint in output_dir."""
+    if value is None or str(value).lower() in ("false", "no", ""):
+        return None
+    if str(value).lower() in ("latest", "last", "true", "yes"):
+        from transformers.trainer_utils import get_last_checkpoint
+
+        last = get_last_checkpoint(output_dir) if os.path.isdir(output_dir) else None
+        if last is None:
+            raise FileNotFoundError(
+                f"resume_from_checkpoint={value!r}: no checkpoint-* folder in {output_dir}"
+            )
+        return last
+    if not os.path.isdir(value):
+        raise FileNotFoundError(f"resume_from_checkpoint: {value} is not a checkpoint folder")
+    return value
+
+
+class DeQARecipe:
+    """One training run from a :class:`~deqa.training.config.TrainConfig`."""
+
+    def __init__(self, config: TrainConfig):
+        self.config = config
+        self.trainer = None
+        self.built = None
+
+    def setup(self) -> None:
+        """Seed, load and adapt the model, build data and the trainer; save the resolved config."""
+        from transformers import set_seed
+
+        from .collator import DeQACollator
+        from .data import build_eval_dataset, build_train_dataset
+        from .model import load_training_model
+        from .trainer import DeQATrainer
+
+        cfg = self.config
+        args = cfg.training
+        set_seed(args.seed)
+        data = cfg.data
+        train = build_train_dataset(
+            data.train_manifests,
+            image_roots=[data.image_root_for(i) for i in range(len(data.train_manifests))],
+            weights=data.dataset_weights,
+            split=data.train_split,
+            label_method=data.label_method,
+        )
+        evaluation = None
+        if data.eval_manifest is not None:
+            evaluation = build_eval_dataset(
+                data.eval_manifest,
+                image_root=data.eval_image_root,
+                split=data.eval_split,
+                max_samples=data.eval_max_samples,
+            )
+        device_index = None
+        if cfg.lora.tuning == "qlora" and not args.use_cpu:
+            import torch
+
+            device_index = args.local_process_index if torch.cuda.is_available() else None
+        extras = {
+            "train_manifests": list(data.train_manifests),
+            "tuning": cfg.lora.tuning,
+            "lora_r": cfg.lora.lora_r if cfg.lora.tuning != "full" else None,
+        }
+        self.built = load_training_model(
+            cfg.model, cfg.lora, label_method=data.label_method, extras=extras, device_index=device_index
+        )
+        collator = DeQACollator(
+            self.built.processor,
+            self.built.deqa_config,
+            self.built.level_token_ids,
+            max_length=data.max_length,
+        )
+        resolved = yaml.safe_dump(_plain(cfg.to_flat_dict()), sort_keys=False, allow_unicode=True)
+        if args.should_save:
+            save_resolved_config(cfg, args.output_dir)
+        self.trainer = DeQATrainer(
+            model=self.built.model,
+            args=args,
+            train_dataset=train,
+            eval_dataset=evaluation,
+            data_collator=collator,
+            processing_class=self.built.processor,
+            level_token_ids=self.built.level_token_ids,
+            deqa_config=self.built.deqa_config,
+            resolved_config=f"# deqa-train resolved config (from {cfg.source})\n" + resolved,
+        )
+        if args.should_log:
+            logger.info("training %s", _trainable_summary(self.built.model))
+
+    def train(self):
+        """Run Trainer.train; returns its TrainOutput."""
+        if self.trainer is None:
+            raise RuntimeError("call setup() before train()")
+        args = self.config.training
+        checkpoint = resolve_checkpoint(args.resume_from_checkpoint, args.output_dir)
+        return self.trainer.train(resume_from_checkpoint=checkpoint)
+
+    def cleanup(self) -> Path:
+        """Save the final (or, with load_best_model_at_end, the best) model into output_dir."""
+        out = Path(self.config.training.output_dir)
+        self.trainer.save_model(str(out))
+        self.trainer.save_state()
+        self.trainer.accelerator.wait_for_everyone()
+        return out
+
+
+def _trainable_summary(model) -> str:
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return f"{trainable:,} of {total:,} parameters ({100 * trainable / max(total, 1):.2f}%)"
+
+

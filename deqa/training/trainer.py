@@ -1,0 +1,193 @@
+"""``DeQATrainer``: transformers.Trainer with the DeQA objective.
+
+Only ``compute_loss`` (the losses of :mod:`deqa.losses`), ``prediction_step`` (level
+probabilities for the validation metrics), the train sampler (same-data-set pairs,
+deterministic per seed and epoch), logging (every loss term) and ``save_model`` (adds
+``deqa_config.json`` and the resolved training config) are overridden: the loop, accumulation,
+mixed precision, DDP / DeepSpeed, checkpointing, resume and best-checkpoint selection are the
+Trainer's own.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections import defaultdict
+
+import numpy as np
+import torch
+from transformers import EvalPrediction, Trainer
+
+from ..losses import DeQALossWeights, deqa_loss
+from ..models.config import DeQAConfig
+
+__all__ = ["DeQATrainer", "compute_quality_metrics", "loss_weights_from_args"]
+
+# Batch keys consumed by the loss, never passed to the model.
+_TARGET_KEYS = ("labels", "level_positions", "level_probs", "mos", "mos_std", "pair_a", "pair_b")
+
+
+def loss_weights_from_args(args) -> DeQALossWeights:
+    """The loss options of a :class:`~deqa.training.config.DeQATrainingArguments`."""
+    return DeQALossWeights(
+        ce=args.ce_weight,
+        kl=args.kl_weight,
+        fidelity=args.fidelity_weight,
+        kl_softmax=args.kl_softmax,
+        fidelity_std=args.fidelity_std,
+        ce_include_level_token=args.ce_include_level_token,
+    )
+
+
+def _correlations(pred: np.ndarray, target: np.ndarray) -> tuple[float, float]:
+    # Until deqa.metrics lands on this branch: the same definitions through scipy.stats.
+    from scipy import stats
+
+    if len(pred) < 2 or np.ptp(pred) == 0 or np.ptp(target) == 0:
+        return float("nan"), float("nan")
+    return float(stats.spearmanr(pred, target)[0]), float(stats.pearsonr(pred, target)[0])
+
+
+def compute_quality_metrics(eval_pred: EvalPrediction, level_values=None) -> dict[str, float]:
+    """SRCC, PLCC (uncorrected), MAE and RMSE of the expected level score against the MOS.
+
+    predictions: [N, K] level probabilities; label_ids: [N, 2] (mos, std) on the level scale.
+    """
+    probs = np.asarray(eval_pred.predictions, dtype=np.float64)
+    labels = np.asarray(eval_pred.label_ids, dtype=np.float64)
+    values = np.arange(1, probs.shape[1] + 1) if level_values is None else np.asarray(level_values)
+    score = probs @ values
+    mos = labels[:, 0]
+    srcc, plcc = _correlations(score, mos)
+    err = score - mos
+    return {
+        "srcc": srcc,
+        "plcc": plcc,
+        "mae": float(np.abs(err).mean()),
+        "rmse": float(np.sqrt((err**2).mean())),
+    }
+
+
+class DeQATrainer(Trainer):
+    """Trainer for DeQA fine-tuning.
+
+    Extra arguments: ``level_token_ids`` (the K level tokens, level order), ``deqa_config``
+    (written next to every checkpoint), ``loss_weights`` (default: from ``args``) and
+    ``resolved_config`` (a YAML text saved next to every checkpoint). The train dataset must be a
+    :class:`~deqa.training.data.QualityDataset`; batches come from
+    :class:`~deqa.training.collator.DeQACollator`.
+    """
+
+    def __init__(
+        self,
+        *args,
+        level_token_ids,
+        deqa_config: DeQAConfig,
+        loss_weights: DeQALossWeights | None = None,
+        resolved_config: str | None = None,
+        **kwargs,
+    ):
+        kwargs.setdefault("compute_metrics", self._metrics_fn(deqa_config))
+        super().__init__(*args, **kwargs)
+        self.level_token_ids = torch.as_tensor(list(level_token_ids), dtype=torch.long)
+        self.deqa_config = deqa_config
+        self.loss_weights = loss_weights or loss_weights_from_args(self.args)
+        self.resolved_config = resolved_config
+        # Our loss is a mean over this batch: the Trainer divides it by the accumulation steps.
+        self.loss_is_scaled_for_ga = False
+        # ... and it does not take num_items_in_batch (saves the per-step token count gather).
+        self.model_accepts_loss_kwargs = False
+        self._terms: dict[str, dict[str, list[torch.Tensor]]] = {
+            "train": defaultdict(list),
+            "eval": defaultdict(list),
+        }
+        base = self.accelerator.unwrap_model(self.model)
+        if hasattr(base, "get_base_model"):  # a peft model forwards **kwargs to its base
+            base = base.get_base_model()
+        self._accepts_logits_to_keep = "logits_to_keep" in inspect.signature(base.forward).parameters
+
+    @staticmethod
+    def _metrics_fn(config: DeQAConfig):
+        values = list(config.level_values)
+
+        def compute_metrics(eval_pred: EvalPrediction) -> dict[str, float]:
+            return compute_quality_metrics(eval_pred, values)
+
+        return compute_metrics
+
+    # ---------------------------------------------------------------------------- data
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if not hasattr(dataset, "sampler"):
+            return super()._get_train_sampler(train_dataset)
+        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+        return dataset.sampler(seed=seed, pairs=self.loss_weights.fidelity > 0)
+
+    # ---------------------------------------------------------------------------- loss
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        targets = {k: inputs.pop(k) for k in _TARGET_KEYS}
+        level_positions = targets["level_positions"]
+        width = inputs["input_ids"].shape[1]
+        # Logits are needed only from the position before the earliest level token on: with
+        # left padding that is the last few positions, never [batch, seq, vocab].
+        keep = width - int(level_positions.min()) + 1
+        extra = {"logits_to_keep": keep} if self._accepts_logits_to_keep else {}
+        outputs = model(**inputs, use_cache=False, **extra)
+        logits = outputs.logits
+        offset = width - logits.shape[1]
+        result = deqa_loss(
+            logits,
+            targets["labels"][:, offset:],
+            level_positions - offset,
+            self.level_token_ids.to(logits.device),
+            targets["level_probs"],
+            mos=targets["mos"],
+            mos_std=targets["mos_std"],
+            pair_a=targets["pair_a"],
+            pair_b=targets["pair_b"],
+            weights=self.loss_weights,
+        )
+        mode = "train" if model.training else "eval"
+        # Validation batches hold single images (no pairs): their fidelity term is not a
+        # measurement, so it is not logged. Pairs or not is the same on every process.
+        names = ("ce", "kl", "fidelity") if targets["pair_a"].numel() else ("ce", "kl")
+        for name in names:
+            self._terms[mode][f"loss_{name}"].append(getattr(result, name).detach())
+        if return_outputs:
+            return result.loss, {"level_probs": result.level_probs, "mos": targets["mos"], "mos_std": targets["mos_std"]}
+        return result.loss
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        inputs = self._prepare_inputs(inputs)
+        with torch.no_grad(), self.compute_loss_context_manager():
+            loss, out = self.compute_loss(model, inputs, return_outputs=True)
+        if prediction_loss_only:
+            return loss.detach(), None, None
+        labels = torch.stack([out["mos"], out["mos_std"]], dim=1)
+        return loss.detach(), out["level_probs"].detach().float(), labels
+
+    # ---------------------------------------------------------------------------- logging
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        mode = "eval" if any(k.startswith("eval_") for k in logs) else "train"
+        terms = self._terms[mode]
+        if terms:
+            prefix = "eval_" if mode == "eval" else ""
+            for name, values in terms.items():
+                mean = torch.stack(values).float().mean()
+                # every process calls log(): average the term over processes too
+                mean = self.accelerator.reduce(mean.to(self.accelerator.device), reduction="mean")
+                logs[prefix + name] = round(float(mean), 6)
+            terms.clear()
+        super().log(logs, start_time)
+
+    # ---------------------------------------------------------------------------- saving
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        super().save_model(output_dir, _internal_call)
+        output_dir = output_dir if output_dir is not None else self.args.output_dir
+        if self.args.should_save:
+            self.deqa_config.save(output_dir)
+            if self.resolved_config is not None:
+                from .config import RESOLVED_CONFIG_NAME
+
+                with open(os.path.join(output_dir, RESOLVED_CONFIG_NAME), "w", encoding="utf-8") as f:
+                    f.write(self.resolved_config)
