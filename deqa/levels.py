@@ -153,7 +153,7 @@ def _first_bad(mask: np.ndarray, arr: np.ndarray, name: str, what: str) -> None:
     if bad.size:
         i = int(bad[0])
         more = f" ({bad.size} bad values in total, first shown)" if bad.size > 1 else ""
-        raise ValueError(f"{name}[{i}] = {arr.flat[i]!r} {what}{more}")
+        raise ValueError(f"{name}[{i}] = {float(arr.flat[i])!r} {what}{more}")
 
 
 def _as_1d(x, name: str) -> np.ndarray:
