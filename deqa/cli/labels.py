@@ -199,6 +199,7 @@ def run(args) -> int:
         ("mean |std error|", _fmt(q.mean_abs_std_error)),
         ("valid vectors", _fmt(q.valid_fraction, pct=True)),
         ("Gaussian JS gap", _fmt(q.gaussian_js)),
+        ("  (DeQA approx.)", _fmt(q.gaussian_js_deqa)),
         ("JS to histograms", _fmt(q.histogram_js)),
         ("std imputed", f"{imputed} rows" + (f" (policy {args.no_std_policy})" if imputed else "")),
     ]

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ..levels import DEFAULT_LEVELS, LevelScale, impute_std, rescale_mos, soft_labels
+from ..metrics import gaussian_js, js_divergence
 from .formats import LabelTable
 from .manifest import ManifestRecord
 
@@ -136,8 +137,10 @@ class LabelQuality:
     Mean error: |sum_k v_k p_k - mos_norm| (p not renormalised, as a model's target would be).
     Std error: |reconstructed std - std_norm| with the std taken as sqrt(sum_k p_k (v_k - mean)^2)
     (DeQA-Score's convention); only rows with a given std. valid: finite, no negatives, sum 1
-    within 1e-6. gaussian_js: DeQA-Score's Gaussian JS between N(reconstructed mean, std) and
-    N(mos_norm, std_norm). histogram_js: discrete JS (rows normalised) to rating histograms.
+    within 1e-6. gaussian_js: the exact JS between N(reconstructed mean, std) and
+    N(mos_norm, std_norm); gaussian_js_deqa: the same gap with DeQA-Score's midpoint-Gaussian
+    approximation (unbounded). histogram_js: discrete JS (rows normalised) to rating histograms.
+    All means over rows, natural log.
     """
 
     n: int
@@ -146,6 +149,7 @@ class LabelQuality:
     mean_abs_std_error: float | None
     valid_fraction: float
     gaussian_js: float | None
+    gaussian_js_deqa: float | None
     histogram_js: float | None
 
     def as_dict(self) -> dict:
@@ -160,10 +164,6 @@ def label_quality(
     std_norm entries that are NaN (or std_norm None) are left out of the std-based statistics;
     histogram [N, K] (optional) gives the JS to real rating histograms.
     """
-    # Imported here: deqa.metrics is the metrics helper's module; levels/labeling must not
-    # depend on it at import time.
-    from .._gaps_tmp import gaussian_js, js_divergence
-
     p = np.asarray(probs, dtype=np.float64)
     v = np.asarray(values, dtype=np.float64)
     mos_norm = np.asarray(mos_norm, dtype=np.float64)
@@ -171,13 +171,15 @@ def label_quality(
     recon_std = np.sqrt(np.clip((p * (v[None] - mean[:, None]) ** 2).sum(-1), 0.0, None))
     err = np.abs(mean - mos_norm)
     valid = np.isfinite(p).all(-1) & (p >= 0).all(-1) & (np.abs(p.sum(-1) - 1) <= _VALID_TOL)
-    std_err = gjs = hjs = None
+    std_err = gjs = gjs_deqa = hjs = None
     if std_norm is not None:
         s = np.asarray(std_norm, dtype=np.float64)
         have = np.isfinite(s)
         if have.any():
             std_err = float(np.abs(recon_std[have] - s[have]).mean())
-            gjs = float(np.mean(gaussian_js(mos_norm[have], s[have], mean[have], recon_std[have])))
+            args = (mos_norm[have], s[have], mean[have], recon_std[have])
+            gjs = float(np.mean(gaussian_js(*args)))
+            gjs_deqa = float(np.mean(gaussian_js(*args, method="deqa")))
     if histogram is not None:
         hjs = float(np.mean(js_divergence(p, np.asarray(histogram, dtype=np.float64))))
     return LabelQuality(
@@ -187,6 +189,7 @@ def label_quality(
         mean_abs_std_error=std_err,
         valid_fraction=float(valid.mean()) if len(p) else 1.0,
         gaussian_js=gjs,
+        gaussian_js_deqa=gjs_deqa,
         histogram_js=hjs,
     )
 
