@@ -256,7 +256,7 @@ def variance_bounds(mos, values=LEVEL_VALUES) -> tuple[np.ndarray, np.ndarray]:
 def binary_labels(mos, values=LEVEL_VALUES) -> np.ndarray:
     """Two adjacent levels with exactly the given mean. mos: [N] -> [N, K]."""
     values = np.asarray(values, dtype=np.float64)
-    mos = np.asarray(mos, dtype=np.float64)
+    mos = np.atleast_1d(np.asarray(mos, dtype=np.float64))
     j, w = _bracket(mos, values)
     out = np.zeros(mos.shape + (len(values),))
     rows = np.arange(mos.size)
@@ -272,7 +272,7 @@ def onehot_labels(mos, values=LEVEL_VALUES) -> np.ndarray:
     sitting on a bin edge up to float noise stays in the lower bin.
     """
     values = np.asarray(values, dtype=np.float64)
-    mos = np.asarray(mos, dtype=np.float64)
+    mos = np.atleast_1d(np.asarray(mos, dtype=np.float64))
     k = len(values)
     width = (values[-1] - values[0]) / k
     idx = np.clip(np.ceil((mos - values[0] - 1e-8) / width).astype(np.int64), 1, k) - 1
@@ -306,7 +306,12 @@ def gaussian_labels(mos, std, values=LEVEL_VALUES) -> np.ndarray:
     mids = (values[1:] + values[:-1]) / 2
     lo_edges = np.concatenate([[-np.inf], mids])
     hi_edges = np.concatenate([mids, [np.inf]])
-    p = _interval_mass(np.asarray(mos, np.float64), np.asarray(std, np.float64), lo_edges, hi_edges)
+    p = _interval_mass(
+        np.atleast_1d(np.asarray(mos, np.float64)),
+        np.atleast_1d(np.asarray(std, np.float64)),
+        lo_edges,
+        hi_edges,
+    )
     p = np.clip(p, 0.0, None)
     return p / p.sum(-1, keepdims=True)
 
@@ -335,8 +340,8 @@ def deqa_labels(
     original: ~70% of KonIQ's labels do not, see BENCHMARKS.md).
     """
     values = np.asarray(values, dtype=np.float64)
-    mos = np.asarray(mos, dtype=np.float64)
-    std = np.asarray(std, dtype=np.float64)
+    mos = np.atleast_1d(np.asarray(mos, dtype=np.float64))
+    std = np.atleast_1d(np.asarray(std, dtype=np.float64))
     k = len(values)
     m, s = mos[:, None], std[:, None]
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -497,8 +502,8 @@ def moment_labels(mos, std, values=LEVEL_VALUES) -> np.ndarray:
     wherever feasible. mos, std: [N] on the level scale -> [N, K].
     """
     values = np.asarray(values, dtype=np.float64)
-    mos = np.asarray(mos, dtype=np.float64)
-    std = np.asarray(std, dtype=np.float64)
+    mos = np.atleast_1d(np.asarray(mos, dtype=np.float64))
+    std = np.atleast_1d(np.asarray(std, dtype=np.float64))
     n, k = mos.size, len(values)
     centre, half = (values[0] + values[-1]) / 2, (values[-1] - values[0]) / 2
     var_lo, var_hi = variance_bounds(mos, values)

@@ -149,6 +149,13 @@ def test_deqa_json_needs_no_scale(tmp_path, capsys):
     a, b = read_manifest(tmp_path / "m.jsonl")
     assert (a.mos, a.mos_norm, a.std, a.std_norm) == (3.1, 3.6, 0.5, 0.62)
     assert np.dot(b.probs, V) == pytest.approx(1.2)
+    # With --dataset the file's own normalised values still win (DeQA's KonIQ gt_score is the
+    # 1-5 rating mean, not the registry's 0-100 MOS); an explicit --mos-range overrides them.
+    rc, out, _ = run([src, "--dataset", "koniq10k", "-o", tmp_path / "m.jsonl"], capsys)
+    assert rc == 0 and "the file's own level-scale values" in out
+    assert read_manifest(tmp_path / "m.jsonl")[0].mos_norm == 3.6
+    rc, _, _ = run([src, "--mos-range", 1, 5, "-o", tmp_path / "m.jsonl"], capsys)
+    assert rc == 0 and read_manifest(tmp_path / "m.jsonl")[0].mos_norm == pytest.approx(3.1)
 
 
 def test_qalign_json_with_split_and_no_std_policy(tmp_path, capsys):

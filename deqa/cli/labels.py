@@ -16,7 +16,7 @@ from ..data.formats import LABEL_FORMATS, read_labels
 from ..data.labeling import MosScale, build_labels
 from ..data.manifest import write_manifest
 from ..data.registry import get_dataset
-from ..levels import NO_STD_POLICIES, SOFT_LABEL_METHODS
+from ..levels import DEFAULT_STD, NO_STD_POLICIES, SOFT_LABEL_METHODS
 
 __all__ = ["main", "build_parser"]
 
@@ -42,7 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("auto", *LABEL_FORMATS),
         help="label file format (default: detect)",
     )
-    scale = p.add_argument_group("score scale (overrides the --dataset's)")
+    scale = p.add_argument_group(
+        "score scale (overrides the --dataset's; DeQA-Score JSON uses its own gt_score_norm unless given)"
+    )
     scale.add_argument(
         "--mos-range",
         nargs=2,
@@ -86,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument(
         "--default-std",
         type=float,
-        help="std on the 1-5 scale when the data set has none (default 0.7)",
+        help=f"std on the 1-5 scale when the data set has none (default {DEFAULT_STD})",
     )
     sel = p.add_argument_group("columns and rows")
     sel.add_argument(
@@ -121,6 +123,10 @@ def _std_scale(text: str | None) -> tuple[tuple[float, float] | None, bool] | No
 
 
 def _resolve_scale(args, spec, table) -> MosScale | None:
+    if table.mos_norm is not None and not (args.mos_range or args.observed_range):
+        # DeQA-Score JSON carries its own level-scale values (gt_score_norm, std_norm); its raw
+        # gt_score need not be on the registry's scale (KonIQ's is the 1-5 rating mean).
+        return None
     base = MosScale.from_dataset(spec) if spec is not None else None
     std = _std_scale(args.std_scale)
     std_range, ignore_std = (
@@ -189,7 +195,9 @@ def run(args) -> int:
     print(
         f"deqa-labels: wrote {n} records to {args.output} (data set {name}, method {args.method})"
     )
-    if scale is not None:
+    if scale is None:
+        print("  scale: the file's own level-scale values (gt_score_norm, std_norm)")
+    else:
         direction = "lower is better" if scale.lower_better else "higher is better"
         std_note = "ignored" if scale.ignore_std else f"on {scale.std_range or 'the score scale'}"
         print(f"  scale: scores on {scale.mos_range} ({direction}) -> [1, 5]; std {std_note}")
