@@ -57,9 +57,13 @@ class TrainingModel:
     projector: str | None
 
 
-def _skeleton_paths(model_args: ModelArguments) -> tuple[str | None, str | None]:
-    # Module paths without loading weights: the model built on the meta device.
+def _skeleton_paths(model_args: ModelArguments) -> tuple[str | None, str | None, list[str]]:
+    # Module paths without loading weights: the model built on the meta device. The third item
+    # lists everything outside the language model: what QLoRA must not quantise (the same rule
+    # as 4-bit scoring).
     from transformers import AutoConfig, AutoModelForImageTextToText
+
+    from ..models.loading import non_language_modules
 
     config = AutoConfig.from_pretrained(
         model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code
@@ -68,7 +72,11 @@ def _skeleton_paths(model_args: ModelArguments) -> tuple[str | None, str | None]
         skeleton = AutoModelForImageTextToText.from_config(
             config, trust_remote_code=model_args.trust_remote_code
         )
-    return find_submodule(skeleton, VISION_TOWER_NAMES), find_submodule(skeleton, PROJECTOR_NAMES)
+    return (
+        find_submodule(skeleton, VISION_TOWER_NAMES),
+        find_submodule(skeleton, PROJECTOR_NAMES),
+        non_language_modules(skeleton),
+    )
 
 
 def _quantization_config(lora_args: LoraArguments, skip: list[str]):
@@ -126,7 +134,7 @@ def load_training_model(
         processor.tokenizer, deqa_config.level_words, build_prompt_text(processor, deqa_config)
     )
 
-    vision, projector = _skeleton_paths(model_args)
+    vision, projector, skip = _skeleton_paths(model_args)
     kwargs: dict = dict(
         dtype=_DTYPES[model_args.dtype],
         trust_remote_code=model_args.trust_remote_code,
@@ -134,7 +142,6 @@ def load_training_model(
     if model_args.attn_implementation:
         kwargs["attn_implementation"] = model_args.attn_implementation
     if lora_args.tuning == "qlora":
-        skip = [p for p in (vision, projector) if p] + ["lm_head"]
         kwargs["quantization_config"] = _quantization_config(lora_args, skip)
         kwargs["device_map"] = {"": device_index} if device_index is not None else "cpu"
     model = AutoModelForImageTextToText.from_pretrained(path, **kwargs)

@@ -39,33 +39,28 @@ def loss_weights_from_args(args) -> DeQALossWeights:
     )
 
 
-def _correlations(pred: np.ndarray, target: np.ndarray) -> tuple[float, float]:
-    # Until deqa.metrics lands on this branch: the same definitions through scipy.stats.
-    from scipy import stats
-
-    if len(pred) < 2 or np.ptp(pred) == 0 or np.ptp(target) == 0:
-        return float("nan"), float("nan")
-    return float(stats.spearmanr(pred, target)[0]), float(stats.pearsonr(pred, target)[0])
-
-
 def compute_quality_metrics(eval_pred: EvalPrediction, level_values=None) -> dict[str, float]:
-    """SRCC, PLCC (uncorrected), MAE and RMSE of the expected level score against the MOS.
+    """SRCC, KRCC, PLCC (raw and after the 4-parameter logistic), MAE and RMSE of the expected
+    level score against the MOS (level scale).
 
     predictions: [N, K] level probabilities; label_ids: [N, 2] (mos, std) on the level scale.
+    Correlations are NaN when undefined (fewer than 3 images, constant predictions).
     """
+    from ..metrics import iqa_metrics
+
     probs = np.asarray(eval_pred.predictions, dtype=np.float64)
     labels = np.asarray(eval_pred.label_ids, dtype=np.float64)
     values = np.arange(1, probs.shape[1] + 1) if level_values is None else np.asarray(level_values)
     score = probs @ values
     mos = labels[:, 0]
-    srcc, plcc = _correlations(score, mos)
     err = score - mos
-    return {
-        "srcc": srcc,
-        "plcc": plcc,
-        "mae": float(np.abs(err).mean()),
-        "rmse": float(np.sqrt((err**2).mean())),
-    }
+    out = {"mae": float(np.abs(err).mean()), "rmse": float(np.sqrt((err**2).mean()))}
+    try:
+        m = iqa_metrics(score, mos, warn=False)
+        out.update(srcc=m.srcc, krcc=m.krcc, plcc=m.plcc, plcc_fitted=m.plcc_fitted)
+    except ValueError:  # constant predictions early in training: correlations are undefined
+        out.update(srcc=float("nan"), krcc=float("nan"), plcc=float("nan"), plcc_fitted=float("nan"))
+    return out
 
 
 class DeQATrainer(Trainer):
