@@ -127,8 +127,8 @@ def _write_split(root: Path, name: str, photos, n: int, size: int, rng, label_me
 def make_synthetic_task(
     out_dir: str | Path,
     *,
-    n_train: int = 128,
-    n_val: int = 64,
+    n_train: int = 2048,
+    n_val: int = 128,
     size: int = 56,
     seed: int = 0,
     label_method: str = "moment",
@@ -150,8 +150,8 @@ def make_synthetic_task(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Write the synthetic blur/noise quality task.")
     parser.add_argument("out_dir")
-    parser.add_argument("--n-train", type=int, default=128)
-    parser.add_argument("--n-val", type=int, default=64)
+    parser.add_argument("--n-train", type=int, default=2048)
+    parser.add_argument("--n-val", type=int, default=128)
     parser.add_argument("--size", type=int, default=56)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
