@@ -1,0 +1,48 @@
+"""``deqa export``: turn a training checkpoint into a standalone model.
+
+    deqa export outputs/run/checkpoint-600 --merge -o outputs/run-merged [--dtype bf16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="deqa export", description=__doc__.splitlines()[0])
+    p.add_argument("checkpoint", help="a deqa-train output folder or checkpoint-N folder (LoRA adapter)")
+    p.add_argument("--merge", action="store_true", help="fold the LoRA weights into the base model")
+    p.add_argument("-o", "--output", required=True, help="folder for the exported model (created)")
+    p.add_argument("--dtype", default="bf16", help="bf16 (default), fp16, fp32 or auto")
+    p.add_argument("--device", default="cpu", help="where to merge (cpu, cuda, ...)")
+    p.add_argument("--trust-remote-code", action="store_true", help="allow custom model code")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if not args.merge:
+        print("deqa export: nothing to do; pass --merge to write a merged model", file=sys.stderr)
+        return 2
+    from deqa.training.export import merge_checkpoint
+
+    try:
+        out = merge_checkpoint(
+            args.checkpoint,
+            args.output,
+            dtype=args.dtype,
+            device=args.device,
+            trust_remote_code=args.trust_remote_code,
+        )
+    except (ValueError, FileNotFoundError) as err:
+        print(f"deqa export: {err}", file=sys.stderr)
+        return 2
+    print(f"merged model written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
