@@ -221,7 +221,7 @@ class DeQATrainingArguments(TrainingArguments):
 
     Defaults that differ from TrainingArguments: ``remove_unused_columns=False`` (the collator
     builds the batch), ``report_to="tensorboard"``, ``metric_for_best_model="srcc"``,
-    ``save_safetensors`` kept on. ``per_device_train_batch_size`` counts *pairs*: each holds two
+    ``ddp_find_unused_parameters=False``. ``per_device_train_batch_size`` counts *pairs*: each holds two
     images of the same data set for the fidelity loss.
     """
 
@@ -244,6 +244,10 @@ class DeQATrainingArguments(TrainingArguments):
     metric_for_best_model: str | None = field(
         default="srcc", metadata={"help": "Validation metric that picks the best checkpoint."}
     )
+    ddp_find_unused_parameters: bool | None = field(
+        default=False,
+        metadata={"help": "Every trainable weight is used in each step: skip DDP's extra graph walk."},
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -255,6 +259,11 @@ class DeQATrainingArguments(TrainingArguments):
             raise ConfigError("ce_weight, kl_weight and fidelity_weight are all 0: nothing to train")
         if self.fidelity_std is not None and not self.fidelity_std > 0:
             raise ConfigError(f"fidelity_std must be > 0 or null, got {self.fidelity_std}")
+        if self.remove_unused_columns:
+            raise ConfigError(
+                "remove_unused_columns must be false: the DeQA collator's batch keys (level positions, "
+                "soft labels, pairs) are not model.forward arguments"
+            )
 
 
 _SECTIONS = (ModelArguments, DataArguments, LoraArguments, DeQATrainingArguments)
@@ -334,8 +343,8 @@ def _field_names() -> dict[str, str]:
 
 
 def _unknown_key(key: str, where: str, known: dict[str, str]) -> ConfigError:
-    close = difflib.get_close_matches(key, list(known), n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    close = difflib.get_close_matches(key, list(known), n=3)
+    hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
     return ConfigError(f"unknown key {key!r} in {where}{hint}; valid keys are the fields of "
                        "ModelArguments, DataArguments, LoraArguments and DeQATrainingArguments")
 

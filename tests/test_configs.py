@@ -1,0 +1,195 @@
+"""Every shipped config loads and validates; YAML + CLI parsing of deqa-train's typed arguments."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from deqa.training.config import (
+    DEFAULT_LORA_TARGETS,
+    RESOLVED_CONFIG_NAME,
+    ConfigError,
+    load_train_config,
+    parse_overrides,
+    save_resolved_config,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAIN_CONFIGS = sorted((ROOT / "configs" / "train").glob("*.yaml"))
+ACCELERATE_CONFIGS = sorted((ROOT / "configs" / "accelerate").glob("*.yaml"))
+DEEPSPEED_CONFIGS = sorted((ROOT / "configs" / "deepspeed").glob("*.json"))
+
+MINIMAL = "model_name_or_path: some/model\ntrain_manifests: [a.jsonl]\noutput_dir: {out}\n"
+
+
+def _write(tmp_path, text, name="c.yaml"):
+    path = tmp_path / name
+    path.write_text(text.format(out=tmp_path / "out"))
+    return path
+
+
+def test_the_shipped_configs_are_there():
+    names = {p.stem for p in TRAIN_CONFIGS}
+    assert {
+        "qwen2_5_vl_7b_koniq",
+        "qwen2_5_vl_7b_mix3",
+        "qwen2_5_vl_3b_koniq",
+        "qwen2_5_vl_3b_mix3",
+        "internvl3_8b_koniq",
+        "qwen2_5_vl_7b_koniq_qlora",
+        "tiny_cpu",
+    } <= names
+    assert {p.stem for p in ACCELERATE_CONFIGS} >= {
+        "single_gpu",
+        "multi_gpu_ddp",
+        "deepspeed_zero2",
+        "deepspeed_zero3",
+        "deepspeed_zero3_offload",
+        "multi_node_example",
+        "cpu",
+    }
+
+
+@pytest.mark.parametrize("path", TRAIN_CONFIGS, ids=lambda p: p.stem)
+def test_every_train_config_validates(path):
+    # use_cpu: bf16 configs are checked on this GPU-less machine through CPU autocast.
+    cfg = load_train_config(path, ["use_cpu=true"])
+    assert cfg.training.output_dir
+    assert cfg.training.remove_unused_columns is False
+    if path.stem != "tiny_cpu":  # the DeQA recipe
+        lora, t = cfg.lora, cfg.training
+        assert (lora.lora_r, lora.lora_alpha) == (128, 256)
+        assert t.learning_rate == 2e-5 and t.num_train_epochs == 3 and t.warmup_steps == 0.03
+        assert t.lr_scheduler_type.value == "cosine" and t.bf16 and t.activation_checkpointing
+        assert (t.ce_weight, t.kl_weight, t.fidelity_weight) == (0.05, 0.05, 1.0)
+        assert cfg.data.eval_manifest and t.load_best_model_at_end
+    if "mix3" in path.stem:
+        assert len(cfg.data.train_manifests) == 3 == len(cfg.data.image_roots)
+    if "qlora" in path.stem:
+        assert cfg.lora.tuning == "qlora" and cfg.lora.bnb_4bit_quant_type == "nf4"
+
+
+@pytest.mark.parametrize("path", ACCELERATE_CONFIGS, ids=lambda p: p.stem)
+def test_every_accelerate_config_loads_with_accelerate(path):
+    from accelerate.commands.config.config_args import ClusterConfig
+
+    cfg = ClusterConfig.from_yaml_file(str(path))  # accelerate's own loader: unknown keys fail
+    ds_file = (cfg.deepspeed_config or {}).get("deepspeed_config_file")
+    if ds_file:
+        assert (ROOT / ds_file).is_file(), f"{path.name} points to missing {ds_file}"
+
+
+@pytest.mark.parametrize("path", DEEPSPEED_CONFIGS, ids=lambda p: p.stem)
+def test_every_deepspeed_config_is_valid_json_with_auto_batch(path):
+    cfg = json.loads(path.read_text())
+    assert cfg["zero_optimization"]["stage"] in (2, 3)
+    # the Trainer fills the batch sizes from the training config
+    assert cfg["train_micro_batch_size_per_gpu"] == "auto"
+    if "offload" in path.stem:
+        assert cfg["zero_optimization"]["offload_optimizer"]["device"] == "cpu"
+
+
+def test_yaml_strings_are_converted_and_overrides_win(tmp_path):
+    path = _write(tmp_path, MINIMAL + "learning_rate: 2e-5\nlora_r: 8\n")  # '2e-5' is a YAML string
+    cfg = load_train_config(path)
+    assert cfg.training.learning_rate == 2e-5 and isinstance(cfg.training.learning_rate, float)
+    cfg = load_train_config(
+        path,
+        [
+            "lora_r=4",
+            "--learning_rate",
+            "1e-4",
+            "--num_train_epochs=2",
+            "image_roots=[r1]",
+            "--dataset_weights",
+            "0.5",
+            "fidelity_std=null",
+            "--bf16",
+            "false",
+            "processor_kwargs={max_pixels: 3136}",
+            "--question",
+            "rate=this?",
+        ],
+    )
+    assert cfg.lora.lora_r == 4
+    assert cfg.training.learning_rate == 1e-4 and cfg.training.num_train_epochs == 2
+    assert cfg.data.image_roots == ["r1"] and cfg.data.dataset_weights == [0.5]
+    assert cfg.training.fidelity_std is None and cfg.training.bf16 is False
+    assert cfg.model.processor_kwargs == {"max_pixels": 3136}
+    assert cfg.model.question == "rate=this?"  # a value after --key may contain '='
+    assert cfg.lora.lora_target_modules == DEFAULT_LORA_TARGETS
+
+
+def test_parse_overrides_forms():
+    assert parse_overrides(["a=1", "--b", "2", "--c=3", "d=[x, y]", "--e", "f", "g"]) == [
+        "--a", "1", "--b", "2", "--c", "3", "--d", "x", "y", "--e", "f", "g",
+    ]
+
+
+def test_unknown_key_in_yaml_names_key_file_and_suggestion(tmp_path):
+    path = _write(tmp_path, MINIMAL + "lerning_rate: 1e-4\n")
+    with pytest.raises(ConfigError) as err:
+        load_train_config(path)
+    msg = str(err.value)
+    assert "'lerning_rate'" in msg and str(path) in msg and "did you mean 'learning_rate'" in msg
+
+
+def test_unknown_key_on_the_command_line(tmp_path):
+    path = _write(tmp_path, MINIMAL)
+    with pytest.raises(ConfigError, match="'lora_rank' in the command-line overrides.*'lora_r'"):
+        load_train_config(path, ["lora_rank=8"])
+    with pytest.raises(ConfigError, match="'learn'"):  # no abbreviations
+        load_train_config(path, ["--learn", "1"])
+    with pytest.raises(ConfigError, match="lora_r.*invalid int value: 'abc'"):
+        load_train_config(path, ["--lora_r", "abc"])
+    with pytest.raises(ConfigError, match="invalid choice"):
+        load_train_config(path, ["tuning=dora"])
+
+
+@pytest.mark.parametrize(
+    "extra, match",
+    [
+        ("", None),
+        ("image_roots: [a, b]\n", "image_roots has 2 entries for 1 train_manifests"),
+        ("dataset_weights: [0]\n", "dataset_weights must be finite and > 0"),
+        ("lora_dropout: 1.5\n", "lora_dropout"),
+        ("lora_target_modules: '(unclosed'\n", "not a valid regex"),
+        ("kl_weight: -1\n", "kl_weight must be finite and >= 0"),
+        ("ce_weight: 0\nkl_weight: 0\nfidelity_weight: 0\n", "nothing to train"),
+        ("remove_unused_columns: true\n", "remove_unused_columns must be false"),
+        ("eval_strategy: steps\n", "needs eval_manifest"),
+        ("tuning: full\ntrain_vision_tower: true\n", "already trains every weight"),
+        ("level_words: [a, b]\n", "level_words needs 5 words"),
+        ("processor_kwargs: '[1, 2]'\n", "processor_kwargs must be a mapping"),
+    ],
+)
+def test_cross_field_checks(tmp_path, extra, match):
+    path = _write(tmp_path, MINIMAL + extra)
+    if match is None:
+        load_train_config(path)
+        return
+    with pytest.raises(ConfigError, match=match):
+        load_train_config(path)
+
+
+def test_missing_required_and_unreadable_files(tmp_path):
+    with pytest.raises(ConfigError, match="model_name_or_path is required"):
+        load_train_config(_write(tmp_path, "train_manifests: [a.jsonl]\n"))
+    with pytest.raises(ConfigError, match="train_manifests is required"):
+        load_train_config(_write(tmp_path, "model_name_or_path: m\n"))
+    with pytest.raises(ConfigError, match="cannot read config"):
+        load_train_config(tmp_path / "missing.yaml")
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        load_train_config(_write(tmp_path, "- a\n- b\n"))
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_train_config(_write(tmp_path, "a: [\n"))
+
+
+def test_resolved_config_round_trips(tmp_path):
+    cfg = load_train_config(_write(tmp_path, MINIMAL), ["lora_r=4", "fidelity_std=null", "hub_token=secret"])
+    path = save_resolved_config(cfg, tmp_path / "run")
+    assert path.name == RESOLVED_CONFIG_NAME
+    assert "secret" not in path.read_text()  # tokens are never written next to checkpoints
+    again = load_train_config(path)
+    assert again.to_flat_dict() == {**cfg.to_flat_dict()}
+    assert again.lora.lora_r == 4 and again.training.fidelity_std is None
