@@ -1,0 +1,306 @@
+"""DeQA training on tiny random VLMs (CPU, offline): collator, what is trained, learning, resume,
+QLoRA, checkpoints that score through deqa-score, export --merge."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from deqa.training.config import RESOLVED_CONFIG_NAME, load_train_config
+from deqa.training.recipe import DeQARecipe
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "configs" / "train" / "tiny_cpu.yaml"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # Tiny matmuls: one thread is faster, and two threads on a shared 2-core box thrash.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def qwen(tiny_vlm_path):
+    # Text init range 0.1: large enough for a frozen random LM head to separate the level logits,
+    # small enough not to saturate attention (0.3 does, and then nothing routes the image).
+    return tiny_vlm_path("qwen2_5_vl", text_initializer_range=0.1)
+
+
+@pytest.fixture(scope="module")
+def task(tmp_path_factory):
+    from deqa.training.synthetic import make_synthetic_task
+
+    return make_synthetic_task(tmp_path_factory.mktemp("synthetic"), n_train=2048, n_val=128, seed=0)
+
+
+@pytest.fixture
+def make_config(qwen, task, tmp_path):
+    def make(*overrides, out=None):
+        return load_train_config(
+            TINY,
+            [
+                f"model_name_or_path={qwen}",
+                f"train_manifests=[{task.train_manifest}]",
+                f"eval_manifest={task.val_manifest}",
+                f"output_dir={out or tmp_path / 'run'}",
+                "report_to=none",
+                "disable_tqdm=true",
+                *overrides,
+            ],
+        )
+
+    return make
+
+
+def _base_weights(folder) -> dict[str, torch.Tensor]:
+    # Through from_pretrained: saved files may use the family's legacy key names.
+    from transformers import AutoModelForImageTextToText
+
+    return AutoModelForImageTextToText.from_pretrained(folder).state_dict()
+
+
+def _fixed_batch(recipe, n_pairs=4):
+    ds = recipe.trainer.train_dataset
+    return recipe.trainer.data_collator([ds[(i, i + 1)] for i in range(0, 2 * n_pairs, 2)])
+
+
+def _loss(recipe, batch):
+    trainer = recipe.trainer
+    trainer.model.eval()
+    with torch.no_grad():
+        return float(trainer.compute_loss(trainer.model, dict(batch)))
+
+
+# ------------------------------------------------------------------------------------ collator
+def test_collator_answer_labels_and_level_positions(make_config):
+    recipe = DeQARecipe(make_config("eval_strategy=no", "load_best_model_at_end=false"))
+    recipe.setup()
+    batch = _fixed_batch(recipe, n_pairs=3)
+    tok = recipe.built.processor.tokenizer
+    ids, labels, pos = batch["input_ids"], batch["labels"], batch["level_positions"]
+    assert ids.shape[0] == 6 and batch["level_probs"].shape == (6, 5)
+    assert batch["pair_a"].tolist() == [0, 1, 2] and batch["pair_b"].tolist() == [3, 4, 5]
+    level_ids = recipe.built.level_token_ids
+    for row in range(6):
+        want = level_ids[int(batch["level_probs"][row].argmax())]
+        assert ids[row, pos[row]] == want  # the level token sits at the level position
+        answer = labels[row] != -100
+        assert answer.nonzero()[0, 0] == pos[row]  # labels start at the level token ...
+        assert answer[pos[row]:].all() and not answer[: pos[row]].any()  # ... and cover the rest
+        text = tok.decode(ids[row, pos[row] - 6 : pos[row] + 2])
+        assert "The quality of the image is" in text
+    # left padding: every answer ends at the last position
+    assert (batch["attention_mask"][:, -1] == 1).all()
+
+
+def test_prompt_longer_than_max_length_is_an_error(make_config):
+    from deqa.models.prompt import PromptTooLongError
+
+    recipe = DeQARecipe(make_config("max_length=12", "eval_strategy=no", "load_best_model_at_end=false"))
+    recipe.setup()
+    ds = recipe.trainer.train_dataset
+    with pytest.raises(PromptTooLongError, match="max_length=12"):
+        recipe.trainer.data_collator([ds[(0, 1)]])
+
+
+# ------------------------------------------------------------------------------ what is trained
+def test_lora_steps_lower_the_loss_and_change_only_the_adapters(make_config, qwen):
+    recipe = DeQARecipe(
+        make_config(
+            "train_vision_tower=false", "train_projector=false", "max_steps=15", "learning_rate=2e-3",
+            "eval_strategy=no", "load_best_model_at_end=false", "save_strategy=no", "warmup_steps=0",
+        )
+    )
+    recipe.setup()
+    batch = _fixed_batch(recipe)
+    before = _loss(recipe, batch)
+    recipe.train()
+    after = _loss(recipe, batch)
+    assert after < before
+    base = _base_weights(qwen)
+    model = recipe.trainer.model
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n for n in trainable)
+    assert all(".language_model.layers." in n for n in trainable)  # the LM only, by default
+    changed_lora = 0
+    for name, p in model.named_parameters():
+        if "lora_B" in name:
+            changed_lora += int(p.abs().sum() > 0)  # B starts at zero
+        elif "lora_" not in name:
+            key = name.replace("base_model.model.", "").replace(".base_layer", "")
+            assert torch.equal(p.detach(), base[key]), f"base weight {key} changed"
+    assert changed_lora == sum("lora_B" in n for n in trainable)
+
+
+def test_vision_tower_and_projector_are_trained_fully_and_saved(make_config, tmp_path):
+    recipe = DeQARecipe(
+        make_config("max_steps=2", "eval_strategy=no", "load_best_model_at_end=false", "save_strategy=no")
+    )
+    recipe.setup()
+    assert recipe.built.vision_tower == "model.visual" and recipe.built.projector == "model.visual.merger"
+    model = recipe.trainer.model
+    visual = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad and ".visual." in n}
+    assert visual and any(".merger." in n for n in visual)
+    recipe.train()
+    out = recipe.cleanup()
+    moved = sum(not torch.equal(p.detach(), visual[n]) for n, p in model.named_parameters() if n in visual)
+    assert moved > len(visual) // 2
+    saved = load_file(str(out / "adapter_model.safetensors"))
+    assert any(".visual." in k for k in saved) and any("lora_A" in k for k in saved)
+
+
+def test_full_fine_tuning_trains_every_weight(make_config, qwen):
+    recipe = DeQARecipe(
+        make_config(
+            "tuning=full", "train_vision_tower=false", "train_projector=false", "max_steps=2",
+            "eval_strategy=no", "load_best_model_at_end=false", "save_strategy=no",
+        )
+    )
+    recipe.setup()
+    model = recipe.trainer.model
+    assert all(p.requires_grad for p in model.parameters())
+    recipe.train()
+    out = recipe.cleanup()
+    base = _base_weights(qwen)
+    saved = _base_weights(out)
+    key = "model.language_model.layers.0.self_attn.q_proj.weight"
+    assert not torch.equal(saved[key], base[key])
+    assert (out / "deqa_config.json").is_file() and not (out / "adapter_config.json").exists()
+
+
+def test_qlora_runs_on_cpu(make_config):
+    pytest.importorskip("bitsandbytes")
+    import bitsandbytes as bnb
+
+    recipe = DeQARecipe(
+        make_config(
+            "tuning=qlora", "bnb_4bit_compute_dtype=float32", "train_vision_tower=false", "max_steps=3",
+            "eval_strategy=no", "load_best_model_at_end=false", "save_strategy=no",
+        )
+    )
+    recipe.setup()
+    model = recipe.trainer.model
+    quantised = [n for n, m in model.named_modules() if isinstance(m, bnb.nn.Linear4bit)]
+    assert quantised and all(".language_model." in n for n in quantised)
+    assert not any(".visual." in n for n in quantised)  # skipped by its full path
+    batch = _fixed_batch(recipe, 2)
+    lora_b = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_B" in n}
+    out = recipe.train()
+    assert np.isfinite(out.training_loss)
+    assert any(not torch.equal(p, lora_b[n]) for n, p in model.named_parameters() if n in lora_b)
+    assert np.isfinite(_loss(recipe, batch))
+
+
+# ----------------------------------------------------------------------------- learning + scoring
+def test_learning_scoring_and_export(make_config, task, tmp_path, capsys):
+    """The DeQA objective teaches a tiny random VLM to see blur and noise: held-out SRCC >= 0.9
+    on photographs never seen in training. The checkpoint then scores through deqa-score with
+    the same numbers, and `deqa export --merge` gives the same scores without peft."""
+    from deqa.cli.export import main as export_main
+    from deqa.cli.score import main as score_main
+
+    out = tmp_path / "learn"
+    recipe = DeQARecipe(make_config("report_to=tensorboard", out=out))
+    recipe.setup()
+    recipe.train()
+    recipe.cleanup()
+    state = recipe.trainer.state
+    evals = [e for e in state.log_history if "eval_srcc" in e]
+    best = max(e["eval_srcc"] for e in evals)
+    print(f"\nheld-out SRCC by step: {[(e['step'], round(e['eval_srcc'], 4)) for e in evals]}")
+    assert best >= 0.9
+    assert state.best_metric == pytest.approx(best)
+    # every loss term is logged (and written to TensorBoard)
+    train_logs = [e for e in state.log_history if "loss" in e]
+    assert all({"loss_ce", "loss_kl", "loss_fidelity"} <= set(e) for e in train_logs)
+    assert train_logs[-1]["loss_fidelity"] < train_logs[0]["loss_fidelity"]
+    assert list((out / "runs").rglob("events.out.tfevents.*"))
+    # checkpoints hold adapter, processor, deqa_config.json and the resolved config
+    ckpts = sorted(out.glob("checkpoint-*"))
+    assert ckpts
+    for folder in [out, *ckpts]:
+        for name in ("adapter_model.safetensors", "processor_config.json", "deqa_config.json", RESOLVED_CONFIG_NAME):
+            assert (folder / name).is_file(), f"{folder.name} lacks {name}"
+    assert json.loads((out / "deqa_config.json").read_text())["base_model"] == str(Path(recipe.config.model.model_name_or_path).resolve())
+
+    # deqa-score --model <output dir> reproduces the validation SRCC of the best checkpoint
+    scores_file = tmp_path / "scores.jsonl"
+    assert score_main(["--model", str(out), str(task.root / "val"), "-o", str(scores_file), "--format", "jsonl", "-q"]) == 0
+    scored = {Path(r["input"]).name: r["score"] for r in map(json.loads, scores_file.read_text().splitlines())}
+    mos = {Path(r["image"]).name: r["mos"] for r in map(json.loads, task.val_manifest.read_text().splitlines())}
+    from deqa.metrics import srcc
+
+    names = sorted(mos)
+    assert len(scored) == len(names)
+    assert srcc([scored[n] for n in names], [mos[n] for n in names]) == pytest.approx(best, abs=1e-6)
+
+    # export --merge: a plain model that scores the same
+    merged = tmp_path / "merged"
+    assert export_main([str(out), "--merge", "-o", str(merged), "--dtype", "fp32"]) == 0
+    assert (merged / "model.safetensors").is_file() and not (merged / "adapter_config.json").exists()
+    merged_file = tmp_path / "merged.jsonl"
+    some = [str(task.root / "val" / n) for n in names[:8]]
+    assert score_main(["--model", str(merged), *some, "-o", str(merged_file), "--format", "jsonl", "-q"]) == 0
+    for r in map(json.loads, merged_file.read_text().splitlines()):
+        assert r["score"] == pytest.approx(scored[Path(r["input"]).name], abs=1e-4)
+    assert export_main([str(merged), "--merge", "-o", str(tmp_path / "again")]) == 2
+    assert "not a LoRA checkpoint" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------- resume
+class _Crash(RuntimeError):
+    pass
+
+
+def test_killed_run_resumes_to_the_same_loss_curve(make_config, tmp_path):
+    from transformers import TrainerCallback
+
+    # 64 anchors / 8 pairs = 8 steps per epoch: the crash at step 11 is in the second epoch,
+    # after the checkpoint of step 10. Dropout on, so RNG state must be restored too.
+    common = (
+        "max_steps=14", "save_steps=5", "logging_steps=1", "eval_strategy=no", "load_best_model_at_end=false",
+        "lora_dropout=0.1", "dataset_weights=[0.03125]",
+    )
+    full = DeQARecipe(make_config(*common, out=tmp_path / "full"))
+    full.setup()
+    full.train()
+    curve = {e["step"]: e["loss"] for e in full.trainer.state.log_history if "loss" in e}
+
+    class CrashAt(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 11:
+                raise _Crash
+
+    crashed = DeQARecipe(make_config(*common, out=tmp_path / "crashed"))
+    crashed.setup()
+    crashed.trainer.add_callback(CrashAt())
+    with pytest.raises(_Crash):
+        crashed.train()
+    resumed = DeQARecipe(make_config(*common, "resume_from_checkpoint=latest", out=tmp_path / "crashed"))
+    resumed.setup()
+    resumed.train()
+    again = {e["step"]: e["loss"] for e in resumed.trainer.state.log_history if "loss" in e}
+    assert sorted(again) == list(range(1, 15))  # steps 1..10 come from the checkpoint's state
+    for step in range(11, 15):
+        assert again[step] == pytest.approx(curve[step], rel=1e-5), f"step {step}"
+
+
+def test_resume_latest_without_checkpoint_is_an_error(make_config, tmp_path):
+    recipe = DeQARecipe(make_config("resume_from_checkpoint=latest", "eval_strategy=no", "load_best_model_at_end=false"))
+    recipe.setup()
+    with pytest.raises(FileNotFoundError, match="no checkpoint-\\* folder"):
+        recipe.train()
+
+
+def test_cli_reports_config_errors(tmp_path, capsys):
+    from deqa.cli.train import main
+
+    assert main(["--config", str(TINY), "lerning_rate=1"]) == 2
+    err = capsys.readouterr().err
+    assert "deqa-train:" in err and "'lerning_rate'" in err and "learning_rate" in err
