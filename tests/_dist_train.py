@@ -15,8 +15,20 @@ from deqa.cli.train import _parse
 from deqa.training.recipe import DeQARecipe
 
 
+def _skip_deepspeed_shm_op() -> None:
+    # DeepSpeed's CPU accelerator JIT-compiles an optional shared-memory allreduce kernel at
+    # init (~2 min on 2 cores, and this sandbox's unreliable mtimes make ninja rebuild it every
+    # run). Marking it incompatible makes DeepSpeed use the plain gloo collectives instead.
+    try:
+        import deepspeed.ops
+    except ImportError:
+        return
+    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+
+
 def main() -> int:
     torch.set_num_threads(1)
+    _skip_deepspeed_shm_op()
     config = _parse(sys.argv[1:])
     recipe = DeQARecipe(config)
     recipe.setup()

@@ -260,6 +260,7 @@ def test_deqa_loss_gradcheck():
                 x, labels, level_pos, level_ids, target, mos=mos, mos_std=std, weights=w, **pairs
             ).loss,
             (logits,),
+            fast_mode=True,
         )
 
 
