@@ -60,7 +60,15 @@ class IntensityScorer(Scorer):
         out = []
         for grey in batch:
             s = 1.0 + 4.0 * float(grey.mean()) / 255.0
-            out.append(ScoreResult(input="", score=s, score_0_1=(s - 1) / 4, level=level_word(s), model=self.model_id))
+            out.append(
+                ScoreResult(
+                    input="",
+                    score=s,
+                    score_0_1=(s - 1) / 4,
+                    level=level_word(s),
+                    model=self.model_id,
+                )
+            )
         return out
 
 
@@ -84,7 +92,9 @@ class SharpnessScorer(Scorer):
         self.seen += len(batch)
         out = []
         for g in batch:
-            lap = np.abs(4 * g[1:-1, 1:-1] - g[:-2, 1:-1] - g[2:, 1:-1] - g[1:-1, :-2] - g[1:-1, 2:]).mean()
+            lap = np.abs(
+                4 * g[1:-1, 1:-1] - g[:-2, 1:-1] - g[2:, 1:-1] - g[1:-1, :-2] - g[1:-1, 2:]
+            ).mean()
             target = 1.0 + 4.0 * lap / (lap + 8.0)
             out.append(_result(level_probs(target), self.model_id))
         return out
@@ -115,7 +125,9 @@ def intensity_score(s: float) -> float:
     return 1.0 + 4.0 * int(round(255 * (s - 1.0) / 4.0)) / 255.0
 
 
-def make_blur_dataset(folder: Path, n_crops: int = 4, blurs=(0.0, 0.6, 1.2, 2.0, 3.0, 4.5)) -> tuple[Path, Path]:
+def make_blur_dataset(
+    folder: Path, n_crops: int = 4, blurs=(0.0, 0.6, 1.2, 2.0, 3.0, 4.5)
+) -> tuple[Path, Path]:
     """Crops of a real photo (skimage 'astronaut'), each blurred with increasing sigma.
 
     Returns (image folder, label CSV). MOS on a 0-100 scale falls with the blur (plus a per-crop
@@ -137,7 +149,14 @@ def make_blur_dataset(folder: Path, n_crops: int = 4, blurs=(0.0, 0.6, 1.2, 2.0,
             name = f"c{c}_b{b}.png"
             im.save(images / name)
             mos = 88.0 - 13.0 * b + 3.0 * ((c * 7) % 3 - 1)
-            rows.append({"image": name, "mos": f"{mos:.2f}", "std": f"{8 + (k % 7):.2f}", "split": "train" if k % 3 == 2 else "test"})
+            rows.append(
+                {
+                    "image": name,
+                    "mos": f"{mos:.2f}",
+                    "std": f"{8 + (k % 7):.2f}",
+                    "split": "train" if k % 3 == 2 else "test",
+                }
+            )
             k += 1
     labels = write_label_csv(folder / "labels.csv", rows)
     return images, labels

@@ -66,7 +66,11 @@ def blur_set(tmp_path_factory):
     with labels.open() as f:
         rows = list(csv.DictReader(f))
     return _eval_set(
-        "blur", [r["image"] for r in rows], [float(r["mos"]) for r in rows], images, std=[float(r["std"]) for r in rows]
+        "blur",
+        [r["image"] for r in rows],
+        [float(r["mos"]) for r in rows],
+        images,
+        std=[float(r["std"]) for r in rows],
     )
 
 
@@ -74,7 +78,12 @@ def blur_set(tmp_path_factory):
 def test_prediction_round_trip_and_later_line_wins(tmp_path):
     path = tmp_path / "p.jsonl"
     with PredictionWriter(path) as w:
-        w.write([Prediction("a.png", error="cannot decode"), Prediction("b.png", 3.5, 0.4, {"bad": 0.1, "poor": 0.9})])
+        w.write(
+            [
+                Prediction("a.png", error="cannot decode"),
+                Prediction("b.png", 3.5, 0.4, {"bad": 0.1, "poor": 0.9}),
+            ]
+        )
         w.write([Prediction("a.png", 2.0)])
     preds = read_predictions(path)
     assert preds["a.png"] == Prediction("a.png", 2.0) and preds["a.png"].ok
@@ -141,7 +150,9 @@ def test_shard_is_a_strided_partition():
 
 
 def test_two_fake_ranks_give_the_single_process_result(tmp_path, blur_set):
-    single = evaluate_dataset(SharpnessScorer(), blur_set, tmp_path / "single", bootstrap=0, plots=False)
+    single = evaluate_dataset(
+        SharpnessScorer(), blur_set, tmp_path / "single", bootstrap=0, plots=False
+    )
     folder = tmp_path / "sharded"
     # Each rank scores its share into its own file (in a real job concurrently, here in turn) ...
     for rank in (0, 1):
@@ -149,9 +160,13 @@ def test_two_fake_ranks_give_the_single_process_result(tmp_path, blur_set):
         assert stats_r.n_scored_now == len(shard(range(len(blur_set)), rank, 2))
         assert (folder / f"predictions.rank{rank}.jsonl").is_file()
     # ... then the main process merges them.
-    sharded = finalize_dataset(blur_set, folder, model_id="test-sharpness", bootstrap=0, plots=False)
+    sharded = finalize_dataset(
+        blur_set, folder, model_id="test-sharpness", bootstrap=0, plots=False
+    )
     assert not list(folder.glob("predictions.rank*.jsonl"))
-    assert read_predictions(folder / "predictions.jsonl") == read_predictions(tmp_path / "single" / "predictions.jsonl")
+    assert read_predictions(folder / "predictions.jsonl") == read_predictions(
+        tmp_path / "single" / "predictions.jsonl"
+    )
     assert sharded.metrics == single.metrics and sharded.n_scored == len(blur_set)
 
 
@@ -182,13 +197,17 @@ def test_lower_better_labels_correlate_positively(tmp_path):
     # The harness works on MOS mapped to [1, 5] higher-better, so DMOS data sets give positive SRCC.
     names = make_intensity_images(tmp_path / "img", [1.5, 2.5, 3.5, 4.5])
     dmos = np.array([80.0, 60.0, 40.0, 10.0])
-    eval_set = EvalSet("d", "D", "test", names, dmos, 1.0 + 4.0 * (100 - dmos) / 100, None, tmp_path / "img")
+    eval_set = EvalSet(
+        "d", "D", "test", names, dmos, 1.0 + 4.0 * (100 - dmos) / 100, None, tmp_path / "img"
+    )
     res = evaluate_dataset(IntensityScorer(), eval_set, tmp_path / "out", bootstrap=0, plots=False)
     assert res.metrics.srcc == pytest.approx(1.0)
 
 
 def test_sharpness_scorer_ranks_the_blur_series(tmp_path, blur_set):
-    res = evaluate_dataset(SharpnessScorer(), blur_set, tmp_path / "out", bootstrap=200, plots=True, seed=1)
+    res = evaluate_dataset(
+        SharpnessScorer(), blur_set, tmp_path / "out", bootstrap=200, plots=True, seed=1
+    )
     m = res.metrics
     assert m.srcc > 0.8 and m.plcc_fitted >= m.plcc - 1e-9
     preds = read_predictions(tmp_path / "out" / "predictions.jsonl")
@@ -200,7 +219,12 @@ def test_sharpness_scorer_ranks_the_blur_series(tmp_path, blur_set):
     for kind in ("scatter", "histogram"):
         png = (tmp_path / "out" / f"{kind}.png").read_bytes()
         assert png.startswith(PNG_MAGIC) and len(png) > 5000
-    assert res.n_gaps == len(blur_set) and set(res.gaps) >= {"kl_gauss", "js_gauss", "js_gauss_deqa", "w2_gauss"}
+    assert res.n_gaps == len(blur_set) and set(res.gaps) >= {
+        "kl_gauss",
+        "js_gauss",
+        "js_gauss_deqa",
+        "w2_gauss",
+    }
 
 
 def test_distribution_gaps_by_hand():
@@ -219,10 +243,14 @@ def test_distribution_gaps_by_hand():
 
 # --------------------------------------------------------------------------- resume, missing, failed
 def test_interrupted_run_resumes_to_the_same_result(tmp_path, blur_set):
-    full = evaluate_dataset(SharpnessScorer(), blur_set, tmp_path / "full", bootstrap=100, plots=False)
+    full = evaluate_dataset(
+        SharpnessScorer(), blur_set, tmp_path / "full", bootstrap=100, plots=False
+    )
     folder = tmp_path / "resumed"
     with pytest.raises(KeyboardInterrupt):
-        evaluate_dataset(SharpnessScorer(fail_after=10), blur_set, folder, bootstrap=100, plots=False)
+        evaluate_dataset(
+            SharpnessScorer(fail_after=10), blur_set, folder, bootstrap=100, plots=False
+        )
     partial = read_predictions(folder / "predictions.jsonl")
     assert 0 < len(partial) < len(blur_set)  # what was scored before the crash is on disk
     # Tear the last line as a crash mid-write would, then resume with a healthy scorer.
@@ -234,7 +262,9 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, blur_set):
         resumed = evaluate_dataset(resumed_scorer, blur_set, folder, bootstrap=100, plots=False)
     assert resumed_scorer.seen == len(blur_set) - (len(partial) - 1)  # only the rest was scored
     assert resumed.metrics == full.metrics and resumed.cis == full.cis
-    assert read_predictions(folder / "predictions.jsonl") == read_predictions(tmp_path / "full" / "predictions.jsonl")
+    assert read_predictions(folder / "predictions.jsonl") == read_predictions(
+        tmp_path / "full" / "predictions.jsonl"
+    )
 
 
 def test_missing_and_undecodable_images_are_counted_and_named(tmp_path):
@@ -244,7 +274,9 @@ def test_missing_and_undecodable_images_are_counted_and_named(tmp_path):
     (tmp_path / "img" / names[3]).write_bytes(b"this is not a png")
     eval_set = _eval_set("flat", names, [10, 20, 30, 40, 50, 60, 70], tmp_path / "img")
     messages = []
-    res = evaluate_dataset(IntensityScorer(), eval_set, tmp_path / "out", bootstrap=0, plots=False, log=messages.append)
+    res = evaluate_dataset(
+        IntensityScorer(), eval_set, tmp_path / "out", bootstrap=0, plots=False, log=messages.append
+    )
     assert res.n_missing == 2 and res.missing_examples == [names[1], names[2]]
     assert res.n_failed == 1 and res.failed_examples[0].startswith(names[3] + ": ")
     assert res.n_scored == 4 and res.metrics.n == 4 and res.metrics.srcc == pytest.approx(1.0)
@@ -253,7 +285,9 @@ def test_missing_and_undecodable_images_are_counted_and_named(tmp_path):
     # The failed image is retried on the next run (it may have been fixed meanwhile).
     make_intensity_images(tmp_path / "fix", [3.0])
     (tmp_path / "fix" / "flat_00.png").rename(tmp_path / "img" / names[3])
-    again = evaluate_dataset(IntensityScorer(), eval_set, tmp_path / "out", bootstrap=0, plots=False)
+    again = evaluate_dataset(
+        IntensityScorer(), eval_set, tmp_path / "out", bootstrap=0, plots=False
+    )
     assert again.n_failed == 0 and again.n_scored == 5
 
 
@@ -268,11 +302,21 @@ def test_too_few_images_is_reported_not_raised(tmp_path):
 # --------------------------------------------------------------------------- tables
 def test_tables_md_csv_json(tmp_path, blur_set):
     ok = evaluate_dataset(SharpnessScorer(), blur_set, tmp_path / "blur", bootstrap=50, plots=False)
-    bad = DatasetResult("empty", "EMPTY", "test", "test-sharpness", n_labels=4, n_missing=4, error="need at least 3 pairs")
+    bad = DatasetResult(
+        "empty",
+        "EMPTY",
+        "test",
+        "test-sharpness",
+        n_labels=4,
+        n_missing=4,
+        error="need at least 3 pairs",
+    )
     paths = write_tables([ok, bad], tmp_path, {"model_id": "test-sharpness"}, confidence=0.95)
     md = paths["md"].read_text()
     assert "| Data set | Split | N | SRCC [95% CI] | PLCC, logistic [95% CI] |" in md
-    assert f"| BLUR | test | {len(blur_set)} | {ok.metrics.srcc:.4f} [{ok.cis['srcc'].low:.3f}," in md
+    assert (
+        f"| BLUR | test | {len(blur_set)} | {ok.metrics.srcc:.4f} [{ok.cis['srcc'].low:.3f}," in md
+    )
     assert "| EMPTY | test | 0 | not evaluated: need at least 3 pairs |" in md
     rows = list(csv.DictReader(paths["csv"].open()))
     assert [r["dataset"] for r in rows] == ["blur", "empty"]
@@ -319,15 +363,23 @@ def test_bad_reference_rows_are_named(tmp_path, edit, match):
 def test_comparison_table_lists_references_with_training_data(tmp_path, blur_set):
     res = evaluate_dataset(SharpnessScorer(), blur_set, tmp_path / "o", bootstrap=0, plots=False)
     refs = [
-        ReferenceResult("A", "", "blur", "test", 0.9, 0.91, None, "logistic-4", "blur+other", "https://a", ""),
-        ReferenceResult("B", "lora", "blur", "test", 0.95, None, None, "raw", "other", "https://b", ""),
+        ReferenceResult(
+            "A", "", "blur", "test", 0.9, 0.91, None, "logistic-4", "blur+other", "https://a", ""
+        ),
+        ReferenceResult(
+            "B", "lora", "blur", "test", 0.95, None, None, "raw", "other", "https://b", ""
+        ),
         ReferenceResult("C", "", "blur", "train", 0.5, 0.5, None, "raw", "other", "https://c", ""),
     ]
     text = format_comparison([res], refs, training_data="none")
     lines = text.splitlines()
-    assert lines[2].startswith(f"| BLUR (test) | **this run: test-sharpness** | none | {res.metrics.srcc:.3f} |")
+    assert lines[2].startswith(
+        f"| BLUR (test) | **this run: test-sharpness** | none | {res.metrics.srcc:.3f} |"
+    )
     assert lines[3].startswith("| BLUR (test) | B (lora) | other | 0.950 | - | raw | https://b |")
-    assert lines[4].startswith("| BLUR (test) | A | blur+other (seen) | 0.900 | 0.910 | logistic-4 |")
+    assert lines[4].startswith(
+        "| BLUR (test) | A | blur+other (seen) | 0.900 | 0.910 | logistic-4 |"
+    )
     assert "https://c" not in text  # other split: not comparable
 
 

@@ -29,7 +29,11 @@ def build_parser() -> argparse.ArgumentParser:
         "SRCC/KRCC/PLCC (raw and after the 4-parameter logistic), RMSE, bootstrap CIs, distribution gaps, "
         "plots, and published numbers side by side.",
     )
-    p.add_argument("--model", default=None, help="VLM checkpoint / hub id, baseline folder, or 'builtin' (default)")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="VLM checkpoint / hub id, baseline folder, or 'builtin' (default)",
+    )
     p.add_argument(
         "--model-arg",
         action="append",
@@ -37,8 +41,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="extra keyword for the model loader (YAML value), e.g. --model-arg dtype=bfloat16; repeatable",
     )
-    p.add_argument("--datasets", nargs="+", required=True, metavar="NAME", help="registered data sets or aliases")
-    p.add_argument("--split", default="test", help="split to evaluate: 'test' (default), 'train', 'all', or COLUMN=VALUE")
+    p.add_argument(
+        "--datasets",
+        nargs="+",
+        required=True,
+        metavar="NAME",
+        help="registered data sets or aliases",
+    )
+    p.add_argument(
+        "--split",
+        default="test",
+        help="split to evaluate: 'test' (default), 'train', 'all', or COLUMN=VALUE",
+    )
     p.add_argument(
         "--image-root",
         action="append",
@@ -46,24 +60,58 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="[NAME=]DIR",
         help="image folder of a data set (NAME=DIR; a bare DIR when only one data set is evaluated); repeatable",
     )
-    p.add_argument("--image-roots", metavar="YAML", help="YAML file mapping data set names to image folders")
-    p.add_argument("--registry", metavar="YAML", help="extra data sets in the registry's YAML schema")
+    p.add_argument(
+        "--image-roots", metavar="YAML", help="YAML file mapping data set names to image folders"
+    )
+    p.add_argument(
+        "--registry", metavar="YAML", help="extra data sets in the registry's YAML schema"
+    )
     p.add_argument("--output", metavar="DIR", help="output folder (default: runs/eval/<model>)")
-    p.add_argument("--batch-size", type=int, default=None, help="images per forward pass (default: the model's)")
-    p.add_argument("--num-workers", type=int, default=2, help="DataLoader workers for decoding (default 2)")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the CIs; 0 = none (default 1000)")
-    p.add_argument("--alpha", type=float, default=0.05, help="1 - confidence level of the CIs (default 0.05: 95%%)")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="images per forward pass (default: the model's)",
+    )
+    p.add_argument(
+        "--num-workers", type=int, default=2, help="DataLoader workers for decoding (default 2)"
+    )
+    p.add_argument(
+        "--bootstrap",
+        type=int,
+        default=1000,
+        help="bootstrap resamples for the CIs; 0 = none (default 1000)",
+    )
+    p.add_argument(
+        "--alpha",
+        type=float,
+        default=0.05,
+        help="1 - confidence level of the CIs (default 0.05: 95%%)",
+    )
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
-    p.add_argument("--limit", type=int, default=None, help="only the first N images of each split (a quick look)")
+    p.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        help="only the first N images of each split (a quick look)",
+    )
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
-    p.add_argument("--compare", action="store_true", help="print published results beside this run's")
-    p.add_argument("--references", metavar="CSV", help="reference results (default: eval/reference_results.csv)")
+    p.add_argument(
+        "--compare", action="store_true", help="print published results beside this run's"
+    )
+    p.add_argument(
+        "--references",
+        metavar="CSV",
+        help="reference results (default: eval/reference_results.csv)",
+    )
     p.add_argument(
         "--training-data",
         metavar="NAMES",
         help="what the model was trained on, e.g. koniq10k+spaq, shown with --compare when the model does not record it",
     )
-    p.add_argument("--overwrite", action="store_true", help="discard predictions already in the output folder")
+    p.add_argument(
+        "--overwrite", action="store_true", help="discard predictions already in the output folder"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -78,12 +126,14 @@ def _parse_model_args(items: list[str]) -> dict:
     return out
 
 
-def _parse_image_roots(items: list[str], roots_yaml: str | None, datasets: list[str]) -> dict[str, str]:
+def _parse_image_roots(
+    items: list[str], roots_yaml: str | None, datasets: list[str], registry: str | None
+) -> dict[str, str]:
     roots: dict[str, str] = {}
     if roots_yaml:
         from ..evaluation.datasets import load_image_roots
 
-        roots.update({k: str(v) for k, v in load_image_roots(roots_yaml).items()})
+        roots.update({k: str(v) for k, v in load_image_roots(roots_yaml, registry).items()})
     for item in items:
         name, sep, folder = item.partition("=")
         # NAME=DIR only when NAME looks like a data set name (a path may contain '=').
@@ -92,7 +142,9 @@ def _parse_image_roots(items: list[str], roots_yaml: str | None, datasets: list[
         elif len(datasets) == 1:
             roots[datasets[0]] = item
         else:
-            raise ValueError(f"--image-root {item!r}: with several data sets, write NAME=DIR (e.g. koniq10k={item})")
+            raise ValueError(
+                f"--image-root {item!r}: with several data sets, write NAME=DIR (e.g. koniq10k={item})"
+            )
     return roots
 
 
@@ -108,7 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = EvalConfig(
             datasets=list(args.datasets),
-            image_roots=_parse_image_roots(args.image_root, args.image_roots, list(args.datasets)),
+            image_roots=_parse_image_roots(
+                args.image_root, args.image_roots, list(args.datasets), args.registry
+            ),
             output_dir=args.output or _default_output(args.model),
             model=args.model,
             model_kwargs=_parse_model_args(args.model_arg),

@@ -8,14 +8,24 @@ folder (e.g. ``826373.jpg``, ``jp2k/img2.bmp``).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import yaml
 
-__all__ = ["EvalSet", "load_eval_set", "load_image_roots", "parse_split", "ALL_SPLITS"]
+__all__ = [
+    "EvalSet",
+    "load_eval_set",
+    "load_image_roots",
+    "load_extra_registry",
+    "resolve_datasets",
+    "parse_split",
+    "ALL_SPLITS",
+]
 
 # --split value that keeps every row of the label file.
 ALL_SPLITS = "all"
@@ -138,14 +148,50 @@ def load_eval_set(spec, image_root: str | os.PathLike, split: str = "test") -> E
     )
 
 
-def load_image_roots(path: str | os.PathLike) -> dict[str, Path]:
+def _key(name: str) -> str:
+    return str(name).lower().replace("-", "").replace("_", "").strip()
+
+
+def load_extra_registry(path: str | Path) -> dict[str, Any]:
+    """Data sets of a user registry YAML (the packaged registry's schema). Relative ``labels``
+    paths are taken relative to that YAML file (the packaged ones are relative to deqa/data/)."""
+    from ..data.registry import load_registry
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"--registry file {path} does not exist")
+    specs = load_registry(path)
+    for name, spec in specs.items():
+        if not Path(spec.labels).expanduser().is_absolute():
+            specs[name] = dataclasses.replace(
+                spec, labels=str((path.parent / spec.labels).resolve())
+            )
+    return specs
+
+
+def resolve_datasets(names: list[str], registry: str | None = None) -> list:
+    """DatasetSpecs for names or aliases: the extra registry YAML first, then the packaged one."""
+    from ..data.registry import get_dataset
+
+    extra = load_extra_registry(registry) if registry else {}
+    specs = []
+    for name in names:
+        found = [s for s in extra.values() if _key(name) in {_key(a) for a in (s.name, *s.aliases)}]
+        specs.append(found[0] if found else get_dataset(name))
+    dup = sorted({s.name for s in specs if sum(t.name == s.name for t in specs) > 1})
+    if dup:
+        raise ValueError(f"--datasets names the same data set twice (via an alias): {dup}")
+    return specs
+
+
+def load_image_roots(
+    path: str | os.PathLike, registry: str | os.PathLike | None = None
+) -> dict[str, Path]:
     """Read a YAML mapping data set name (or alias) -> image folder.
 
     Relative folders are taken relative to the YAML file. Names are resolved through the registry
-    so that a typo fails here, naming the file and the key.
+    (and the extra ``registry`` YAML) so that a typo fails here, naming the file and the key.
     """
-    from ..data.registry import get_dataset
-
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -160,7 +206,7 @@ def load_image_roots(path: str | os.PathLike) -> dict[str, Path]:
     roots: dict[str, Path] = {}
     for key, folder in raw.items():
         try:
-            name = get_dataset(str(key)).name
+            name = resolve_datasets([str(key)], registry)[0].name
         except ValueError as err:
             raise ValueError(f"{path}: key {key!r}: {err}") from None
         if not isinstance(folder, str) or not folder.strip():

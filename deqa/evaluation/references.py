@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,10 +77,14 @@ def _corr(text: str, column: str, where: str) -> float | None:
 
 
 def load_references(
-    path: str | os.PathLike | None = None, *, check_datasets: bool = True
+    path: str | os.PathLike | None = None,
+    *,
+    check_datasets: bool = True,
+    extra_datasets: Iterable[str] = (),
 ) -> list[ReferenceResult]:
-    """Parse a reference CSV; every error names the file and line. ``check_datasets`` resolves the
-    ``dataset`` column through the registry (names must be the registered ones, not aliases)."""
+    """Parse a reference CSV; every error names the file and line. ``check_datasets`` requires the
+    ``dataset`` column to hold registered names (not aliases) or one of ``extra_datasets`` (data
+    sets of a user registry)."""
     path = Path(path) if path is not None else default_reference_path()
     if not path.is_file():
         raise FileNotFoundError(
@@ -102,7 +107,7 @@ def load_references(
     if check_datasets:
         from ..data.registry import list_datasets
 
-        known = set(list_datasets())
+        known = set(list_datasets()) | set(extra_datasets)
     refs = []
     for lineno, row in enumerate(rows, start=2):
         where = f"{path} line {lineno}"

@@ -38,7 +38,7 @@ from ..metrics import (
     js_divergence,
 )
 from ..scorer import Scorer
-from .datasets import EvalSet, load_eval_set, parse_split
+from .datasets import EvalSet, load_eval_set, parse_split, resolve_datasets
 from .distributed import SINGLE_PROCESS, ProcessInfo, process_info, shard, shard_file, shard_files
 from .plots import plot_histogram, plot_scatter
 from .predictions import (
@@ -60,7 +60,6 @@ __all__ = [
     "finalize_dataset",
     "distribution_gaps",
     "run_evaluation",
-    "resolve_datasets",
     "build_eval_sets",
     "MAX_NAMED",
 ]
@@ -169,10 +168,7 @@ class EvalReport:
 # one data set
 # --------------------------------------------------------------------------------------------
 def _done_images(folder: Path) -> set[str]:
-    done = {k for k, p in read_predictions(folder / PREDICTIONS_FILE).items() if p.ok}
-    for path in shard_files(folder):  # shares of an interrupted multi-process run
-        done |= {k for k, p in read_predictions(path).items() if p.ok}
-    return done
+    return {k for k, p in read_predictions(folder / PREDICTIONS_FILE).items() if p.ok}
 
 
 def score_missing(
@@ -189,9 +185,16 @@ def score_missing(
 
     Predictions are appended to ``predictions.jsonl`` (one process) or to this rank's shard file,
     flushed batch by batch; an exception (or Ctrl-C) keeps everything scored so far.
+
+    Every rank must derive its share from the same list of what is done. So the main process first
+    folds the shard files of an interrupted run into ``predictions.jsonl``; after a barrier every
+    rank reads only that file, which no rank writes while scoring.
     """
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    if proc.is_main:
+        folder.mkdir(parents=True, exist_ok=True)
+        merge_prediction_files(folder / PREDICTIONS_FILE, shard_files(folder))
+    proc.barrier()
     done = _done_images(folder)
     missing = [
         i
@@ -312,7 +315,7 @@ def finalize_dataset(
     pred = np.array([p.score for p in ok_preds], dtype=np.float64)
     mos = eval_set.mos_norm[ok_idx]
     try:
-        result.metrics = iqa_metrics(pred, mos)
+        result.metrics = iqa_metrics(pred, mos, warn=False)
     except ValueError as err:
         result.error = str(err)
     if result.metrics is not None:
@@ -373,6 +376,10 @@ def evaluate_dataset(
             log(
                 f"{eval_set.name}: {result.n_failed} images could not be scored (first: {result.failed_examples[0]})"
             )
+        if result.metrics is not None and result.metrics.fit.fallback:
+            log(
+                f"{eval_set.name}: {result.metrics.fit.message}; PLCC (logistic) uses a linear mapping"
+            )
     proc.barrier()
     return result
 
@@ -380,25 +387,6 @@ def evaluate_dataset(
 # --------------------------------------------------------------------------------------------
 # a whole run
 # --------------------------------------------------------------------------------------------
-def _key(name: str) -> str:
-    return str(name).lower().replace("-", "").replace("_", "").strip()
-
-
-def resolve_datasets(names: list[str], registry: str | None = None) -> list:
-    """DatasetSpecs for names or aliases: the extra registry YAML first, then the packaged one."""
-    from ..data.registry import get_dataset, load_registry
-
-    extra = load_registry(registry) if registry else {}
-    specs = []
-    for name in names:
-        found = [s for s in extra.values() if _key(name) in {_key(a) for a in (s.name, *s.aliases)}]
-        specs.append(found[0] if found else get_dataset(name))
-    dup = {s.name for s in specs if sum(t.name == s.name for t in specs) > 1}
-    if dup:
-        raise ValueError(f"--datasets names the same data set twice (via an alias): {sorted(dup)}")
-    return specs
-
-
 def build_eval_sets(config: EvalConfig) -> list[EvalSet]:
     """Labels, split and image folder of every requested data set; fails before any model loads."""
     specs = resolve_datasets(config.datasets, config.registry)
@@ -455,7 +443,7 @@ def run_evaluation(
     proc = process_info()
     eval_sets = build_eval_sets(config)
     if config.compare:  # fail on a bad reference file before hours of scoring
-        references = load_references(config.references)
+        references = load_references(config.references, extra_datasets=[s.name for s in eval_sets])
     if scorer is None:
         from ..load import load_scorer
 
