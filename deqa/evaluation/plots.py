@@ -28,8 +28,15 @@ def plot_scatter(pred, mos, metrics: IQAMetrics, path: str | os.PathLike, title:
     mos = np.asarray(mos, dtype=np.float64)
     fig = _figure()
     ax = fig.add_subplot()
+    size = float(np.clip(4000.0 / max(pred.size, 1), 3.0, 20.0))  # big dots for few points
     ax.scatter(
-        pred, mos, s=6, alpha=0.5, linewidths=0, color="tab:blue", label=f"images (n={metrics.n})"
+        pred,
+        mos,
+        s=size,
+        alpha=0.5,
+        linewidths=0,
+        color="tab:blue",
+        label=f"images (n={metrics.n})",
     )
     grid = np.linspace(pred.min(), pred.max(), 256)
     label = (
