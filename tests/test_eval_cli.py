@@ -291,3 +291,65 @@ def test_module_entry_point_help():
         check=True,
     )
     assert "--image-root" in out.stdout and "--compare" in out.stdout
+
+
+DRIVER = """\
+import sys
+sys.path.insert(0, {tests!r})
+from eval_helpers import SharpnessScorer
+from deqa.evaluation import EvalConfig, run_evaluation
+from deqa.evaluation.distributed import process_info
+
+proc = process_info()
+assert proc.world_size == 2, proc
+config = EvalConfig(datasets=["blurmini"], image_roots={{"blurmini": {images!r}}}, output_dir={out!r},
+                    registry={registry!r}, bootstrap=100, num_workers=0, progress=False, plots=False)
+scorer = SharpnessScorer()
+report = run_evaluation(config, scorer=scorer)
+print(f"rank {{proc.rank}} scored {{scorer.seen}}", flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_shard_and_merge(mini, tmp_path):
+    """A real 2-process CPU job (torchrun + accelerate's PartialState over gloo)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    single = tmp_path / "single"
+    from deqa.evaluation import EvalConfig, run_evaluation
+
+    cfg = dict(datasets=["blurmini"], image_roots={"blurmini": str(mini["images"])}, registry=str(mini["registry"]),
+               bootstrap=100, num_workers=0, progress=False, plots=False)  # fmt: skip
+    run_evaluation(EvalConfig(output_dir=str(single), **cfg), scorer=SharpnessScorer())
+    out = tmp_path / "dist"
+    script = tmp_path / "driver.py"
+    tests = str(Path(__file__).parent)
+    script.write_text(
+        DRIVER.format(
+            tests=tests, images=str(mini["images"]), out=str(out), registry=str(mini["registry"])
+        )
+    )
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29533",
+        str(script),
+    ]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[:4000]
+    assert "rank 0 scored 8" in proc.stdout and "rank 1 scored 8" in proc.stdout
+    assert not list((out / "blurmini").glob("predictions.rank*.jsonl"))
+    assert read_predictions(out / "blurmini" / "predictions.jsonl") == read_predictions(
+        single / "blurmini" / "predictions.jsonl"
+    )
+    a = json.loads((single / "results.json").read_text())["datasets"][0]
+    b = json.loads((out / "results.json").read_text())["datasets"][0]
+    assert a["metrics"] == b["metrics"] and a["ci"] == b["ci"]

@@ -53,9 +53,14 @@ def process_info() -> ProcessInfo:
     """
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return SINGLE_PROCESS
+    import torch
     from accelerate import PartialState
+    from accelerate.utils import parse_flag_from_env
 
-    state = PartialState()
+    # PartialState only sets up a CPU (gloo) group when told cpu=True; Accelerator reads the
+    # launcher's ACCELERATE_USE_CPU for that, and without GPUs CPU ranks are the only option.
+    cpu = parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available()
+    state = PartialState(cpu=cpu)
     return ProcessInfo(
         rank=state.process_index,
         world_size=state.num_processes,
