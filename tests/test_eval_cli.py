@@ -312,7 +312,7 @@ print(f"rank {{proc.rank}} scored {{scorer.seen}}", flush=True)
 
 @pytest.mark.slow
 def test_two_gloo_processes_shard_and_merge(mini, tmp_path):
-    """A real 2-process CPU job (torchrun + accelerate's PartialState over gloo)."""
+    """A real 2-process CPU job: accelerate launch, PartialState over gloo."""
     import os
     import subprocess
     import sys
@@ -333,16 +333,10 @@ def test_two_gloo_processes_shard_and_merge(mini, tmp_path):
         )
     )
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--master_port",
-        "29533",
-        str(script),
-    ]
+    # The launch line of ENGINEERING_NOTES that gives two gloo ranks on CPU.
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           "--main_process_port", "29533", str(script)]  # fmt: skip
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[:4000]
     assert "rank 0 scored 8" in proc.stdout and "rank 1 scored 8" in proc.stdout
