@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
+from ..levels import LEVEL_VALUES
 from ..metrics import (
     BOOTSTRAP_METRICS,
     gaussian_js,
@@ -280,9 +281,11 @@ def finalize_dataset(
     seed: int = 0,
     ci_metrics: tuple[str, ...] = ("srcc", "plcc_fitted", "plcc"),
     plots: bool = True,
+    gaps: bool = True,
 ) -> DatasetResult:
     """Merge per-rank shards, join the predictions with the labels, compute metrics, CIs, gaps and
-    plots, and write ``metrics.json``. Runs on the main process only."""
+    plots, and write ``metrics.json``. Runs on the main process only. ``gaps=False`` skips the
+    distribution gaps (a model whose scores are not on the 1-5 level scale)."""
     folder = Path(folder)
     main_file = folder / PREDICTIONS_FILE
     merge_prediction_files(main_file, shard_files(folder))
@@ -323,7 +326,7 @@ def finalize_dataset(
             result.cis = iqa_bootstrap_cis(
                 pred, mos, ci_metrics, n_resamples=bootstrap, alpha=alpha, seed=seed
             )
-        std = None if eval_set.std_norm is None else eval_set.std_norm[ok_idx]
+        std = None if eval_set.std_norm is None or not gaps else eval_set.std_norm[ok_idx]
         result.gaps, result.n_gaps = distribution_gaps(ok_preds, mos, std)
         if plots:
             title = f"{eval_set.title} ({eval_set.split}): {model_id}"
@@ -369,6 +372,13 @@ def evaluate_dataset(
                 f"{eval_set.name}: {stats.n_missing} of {stats.n_labels} images not found under "
                 f"{eval_set.image_root} (first: {', '.join(stats.missing_examples)}); evaluating the rest"
             )
+        # Gaps compare predicted and label distributions on the 1-5 scale: only meaningful for a
+        # model whose levels are valued 1..5 (a VLM with other level_values is still correlated).
+        values = getattr(scorer, "level_values", None)
+        on_level_scale = values is None or np.array_equal(
+            np.asarray(values, dtype=float), LEVEL_VALUES
+        )
+        finalize_kwargs.setdefault("gaps", on_level_scale)
         result = finalize_dataset(
             eval_set, folder, model_id=scorer.model_id, stats=stats, **finalize_kwargs
         )
