@@ -62,6 +62,7 @@ __all__ = [
     "distribution_gaps",
     "run_evaluation",
     "build_eval_sets",
+    "model_training_data",
     "MAX_NAMED",
 ]
 
@@ -442,6 +443,22 @@ def _prepare_output(
     run_file.write_text(json.dumps(json_safe(meta), indent=2) + "\n", encoding="utf-8")
 
 
+def model_training_data(scorer: Scorer) -> str | None:
+    """What a model says it was trained on: a ``training_data`` attribute (baselines), or the
+    ``extras`` of a VLM's deqa_config.json (``training_data``, else the ``train_manifests`` that
+    deqa-train records)."""
+    value = getattr(scorer, "training_data", None)
+    if value:
+        return str(value)
+    extras = getattr(getattr(scorer, "config", None), "extras", None) or {}
+    if extras.get("training_data"):
+        return str(extras["training_data"])
+    manifests = extras.get("train_manifests")
+    if manifests:
+        return "manifests: " + ", ".join(Path(str(m)).name for m in manifests)
+    return None
+
+
 def run_evaluation(
     config: EvalConfig, *, scorer: Scorer | None = None, log: Log = _stderr
 ) -> EvalReport:
@@ -462,7 +479,7 @@ def run_evaluation(
             kwargs.setdefault("device", proc.device)
         scorer = load_scorer(config.model, **kwargs)
     out = Path(config.output_dir)
-    training_data = config.training_data or getattr(scorer, "training_data", None)
+    training_data = config.training_data or model_training_data(scorer)
     meta = {
         "model": config.model,
         "model_id": scorer.model_id,
