@@ -84,7 +84,53 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_head_commands(sub) -> None:
-    pass
+    def encoder_args(p):
+        p.add_argument("--encoder", default="efficientnet-lite0", help="efficientnet-lite0|efficientnet-lite2|hf|resnet50")
+        p.add_argument("--encoder-path", default=None, help="hf: model folder or hub id; resnet50: weights file")
+        p.add_argument("--device", default=None)
+
+    p = sub.add_parser("embed", help="cache frozen-encoder embeddings of images")
+    p.add_argument("inputs", nargs="+", help="images or folders")
+    p.add_argument("--cache", required=True, help="embedding cache folder")
+    p.add_argument("--batch-size", type=int, default=32)
+    encoder_args(p)
+
+    p = sub.add_parser("head-train", help="train the MLP head on an image,score table")
+    p.add_argument("--table", required=True, help="CSV (image,score) or JSONL with image and score")
+    p.add_argument("--score-range", default="0,1", help="lo,hi of the table's scores (mapped to [0, 1])")
+    p.add_argument("--cache", required=True, help="embedding cache folder")
+    p.add_argument("--out", required=True, help="baseline folder to write")
+    p.add_argument("--config", default=None, help="JSON (file or string) of HeadTrainConfig fields")
+    p.add_argument("--thresholds", default=None, help="JSON (file or string): {levels: [{label, min_score, action}, ...]}")
+    p.add_argument("--model-id", default="deqa-encoder-head")
+    p.add_argument("--batch-size", type=int, default=32)
+    encoder_args(p)
+
+    p = sub.add_parser("head-score", help="score images with a baseline; aggregate groups (frames, crops)")
+    p.add_argument("inputs", nargs="+", help="images or folders")
+    p.add_argument("--model", default=None, help="baseline folder (default: the built-in model)")
+    p.add_argument("--aggregate", default=None, choices=["mean", "median", "min", "trimmed_mean"],
+                   help="one score per folder (e.g. the frames of a video); default: per image")
+    p.add_argument("--trim", type=float, default=0.1, help="trimmed_mean: fraction cut from each tail")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--device", default=None)
+
+    p = sub.add_parser("calibrate", help="score distribution on a folder, to set thresholds")
+    p.add_argument("inputs", nargs="+", help="images or folders")
+    p.add_argument("--model", default=None, help="baseline folder (default: the built-in model)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    p = sub.add_parser("diagnose", help="sanity checks of a baseline on known-good images")
+    p.add_argument("inputs", nargs="+", help="known-good images or folders")
+    p.add_argument("--model", default=None, help="baseline folder (default: the built-in model)")
+
+    p = sub.add_parser("card", help="write MODEL_CARD.md for a degradation model")
+    p.add_argument("--model", required=True)
+    p.add_argument("--metrics", required=True, help="held-out metrics JSON from `deqa baseline eval --out`")
+    p.add_argument("--train-log", required=True)
+    p.add_argument("--photos", default=None)
+    p.add_argument("--speed", default=None, help="JSON from bench/baseline_speed.py --out")
 
 
 def _photos(args) -> int:
@@ -164,7 +210,161 @@ def _eval(args) -> int:
     return 0
 
 
-_HEAD_COMMANDS: dict = {}
+def _expand(inputs: list[str]) -> list[str]:
+    from ..imageio import IMAGE_EXTENSIONS
+
+    out = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            found = sorted(str(f) for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file())
+            if not found:
+                raise SystemExit(f"{p}: no images found (extensions: {sorted(IMAGE_EXTENSIONS)})")
+            out += found
+        elif p.is_file():
+            out.append(str(p))
+        else:
+            raise SystemExit(f"{p}: no such file or folder")
+    return out
+
+
+def _encoder(args):
+    from ..baselines.encoders import EncoderSpec, build_encoder
+
+    return build_encoder(EncoderSpec(name=args.encoder, path=args.encoder_path), args.device)
+
+
+def _embed(args) -> int:
+    from ..baselines.encoder_head import EmbeddingCache
+
+    cache = EmbeddingCache(args.cache, _encoder(args))
+    images = _expand(args.inputs)
+    cache.embed(images, args.batch_size, progress=True)
+    print(f"{len(images)} images: {cache.hits} cached, {cache.misses} computed -> {cache.dir}")
+    return 0
+
+
+def _head_train(args) -> int:
+    from ..baselines.encoder_head import (
+        EmbeddingCache,
+        HeadTrainConfig,
+        read_score_table,
+        save_encoder_head,
+        train_head,
+    )
+    from ..baselines.thresholds import ThresholdPolicy
+
+    try:
+        lo, hi = (float(v) for v in args.score_range.split(","))
+    except ValueError:
+        raise SystemExit(f"--score-range must be 'lo,hi', got {args.score_range!r}") from None
+    cfg = HeadTrainConfig.from_dict(_json_arg(args.config))
+    thresholds = ThresholdPolicy.from_dict(_json_arg(args.thresholds))
+    images, targets = read_score_table(args.table, score_range=(lo, hi))
+    encoder = _encoder(args)
+    cache = EmbeddingCache(args.cache, encoder)
+    emb = cache.embed(images, args.batch_size, progress=True)
+    head, history = train_head(emb, targets, cfg)
+    save_encoder_head(args.out, encoder.spec, head, thresholds=thresholds, model_id=args.model_id,
+                      extra={"train": {"table": str(args.table), "score_range": [lo, hi], "config": vars(cfg),
+                                       "epochs_run": len(history), "final": history[-1]}})
+    print(json.dumps({"out": args.out, "cache_hits": cache.hits, "cache_misses": cache.misses, **history[-1]}))
+    return 0
+
+
+def _load(model: str | None, device: str | None = None):
+    from ..baselines import load_baseline
+
+    return load_baseline(model, device=device)
+
+
+def _policy(scorer):
+    from ..baselines.thresholds import ThresholdPolicy
+
+    return getattr(scorer, "thresholds", None) or ThresholdPolicy()
+
+
+def _head_score(args) -> int:
+    from ..baselines.thresholds import aggregate_scores
+    from ..results import ScoreFailure
+
+    scorer = _load(args.model, args.device)
+    policy = _policy(scorer)
+    images = _expand(args.inputs)
+    results = list(scorer.iter_score(images, batch_size=args.batch_size))
+    rc = 0
+    if args.aggregate:
+        groups: dict[str, list[float]] = {}
+        for r in results:
+            if isinstance(r, ScoreFailure):
+                print(f"{r.input}\terror: {r.error}", file=sys.stderr)
+                rc = 1
+                continue
+            groups.setdefault(str(Path(r.input).parent), []).append(r.score_0_1)
+        print("input\tn\tscore_0_1\tlabel\taction")
+        for name, scores in groups.items():
+            s = aggregate_scores(scores, args.aggregate, trim=args.trim)
+            lv = policy.classify(s)
+            print(f"{name}\t{len(scores)}\t{s:.4f}\t{lv.label}\t{lv.action}")
+        return rc
+    print("input\tscore\tscore_0_1\tlevel\tlabel\taction")
+    for r in results:
+        if isinstance(r, ScoreFailure):
+            print(f"{r.input}\terror: {r.error}", file=sys.stderr)
+            rc = 1
+            continue
+        lv = policy.classify(r.score_0_1)
+        print(f"{r.input}\t{r.score:.4f}\t{r.score_0_1:.4f}\t{r.level}\t{lv.label}\t{lv.action}")
+    return rc
+
+
+def _calibrate(args) -> int:
+    from ..baselines.thresholds import score_distribution
+    from ..results import ScoreFailure
+
+    scorer = _load(args.model)
+    images = _expand(args.inputs)
+    scores, failed = [], 0
+    for r in scorer.iter_score(images, batch_size=args.batch_size, progress=not args.json):
+        if isinstance(r, ScoreFailure):
+            print(f"skipped {r.input}: {r.error}", file=sys.stderr)
+            failed += 1
+        else:
+            scores.append(r.score_0_1)
+    if not scores:
+        print("no image could be scored", file=sys.stderr)
+        return 1
+    dist = score_distribution(scores)
+    dist["failed"] = failed
+    if args.json:
+        print(json.dumps(dist, indent=2))
+    else:
+        print(f"score_0_1 distribution of {dist['count']} images ({failed} unreadable), model {scorer.model_id}:")
+        for k, v in dist.items():
+            if k not in ("count", "failed"):
+                print(f"  {k:>5}: {v:.4f}")
+        print("set thresholds with head-train --thresholds, e.g. high >= P70, medium >= P40, low >= P10")
+    return 0
+
+
+def _diagnose(args) -> int:
+    from ..baselines.diagnostics import diagnose
+
+    report = diagnose(_load(args.model), _expand(args.inputs))
+    print(json.dumps(report, indent=2))
+    return 0 if report["ok"] else 1
+
+
+def _card(args) -> int:
+    from ..baselines.card import write_model_card
+
+    path = write_model_card(args.model, args.metrics, args.train_log, args.photos, args.speed)
+    print(f"wrote {path}")
+    return 0
+
+
+_HEAD_COMMANDS: dict = {"embed": _embed, "head-train": _head_train, "head-score": _head_score,
+                        "calibrate": _calibrate, "diagnose": _diagnose, "card": _card}
 _COMMANDS = {"photos": _photos, "synth": _synth, "train": _train, "eval": _eval}
 
 
