@@ -87,8 +87,11 @@ class DegradationModelConfig:
         self.weights = {h: float(weights[h]) for h in self.heads}
         if self.stem_stride not in (1, 2, 4):
             raise ValueError(f"stem_stride must be 1, 2 or 4, got {self.stem_stride}")
-        if len(self.widths) < 1 or not 0.0 <= self.dropout < 1.0 or self.image_size < 16:
-            raise ValueError("widths must be non-empty, dropout in [0, 1), image_size >= 16")
+        if len(self.widths) < 1 or not 0.0 <= self.dropout < 1.0:
+            raise ValueError("widths must be non-empty and dropout in [0, 1)")
+        min_size = self.stem_stride * 2 ** len(self.widths)  # the stem stride and one 2x2 pool per stage
+        if self.image_size < min_size:
+            raise ValueError(f"image_size must be >= {min_size} px for stem_stride {self.stem_stride}, got {self.image_size}")
 
     def normalised_weights(self) -> list[float]:
         """Head weights in ``heads`` order, summing to 1 (so overall stays in [0, 1])."""
@@ -274,7 +277,10 @@ def load_degradation_model(folder: str | os.PathLike, config: dict[str, Any] | N
     if not path.is_file():
         raise FileNotFoundError(f"{path}: missing weights of the degradation model")
     state = load_file(str(path))
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # shape mismatch
+        raise ValueError(f"{path}: weights do not match the config in {BASELINE_CONFIG_NAME}: {err}") from None
     if missing or unexpected:
         raise ValueError(
             f"{path}: weights do not match the config in {BASELINE_CONFIG_NAME} "
