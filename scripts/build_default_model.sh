@@ -5,14 +5,14 @@
 #
 #   scripts/build_default_model.sh [WORK_DIR]      (default .cache/build; every step resumes)
 #
-# Environment: PYTHON (default: python), THREADS (torch threads, default 2), EPOCHS (default 4).
+# Environment: PYTHON (default: python), THREADS (torch threads, default 2), EPOCHS (default 5).
 # Deterministic given the same package versions: fixed seeds everywhere, single-process training.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK="${1:-.cache/build}"
 PYTHON="${PYTHON:-python}"
 THREADS="${THREADS:-2}"
-EPOCHS="${EPOCHS:-4}"
+EPOCHS="${EPOCHS:-5}"
 DEQA=("$PYTHON" -m deqa.cli.baseline)
 ASSET=deqa/assets/default_model
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
@@ -28,7 +28,7 @@ scripts/get_photos.sh "$WORK/debian"
 "${DEQA[@]}" synth --photos "$WORK/photos" --split heldout --out "$WORK/test"  --n 2000  --size 224 --seed 3 --workers 2
 
 "${DEQA[@]}" train --train-data "$WORK/train" --val-data "$WORK/val" --out "$WORK/model" \
-  --epochs "$EPOCHS" --batch-size 64 --lr 2e-3 --threads "$THREADS" \
+  --epochs "$EPOCHS" --batch-size 32 --lr 1e-3 --threads "$THREADS" \
   --config '{"model_id": "deqa-builtin-degradation-v1", "patience": 2, "seed": 0}'
 
 mkdir -p "$ASSET"
