@@ -108,7 +108,7 @@ def predict_intensities(model: DegradationNet, images: np.ndarray, batch_size: i
     dev = torch.device(device)
     out = []
     for s in range(0, len(images), batch_size):
-        x = torch.from_numpy(np.ascontiguousarray(images[s : s + batch_size])).to(dev)
+        x = torch.from_numpy(np.array(images[s : s + batch_size])).to(dev)  # copy: memmaps are read-only
         x = x.permute(0, 3, 1, 2).float().div_(255.0).contiguous(memory_format=torch.channels_last)
         out.append(model.intensities(x).cpu().numpy())
     return np.concatenate(out, 0) if out else np.zeros((0, len(model.cfg.heads)), np.float32)
@@ -120,8 +120,16 @@ def evaluate_degradation(pred: np.ndarray, labels: np.ndarray, heads: list[str],
     pred, labels: [N, H] intensities in [0, 1]. ``weights`` (normalised) define the overall
     score 1 - sum w_i s_i; it is compared with the true weighted total (and the unweighted sum).
     """
-    from scipy.stats import spearmanr
     from sklearn.metrics import roc_auc_score
+
+    from ..metrics import srcc as _srcc
+
+    def spearman(a, b) -> float:
+        # An untrained head can be constant: report NaN rather than stop a training run.
+        try:
+            return _srcc(a, b)
+        except ValueError:
+            return float("nan")
 
     pred = np.asarray(pred, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.float64)
@@ -132,19 +140,19 @@ def evaluate_degradation(pred: np.ndarray, labels: np.ndarray, heads: list[str],
         present = labels[:, j] > 0
         entry = {
             "mae": float(np.abs(pred[:, j] - labels[:, j]).mean()),
-            "srcc": float(spearmanr(pred[:, j], labels[:, j]).statistic),
+            "srcc": spearman(pred[:, j], labels[:, j]),
             "present_fraction": float(present.mean()),
         }
         if present.any() and (~present).any():
             entry["roc_auc"] = float(roc_auc_score(present, pred[:, j]))
         if present.sum() > 2:
-            entry["srcc_when_present"] = float(spearmanr(pred[present, j], labels[present, j]).statistic)
+            entry["srcc_when_present"] = spearman(pred[present, j], labels[present, j])
         res["heads"][h] = entry
     w = np.asarray(weights, dtype=np.float64)
     overall_pred = 1.0 - pred @ w
-    res["overall_srcc_vs_weighted_total"] = float(spearmanr(overall_pred, -(labels @ w)).statistic)
-    res["overall_srcc_vs_sum"] = float(spearmanr(overall_pred, -labels.sum(1)).statistic)
-    res["min_head_srcc"] = min(e["srcc"] for e in res["heads"].values())
+    res["overall_srcc_vs_weighted_total"] = spearman(overall_pred, -(labels @ w))
+    res["overall_srcc_vs_sum"] = spearman(overall_pred, -labels.sum(1))
+    res["min_head_srcc"] = float(np.nanmin([e["srcc"] for e in res["heads"].values()]))
     return res
 
 

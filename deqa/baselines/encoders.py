@@ -194,10 +194,11 @@ def _hf(spec: EncoderSpec) -> FrozenEncoder:
         proc = AutoImageProcessor.from_pretrained(spec.path)
         mean = tuple(float(v) for v in proc.image_mean)
         std = tuple(float(v) for v in proc.image_std)
-        crop = getattr(proc, "crop_size", None) or {}
-        size = int(crop.get("height", size)) if isinstance(crop, dict) else size
-        psize = getattr(proc, "size", None) or {}
-        resize = int(psize.get("shortest_edge", psize.get("height", size))) if isinstance(psize, dict) else size
+        # transformers 5 keeps sizes in SizeDict objects (dict() gives the keys that are set).
+        crop = {k: v for k, v in dict(getattr(proc, "crop_size", None) or {}).items() if v}
+        psize = {k: v for k, v in dict(getattr(proc, "size", None) or {}).items() if v}
+        size = int(crop.get("height", psize.get("height", size)))
+        resize = int(psize.get("shortest_edge", psize.get("height", size)))
     except (OSError, ValueError):
         pass  # no processor saved: the config's image size and ImageNet statistics
     dim = int(vision_cfg.hidden_size)
