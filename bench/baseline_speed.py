@@ -1,0 +1,93 @@
+"""Speed of the built-in degradation model: throughput at 224 px and cold start of one scoring process.
+
+    python bench/baseline_speed.py [--threads 2] [--batch-size 16] [--n 256] [--out speed.json]
+
+Throughput is measured twice: the network alone on a uint8 batch (what the 20 img/s goal is
+about) and the whole Scorer pipeline (decode + resize + network) on the bundled example JPEG.
+Cold start = wall time of a fresh ``python`` process that imports deqa, loads the built-in model
+and scores the example (the path ``deqa-score photo.jpg`` takes), median of 3 runs; it also
+checks that transformers and peft were never imported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "deqa" / "assets" / "examples" / "example.jpg"
+
+_COLD = """
+import sys, time
+t0 = time.perf_counter()
+from deqa import load_scorer
+r = load_scorer(None).score(sys.argv[1])[0]
+print(round(time.perf_counter() - t0, 3), r.score, "transformers" in sys.modules or "peft" in sys.modules)
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--n", type=int, default=256, help="images per throughput measurement")
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args(argv)
+
+    import torch
+
+    from deqa.baselines import load_baseline
+
+    torch.set_num_threads(args.threads)
+    scorer = load_baseline(None)
+    size = scorer.cfg.image_size
+    batch = torch.randint(0, 256, (args.batch_size, 3, size, size), dtype=torch.uint8)
+    with torch.inference_mode():
+        scorer.predict(batch)  # warm-up (oneDNN kernel selection)
+        t = time.perf_counter()
+        done = 0
+        while done < args.n:
+            scorer.predict(batch)
+            done += args.batch_size
+        net_ips = done / (time.perf_counter() - t)
+    paths = [str(EXAMPLE)] * args.n
+    t = time.perf_counter()
+    list(scorer.iter_score(paths, batch_size=args.batch_size))
+    pipe_ips = args.n / (time.perf_counter() - t)
+
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    colds, wall, leaked = [], [], False
+    for _ in range(3):
+        t = time.perf_counter()
+        out = subprocess.run([sys.executable, "-c", _COLD, str(EXAMPLE)], capture_output=True, text=True, env=env, check=True)
+        wall.append(time.perf_counter() - t)
+        inner, _, imported = out.stdout.split()
+        colds.append(float(inner))
+        leaked |= imported == "True"
+    res = {
+        "machine": f"{platform.machine()} {os.cpu_count()}-core CPU, torch {torch.__version__}",
+        "threads": args.threads,
+        "size": size,
+        "batch_size": args.batch_size,
+        "images_per_s": round(net_ips, 1),
+        "pipeline_images_per_s": round(pipe_ips, 1),
+        "cold_start_s": round(statistics.median(wall), 2),
+        "cold_start_in_process_s": round(statistics.median(colds), 2),
+        "transformers_or_peft_imported": leaked,
+        "load_avg_1min": os.getloadavg()[0],
+    }
+    print(json.dumps(res, indent=2))
+    if args.out:
+        Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
