@@ -151,6 +151,16 @@ def test_a_few_training_steps_lower_the_loss_and_resume(tiny_sets, tmp_path):
     # Resuming a finished run trains no further.
     again = train_degradation(cfg, progress=False)
     assert again["steps"] == 12
+    # A warm start begins from the saved weights (its first validation is no worse than theirs).
+    warm = DegradationTrainConfig(train_data=str(train), val_data=str(val), out_dir=str(tmp_path / "w"),
+                                  epochs=1, batch_size=16, lr=1e-5, num_threads=1, init_from=str(tmp_path / "m"))
+    train_degradation(warm, progress=False)
+    wlog = json.loads((tmp_path / "w" / "train_log.jsonl").read_text().splitlines()[0])
+    assert wlog["val_loss"] <= min(r["val_loss"] for r in log) + 0.02
+    bad = DegradationTrainConfig(train_data=str(train), val_data=str(val), out_dir=str(tmp_path / "x"),
+                                 model={"stem_stride": 2}, init_from=str(tmp_path / "m"))
+    with pytest.raises(ValueError, match="init_from"):
+        train_degradation(bad, progress=False)
 
 
 def test_training_config_errors(tiny_sets, tmp_path):

@@ -56,6 +56,9 @@ class DegradationTrainConfig:
     max_steps: int | None = None  # stop early (tests, smoke runs)
     device: str = "cpu"
     model_id: str = "deqa-degradation"
+    # Warm start: a degradation-model folder whose weights initialise this run (a second round
+    # with a fresh cosine schedule); the model config must match.
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         if self.loss not in ("bce", "mse"):
@@ -182,7 +185,15 @@ def train_degradation(cfg: DegradationTrainConfig, *, progress: bool = True) -> 
         raise ValueError(f"loss_weights names {unknown}, which are not heads {list(mcfg.heads)}")
     loss_w = torch.tensor([cfg.loss_weights.get(h, 1.0) for h in mcfg.heads], device=device)
 
-    model = DegradationNet(mcfg).to(device).to(memory_format=torch.channels_last)
+    model = DegradationNet(mcfg)
+    if cfg.init_from:
+        from .degradation import load_degradation_model
+
+        init = load_degradation_model(cfg.init_from)
+        if init.cfg != mcfg:
+            raise ValueError(f"init_from {cfg.init_from}: its model config differs from this run's 'model' config")
+        model.load_state_dict(init.state_dict())
+    model = model.to(device).to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(tr_images) / cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs
