@@ -716,3 +716,29 @@ def build_tiny_vlm(
     }
     (out / "tiny_vlm.json").write_text(json.dumps(info, indent=2) + "\n")
     return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m deqa.models.tiny FAMILY OUT_DIR``: write a tiny random VLM to try deqa on."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m deqa.models.tiny", description=main.__doc__)
+    p.add_argument("family", choices=FAMILIES)
+    p.add_argument("out_dir")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--text-initializer-range", type=float, default=0.02)
+    p.add_argument("--vocab-size", type=int, default=None)
+    args = p.parse_args(argv)
+    path = build_tiny_vlm(
+        args.family,
+        args.out_dir,
+        seed=args.seed,
+        text_initializer_range=args.text_initializer_range,
+        vocab_size=args.vocab_size,
+    )
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
