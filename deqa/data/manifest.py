@@ -1,0 +1,163 @@
+"""JSONL soft-label manifests: one JSON object per line, one line per image.
+
+Fields (probability vectors in deqa's level order, bad..excellent)::
+
+    {"image": "a.jpg", "mos": 77.38, "std": 0.527, "mos_norm": 4.10, "std_norm": 0.527,
+     "probs": [0.0, 0.01, 0.22, 0.70, 0.07], "split": "train", "dataset": "koniq10k",
+     "extra": {"ref_image": "..."}}
+
+``mos``/``std`` are on the data set's own scale (std may be null), ``mos_norm``/``std_norm`` on
+the level scale [1, 5] (std_norm null when the label was built without a std), ``split`` and
+``dataset`` may be null, ``extra`` is optional.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["ManifestRecord", "MANIFEST_FIELDS", "write_manifest", "read_manifest"]
+
+MANIFEST_FIELDS = ("image", "mos", "std", "mos_norm", "std_norm", "probs", "split", "dataset")
+_REQUIRED = ("image", "mos", "mos_norm", "probs")
+_KNOWN = frozenset(MANIFEST_FIELDS) | {"extra"}
+
+
+@dataclass
+class ManifestRecord:
+    """One image's labels. probs: K floats in level order (bad..excellent)."""
+
+    image: str
+    mos: float
+    mos_norm: float
+    probs: list[float]
+    std: float | None = None
+    std_norm: float | None = None
+    split: str | None = None
+    dataset: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        out = {
+            "image": self.image,
+            "mos": float(self.mos),
+            "std": None if self.std is None else float(self.std),
+            "mos_norm": float(self.mos_norm),
+            "std_norm": None if self.std_norm is None else float(self.std_norm),
+            "probs": [float(p) for p in self.probs],
+            "split": self.split,
+            "dataset": self.dataset,
+        }
+        if self.extra:
+            out["extra"] = self.extra
+        return out
+
+
+def write_manifest(path: str | Path, records: Iterable[ManifestRecord]) -> int:
+    """Write records as JSONL (atomically: a temp file renamed into place). Returns the count."""
+    path = Path(path)
+    if path.parent and not path.parent.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    n = 0
+    with tmp.open("w", encoding="utf-8") as f:
+        for rec in records:
+            f.write(json.dumps(rec.to_json(), ensure_ascii=False, allow_nan=False))
+            f.write("\n")
+            n += 1
+    os.replace(tmp, path)
+    return n
+
+
+def _number(obj: dict, key: str, where: str, nullable: bool) -> float | None:
+    value = obj.get(key)
+    if value is None:
+        if nullable:
+            return None
+        raise ValueError(f"{where}: field {key!r} is null; it must be a number")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{where}: field {key!r} = {value!r} is not a finite number")
+    return float(value)
+
+
+def _optional_str(obj: dict, key: str, where: str) -> str | None:
+    value = obj.get(key)
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"{where}: field {key!r} = {value!r} must be a string or null")
+    return value
+
+
+def _parse(obj, where: str, num_levels: int | None) -> ManifestRecord:
+    if not isinstance(obj, dict):
+        raise ValueError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+    missing = [k for k in _REQUIRED if k not in obj]
+    if missing:
+        raise ValueError(
+            f"{where}: missing field(s) {missing}; a manifest record needs {list(_REQUIRED)}"
+        )
+    unknown = sorted(set(obj) - _KNOWN)
+    if unknown:
+        raise ValueError(f"{where}: unknown field(s) {unknown}; put custom data under 'extra'")
+    image = obj["image"]
+    if not isinstance(image, str) or not image:
+        raise ValueError(f"{where}: field 'image' must be a non-empty string, got {image!r}")
+    probs = obj["probs"]
+    if not isinstance(probs, list) or not probs:
+        raise ValueError(
+            f"{where}: field 'probs' must be a non-empty list of numbers, got {probs!r}"
+        )
+    if num_levels is not None and len(probs) != num_levels:
+        raise ValueError(
+            f"{where}: 'probs' has {len(probs)} entries, expected {num_levels} (one per level)"
+        )
+    for p in probs:
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not math.isfinite(p):
+            raise ValueError(f"{where}: 'probs' entry {p!r} is not a finite number")
+    extra = obj.get("extra") or {}
+    if not isinstance(extra, dict):
+        raise ValueError(f"{where}: field 'extra' must be an object, got {type(extra).__name__}")
+    return ManifestRecord(
+        image=image,
+        mos=_number(obj, "mos", where, nullable=False),
+        std=_number(obj, "std", where, nullable=True),
+        mos_norm=_number(obj, "mos_norm", where, nullable=False),
+        std_norm=_number(obj, "std_norm", where, nullable=True),
+        probs=[float(p) for p in probs],
+        split=_optional_str(obj, "split", where),
+        dataset=_optional_str(obj, "dataset", where),
+        extra=extra,
+    )
+
+
+def read_manifest(path: str | Path, num_levels: int | None = 5) -> list[ManifestRecord]:
+    """Read a JSONL manifest. ``num_levels``: expected probs length (None: any, but all equal).
+
+    Blank lines are skipped. Raises ValueError naming the file and line for malformed JSON,
+    missing/unknown fields, non-finite numbers and wrong probs length.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"manifest not found: {path}")
+    records: list[ManifestRecord] = []
+    with path.open(encoding="utf-8") as f:
+        for n, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            where = f"{path} line {n}"
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(
+                    f"{where}: malformed JSON ({exc.msg} at column {exc.colno})"
+                ) from None
+            rec = _parse(obj, where, num_levels)
+            if num_levels is None and records and len(rec.probs) != len(records[0].probs):
+                raise ValueError(
+                    f"{where}: 'probs' has {len(rec.probs)} entries but earlier records have {len(records[0].probs)}"
+                )
+            records.append(rec)
+    return records

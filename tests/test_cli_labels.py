@@ -1,0 +1,288 @@
+"""deqa-labels end to end: every input format, the registry, options and bad input."""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from deqa.cli.labels import main
+from deqa.cli.main import main as deqa_main
+from deqa.data.manifest import read_manifest
+from deqa.data.registry import get_dataset
+
+SHARED_KONIQ = Path("/work/shared/data/iqa_labels/koniq10k/labels.csv")
+V = np.arange(1.0, 6.0)
+
+
+def run(argv, capsys):
+    rc = main([str(a) for a in argv])
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+@pytest.fixture(scope="module")
+def koniq_manifest(tmp_path_factory):
+    out = tmp_path_factory.mktemp("m") / "koniq.jsonl"
+    assert main(["--dataset", "koniq10k", "-o", str(out)]) == 0
+    return read_manifest(out)
+
+
+def test_registry_copy_gives_valid_soft_labels(koniq_manifest):
+    recs = koniq_manifest
+    assert len(recs) == 10073
+    probs = np.array([r.probs for r in recs])
+    assert (probs >= 0).all() and np.allclose(probs.sum(1), 1.0, atol=1e-12)
+    np.testing.assert_allclose(probs @ V, [r.mos_norm for r in recs], atol=1e-12)
+    first = recs[0]
+    assert (
+        first.image == "10004473376.jpg" and first.dataset == "koniq10k" and first.split == "train"
+    )
+    assert first.mos_norm == pytest.approx(
+        1 + 77.3836206897 / 25
+    ) and first.std_norm == pytest.approx(0.527277894494)
+    assert first.extra["official_split"] == "train"
+
+
+def test_prints_label_quality(tmp_path, capsys):
+    rc, out, _ = run(
+        [
+            get_dataset("koniq").label_path,
+            "--dataset",
+            "koniq10k",
+            "-o",
+            tmp_path / "x.jsonl",
+            "--split",
+            "test",
+        ],
+        capsys,
+    )
+    assert rc == 0
+    assert "wrote 2010 records" in out
+    for key in (
+        "mean |mean error|",
+        "max |mean error|",
+        "mean |std error|",
+        "valid vectors        100.00%",
+        "Gaussian JS gap",
+        "JS to histograms",
+    ):
+        assert key in out
+
+
+@pytest.mark.skipif(not SHARED_KONIQ.is_file(), reason="shared label folder not present")
+def test_shared_koniq_file_matches_registry_copy(tmp_path, capsys, koniq_manifest):
+    rc, _, _ = run([SHARED_KONIQ, "--dataset", "koniq10k", "-o", tmp_path / "x.jsonl"], capsys)
+    assert rc == 0
+    assert read_manifest(tmp_path / "x.jsonl") == koniq_manifest
+
+
+@pytest.mark.parametrize("method", ["moment", "gaussian", "deqa", "onehot", "binary", "histogram"])
+def test_every_method(tmp_path, capsys, method):
+    rc, out, _ = run(
+        ["--dataset", "koniq", "-o", tmp_path / "m.jsonl", "--split", "test", "--method", method],
+        capsys,
+    )
+    assert rc == 0 and f"method {method}" in out
+    assert len(read_manifest(tmp_path / "m.jsonl")) == 2010
+
+
+# ---------------------------------------------------------------------------------------------
+# Each input format (small files built here; scales checked by hand)
+
+
+def test_iqa_csv_with_explicit_scale(tmp_path, capsys):
+    src = tmp_path / "labels.csv"
+    src.write_text("image,dmos,split\na.png,0.25,test\nb.png,1.0,train\n")
+    rc, out, _ = run(
+        [src, "--mos-range", 0, 1, "--lower-better", "-o", tmp_path / "m.jsonl"], capsys
+    )
+    assert rc == 0 and "lower is better" in out
+    a, b = read_manifest(tmp_path / "m.jsonl")
+    assert (a.mos_norm, b.mos_norm) == (4.0, 1.0)
+    assert a.dataset == "labels" and a.std is None and a.extra == {"std_imputed": True}
+
+
+def test_pyiqa_csv(tmp_path, capsys):
+    src = tmp_path / "meta_info_KADID10kDataset.csv"
+    src.write_text(
+        "ref_name,dist_name,dmos,std\nI01.png,I01_01_01.png,4.57,0.496\nI01.png,I01_01_05.png,1.1,0.3\n"
+    )
+    rc, _, _ = run([src, "--dataset", "kadid", "-o", tmp_path / "m.jsonl"], capsys)
+    assert rc == 0
+    recs = read_manifest(tmp_path / "m.jsonl")
+    assert [r.image for r in recs] == ["I01_01_01.png", "I01_01_05.png"]
+    assert recs[0].mos_norm == pytest.approx(4.57) and recs[0].std_norm == pytest.approx(0.496)
+    assert recs[0].extra == {"ref_name": "I01.png"} and recs[0].dataset == "kadid10k"
+    assert np.dot(recs[1].probs, V) == pytest.approx(1.1)
+
+
+def test_deqa_json_needs_no_scale(tmp_path, capsys):
+    src = tmp_path / "test_koniq_2k.json"
+    src.write_text(
+        json.dumps(
+            [
+                {
+                    "id": "a",
+                    "image": "KONIQ/a.jpg",
+                    "gt_score": 3.1,
+                    "gt_score_norm": 3.6,
+                    "std": 0.5,
+                    "std_norm": 0.62,
+                },
+                {
+                    "id": "b",
+                    "image": "KONIQ/b.jpg",
+                    "gt_score": 1.5,
+                    "gt_score_norm": 1.2,
+                    "std": 0.3,
+                    "std_norm": 0.37,
+                },
+            ]
+        )
+    )
+    rc, _, _ = run([src, "-o", tmp_path / "m.jsonl"], capsys)
+    assert rc == 0
+    a, b = read_manifest(tmp_path / "m.jsonl")
+    assert (a.mos, a.mos_norm, a.std, a.std_norm) == (3.1, 3.6, 0.5, 0.62)
+    assert np.dot(b.probs, V) == pytest.approx(1.2)
+    # With --dataset the file's own normalised values still win (DeQA's KonIQ gt_score is the
+    # 1-5 rating mean, not the registry's 0-100 MOS); an explicit --mos-range overrides them.
+    rc, out, _ = run([src, "--dataset", "koniq10k", "-o", tmp_path / "m.jsonl"], capsys)
+    assert rc == 0 and "the file's own level-scale values" in out
+    assert read_manifest(tmp_path / "m.jsonl")[0].mos_norm == 3.6
+    rc, _, _ = run([src, "--mos-range", 1, 5, "-o", tmp_path / "m.jsonl"], capsys)
+    assert rc == 0 and read_manifest(tmp_path / "m.jsonl")[0].mos_norm == pytest.approx(3.1)
+
+
+def test_qalign_json_with_split_and_no_std_policy(tmp_path, capsys):
+    src = tmp_path / "train_koniq.json"
+    src.write_text(
+        json.dumps(
+            [
+                {"id": "a.jpg->75.0", "image": "koniq/a.jpg", "conversations": []},
+                {"id": "b.jpg->25.0", "image": "koniq/b.jpg", "conversations": []},
+            ]
+        )
+    )
+    rc, out, _ = run(
+        [
+            src,
+            "--format",
+            "qalign-json",
+            "--mos-range",
+            0,
+            100,
+            "--no-std-policy",
+            "binary",
+            "-o",
+            tmp_path / "m.jsonl",
+        ],
+        capsys,
+    )
+    assert rc == 0 and "std imputed          0 rows" in out
+    a, b = read_manifest(tmp_path / "m.jsonl")
+    assert a.probs == [0.0, 0.0, 0.0, 1.0, 0.0] and b.probs == [0.0, 1.0, 0.0, 0.0, 0.0]
+
+
+def test_observed_range_and_std_scale(tmp_path, capsys):
+    src = tmp_path / "l.csv"
+    src.write_text("image,mos,std\na,10,0.5\nb,30,0.5\nc,20,0.5\n")
+    rc, _, _ = run(
+        [src, "--observed-range", "--std-scale", "1:5", "-o", tmp_path / "m.jsonl"], capsys
+    )
+    assert rc == 0
+    recs = read_manifest(tmp_path / "m.jsonl")
+    assert [r.mos_norm for r in recs] == [1.0, 5.0, 3.0] and recs[0].std_norm == 0.5
+    rc, _, _ = run(
+        [
+            src,
+            "--mos-range",
+            0,
+            40,
+            "--std-scale",
+            "none",
+            "--default-std",
+            0.25,
+            "-o",
+            tmp_path / "m.jsonl",
+        ],
+        capsys,
+    )
+    assert rc == 0 and all(r.std_norm == 0.25 for r in read_manifest(tmp_path / "m.jsonl"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad input: exit code 2 and a message naming the problem
+
+
+@pytest.mark.parametrize(
+    "argv, pattern",
+    [
+        (["--dataset", "konik"], "unknown data set 'konik'; known data sets"),
+        ([], "give a label file, or --dataset NAME"),
+        (
+            ["{csv}"],
+            r"score scale is unknown; give a registered data set \(--dataset\) or the declared range",
+        ),
+        (
+            ["{csv}", "--mos-range", "0", "50"],
+            r"line 3 \(image 'b'\): score = 80.0 is outside the declared range \[0, 50\]",
+        ),
+        (
+            ["{csv}", "--mos-range", "0", "100", "--no-std-policy", "error"],
+            r"line 2 \(image 'a'\): no std given",
+        ),
+        (["{csv}", "--mos-range", "0", "100", "--split", "train"], "no split column"),
+        (
+            ["{csv}", "--mos-range", "0", "100", "--std-scale", "1-5"],
+            "--std-scale must be 'mos', 'none' or 'LO:HI'",
+        ),
+        (
+            ["{csv}", "--mos-range", "0", "100", "--observed-range"],
+            "either --mos-range or --observed-range",
+        ),
+        (
+            ["{csv}", "--mos-range", "0", "100", "--method", "histogram"],
+            "needs rating-histogram columns",
+        ),
+        (["{dir}/missing.csv", "--mos-range", "0", "1"], "label file not found"),
+    ],
+)
+def test_bad_input_exits_2_with_message(tmp_path, capsys, argv, pattern):
+    src = tmp_path / "l.csv"
+    src.write_text("image,mos\na,20\nb,80\n")
+    argv = [a.format(csv=src, dir=tmp_path) for a in argv] + ["-o", str(tmp_path / "m.jsonl")]
+    rc, _, err = run(argv, capsys)
+    assert rc == 2
+    assert err.startswith("deqa-labels: error: ")
+    assert re.search(pattern, err), err
+    assert not (tmp_path / "m.jsonl").exists()
+
+
+def test_split_filter_with_no_match(tmp_path, capsys):
+    rc, _, err = run(["--dataset", "livec", "--split", "train", "-o", tmp_path / "m.jsonl"], capsys)
+    assert rc == 2 and "no rows with split in ['train']" in err
+
+
+def test_umbrella_command_and_module_entry_point(tmp_path, capsys):
+    assert deqa_main(["labels", "--dataset", "csiq", "-o", str(tmp_path / "a.jsonl")]) == 0
+    assert len(read_manifest(tmp_path / "a.jsonl")) == 866
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "deqa.cli.labels",
+            "--dataset",
+            "live",
+            "-o",
+            str(tmp_path / "b.jsonl"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "wrote 779 records" in proc.stdout

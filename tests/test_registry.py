@@ -1,0 +1,214 @@
+"""The data set registry: every packaged label file parses with the expected rows and scale."""
+
+import sys
+from fnmatch import fnmatch
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from deqa.data.registry import (
+    REGISTRY_PATH,
+    DatasetSpec,
+    UnknownDatasetError,
+    get_dataset,
+    list_datasets,
+    load_registry,
+)
+from deqa.levels import DEFAULT_STD, LEVEL_VALUES, rescale_mos
+
+# Row counts of the label files (table in the data README that came with them).
+EXPECTED_ROWS = {
+    "koniq10k": 10073,
+    "spaq": 11125,
+    "kadid10k": 10125,
+    "livec": 1169,
+    "tid2013": 3000,
+    "csiq": 866,
+    "pipal": 23200,
+    "live": 779,
+    "agiqa3k": 2982,
+}
+
+
+@pytest.fixture(scope="module")
+def tables():
+    return {name: get_dataset(name).read_labels() for name in list_datasets()}
+
+
+def test_all_nine_data_sets_are_registered():
+    assert sorted(list_datasets()) == sorted(EXPECTED_ROWS)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_ROWS))
+def test_label_file_parses_with_expected_rows_and_range(name, tables):
+    spec = get_dataset(name)
+    table = tables[name]
+    assert spec.label_path.is_file()
+    assert len(table) == spec.num_rows == EXPECTED_ROWS[name]
+    assert len(set(table.images)) == len(table), "image names must be unique"
+    lo, hi = spec.mos_range
+    assert np.isfinite(table.mos).all()
+    assert table.mos.min() >= lo and table.mos.max() <= hi
+    # The declared range is a real scale, not a loose bound: scores use a good part of it.
+    assert table.mos.max() - table.mos.min() >= 0.4 * (hi - lo)
+    if spec.has_std:
+        assert table.std is not None and np.isfinite(table.std).all() and (table.std >= 0).all()
+    else:
+        assert table.std is None
+    assert set(table.split) <= {"train", "test", "none"}
+    # Rescaling the whole file works (no row outside the declared scale).
+    m, _ = rescale_mos(
+        table.mos,
+        table.std,
+        mos_range=spec.mos_range,
+        lower_better=spec.lower_better,
+        std_range=spec.std_range,
+    )
+    assert m.min() >= 1.0 and m.max() <= 5.0
+
+
+def test_published_split_sizes(tables):
+    def count(name, split):
+        return sum(s == split for s in tables[name].split)
+
+    assert (count("koniq10k", "train"), count("koniq10k", "test")) == (7046, 2010)
+    assert (count("spaq", "train"), count("spaq", "test")) == (8897, 2224)
+    assert (count("kadid10k", "train"), count("kadid10k", "test")) == (8106, 2000)
+    assert all(s == "test" for s in tables["livec"].split)
+
+
+def test_direction_and_observed_range_choices(tables):
+    assert get_dataset("csiq").lower_better and get_dataset("live").lower_better
+    assert not any(
+        get_dataset(n).lower_better
+        for n in ("koniq10k", "spaq", "kadid10k", "livec", "tid2013", "pipal", "agiqa3k")
+    )
+    # PIPAL's Elo has no fixed scale: the registry uses the observed min/max of the file.
+    pipal = tables["pipal"]
+    assert get_dataset("pipal").mos_range == (pipal.mos.min(), pipal.mos.max())
+    assert get_dataset("tid2013").mos_range == (0.0, 9.0)
+
+
+def test_koniq_facts_stated_in_the_registry_notes(tables):
+    t = tables["koniq10k"]
+    counts = t.histogram * np.asarray(t.extra["n_ratings"], dtype=float)[:, None]
+    ratings_mean = t.histogram @ LEVEL_VALUES
+    # std is the sample std (ddof=1) of the 1-5 ratings -> std_range [1, 5].
+    n = counts.sum(1)
+    var = (counts * (LEVEL_VALUES - ratings_mean[:, None]) ** 2).sum(1) / (n - 1)
+    np.testing.assert_allclose(np.sqrt(var), t.std, atol=1e-9)
+    assert get_dataset("koniq10k").std_range == (1.0, 5.0)
+    # The 0-100 MOS is not exactly linear in the 1-5 rating mean.
+    gap = np.abs(1 + t.mos / 25 - ratings_mean)
+    assert round(gap.mean(), 2) == 0.19 and round(gap.max(), 2) == 0.48
+
+
+def test_tid2013_std_facts_stated_in_the_notes(tables):
+    std = tables["tid2013"].std
+    assert round(std.max(), 2) == 0.30 and (std == 0).sum() == 2
+    assert round(std.max() * 4 / 9, 2) == 0.13
+
+
+def test_default_std_is_the_average_rating_spread(tables):
+    # DEFAULT_STD (deqa.levels) is justified by these mean stds on the 1-5 scale.
+    means = {}
+    for name in ("koniq10k", "kadid10k", "livec"):
+        spec = get_dataset(name)
+        _, s = rescale_mos(
+            tables[name].mos, tables[name].std, mos_range=spec.mos_range, std_range=spec.std_range
+        )
+        means[name] = s.mean()
+    assert [round(means[n], 2) for n in ("koniq10k", "kadid10k", "livec")] == [0.57, 0.75, 0.77]
+    assert abs(np.mean(list(means.values())) - DEFAULT_STD) < 0.01
+
+
+@pytest.mark.parametrize(
+    "alias, name",
+    [
+        ("koniq", "koniq10k"),
+        ("KonIQ-10k", "koniq10k"),
+        ("KADID_10k", "kadid10k"),
+        ("live-c", "livec"),
+        ("CLIVE", "livec"),
+        ("LIVE", "live"),
+        ("tid", "tid2013"),
+        ("agiqa-3k", "agiqa3k"),
+        ("pipal", "pipal"),
+    ],
+)
+def test_aliases(alias, name):
+    assert get_dataset(alias).name == name
+
+
+def test_unknown_data_set_lists_known_names():
+    with pytest.raises(
+        UnknownDatasetError,
+        match=r"unknown data set 'konik'.*koniq10k \(koniq, koniq-10k\).*agiqa3k",
+    ):
+        get_dataset("konik")
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "datasets.yaml"
+    path.write_text(text)
+    return path
+
+
+GOOD = """
+mine:
+  title: Mine
+  labels: /abs/labels.csv
+  image_column: image
+  score_column: mos
+  mos_range: [0, 10]
+"""
+
+
+def test_load_registry_custom_file(tmp_path):
+    specs = load_registry(_write(tmp_path, GOOD))
+    spec = specs["mine"]
+    assert (
+        isinstance(spec, DatasetSpec)
+        and spec.mos_range == (0.0, 10.0)
+        and spec.label_path == Path("/abs/labels.csv")
+    )
+    assert load_registry() == load_registry(REGISTRY_PATH)
+
+
+@pytest.mark.parametrize(
+    "extra, pattern",
+    [
+        ("  image_root: /data\n", r"'mine' has unknown key\(s\) \['image_root'\]"),
+        ("  std_range: [1, 5]\n", "std_range given but std_column is null"),
+        (
+            "  aliases: [koniq]\nother:\n  title: O\n  labels: x\n  image_column: i\n  score_column: s\n  mos_range: [0, 1]\n  aliases: [KONIQ]\n",
+            "alias 'KONIQ' of 'other' already used by 'mine'",
+        ),
+    ],
+)
+def test_registry_errors_name_the_entry_and_key(tmp_path, extra, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        load_registry(_write(tmp_path, GOOD + extra))
+
+
+def test_registry_missing_key_and_bad_range(tmp_path):
+    with pytest.raises(ValueError, match=r"'mine' is missing key\(s\) \['score_column'\]"):
+        load_registry(_write(tmp_path, GOOD.replace("  score_column: mos\n", "")))
+    with pytest.raises(ValueError, match="mos_range must have lo < hi"):
+        load_registry(_write(tmp_path, GOOD.replace("[0, 10]", "[10, 0]")))
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="tomllib is Python 3.11+")
+def test_label_files_are_declared_package_data():
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"
+    ]["deqa"]
+    package = root / "deqa"
+    for name in list_datasets():
+        rel = get_dataset(name).label_path.relative_to(package).as_posix()
+        assert any(fnmatch(rel, pat) for pat in patterns), rel
+    assert any(fnmatch(REGISTRY_PATH.relative_to(package).as_posix(), pat) for pat in patterns)
