@@ -36,7 +36,7 @@ from PIL import Image
 
 from deqa.imageio import load_image
 from deqa.models.config import DeQAConfig
-from deqa.models.prompt import build_prompt_text
+from deqa.models.prompt import build_prompt_text, encode_batch
 from deqa.scoring import VLMScorer
 
 # Qwen/Qwen2.5-VL-7B-Instruct config.json (published hyperparameters), token ids left out:
@@ -251,12 +251,18 @@ def main(argv: list[str] | None = None) -> int:
         help="torch CPU threads for both paths (default: torch's)",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="build the model on the meta device and report its size and image tokens; no timing "
+        "(checks the --full-size set-up without a GPU)",
+    )
     args = p.parse_args(argv)
     if args.threads:
         # A tiny model is all overhead: on a shared CPU, extra OpenMP threads mostly wait on each other.
         torch.set_num_threads(args.threads)
 
-    device = torch.device(args.device)
+    device = torch.device("meta" if args.dry_run else args.device)
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
     torch.manual_seed(0)
     if args.full_size:
@@ -264,6 +270,17 @@ def main(argv: list[str] | None = None) -> int:
     else:
         model, processor, label = build_tiny(args.family, dtype, device, args.vocab_size)
     cfg = DeQAConfig()
+    probe = encode_batch(processor, [Image.new("RGB", (args.image_size, args.image_size))], cfg)
+    size = {
+        "model": label,
+        "parameters": sum(t.numel() for t in model.parameters()),
+        "image_size": args.image_size,
+        "image_tokens": int((probe["input_ids"] == processor.image_token_id).sum()),
+        "sequence_length": int(probe["input_ids"].shape[1]),
+    }
+    if args.dry_run:
+        print(json.dumps(size))
+        return 0
     scorer = VLMScorer(model, processor, cfg, model_id=label, device=device, dtype=dtype)
     n_naive = args.naive_images or args.images
     with tempfile.TemporaryDirectory() as tmp:
@@ -288,10 +305,9 @@ def main(argv: list[str] | None = None) -> int:
     ips_ours, ips_naive = args.images / t_ours, n_naive / t_naive
     peak = peak_tflops(device, args.peak_tflops)
     result = {
-        "model": label,
+        **size,
         "machine": machine(device),
         "dtype": args.dtype,
-        "image_size": args.image_size,
         "batch_size": args.batch_size,
         "num_workers": args.num_workers,
         "images_per_s_scorer": round(ips_ours, 2),
