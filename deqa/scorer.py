@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import abc
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -72,7 +72,28 @@ class _Collate:
                 model_inputs = self.collate([img for _, img in good])
             except Exception as err:  # noqa: BLE001 - reported per image below
                 error = f"preprocessing failed: {type(err).__name__}: {err}"
+            if error is not None and len(good) > 1:
+                # One odd image (e.g. an aspect ratio the processor refuses) must not sink the
+                # whole batch: find the culprits one by one and preprocess the rest together.
+                good, failed, error = self._isolate(good, failed)
+                if good:
+                    try:
+                        model_inputs = self.collate([img for _, img in good])
+                    except Exception as err:  # noqa: BLE001 - fails only together: report all
+                        error = f"preprocessing failed: {type(err).__name__}: {err}"
+
         return [i for i, _ in good], model_inputs, failed, error
+
+    def _isolate(self, good, failed):
+        ok = []
+        failed = list(failed)
+        for i, img in good:
+            try:
+                self.collate([img])
+                ok.append((i, img))
+            except Exception as err:  # noqa: BLE001 - reported for this image
+                failed.append((i, f"preprocessing failed: {type(err).__name__}: {err}"))
+        return ok, failed, None
 
 
 class Scorer(abc.ABC):
@@ -108,10 +129,18 @@ class Scorer(abc.ABC):
         batch_size: int | None = None,
         num_workers: int = 0,
         progress: bool = False,
+        batches: Sequence[Sequence[int]] | None = None,
+        skip: Collection[int] = (),
     ) -> Iterator[ScoreResult | ScoreFailure]:
         """Yield one :class:`ScoreResult` or :class:`ScoreFailure` per input, in input order.
 
         Results stream out as batches finish, so callers can write them incrementally.
+
+        ``batches`` runs an explicit plan (lists of input indices; default
+        :meth:`batch_order`), e.g. one process's share of a multi-process job; only the indices
+        in it are reported. ``skip`` leaves indices out (e.g. already in an output being
+        resumed): a batch that is entirely skipped is not run, a partly skipped one is run whole,
+        so every reported score comes from the same batch an uninterrupted run would use.
         """
         import torch
         from torch.utils.data import DataLoader
@@ -123,46 +152,52 @@ class Scorer(abc.ABC):
         batch_size = self.default_batch_size if batch_size is None else batch_size
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        plan = [list(b) for b in (self.batch_order(inputs, batch_size) if batches is None else batches)]
+        skip = set(skip)
+        plan = [b for b in plan if b and not skip.issuperset(b)]
+        order = sorted({i for b in plan for i in b} - skip)
+        if not order:
+            return
         names = [input_name(x, i) for i, x in enumerate(inputs)]
         loader = DataLoader(
             _DecodeDataset(inputs, self.max_pixels),
-            batch_sampler=self.batch_order(inputs, batch_size),
+            batch_sampler=plan,
             num_workers=num_workers,
             collate_fn=_Collate(self.make_collate()),
             # PIL images in the inputs list cannot cross a spawn boundary cheaply; fork shares them.
             multiprocessing_context="fork" if num_workers > 0 and hasattr(os, "fork") else None,
             persistent_workers=False,
         )
-        bar = tqdm(total=len(inputs), disable=not progress, unit="img", dynamic_ncols=True)
+        bar = tqdm(total=len(order), disable=not progress, unit="img", dynamic_ncols=True)
         pending: dict[int, ScoreResult | ScoreFailure] = {}
-        next_out = 0
+        pos = 0
         try:
             with torch.inference_mode():
                 for indices, model_inputs, failed, error in loader:
+                    done: dict[int, ScoreResult | ScoreFailure] = {}
                     for i, err in failed:
-                        pending[i] = ScoreFailure(names[i], err)
+                        done[i] = ScoreFailure(names[i], err)
                     if indices:
                         if error is not None:
                             for i in indices:
-                                pending[i] = ScoreFailure(names[i], error)
+                                done[i] = ScoreFailure(names[i], error)
                         else:
                             results = self.predict(model_inputs)
                             if len(results) != len(indices):
                                 raise RuntimeError(
                                     f"{type(self).__name__}.predict returned {len(results)} results for {len(indices)} images"
                                 )
-                            for i, res in zip(indices, results):
-                                pending[i] = replace(res, input=names[i])
-                    bar.update(len(indices) + len(failed))
+                            for i, res in zip(indices, results, strict=True):
+                                done[i] = replace(res, input=names[i])
+                    fresh = {i: r for i, r in done.items() if i not in skip}
+                    pending.update(fresh)
+                    bar.update(len(fresh))
                     # Re-establish input order (batch_order may group by image size).
-                    while next_out in pending:
-                        yield pending.pop(next_out)
-                        next_out += 1
+                    while pos < len(order) and order[pos] in pending:
+                        yield pending.pop(order[pos])
+                        pos += 1
         finally:
             bar.close()
-        while next_out in pending:  # pragma: no cover - all batches are consumed above
-            yield pending.pop(next_out)
-            next_out += 1
 
     def score(self, inputs: ImageInput | Sequence[ImageInput], **kwargs) -> list[ScoreResult]:
         """Score images (paths or PIL images); raise :class:`ImageLoadError` for the first bad one."""

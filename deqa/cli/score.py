@@ -1,0 +1,314 @@
+"""``deqa-score``: score images with the built-in model, a baseline, or any VLM.
+
+    deqa-score photo.jpg                                   # built-in model, table on stdout
+    deqa-score --model Qwen/Qwen2.5-VL-7B-Instruct photos/ -r -o scores.jsonl
+    deqa-score --model runs/koniq-lora/checkpoint-best 'data/**/*.png' --format csv -o s.csv
+    accelerate launch -m deqa.cli.score --model ... photos/ -o scores.jsonl   # many GPUs
+
+Exit codes: 0 all inputs scored; 2 some inputs failed (listed on stderr and in the output);
+1 bad arguments, inputs or model; 130 interrupted (rerun the same command to resume).
+
+This module imports no transformers/peft at import time: the built-in model must start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from ..inputs import InputError, expand_inputs
+from ..load import BASELINE_CONFIG_NAME
+from ..outputs import FORMATS, format_for_path, format_table, open_writer, read_records
+from ..results import ScoreFailure
+
+__all__ = ["main", "build_parser"]
+
+# Flags that only mean something for a VLM; combined with a baseline they are an error.
+_VLM_ONLY = {
+    "adapter": "--adapter",
+    "dtype": "--dtype",
+    "load_in_4bit": "--load-in-4bit",
+    "load_in_8bit": "--load-in-8bit",
+    "trust_remote_code": "--trust-remote-code",
+    "attn_implementation": "--attn-implementation",
+    "max_length": "--max-length",
+    "group_by_size": "--group-by-size",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    # Exit code 2 means "some inputs failed"; argument errors get 1 so scripts can tell them apart.
+    def error(self, message):
+        self.print_usage(sys.stderr)
+        self.exit(1, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="deqa-score",
+        description="Score image quality (1 = bad ... 5 = excellent). Results stream to -o FILE "
+        "(resumable) or print as a table.",
+    )
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="image files, directories, quoted glob patterns, or manifests (.txt, .csv, .tsv, .jsonl)",
+    )
+    p.add_argument("-r", "--recursive", action="store_true", help="descend into sub-directories")
+    p.add_argument(
+        "-m",
+        "--model",
+        default=None,
+        help="a VLM hub id or folder, a deqa checkpoint, or a baseline folder (default: the built-in model)",
+    )
+    p.add_argument("--adapter", default=None, help="LoRA adapter folder to apply to --model")
+    p.add_argument(
+        "-b",
+        "--batch-size",
+        type=int,
+        default=None,
+        help="images per forward pass (default: the model's)",
+    )
+    p.add_argument(
+        "--num-workers",
+        type=int,
+        default=None,
+        help="DataLoader workers decoding/preprocessing images (default: CPU cores - 1, at most 8)",
+    )
+    p.add_argument(
+        "--device", default=None, help="cpu, cuda, cuda:1, ... (default: CUDA if available)"
+    )
+    p.add_argument(
+        "--dtype",
+        default=None,
+        choices=["auto", "bf16", "fp16", "fp32", "bfloat16", "float16", "float32"],
+        help="VLM weight dtype (default auto: bf16/fp16 on CUDA, fp32 on CPU)",
+    )
+    p.add_argument(
+        "--load-in-4bit",
+        action="store_true",
+        help="quantise the VLM's language model to 4-bit nf4 (bitsandbytes)",
+    )
+    p.add_argument(
+        "--load-in-8bit",
+        action="store_true",
+        help="quantise the VLM's language model to 8-bit (bitsandbytes)",
+    )
+    p.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="allow the model's own code from the hub (off by default)",
+    )
+    p.add_argument("--attn-implementation", default=None, help="sdpa, flash_attention_2 or eager")
+    p.add_argument(
+        "--max-length", type=int, default=None, help="reject prompts longer than this many tokens"
+    )
+    p.add_argument(
+        "--group-by-size",
+        default=None,
+        action=argparse.BooleanOptionalAction,
+        help="batch images of similar size together (default: on for dynamic-resolution VLMs)",
+    )
+    p.add_argument(
+        "--max-pixels",
+        type=int,
+        default=None,
+        help="refuse images with more pixels than this (decompression-bomb guard; 0 = no limit)",
+    )
+    p.add_argument(
+        "--format",
+        choices=FORMATS,
+        default=None,
+        help="output format (default: from the -o extension, else table)",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        default=None,
+        help="write results here (.jsonl, .csv, .json); inputs already in the file are skipped",
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def _is_baseline(model: str | None) -> bool:
+    return model is None or model == "builtin" or (Path(model) / BASELINE_CONFIG_NAME).is_file()
+
+
+def _default_workers() -> int:
+    return max(0, min(8, (os.cpu_count() or 1) - 1))
+
+
+def _check_model_flags(args) -> None:
+    if not _is_baseline(args.model):
+        return
+    used = [flag for attr, flag in _VLM_ONLY.items() if getattr(args, attr) not in (None, False)]
+    if used:
+        which = (
+            "the built-in model"
+            if args.model in (None, "builtin")
+            else f"the baseline in {args.model}"
+        )
+        raise ValueError(
+            f"{', '.join(used)}: VLM-only option(s), not usable with {which}; drop them or pass a VLM as --model"
+        )
+
+
+def _build_scorer(args, device):
+    from ..load import load_scorer
+
+    if _is_baseline(args.model):
+        try:
+            return load_scorer(args.model, device=device)
+        except ImportError as err:
+            if "deqa.baselines" in str(err) or (err.name or "").startswith("deqa.baselines"):
+                raise ValueError(
+                    f"the baseline models are not part of this installation ({err}); pass a VLM with --model"
+                ) from None
+            raise
+    kwargs = dict(
+        adapter=args.adapter,
+        device=device,
+        dtype=args.dtype,
+        load_in_4bit=args.load_in_4bit,
+        load_in_8bit=args.load_in_8bit,
+        trust_remote_code=args.trust_remote_code,
+        attn_implementation=args.attn_implementation,
+        group_by_size=args.group_by_size,
+        max_length=args.max_length,
+    )
+    return load_scorer(args.model, **kwargs)
+
+
+def _err(msg: str) -> None:
+    print(f"deqa-score: {msg}", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.batch_size is not None and args.batch_size < 1:
+            raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+        if args.num_workers is not None and args.num_workers < 0:
+            raise ValueError(f"--num-workers must be >= 0, got {args.num_workers}")
+        if args.load_in_4bit and args.load_in_8bit:
+            raise ValueError("choose one of --load-in-4bit and --load-in-8bit")
+        _check_model_flags(args)
+        fmt = args.format or (format_for_path(args.output) if args.output else "table")
+        if args.output and fmt == "table":
+            raise ValueError(
+                "the table format is for the terminal; write files as .jsonl, .csv or .json"
+            )
+        inputs = expand_inputs(args.inputs, recursive=args.recursive)
+    except (InputError, ValueError) as err:
+        _err(f"error: {err}")
+        return 1
+
+    from ..parallel import distributed_comm
+
+    dist = distributed_comm()
+    comm, device = dist if dist is not None else (None, args.device)
+    if args.device is not None:
+        device = args.device
+    rank0 = comm is None or comm.rank == 0
+
+    previous: list[dict] = []
+    if args.output and rank0:
+        try:
+            previous = read_records(args.output, fmt)
+        except ValueError as err:
+            _err(f"error: {err}")
+            return 1
+    done = {row["input"] for row in previous}
+    skip = {i for i, name in enumerate(inputs) if name in done}
+    wanted = set(inputs)
+    previous_failures = sum(1 for row in previous if "error" in row and row["input"] in wanted)
+
+    try:
+        scorer = _build_scorer(args, device)
+    except (ValueError, OSError, ImportError) as err:
+        _err(f"error: cannot load model {args.model or 'builtin'!r}: {err}")
+        return 1
+    if args.max_pixels is not None:
+        scorer.max_pixels = args.max_pixels or None
+    workers = _default_workers() if args.num_workers is None else args.num_workers
+    batch_size = args.batch_size or scorer.default_batch_size
+    if rank0 and skip:
+        _err(
+            f"resuming {args.output}: {len(skip)} of {len(inputs)} inputs already there, {len(inputs) - len(skip)} to go"
+        )
+
+    failures = 0
+    collected = []
+    writer = None
+    if rank0:
+        if args.output:
+            writer = open_writer(fmt, args.output)
+        elif fmt != "table":
+            writer = open_writer(fmt, stream=sys.stdout)
+    progress = rank0 and not args.quiet
+    try:
+        if comm is None:
+            stream = scorer.iter_score(
+                inputs, batch_size=batch_size, num_workers=workers, progress=progress, skip=skip
+            )
+            bar = None
+        else:
+            from ..parallel import iter_score_sharded
+
+            bar = tqdm(
+                total=len(inputs) - len(skip), disable=not progress, unit="img", dynamic_ncols=True
+            )
+            stream = iter_score_sharded(
+                scorer,
+                inputs,
+                comm,
+                batch_size=batch_size,
+                num_workers=workers,
+                skip=skip,
+                on_result=lambda: bar.update(1),
+            )
+        for result in stream:
+            if isinstance(result, ScoreFailure):
+                failures += 1
+                tqdm.write(f"deqa-score: failed: {result.input}: {result.error}", file=sys.stderr)
+            if writer is not None:
+                writer.write(result)
+            else:
+                collected.append(result)
+        if bar is not None:
+            bar.close()
+    except KeyboardInterrupt:
+        if writer is not None:
+            writer.close()
+        if args.output:
+            _err(
+                f"interrupted; results so far are in {args.output}: run the same command again to resume"
+            )
+        else:
+            _err("interrupted")
+        return 130
+    if writer is not None:
+        writer.close()
+    if comm is not None:
+        comm.finish()
+    if not rank0:
+        return 0
+    if fmt == "table" and not args.output:
+        sys.stdout.write(format_table(collected))
+        sys.stdout.flush()
+    total_failed = failures + previous_failures
+    if total_failed:
+        where = f" (see {args.output})" if args.output else ""
+        _err(f"{total_failed} of {len(inputs)} inputs could not be scored{where}")
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,316 @@
+"""Write score results as JSONL / CSV / JSON (incrementally, resumable) or a terminal table.
+
+Row schema (JSONL / JSON; CSV flattens ``probs`` to ``prob_<word>`` and ``details`` to
+``detail_<key>`` columns)::
+
+    {"input": "photos/a.jpg", "score": 3.91, "score_0_1": 0.7275, "level": "good",
+     "std": 0.71, "probs": {"bad": 0.01, "poor": 0.04, "fair": 0.2, "good": 0.53, "excellent": 0.22},
+     "model": "Qwen/Qwen2.5-VL-7B-Instruct", "details": {}}
+    {"input": "photos/b.jpg", "error": "truncated image data (...)"}
+
+Resuming: :func:`read_records` reads what an earlier (possibly interrupted) run wrote, so the
+caller can skip those inputs; a half-written last line is cut off first. Writers append and
+flush every row, so an interrupted job loses at most the row being written.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, TextIO
+
+from .results import ScoreFailure, ScoreResult
+
+__all__ = [
+    "FORMATS",
+    "FILE_FORMATS",
+    "format_for_path",
+    "read_records",
+    "open_writer",
+    "ResultWriter",
+    "format_table",
+    "record_of",
+]
+
+FORMATS = ("table", "json", "jsonl", "csv")
+FILE_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".json": "json"}
+_BASE_COLUMNS = ("input", "score", "score_0_1", "level", "std")
+
+
+def format_for_path(path: str | Path) -> str:
+    """Output format implied by a file name; a clear error for anything else."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in FILE_FORMATS:
+        raise ValueError(
+            f"-o {path}: cannot tell the format from {suffix or 'no extension'!r}; use .jsonl, .csv or .json (or pass --format)"
+        )
+    return FILE_FORMATS[suffix]
+
+
+def record_of(result: ScoreResult | ScoreFailure) -> dict[str, Any]:
+    """The JSON-able row for one result."""
+    return result.to_dict()
+
+
+# -- reading back (resume) --------------------------------------------------------------------
+def _cut_partial_last_line(path: Path) -> None:
+    # An interrupted writer can leave half a row; drop it so the row is redone, not corrupted.
+    with open(path, "rb+") as f:
+        f.seek(0, os.SEEK_END)
+        size = f.tell()
+        if size == 0:
+            return
+        f.seek(size - 1)
+        if f.read(1) == b"\n":
+            return
+        f.seek(0)
+        data = f.read()
+        keep = data.rfind(b"\n") + 1
+        f.truncate(keep)
+
+
+def read_records(path: str | Path, fmt: str) -> list[dict[str, Any]]:
+    """Rows already in an output file (empty if it does not exist). Each has ``input`` and
+    either ``score`` or ``error``."""
+    path = Path(path)
+    if not path.exists() or path.stat().st_size == 0:
+        return []
+    if fmt == "jsonl":
+        _cut_partial_last_line(path)
+        rows = []
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(
+                    f"{path}, line {n}: not valid JSON ({err.msg}); cannot resume into this file"
+                ) from None
+            if not isinstance(row, dict) or "input" not in row:
+                raise ValueError(
+                    f'{path}, line {n}: not a deqa result row (no "input"); cannot resume into this file'
+                )
+            rows.append(row)
+        return rows
+    if fmt == "csv":
+        _cut_partial_last_line(path)
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            if "input" not in (reader.fieldnames or []):
+                raise ValueError(f"{path}: no 'input' column; cannot resume into this file")
+            return [{k: v for k, v in row.items() if v not in (None, "")} for row in reader]
+    if fmt == "json":
+        try:
+            rows = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise ValueError(
+                f"{path}: not valid JSON ({err.msg}); cannot resume into this file"
+            ) from None
+        if not isinstance(rows, list) or not all(
+            isinstance(r, dict) and "input" in r for r in rows
+        ):
+            raise ValueError(
+                f"{path}: not a JSON list of deqa result rows; cannot resume into this file"
+            )
+        return rows
+    raise ValueError(f"cannot read back format {fmt!r}")
+
+
+# -- writers ----------------------------------------------------------------------------------
+class ResultWriter:
+    """Appends rows to a file or stream; ``close`` finishes it."""
+
+    def write(self, result: ScoreResult | ScoreFailure) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class _JsonlWriter(ResultWriter):
+    def __init__(self, stream: TextIO, owns: bool):
+        self.stream, self.owns = stream, owns
+
+    def write(self, result):
+        self.stream.write(json.dumps(record_of(result), ensure_ascii=False) + "\n")
+        self.stream.flush()
+
+    def close(self):
+        if self.owns:
+            self.stream.close()
+
+
+def _csv_columns(result: ScoreResult) -> list[str]:
+    cols = list(_BASE_COLUMNS)
+    cols += [f"prob_{w}" for w in (result.probs or {})]
+    cols += [f"detail_{k}" for k in result.details]
+    return cols + ["model", "error"]
+
+
+def _csv_row(result: ScoreResult | ScoreFailure) -> dict[str, Any]:
+    if isinstance(result, ScoreFailure):
+        return {"input": result.input, "error": result.error}
+    row = {c: getattr(result, c) for c in _BASE_COLUMNS}
+    row.update({f"prob_{w}": p for w, p in (result.probs or {}).items()})
+    row.update({f"detail_{k}": v for k, v in result.details.items()})
+    row["model"] = result.model
+    return {k: ("" if v is None else v) for k, v in row.items()}
+
+
+class _CsvWriter(ResultWriter):
+    """Columns come from the first scored row (or the existing header when resuming); failures
+    seen before it wait so the header can include the model's probability/detail columns."""
+
+    def __init__(self, stream: TextIO, owns: bool, columns: list[str] | None):
+        self.stream, self.owns = stream, owns
+        self.writer = (
+            csv.DictWriter(stream, fieldnames=columns, extrasaction="ignore") if columns else None
+        )
+        self.waiting: list[ScoreFailure] = []
+
+    def _start(self, columns: list[str]):
+        self.writer = csv.DictWriter(self.stream, fieldnames=columns, extrasaction="ignore")
+        self.writer.writeheader()
+        for failure in self.waiting:
+            self.writer.writerow(_csv_row(failure))
+        self.waiting = []
+
+    def write(self, result):
+        if self.writer is None:
+            if isinstance(result, ScoreFailure):
+                self.waiting.append(result)
+                return
+            self._start(_csv_columns(result))
+        self.writer.writerow(_csv_row(result))
+        self.stream.flush()
+
+    def close(self):
+        if self.writer is None and self.waiting:
+            self._start(list(_BASE_COLUMNS) + ["model", "error"])
+        self.stream.flush()
+        if self.owns:
+            self.stream.close()
+
+
+class _JsonWriter(ResultWriter):
+    """A JSON list cannot be appended to; it is rewritten atomically (temp file + rename) at
+    most every ``interval`` seconds and on close, so the file on disk is always valid JSON."""
+
+    def __init__(
+        self, path: Path | None, stream: TextIO | None, rows: list[dict], interval: float = 5.0
+    ):
+        self.path, self.stream, self.rows, self.interval = path, stream, rows, interval
+        self.last = time.monotonic()
+
+    def _flush(self):
+        if self.path is None:
+            return
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text(json.dumps(self.rows, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        os.replace(tmp, self.path)
+        self.last = time.monotonic()
+
+    def write(self, result):
+        self.rows.append(record_of(result))
+        if time.monotonic() - self.last >= self.interval:
+            self._flush()
+
+    def close(self):
+        if self.path is not None:
+            self._flush()
+        else:
+            self.stream.write(json.dumps(self.rows, indent=2, ensure_ascii=False) + "\n")
+            self.stream.flush()
+
+
+def open_writer(
+    fmt: str, path: str | Path | None = None, *, stream: TextIO | None = None
+) -> ResultWriter:
+    """A writer for ``fmt`` appending to ``path`` (created if missing) or writing to ``stream``."""
+    if fmt == "table":
+        raise ValueError(
+            "the table format is for the terminal; write files as .jsonl, .csv or .json"
+        )
+    if path is None:
+        if stream is None:
+            raise ValueError("open_writer needs a path or a stream")
+        if fmt == "jsonl":
+            return _JsonlWriter(stream, owns=False)
+        if fmt == "csv":
+            return _CsvWriter(stream, owns=False, columns=None)
+        return _JsonWriter(None, stream, [])
+    path = Path(path)
+    if path.parent and not path.parent.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "jsonl":
+        return _JsonlWriter(open(path, "a", encoding="utf-8"), owns=True)
+    if fmt == "csv":
+        columns = None
+        if path.exists() and path.stat().st_size > 0:
+            with open(path, newline="", encoding="utf-8") as f:
+                columns = next(csv.reader(f), None)
+        return _CsvWriter(open(path, "a", newline="", encoding="utf-8"), owns=True, columns=columns)
+    if fmt == "json":
+        return _JsonWriter(path, None, read_records(path, "json"))
+    raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+
+
+# -- terminal table ---------------------------------------------------------------------------
+def _fmt(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def format_table(results: Iterable[ScoreResult | ScoreFailure]) -> str:
+    """A fixed-width table: input, score, score_0_1, level, std, any ``details`` columns, and
+    the error for inputs that failed."""
+    results = list(results)
+    detail_keys: dict[str, None] = {}
+    for r in results:
+        if isinstance(r, ScoreResult):
+            detail_keys.update(dict.fromkeys(r.details))
+    has_std = any(isinstance(r, ScoreResult) and r.std is not None for r in results)
+    has_error = any(isinstance(r, ScoreFailure) for r in results)
+    header = (
+        ["input", "score", "score_0_1", "level"] + (["std"] if has_std else []) + list(detail_keys)
+    )
+    header += ["error"] if has_error else []
+    rows = []
+    for r in results:
+        if isinstance(r, ScoreFailure):
+            row = [r.input] + [""] * (len(header) - 2) + [r.error]
+        else:
+            row = [r.input, _fmt(r.score), _fmt(r.score_0_1), r.level] + (
+                [_fmt(r.std)] if has_std else []
+            )
+            row += [_fmt(r.details.get(k)) for k in detail_keys]
+            row += [""] if has_error else []
+        rows.append(row)
+    widths = [
+        max(len(h), *(len(row[c]) for row in rows)) if rows else len(h)
+        for c, h in enumerate(header)
+    ]
+    numeric = {c for c, h in enumerate(header) if h not in ("input", "level", "error")}
+    out = io.StringIO()
+    for row in [header] + rows:
+        cells = [
+            cell.rjust(w) if c in numeric else cell.ljust(w)
+            for c, (cell, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        out.write("  ".join(cells).rstrip() + "\n")
+    return out.getvalue()

@@ -1,0 +1,291 @@
+"""deqa-score end to end on a tiny VLM saved to a temp folder: bad inputs, formats, resume."""
+
+import csv
+import io
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from deqa.cli.score import main
+from deqa.scoring import VLMScorer
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _jpeg_bytes(img):
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """Good files of every awkward kind, bad files of every kind; returns (folder, good, bad)."""
+    d = tmp_path_factory.mktemp("corpus")
+    rng = np.random.default_rng(0)
+    noise = Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8))
+    good = {}
+    noise.save(d / "plain.jpg", quality=90)
+    good["plain.jpg"] = "a normal JPEG"
+    Image.fromarray((rng.integers(0, 65536, (20, 30))).astype(np.uint16)).save(d / "deep16.png")
+    good["deep16.png"] = "16-bit greyscale PNG"
+    noise.convert("CMYK").save(d / "cmyk.jpg")
+    good["cmyk.jpg"] = "CMYK JPEG"
+    rgba = noise.convert("RGBA")
+    rgba.putalpha(128)
+    rgba.save(d / "alpha.png")
+    good["alpha.png"] = "RGBA PNG"
+    noise.convert("P", palette=Image.Palette.ADAPTIVE, colors=16).save(d / "palette.gif")
+    good["palette.gif"] = "palette GIF"
+    Image.new("RGB", (1, 1), (10, 200, 30)).save(d / "one_pixel.png")
+    good["one_pixel.png"] = "1x1 image"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90° CW to display
+    noise.save(d / "rotated.jpg", exif=exif.tobytes())
+    good["rotated.jpg"] = "EXIF-rotated JPEG"
+    noise.save(d / "ünïcødé_画像.png")
+    good["ünïcødé_画像.png"] = "unicode file name"
+    bad = {}
+    (d / "empty.jpg").write_bytes(b"")
+    bad["empty.jpg"] = "empty file"
+    data = _jpeg_bytes(noise)
+    (d / "truncated.jpg").write_bytes(data[: len(data) // 2])
+    bad["truncated.jpg"] = "truncated"
+    (d / "text.jpg").write_text("this is not an image\n")
+    bad["text.jpg"] = "not an image"
+    return d, good, bad
+
+
+def _rows(path):
+    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines()]
+
+
+def test_bad_input_corpus_scores_good_lists_bad_exit_2(corpus, tiny_vlm_path, tmp_path, capsys):
+    folder, good, bad = corpus
+    missing = str(folder / "missing.png")
+    out = tmp_path / "scores.jsonl"
+    rc = main(
+        [
+            "--model",
+            str(tiny_vlm_path("qwen2_5_vl")),
+            str(folder),
+            missing,
+            "-o",
+            str(out),
+            "--num-workers",
+            "0",
+            "-q",
+        ]
+    )
+    assert rc == 2
+    rows = {Path(r["input"]).name: r for r in _rows(out)}
+    assert set(rows) == set(good) | set(bad) | {"missing.png"}
+    for name in good:
+        assert "error" not in rows[name], (name, rows[name])
+        assert 1 <= rows[name]["score"] <= 5 and sum(rows[name]["probs"].values()) == pytest.approx(
+            1, abs=1e-6
+        )
+    for name, reason in {**bad, "missing.png": "no such file"}.items():
+        assert reason in rows[name]["error"], (name, rows[name])
+    err = capsys.readouterr().err
+    for name in [*bad, "missing.png"]:
+        assert f"failed: {folder / name if name != 'missing.png' else missing}: " in err
+    assert "4 of 12 inputs could not be scored" in err
+
+
+def test_all_good_exit_0_and_table(corpus, tiny_vlm_path, capsys):
+    folder, _, _ = corpus
+    rc = main(
+        [
+            "--model",
+            str(tiny_vlm_path("llava")),
+            str(folder / "plain.jpg"),
+            str(folder / "alpha.png"),
+            "--num-workers",
+            "0",
+            "-q",
+        ]
+    )
+    assert rc == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["input", "score", "score_0_1", "level", "std"]
+    assert [line.split()[0] for line in lines[1:]] == [
+        str(folder / "plain.jpg"),
+        str(folder / "alpha.png"),
+    ]
+    assert all(1 <= float(line.split()[1]) <= 5 for line in lines[1:])
+
+
+def test_json_to_stdout_and_csv_file_from_a_manifest(corpus, tiny_vlm_path, tmp_path, capsys):
+    folder, _, _ = corpus
+    manifest = folder / "list.csv"
+    manifest.write_text("image,mos\nplain.jpg,3.1\ncmyk.jpg,2.0\n")
+    model = str(tiny_vlm_path("idefics3"))
+    assert (
+        main(["--model", model, str(manifest), "--format", "json", "--num-workers", "0", "-q"]) == 0
+    )
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["input"] for r in rows] == [str(folder / "plain.jpg"), str(folder / "cmyk.jpg")]
+    out = tmp_path / "s.csv"
+    assert main(["--model", model, str(manifest), "-o", str(out), "--num-workers", "0", "-q"]) == 0
+    table = list(csv.DictReader(out.open()))
+    assert [r["input"] for r in table] == [r["input"] for r in rows]
+    assert [float(r["score"]) for r in table] == pytest.approx(
+        [r["score"] for r in rows], abs=1e-12
+    )
+
+
+def test_interrupted_run_resumes_to_the_same_file(
+    corpus, tiny_vlm_path, tmp_path, monkeypatch, capsys
+):
+    folder, _, _ = corpus
+    model = str(tiny_vlm_path("qwen2_5_vl"))  # groups by image size: the harder case for resume
+    args = [
+        "--model",
+        model,
+        str(folder),
+        str(folder / "missing.png"),
+        "-b",
+        "2",
+        "--num-workers",
+        "0",
+        "-q",
+    ]
+    full = tmp_path / "full.jsonl"
+    assert main([*args, "-o", str(full)]) == 2
+
+    resumed = tmp_path / "resumed.jsonl"
+    real_predict = VLMScorer.predict
+    calls = {"n": 0}
+
+    def interrupt_on_third_batch(self, batch):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real_predict(self, batch)
+
+    monkeypatch.setattr(VLMScorer, "predict", interrupt_on_third_batch)
+    assert main([*args, "-o", str(resumed)]) == 130
+    assert "run the same command again to resume" in capsys.readouterr().err
+    partial = _rows(resumed)
+    assert 0 < len(partial) < len(_rows(full))
+    # A half-written row from a hard kill is repaired, not kept.
+    with resumed.open("a", encoding="utf-8") as f:
+        f.write('{"input": "half-writ')
+    monkeypatch.setattr(VLMScorer, "predict", real_predict)
+    assert main([*args, "-o", str(resumed)]) == 2
+    assert f"{len(partial)} of 12 inputs already there" in capsys.readouterr().err
+    assert resumed.read_bytes() == full.read_bytes()
+    # Nothing left to do: a third run adds nothing and still reports the recorded failures.
+    assert main([*args, "-o", str(resumed)]) == 2
+    assert resumed.read_bytes() == full.read_bytes()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (
+            ["x.jpg", "--load-in-4bit"],
+            "--load-in-4bit: VLM-only option(s), not usable with the built-in model",
+        ),
+        (["x.jpg", "--adapter", "a", "--dtype", "bf16"], "--adapter, --dtype: VLM-only option(s)"),
+        (["x.jpg", "-o", "out.txt"], "cannot tell the format from '.txt'"),
+        (["x.jpg", "-o", "out.jsonl", "--format", "table"], "table format is for the terminal"),
+        (["x.jpg", "--batch-size", "0"], "--batch-size must be >= 1"),
+        (
+            ["x.jpg", "--model", "m", "--load-in-4bit", "--load-in-8bit"],
+            "choose one of --load-in-4bit and --load-in-8bit",
+        ),
+        (["nothing/*.png"], "pattern matches no files"),
+    ],
+)
+def test_usage_errors_exit_1(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 1
+    assert message in capsys.readouterr().err
+
+
+def test_unloadable_model_is_a_clear_error(tmp_path, capsys):
+    img = tmp_path / "a.png"
+    Image.new("RGB", (8, 8)).save(img)
+    assert main(["--model", str(tmp_path / "no-such-model"), str(img), "-q"]) == 1
+    assert "cannot load model" in capsys.readouterr().err
+
+
+def _run_python(code: str) -> subprocess.CompletedProcess:
+    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"}
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_importing_the_cli_imports_no_vlm_code():
+    proc = _run_python(
+        """
+        import sys
+        import deqa.cli.score
+        heavy = [m for m in ("transformers", "peft", "torch", "deqa.scoring", "deqa.models.loading") if m in sys.modules]
+        assert not heavy, heavy
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_baseline_path_never_imports_transformers(tmp_path):
+    """The built-in model's scoring path, end to end, with a stand-in baseline module."""
+    img = tmp_path / "a.png"
+    Image.new("RGB", (8, 8), (200, 200, 200)).save(img)
+    proc = _run_python(
+        f"""
+        import sys, types
+        from deqa.results import ScoreResult
+        from deqa.scorer import Scorer
+
+        class Grey(Scorer):
+            model_id = "stand-in"
+            def predict(self, batch):
+                return [ScoreResult("", 4.0, 0.75, "good", self.model_id, details={{"blur": 4.5}}) for _ in batch]
+
+        fake = types.ModuleType("deqa.baselines")
+        fake.load_baseline = lambda path, device=None: Grey()
+        sys.modules["deqa.baselines"] = fake
+        from deqa.cli.score import main
+        rc = main([{str(img)!r}, "-q", "--num-workers", "0"])
+        assert rc == 0, rc
+        assert "transformers" not in sys.modules and "peft" not in sys.modules
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    header, row = proc.stdout.splitlines()
+    assert header.split() == ["input", "score", "score_0_1", "level", "blur"]
+    assert row.split() == [str(img), "4.0000", "0.7500", "good", "4.5000"]
+
+
+def test_max_pixels_guard_is_a_per_file_failure(corpus, tiny_vlm_path, tmp_path):
+    folder, _, _ = corpus
+    out = tmp_path / "s.jsonl"
+    argv = ["--model", str(tiny_vlm_path("llava")), str(folder / "plain.jpg"), str(folder / "one_pixel.png")]
+    assert main([*argv, "--max-pixels", "100", "-o", str(out), "--num-workers", "0", "-q"]) == 2
+    rows = _rows(out)
+    assert "over the limit of 100" in rows[0]["error"] and "score" in rows[1]
+
+
+def test_python_api_load_scorer_picks_the_vlm(tiny_vlm_path, corpus):
+    import deqa
+
+    folder, _, _ = corpus
+    scorer = deqa.load_scorer(str(tiny_vlm_path("idefics3")), dtype="fp32", device="cpu")
+    assert isinstance(scorer, VLMScorer)
+    (res,) = scorer.score(str(folder / "plain.jpg"))
+    assert isinstance(res, deqa.ScoreResult) and res.input == str(folder / "plain.jpg")
+    assert scorer.score(Image.open(folder / "alpha.png"))[0].input == "<image 0>"
