@@ -110,3 +110,36 @@ def test_cli_errors_are_clear(tmp_path):
         baseline_main(["calibrate", str(tmp_path / "missing")])
     with pytest.raises(SystemExit, match="no images found"):
         baseline_main(["calibrate", str(tmp_path)])
+
+
+def test_deqa_score_end_to_end_with_the_builtin_model(tmp_path, capsys):
+    from deqa.cli.score import main as score_main
+
+    assert score_main([str(EXAMPLE), "--num-workers", "0", "-q"]) == 0
+    out = capsys.readouterr().out
+    header = out.splitlines()[0]
+    for col in ("score", "score_0_1", "level", *(f"detail_{h}" for h in sorted(HEADS))):
+        assert col in header, header
+    assert "example.jpg" in out
+    dest = tmp_path / "scores.jsonl"
+    assert score_main([str(EXAMPLE), str(EXAMPLE.parent), "-o", str(dest), "--num-workers", "0", "-q"]) == 0
+    rows = [json.loads(line) for line in dest.read_text().splitlines()]
+    assert len(rows) == 1  # the folder holds only example.jpg (and its licence note): one input
+    row = rows[0]
+    assert row["model"] == BUILTIN_MODEL_ID and set(row["details"]) == HEADS
+    assert row["score"] == pytest.approx(1 + 4 * row["score_0_1"])
+    assert row["level"] == level_word(row["score"])
+
+
+def test_deqa_score_cli_process_stays_free_of_transformers():
+    code = (
+        "import sys\n"
+        "from deqa.cli.score import main\n"
+        f"rc = main([{str(EXAMPLE)!r}, '--num-workers', '0', '-q'])\n"
+        "bad = [m for m in ('transformers', 'peft') if m in sys.modules]\n"
+        "print('RESULT', rc, ','.join(bad) or 'clean')\n"
+    )
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "RESULT 0 clean"
