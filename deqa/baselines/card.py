@@ -31,7 +31,8 @@ def _f(x: float | None) -> str:
 
 
 def write_model_card(model_dir: str | Path, metrics_path: str | Path, train_log: str | Path,
-                     photo_dir: str | Path | None = None, speed_path: str | Path | None = None) -> Path:
+                     photo_dir: str | Path | None = None, speed_path: str | Path | None = None,
+                     first_round_log: str | Path | None = None) -> Path:
     """Render ``MODEL_CARD.md`` into ``model_dir``; returns its path."""
     from ..load import BASELINE_CONFIG_NAME
     from .degradation import DegradationModelConfig, DegradationNet
@@ -42,7 +43,13 @@ def write_model_card(model_dir: str | Path, metrics_path: str | Path, train_log:
     mcfg = DegradationModelConfig.from_dict(cfg["model"])
     n_params = sum(p.numel() for p in DegradationNet(mcfg).parameters())
     metrics = json.loads(Path(metrics_path).read_text())
-    log = [json.loads(line) for line in Path(train_log).read_text().splitlines() if line.strip()]
+    def read_log(path) -> list[dict]:
+        return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+    log = read_log(train_log)
+    first = read_log(first_round_log) if first_round_log else []
+    first_cfg_path = Path(first_round_log).parent / "train_config.json" if first_round_log else None
+    first_cfg = json.loads(first_cfg_path.read_text()) if first_cfg_path and first_cfg_path.is_file() else {}
     train_cfg_path = Path(train_log).parent / "train_config.json"
     tcfg = json.loads(train_cfg_path.read_text()) if train_cfg_path.is_file() else {}
     weights_mb = sum(p.stat().st_size for p in model_dir.iterdir() if p.is_file()) / 1e6
@@ -105,9 +112,15 @@ def write_model_card(model_dir: str | Path, metrics_path: str | Path, train_log:
           f"- AdamW (lr {tcfg.get('lr')}, weight decay {tcfg.get('weight_decay')}), batch {tcfg.get('batch_size')}, cosine annealing to "
           f"{tcfg.get('min_lr_ratio')} x lr, gradient clipping {tcfg.get('grad_clip')}, {tcfg.get('loss', 'bce').upper()} loss on the intensities "
           f"with per-head weights {tcfg.get('loss_weights')}, horizontal flips.",
-          f"- Early stopping on validation loss (patience {tcfg.get('patience')}); {len(log)} epochs run, best validation loss "
-          f"{min(r['val_loss'] for r in log):.4f} (epoch {min(log, key=lambda r: r['val_loss'])['epoch']}).",
-          "- Reproduce: `scripts/build_default_model.sh` (downloads the two Debian wallpaper packages, renders the",
+          f"- Early stopping on validation loss (patience {tcfg.get('patience')})."]
+    for name, rows, c in (("Round 1", first, first_cfg), ("Round 2 (warm start from round 1, fresh schedule)" if first else "Training", log, tcfg)):
+        if not rows:
+            continue
+        best = min(rows, key=lambda r: r["val_loss"])
+        L.append(f"- {name}: {c.get('epochs')} epochs planned, {len(rows)} run, lr {c.get('lr')}, best validation loss "
+                 f"{best['val_loss']:.4f} at epoch {best['epoch']}; per epoch: "
+                 + ", ".join(f"{r['val_loss']:.4f}" for r in rows) + ".")
+    L += ["- Reproduce: `scripts/build_default_model.sh` (downloads the two Debian wallpaper packages, renders the",
           "  sets, trains, evaluates and rewrites this card).", ""]
     L += ["## Held-out metrics", "",
           f"{metrics['n']} held-out samples at {metrics.get('image_size')} px (`deqa baseline eval`).", "",

@@ -131,6 +131,7 @@ def _add_head_commands(sub) -> None:
     p.add_argument("--train-log", required=True)
     p.add_argument("--photos", default=None)
     p.add_argument("--speed", default=None, help="JSON from bench/baseline_speed.py --out")
+    p.add_argument("--first-round-log", default=None, help="train_log.jsonl of the round a warm start began from")
 
 
 def _photos(args) -> int:
@@ -358,7 +359,7 @@ def _diagnose(args) -> int:
 def _card(args) -> int:
     from ..baselines.card import write_model_card
 
-    path = write_model_card(args.model, args.metrics, args.train_log, args.photos, args.speed)
+    path = write_model_card(args.model, args.metrics, args.train_log, args.photos, args.speed, args.first_round_log)
     print(f"wrote {path}")
     return 0
 
