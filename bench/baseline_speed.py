@@ -34,6 +34,28 @@ print(round(time.perf_counter() - t0, 3), r.score, "transformers" in sys.modules
 """
 
 
+def _gmacs(net, size: int) -> float:
+    """Multiply-accumulates of conv and linear layers for one image, counted with forward hooks."""
+    import torch
+
+    total = 0
+
+    def hook(mod, inp, out):
+        nonlocal total
+        if isinstance(mod, torch.nn.Conv2d):
+            k = mod.kernel_size[0] * mod.kernel_size[1] * mod.in_channels // mod.groups
+            total += out.numel() * k
+        else:
+            total += out.numel() * mod.in_features
+
+    handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    with torch.no_grad():
+        net(torch.zeros(1, 3, size, size))
+    for h in handles:
+        h.remove()
+    return total / 1e9
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=2)
@@ -63,6 +85,23 @@ def main(argv: list[str] | None = None) -> int:
     list(scorer.iter_score(paths, batch_size=args.batch_size))
     pipe_ips = args.n / (time.perf_counter() - t)
 
+    # Why the first stage is a stride-4 patchify conv: the same network with stride 1 or 2 stems
+    # (random weights; speed does not depend on them).
+    from deqa.baselines.degradation import DegradationModelConfig, DegradationNet
+
+    stems = {}
+    for stride in (1, 2, 4):
+        net = DegradationNet(DegradationModelConfig(stem_stride=stride)).eval().to(memory_format=torch.channels_last)
+        x = torch.rand(args.batch_size, 3, size, size).contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            net(x)
+            reps = max(1, 64 // args.batch_size)
+            t = time.perf_counter()
+            for _ in range(reps):
+                net(x)
+            ips = reps * args.batch_size / (time.perf_counter() - t)
+        stems[f"stem_stride_{stride}"] = {"gmac_per_image": round(_gmacs(net, size), 3), "images_per_s": round(ips, 1)}
+
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     colds, wall, cli, leaked = [], [], [], False
     for _ in range(3):
@@ -86,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         "cold_start_api_process_s": round(statistics.median(wall), 2),
         "cold_start_in_process_s": round(statistics.median(colds), 2),
         "transformers_or_peft_imported": leaked,
+        "stems": stems,
         "load_avg_1min": os.getloadavg()[0],
     }
     print(json.dumps(res, indent=2))

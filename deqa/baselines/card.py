@@ -78,9 +78,10 @@ def write_model_card(model_dir: str | Path, metrics_path: str | Path, train_log:
           f"  (256 -> {' -> '.join(map(str, mcfg.head_hidden))} -> 1, dropout {mcfg.dropout}, sigmoid).",
           f"- Speed: the first stage's conv is a {mcfg.stem_stride}x{mcfg.stem_stride} patchify conv with stride {mcfg.stem_stride} "
           "(the other three",
-          "  stages use 3x3 convs). A stride-1 first stage runs its residual block at full resolution:",
-          "  ~4.4 GMAC per 224-px image, about 6 img/s on 2 CPU cores. With the patchify stem the stages run at",
-          "  56/28/14/7 px (~0.28 GMAC) while every input pixel is still read by the first conv.",
+          "  stages use 3x3 convs). A stride-1 first stage runs its residual block at full resolution and",
+          "  costs ~16x the multiply-adds (4.4 vs 0.28 GMAC per 224-px image, far below 20 img/s on 2 CPU",
+          "  cores; BENCHMARKS.md has the measured stride 1/2/4 numbers). With the patchify stem the stages",
+          "  run at 56/28/14/7 px while every input pixel is still read by the first conv.",
           f"- Input: the whole image resized to {mcfg.image_size}x{mcfg.image_size} (no crop, so corner watermarks stay in view);",
           "  ImageNet mean/std normalisation is stored with the weights.",
           "- Head weights (renormalised to sum to 1): "
