@@ -126,7 +126,7 @@ def intensity_score(s: float) -> float:
 
 
 def make_blur_dataset(
-    folder: Path, n_crops: int = 4, blurs=(0.0, 0.6, 1.2, 2.0, 3.0, 4.5)
+    folder: Path, n_crops: int = 4, blurs=(0.0, 0.6, 1.2, 2.0, 3.0, 4.5), size: int = 96
 ) -> tuple[Path, Path]:
     """Crops of a real photo (skimage 'astronaut'), each blurred with increasing sigma.
 
@@ -142,8 +142,8 @@ def make_blur_dataset(
     rows = []
     k = 0
     for c in range(n_crops):
-        x0, y0 = 40 + 110 * c, 60 + 70 * (c % 2)
-        crop = photo.crop((x0, y0, x0 + 96, y0 + 96))
+        x0, y0 = min(40 + 110 * c, 512 - size), min(60 + 70 * (c % 2), 512 - size)
+        crop = photo.crop((x0, y0, x0 + size, y0 + size))
         for b, sigma in enumerate(blurs):
             im = crop.filter(ImageFilter.GaussianBlur(sigma)) if sigma > 0 else crop
             name = f"c{c}_b{b}.png"
