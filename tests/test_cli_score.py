@@ -269,3 +269,23 @@ def test_baseline_path_never_imports_transformers(tmp_path):
     header, row = proc.stdout.splitlines()
     assert header.split() == ["input", "score", "score_0_1", "level", "blur"]
     assert row.split() == [str(img), "4.0000", "0.7500", "good", "4.5000"]
+
+
+def test_max_pixels_guard_is_a_per_file_failure(corpus, tiny_vlm_path, tmp_path):
+    folder, _, _ = corpus
+    out = tmp_path / "s.jsonl"
+    argv = ["--model", str(tiny_vlm_path("llava")), str(folder / "plain.jpg"), str(folder / "one_pixel.png")]
+    assert main([*argv, "--max-pixels", "100", "-o", str(out), "--num-workers", "0", "-q"]) == 2
+    rows = _rows(out)
+    assert "over the limit of 100" in rows[0]["error"] and "score" in rows[1]
+
+
+def test_python_api_load_scorer_picks_the_vlm(tiny_vlm_path, corpus):
+    import deqa
+
+    folder, _, _ = corpus
+    scorer = deqa.load_scorer(str(tiny_vlm_path("idefics3")), dtype="fp32", device="cpu")
+    assert isinstance(scorer, VLMScorer)
+    (res,) = scorer.score(str(folder / "plain.jpg"))
+    assert isinstance(res, deqa.ScoreResult) and res.input == str(folder / "plain.jpg")
+    assert scorer.score(Image.open(folder / "alpha.png"))[0].input == "<image 0>"

@@ -342,6 +342,15 @@ def test_gaussian_js_matches_a_brute_force_integral(case):
     assert gaussian_js(*case) == pytest.approx(_js_brute_force(*case), abs=1e-9)
 
 
+def test_gaussian_js_accuracy_over_a_wide_parameter_sweep():
+    # Means 0-20 std apart, std ratios 1e-4 to 1e4: the accuracy gaussian_js's docstring states.
+    for d in (0.0, 2.0, 20.0):
+        for r in (1e-4, 0.3, 1.0, 3.0, 1e4):
+            assert gaussian_js(0.0, 1.0, d, r) == pytest.approx(
+                _js_brute_force(0.0, 1.0, d, r), abs=1e-10
+            ), (d, r)
+
+
 def test_gaussian_js_identity_symmetry_limits_and_broadcasting():
     assert gaussian_js(3.1, 0.7, 3.1, 0.7) == pytest.approx(0.0, abs=1e-12)
     assert gaussian_js(1.0, 0.3, 2.0, 0.9) == pytest.approx(

@@ -196,10 +196,12 @@ def test_loading_errors(adapter_checkpoint, tiny_vlm_path, tmp_path):
         load_vlm(str(base), dtype="fp8")
 
 
-def test_4bit_quantises_only_the_language_model(tiny_vlm_path, sample_images):
-    scorer = load_vlm_scorer(str(tiny_vlm_path("qwen2_5_vl")), load_in_4bit=True)
+@pytest.mark.parametrize("bits, layer", [(4, "Linear4bit"), (8, "Linear8bitLt")])
+def test_quantisation_touches_only_the_language_model(bits, layer, tiny_vlm_path, sample_images):
+    flag = {4: "load_in_4bit", 8: "load_in_8bit"}[bits]
+    scorer = load_vlm_scorer(str(tiny_vlm_path("qwen2_5_vl")), **{flag: True})
     kinds = {n: type(m).__name__ for n, m in scorer.model.named_modules()}
-    q = [n for n, k in kinds.items() if k == "Linear4bit"]
+    q = [n for n, k in kinds.items() if k == layer]
     assert q and all(".language_model." in n for n in q)
     assert kinds["lm_head"] == "Linear" and not any(n.startswith("model.visual") for n in q)
     results = scorer.score(sample_images[:2])

@@ -234,15 +234,16 @@ def load_vlm(
         compute_dtype=torch_dtype,
         trust_remote_code=trust_remote_code,
     )
-    kwargs: dict[str, Any] = dict(dtype=torch_dtype, trust_remote_code=trust_remote_code)
+    # device_map loads the weights straight onto the device (no full CPU copy of a 7B model
+    # first); quantised weights must be created on their device anyway.
+    kwargs: dict[str, Any] = dict(
+        dtype=torch_dtype, trust_remote_code=trust_remote_code, device_map={"": str(dev)}
+    )
     if attn_implementation is not None:
         kwargs["attn_implementation"] = attn_implementation
     if quant is not None:
-        # Quantised weights are created on their device; they cannot be moved afterwards.
-        kwargs.update(quantization_config=quant, device_map={"": str(dev)})
+        kwargs["quantization_config"] = quant
     net = AutoModelForImageTextToText.from_pretrained(base, **kwargs)
-    if quant is None:
-        net = net.to(dev)
     if adapter_dir is not None:
         from peft import PeftModel
 

@@ -662,6 +662,7 @@ def build_tiny_vlm(
     text_initializer_range: float = 0.02,
     seed: int = 0,
     words: Sequence[str] = (),
+    vocab_size: int | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> Path:
     """Build, save and return the folder of a tiny random ``family`` VLM with its processor.
@@ -674,6 +675,8 @@ def build_tiny_vlm(
             (see ENGINEERING_NOTES).
         seed: torch seed for the weights (the tokenizer is deterministic).
         words: extra words the tokenizer should know as single tokens (e.g. custom level words).
+        vocab_size: pad the embedding and LM head to this many rows (e.g. 151936, Qwen's), so
+            that benchmarks pay a real model's LM-head cost; the tokenizer is unchanged.
         dtype: weight dtype to save.
 
     The folder reloads offline with ``AutoModelForImageTextToText.from_pretrained`` and
@@ -688,6 +691,12 @@ def build_tiny_vlm(
     out.mkdir(parents=True, exist_ok=True)
     tok = build_tiny_tokenizer(**spec.tokenizer, words=words)
     config, processor = spec.build(tok, text_initializer_range)
+    if vocab_size is not None:
+        if vocab_size < len(tok):
+            raise ValueError(
+                f"vocab_size={vocab_size} is smaller than the tokenizer ({len(tok)} tokens)"
+            )
+        config.get_text_config().vocab_size = vocab_size
     torch.manual_seed(seed)
     model = AutoModelForImageTextToText.from_config(config, dtype=torch.float32)
     generator = torch.Generator().manual_seed(seed + 1)
@@ -702,7 +711,34 @@ def build_tiny_vlm(
         "family": family,
         "text_initializer_range": text_initializer_range,
         "seed": seed,
+        "vocab_size": vocab_size,
         "words": list(words),
     }
     (out / "tiny_vlm.json").write_text(json.dumps(info, indent=2) + "\n")
     return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m deqa.models.tiny FAMILY OUT_DIR``: write a tiny random VLM to try deqa on."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m deqa.models.tiny", description=main.__doc__)
+    p.add_argument("family", choices=FAMILIES)
+    p.add_argument("out_dir")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--text-initializer-range", type=float, default=0.02)
+    p.add_argument("--vocab-size", type=int, default=None)
+    args = p.parse_args(argv)
+    path = build_tiny_vlm(
+        args.family,
+        args.out_dir,
+        seed=args.seed,
+        text_initializer_range=args.text_initializer_range,
+        vocab_size=args.vocab_size,
+    )
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

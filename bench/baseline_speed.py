@@ -1,0 +1,138 @@
+"""Speed of the built-in degradation model: throughput at 224 px and cold start of one scoring process.
+
+    python bench/baseline_speed.py [--threads 2] [--batch-size 16] [--n 256] [--out speed.json]
+
+Throughput is measured twice: the network alone on a uint8 batch (what the 20 img/s goal is
+about) and the whole Scorer pipeline (decode + resize + network) on the bundled example JPEG.
+Cold start = wall time of a fresh ``python -m deqa.cli.score example.jpg`` process (what
+``deqa-score photo.jpg`` runs), median of 3 runs; a second probe process that loads the built-in
+model and scores through the Python API reports its in-process time and whether transformers or
+peft were imported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "deqa" / "assets" / "examples" / "example.jpg"
+
+_COLD = """
+import sys, time
+t0 = time.perf_counter()
+from deqa import load_scorer
+r = load_scorer(None).score(sys.argv[1])[0]
+print(round(time.perf_counter() - t0, 3), r.score, "transformers" in sys.modules or "peft" in sys.modules)
+"""
+
+
+def _gmacs(net, size: int) -> float:
+    """Multiply-accumulates of conv and linear layers for one image, counted with forward hooks."""
+    import torch
+
+    total = 0
+
+    def hook(mod, inp, out):
+        nonlocal total
+        if isinstance(mod, torch.nn.Conv2d):
+            k = mod.kernel_size[0] * mod.kernel_size[1] * mod.in_channels // mod.groups
+            total += out.numel() * k
+        else:
+            total += out.numel() * mod.in_features
+
+    handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    with torch.no_grad():
+        net(torch.zeros(1, 3, size, size))
+    for h in handles:
+        h.remove()
+    return total / 1e9
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--n", type=int, default=256, help="images per throughput measurement")
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args(argv)
+
+    import torch
+
+    from deqa.baselines import load_baseline
+
+    torch.set_num_threads(args.threads)
+    scorer = load_baseline(None)
+    size = scorer.cfg.image_size
+    batch = torch.randint(0, 256, (args.batch_size, 3, size, size), dtype=torch.uint8)
+    with torch.inference_mode():
+        scorer.predict(batch)  # warm-up (oneDNN kernel selection)
+        t = time.perf_counter()
+        done = 0
+        while done < args.n:
+            scorer.predict(batch)
+            done += args.batch_size
+        net_ips = done / (time.perf_counter() - t)
+    paths = [str(EXAMPLE)] * args.n
+    t = time.perf_counter()
+    list(scorer.iter_score(paths, batch_size=args.batch_size))
+    pipe_ips = args.n / (time.perf_counter() - t)
+
+    # Why the first stage is a stride-4 patchify conv: the same network with stride 1 or 2 stems
+    # (random weights; speed does not depend on them).
+    from deqa.baselines.degradation import DegradationModelConfig, DegradationNet
+
+    stems = {}
+    for stride in (1, 2, 4):
+        net = DegradationNet(DegradationModelConfig(stem_stride=stride)).eval().to(memory_format=torch.channels_last)
+        x = torch.rand(args.batch_size, 3, size, size).contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            net(x)
+            reps = max(1, 64 // args.batch_size)
+            t = time.perf_counter()
+            for _ in range(reps):
+                net(x)
+            ips = reps * args.batch_size / (time.perf_counter() - t)
+        stems[f"stem_stride_{stride}"] = {"gmac_per_image": round(_gmacs(net, size), 3), "images_per_s": round(ips, 1)}
+
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    colds, wall, cli, leaked = [], [], [], False
+    for _ in range(3):
+        t = time.perf_counter()
+        out = subprocess.run([sys.executable, "-c", _COLD, str(EXAMPLE)], capture_output=True, text=True, env=env, check=True)
+        wall.append(time.perf_counter() - t)
+        inner, _, imported = out.stdout.split()
+        colds.append(float(inner))
+        leaked |= imported == "True"
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "deqa.cli.score", str(EXAMPLE), "-q"], capture_output=True, env=env, check=True)
+        cli.append(time.perf_counter() - t)
+    res = {
+        "machine": f"{platform.machine()} {os.cpu_count()}-core CPU, torch {torch.__version__}",
+        "threads": args.threads,
+        "size": size,
+        "batch_size": args.batch_size,
+        "images_per_s": round(net_ips, 1),
+        "pipeline_images_per_s": round(pipe_ips, 1),
+        "cold_start_deqa_score_s": round(statistics.median(cli), 2),
+        "cold_start_api_process_s": round(statistics.median(wall), 2),
+        "cold_start_in_process_s": round(statistics.median(colds), 2),
+        "transformers_or_peft_imported": leaked,
+        "stems": stems,
+        "load_avg_1min": os.getloadavg()[0],
+    }
+    print(json.dumps(res, indent=2))
+    if args.out:
+        Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,293 @@
+"""Training and evaluation of the degradation CNN on rendered synthetic sets.
+
+A plain loop on purpose: the model is 2.5M parameters trained on one CPU or GPU from an
+in-memory uint8 array, so transformers.Trainer would add an import cost and nothing else.
+The recipe: AdamW (weight decay 1e-4), cosine annealing to 1% of the peak learning rate,
+gradient-norm clipping at 1.0, per-head loss weights (watermark 1.5), early stopping on the
+validation loss with the best weights kept. Every epoch writes the best model, a resumable
+trainer state and a JSONL log line, so an interrupted run continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .degradation import DegradationModelConfig, DegradationNet, save_degradation_model
+from .synth import load_synth_dataset
+
+__all__ = [
+    "DegradationTrainConfig",
+    "train_degradation",
+    "predict_intensities",
+    "evaluate_degradation",
+    "head_loss",
+]
+
+
+@dataclass
+class DegradationTrainConfig:
+    """Everything a training run needs; saved as ``train_config.json`` beside the weights."""
+
+    train_data: str
+    val_data: str
+    out_dir: str
+    model: dict[str, Any] = field(default_factory=dict)
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    min_lr_ratio: float = 0.01
+    grad_clip: float = 1.0
+    patience: int = 3
+    loss: str = "bce"
+    loss_weights: dict[str, float] = field(default_factory=lambda: {"watermark": 1.5})
+    augment: bool = True
+    seed: int = 0
+    num_threads: int | None = None
+    max_steps: int | None = None  # stop early (tests, smoke runs)
+    device: str = "cpu"
+    model_id: str = "deqa-degradation"
+    # Warm start: a degradation-model folder whose weights initialise this run (a second round
+    # with a fresh cosine schedule); the model config must match.
+    init_from: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.loss not in ("bce", "mse"):
+            raise ValueError(f"loss must be 'bce' or 'mse', got {self.loss!r}")
+        for name in ("epochs", "batch_size", "patience"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 < self.min_lr_ratio <= 1:
+            raise ValueError(f"min_lr_ratio must be in (0, 1], got {self.min_lr_ratio}")
+        DegradationModelConfig.from_dict(self.model)  # fail now, not after rendering a batch
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DegradationTrainConfig:
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"degradation training config: unknown key(s) {unknown}; known: {sorted(known)}")
+        return cls(**d)
+
+
+def head_loss(
+    logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor, kind: str = "bce"
+) -> torch.Tensor:
+    """Weighted mean over heads of the per-head loss.
+
+    logits, targets: [B, H] (targets in [0, 1]); weights: [H]. BCE works on the logits (soft
+    targets are fine: it is minimised at sigmoid(logit) = target); MSE on sigmoid(logits).
+    """
+    if kind == "bce":
+        per = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+    else:
+        per = (torch.sigmoid(logits) - targets) ** 2
+    return (per.mean(0) * weights).sum() / weights.sum()
+
+
+def _batch(images: np.ndarray, idx: np.ndarray, device: torch.device, augment: bool, rng: np.random.Generator) -> torch.Tensor:
+    x = torch.from_numpy(np.ascontiguousarray(images[np.sort(idx)])).to(device)
+    x = x.permute(0, 3, 1, 2).float().div_(255.0)
+    if augment:
+        # Flips keep every degradation's intensity; mirrored watermark text is still a watermark.
+        flip = torch.from_numpy(rng.random(len(idx)) < 0.5).to(device)
+        x = torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+@torch.no_grad()
+def predict_intensities(model: DegradationNet, images: np.ndarray, batch_size: int = 64, device: str = "cpu") -> np.ndarray:
+    """Model intensities [N, H] for uint8 images [N, S, S, 3] (eval mode enforced)."""
+    model.eval()
+    dev = torch.device(device)
+    out = []
+    for s in range(0, len(images), batch_size):
+        x = torch.from_numpy(np.array(images[s : s + batch_size])).to(dev)  # copy: memmaps are read-only
+        x = x.permute(0, 3, 1, 2).float().div_(255.0).contiguous(memory_format=torch.channels_last)
+        out.append(model.intensities(x).cpu().numpy())
+    return np.concatenate(out, 0) if out else np.zeros((0, len(model.cfg.heads)), np.float32)
+
+
+def evaluate_degradation(pred: np.ndarray, labels: np.ndarray, heads: list[str], weights: list[float]) -> dict[str, Any]:
+    """Per-head MAE, SRCC and detection ROC-AUC; overall-score SRCC against total degradation.
+
+    pred, labels: [N, H] intensities in [0, 1]. ``weights`` (normalised) define the overall
+    score 1 - sum w_i s_i; it is compared with the true weighted total (and the unweighted sum).
+    """
+    from sklearn.metrics import roc_auc_score
+
+    from ..metrics import srcc as _srcc
+
+    def spearman(a, b) -> float:
+        # An untrained head can be constant: report NaN rather than stop a training run.
+        try:
+            return _srcc(a, b)
+        except ValueError:
+            return float("nan")
+
+    pred = np.asarray(pred, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.float64)
+    if pred.shape != labels.shape or pred.ndim != 2 or pred.shape[1] != len(heads):
+        raise ValueError(f"pred {pred.shape} and labels {labels.shape} must both be [N, {len(heads)}]")
+    res: dict[str, Any] = {"n": int(len(pred)), "heads": {}}
+    for j, h in enumerate(heads):
+        present = labels[:, j] > 0
+        entry = {
+            "mae": float(np.abs(pred[:, j] - labels[:, j]).mean()),
+            "srcc": spearman(pred[:, j], labels[:, j]),
+            "present_fraction": float(present.mean()),
+        }
+        if present.any() and (~present).any():
+            entry["roc_auc"] = float(roc_auc_score(present, pred[:, j]))
+        if present.sum() > 2:
+            entry["srcc_when_present"] = spearman(pred[present, j], labels[present, j])
+        res["heads"][h] = entry
+    w = np.asarray(weights, dtype=np.float64)
+    overall_pred = 1.0 - pred @ w
+    res["overall_srcc_vs_weighted_total"] = spearman(overall_pred, -(labels @ w))
+    res["overall_srcc_vs_sum"] = spearman(overall_pred, -labels.sum(1))
+    res["min_head_srcc"] = float(np.nanmin([e["srcc"] for e in res["heads"].values()]))
+    return res
+
+
+def train_degradation(cfg: DegradationTrainConfig, *, progress: bool = True) -> dict[str, Any]:
+    """Train, keep the best-validation-loss weights in ``cfg.out_dir``; returns the summary."""
+    from tqdm.auto import tqdm
+
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    torch.manual_seed(cfg.seed)
+    device = torch.device(cfg.device)
+
+    tr_images, tr_labels, tr_meta = load_synth_dataset(cfg.train_data)
+    va_images, va_labels, va_meta = load_synth_dataset(cfg.val_data)
+    mcfg = DegradationModelConfig.from_dict(cfg.model)
+    for name, meta in (("train_data", tr_meta), ("val_data", va_meta)):
+        if tuple(meta["config"]["heads"]) != mcfg.heads:
+            raise ValueError(
+                f"{name} {getattr(cfg, name)} has heads {meta['config']['heads']} but the model has {list(mcfg.heads)}; "
+                "render the data with the same --heads"
+            )
+    unknown = sorted(set(cfg.loss_weights) - set(mcfg.heads))
+    if unknown:
+        raise ValueError(f"loss_weights names {unknown}, which are not heads {list(mcfg.heads)}")
+    loss_w = torch.tensor([cfg.loss_weights.get(h, 1.0) for h in mcfg.heads], device=device)
+
+    model = DegradationNet(mcfg)
+    if cfg.init_from:
+        from .degradation import load_degradation_model
+
+        init = load_degradation_model(cfg.init_from)
+        if init.cfg != mcfg:
+            raise ValueError(f"init_from {cfg.init_from}: its model config differs from this run's 'model' config")
+        model.load_state_dict(init.state_dict())
+    model = model.to(device).to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = math.ceil(len(tr_images) / cfg.batch_size)
+    total_steps = steps_per_epoch * cfg.epochs
+    if cfg.max_steps:
+        total_steps = min(total_steps, cfg.max_steps)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps, eta_min=cfg.lr * cfg.min_lr_ratio)
+
+    state_path = out / "trainer_state.pt"
+    state = {"epoch": 0, "step": 0, "best_val": float("inf"), "bad_epochs": 0, "history": []}
+    if state_path.is_file():
+        # Our own file, written below; weights_only keeps unpickling to tensors and primitives.
+        ckpt = torch.load(state_path, map_location=device, weights_only=True)
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        sched.load_state_dict(ckpt["scheduler"])
+        state = json.loads(ckpt["state"])
+        print(f"resuming from {state_path} at epoch {state['epoch']} (step {state['step']})")
+
+    log = open(out / "train_log.jsonl", "a")
+    step = state["step"]
+    try:
+        for epoch in range(state["epoch"], cfg.epochs):
+            if state["bad_epochs"] >= cfg.patience or (cfg.max_steps and step >= total_steps):
+                break
+            model.train()
+            rng = np.random.default_rng([cfg.seed, epoch])
+            order = rng.permutation(len(tr_images))
+            t0 = time.perf_counter()
+            running = 0.0
+            bar = tqdm(range(steps_per_epoch), disable=not progress, desc=f"epoch {epoch + 1}/{cfg.epochs}")
+            for b in bar:
+                if cfg.max_steps and step >= total_steps:
+                    break
+                idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+                x = _batch(tr_images, idx, device, cfg.augment, rng)
+                y = torch.from_numpy(tr_labels[np.sort(idx)]).to(device)
+                loss = head_loss(model(x), y, loss_w, cfg.loss)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                opt.step()
+                sched.step()
+                step += 1
+                running = 0.9 * running + 0.1 * loss.item() if b else loss.item()
+                bar.set_postfix(loss=f"{running:.4f}", lr=f"{sched.get_last_lr()[0]:.2e}")
+                if not math.isfinite(loss.item()):
+                    raise FloatingPointError(f"loss became {loss.item()} at step {step}; lower lr (now {cfg.lr})")
+            val = _validate(model, va_images, va_labels, loss_w, cfg, device)
+            improved = val["loss"] < state["best_val"]
+            if improved:
+                state["best_val"] = val["loss"]
+                state["bad_epochs"] = 0
+                save_degradation_model(model, out, extra={"model_id": cfg.model_id})
+            else:
+                state["bad_epochs"] += 1
+            row = {
+                "epoch": epoch + 1,
+                "step": step,
+                "train_loss": running,
+                "grad_norm": float(grad_norm),
+                "lr": sched.get_last_lr()[0],
+                "val_loss": val["loss"],
+                "val_mae": val["mae"],
+                "val_min_srcc": val["min_srcc"],
+                "best": improved,
+                "seconds": round(time.perf_counter() - t0, 1),
+            }
+            print(json.dumps(row))
+            log.write(json.dumps(row) + "\n")
+            log.flush()
+            state.update(epoch=epoch + 1, step=step)
+            state["history"].append(row)
+            torch.save(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(),
+                    "state": json.dumps(state),
+                },
+                state_path,
+            )
+    finally:
+        log.close()
+    return {"best_val_loss": state["best_val"], "epochs_run": state["epoch"], "steps": step, "out_dir": str(out)}
+
+
+@torch.no_grad()
+def _validate(model, images, labels, loss_w, cfg, device) -> dict[str, Any]:
+    pred = predict_intensities(model, images, cfg.batch_size, str(device))
+    logits = torch.logit(torch.from_numpy(pred).clamp(1e-6, 1 - 1e-6))
+    loss = head_loss(logits.to(device), torch.from_numpy(labels).to(device), loss_w, cfg.loss).item()
+    metrics = evaluate_degradation(pred, labels, list(model.cfg.heads), model.cfg.normalised_weights())
+    return {
+        "loss": loss,
+        "mae": {h: round(m["mae"], 4) for h, m in metrics["heads"].items()},
+        "min_srcc": round(metrics["min_head_srcc"], 4),
+    }

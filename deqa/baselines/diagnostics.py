@@ -1,0 +1,97 @@
+"""Sanity checks for a baseline scorer, the failure modes that silently ruin a quality model.
+
+- input normalisation: per-channel mean/std of what the model actually receives (a model fed
+  [0, 255] pixels, or unnormalised ones, scores everything alike);
+- NaN/Inf in embeddings or outputs;
+- module modes: any BatchNorm/Dropout left in training mode at inference;
+- known-good vs known-bad: each image is scored clean and after a heavy synthetic degradation
+  (blur + noise + JPEG); a working model ranks the clean one higher nearly always.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..imageio import load_image
+from ..scorer import Scorer
+from .synth import apply_blur, apply_jpeg, apply_noise
+
+__all__ = ["diagnose", "degrade_heavily", "modules_in_train_mode"]
+
+
+def modules_in_train_mode(module: torch.nn.Module) -> list[str]:
+    """Names of submodules whose ``training`` flag is set (should be empty at inference)."""
+    return [name or type(module).__name__ for name, m in module.named_modules() if m.training]
+
+
+def degrade_heavily(img: Image.Image, seed: int = 0) -> Image.Image:
+    """A clearly bad version of ``img``: strong Gaussian blur, noise, then JPEG quality ~10."""
+    rng = np.random.default_rng(seed)
+    x = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
+    x = apply_blur(x, 0.8, rng, kind="gaussian")
+    x = apply_noise(x, 0.8, rng, kind="gaussian")
+    x = apply_jpeg(x, 0.8, rng)
+    return Image.fromarray(np.clip(x * 255 + 0.5, 0, 255).astype(np.uint8))
+
+
+def _modules(scorer: Scorer) -> dict[str, torch.nn.Module]:
+    return {name: m for name, m in vars(scorer).items() if isinstance(m, torch.nn.Module)}
+
+
+def diagnose(scorer: Scorer, images: list, *, resize_to: int = 384) -> dict[str, Any]:
+    """Run every check on ``images`` (paths or PIL images); returns a report dict with ``ok``."""
+    if not images:
+        raise ValueError("diagnose: give at least one image (a folder of known-good photos works best)")
+    pil = []
+    for src in images:
+        img = load_image(src)
+        img.thumbnail((resize_to, resize_to))  # the check is about the model, not about decode time
+        pil.append(img)
+    report: dict[str, Any] = {"model": scorer.model_id, "n_images": len(pil)}
+
+    batch = scorer.make_collate()(pil)
+    if isinstance(batch, torch.Tensor):
+        x = batch.float()
+        if batch.dtype == torch.uint8:
+            x = x / 255.0
+        report["input"] = {
+            "dtype": str(batch.dtype),
+            "shape": list(batch.shape),
+            "channel_mean": [round(float(v), 4) for v in x.mean(dim=(0, 2, 3))],
+            "channel_std": [round(float(v), 4) for v in x.std(dim=(0, 2, 3))],
+            "min": float(x.min()),
+            "max": float(x.max()),
+        }
+
+    mods = _modules(scorer)
+    for m in mods.values():
+        m.eval()
+    report["modules_in_train_mode"] = {k: modules_in_train_mode(m) for k, m in mods.items()}
+    report["trainable_params"] = {k: int(sum(p.numel() for p in m.parameters() if p.requires_grad)) for k, m in mods.items()}
+
+    nonfinite = 0
+    encoder = mods.get("encoder")
+    if encoder is not None and hasattr(encoder, "embed"):
+        with torch.no_grad():
+            emb = encoder.embed(batch)
+        nonfinite = int((~torch.isfinite(emb)).sum())
+        report["embeddings"] = {"dim": int(emb.shape[1]), "nonfinite": nonfinite,
+                                "mean_abs": float(emb.abs().mean()), "std_across_images": float(emb.std(0).mean()) if len(emb) > 1 else None}
+
+    good = scorer.score(pil)
+    bad = scorer.score([degrade_heavily(img, i) for i, img in enumerate(pil)])
+    pairs = [(g.score_0_1, b.score_0_1) for g, b in zip(good, bad, strict=True)]
+    finite = all(np.isfinite(v) for p in pairs for v in p)
+    wins = float(np.mean([g > b for g, b in pairs]))
+    report["good_vs_bad"] = {
+        "good_mean": float(np.mean([g for g, _ in pairs])),
+        "bad_mean": float(np.mean([b for _, b in pairs])),
+        "good_beats_bad": wins,
+    }
+    report["ok"] = bool(finite and nonfinite == 0 and wins >= 0.9
+                        and not any(report["modules_in_train_mode"].values()))
+    return report

@@ -1,0 +1,338 @@
+"""Frozen encoder + MLP head: embeddings cached on disk, a small head regresses quality in [0, 1].
+
+The head is exactly Linear(d, 256) - ReLU - Dropout(0.1) - Linear(256, 64) - ReLU - Linear(64, 1)
+- Sigmoid. Training never runs the encoder twice on the same image: embeddings are cached in
+``<cache>/<encoder cache_id>/<sha256 of the image bytes>.npy`` (plain ``.npy``, loaded with
+``allow_pickle=False``), so a second pass (another head, other hyper-parameters) is read from disk.
+The cache id covers the encoder, its weights and the preprocessing, so changing any of them can
+never return stale embeddings.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from ..imageio import load_image
+from ..levels import level_word
+from ..results import ScoreResult
+from ..scorer import Scorer
+from .encoders import EncoderSpec, FrozenEncoder, build_encoder
+from .thresholds import ThresholdPolicy
+
+__all__ = [
+    "QualityHead",
+    "EmbeddingCache",
+    "HeadTrainConfig",
+    "train_head",
+    "read_score_table",
+    "EncoderHeadScorer",
+    "save_encoder_head",
+    "load_encoder_head_scorer",
+    "image_hash",
+]
+
+HEAD_WEIGHTS_NAME = "head.safetensors"
+
+
+class QualityHead(nn.Module):
+    """[B, d] embeddings -> [B] quality in [0, 1] (sigmoid); :meth:`logits` before the sigmoid."""
+
+    def __init__(self, dim: int, dropout: float = 0.1):
+        super().__init__()
+        self.dim = dim
+        self.net = nn.Sequential(
+            nn.Linear(dim, 256), nn.ReLU(), nn.Dropout(dropout), nn.Linear(256, 64), nn.ReLU(), nn.Linear(64, 1)
+        )
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).squeeze(-1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.logits(x))
+
+
+def image_hash(source: str | os.PathLike | Image.Image) -> str:
+    """sha256 of a file's bytes, or of a PIL image's mode, size and pixels."""
+    h = hashlib.sha256()
+    if isinstance(source, Image.Image):
+        h.update(f"{source.mode}:{source.size}".encode())
+        h.update(source.tobytes())
+    else:
+        with open(source, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+class EmbeddingCache:
+    """On-disk embeddings of one encoder, keyed by image content hash; counts hits and misses."""
+
+    def __init__(self, root: str | os.PathLike, encoder: FrozenEncoder):
+        self.encoder = encoder
+        self.dir = Path(root) / encoder.cache_id
+        self.dir.mkdir(parents=True, exist_ok=True)
+        info = self.dir / "encoder.json"
+        if not info.is_file():
+            info.write_text(json.dumps({"spec": asdict(encoder.spec), "weights": encoder.weights_id,
+                                        "preprocess": asdict(encoder.preprocess), "dim": encoder.dim}, indent=1))
+        self.hits = 0
+        self.misses = 0
+
+    def _path(self, key: str) -> Path:
+        return self.dir / key[:2] / f"{key}.npy"
+
+    def embed(self, sources: list, batch_size: int = 32, progress: bool = False) -> np.ndarray:
+        """Embeddings [N, dim] for image paths / PIL images, computing only the missing ones."""
+        from tqdm.auto import tqdm
+
+        keys = [image_hash(s) for s in sources]
+        out = np.zeros((len(sources), self.encoder.dim), dtype=np.float32)
+        todo = []
+        for i, k in enumerate(keys):
+            p = self._path(k)
+            if p.is_file():
+                out[i] = np.load(p, allow_pickle=False)
+                self.hits += 1
+            else:
+                todo.append(i)
+        self.misses += len(todo)
+        device = next(self.encoder.parameters(), torch.zeros(())).device
+        for s in tqdm(range(0, len(todo), batch_size), disable=not progress, desc="embed"):
+            idx = todo[s : s + batch_size]
+            imgs = [load_image(sources[i]) for i in idx]
+            emb = self.encoder.embed(self.encoder.preprocess.collate(imgs).to(device)).cpu().numpy()
+            for i, e in zip(idx, emb, strict=True):
+                out[i] = e
+                p = self._path(keys[i])
+                p.parent.mkdir(exist_ok=True)
+                # Write-then-rename: a killed job never leaves a half-written embedding behind.
+                tmp = p.with_suffix(".tmp.npy")
+                np.save(tmp, e.astype(np.float32), allow_pickle=False)
+                os.replace(tmp, p)
+        return out
+
+
+@dataclass
+class HeadTrainConfig:
+    """Training of the MLP head on cached embeddings."""
+
+    loss: str = "bce"
+    epochs: int = 200
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    val_fraction: float = 0.1
+    patience: int = 20
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.loss not in ("bce", "mse"):
+            raise ValueError(f"loss must be 'bce' or 'mse', got {self.loss!r}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("epochs and batch_size must be >= 1")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> HeadTrainConfig:
+        unknown = sorted(set(d) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"head training config: unknown key(s) {unknown}; known: {sorted(cls.__dataclass_fields__)}")
+        return cls(**d)
+
+
+def train_head(emb: np.ndarray, targets: np.ndarray, cfg: HeadTrainConfig) -> tuple[QualityHead, list[dict]]:
+    """Fit a :class:`QualityHead` on embeddings [N, d] and targets [N] in [0, 1].
+
+    AdamW with cosine decay; with ``val_fraction`` > 0 the epoch with the lowest validation loss
+    is kept (early stopping after ``patience`` epochs without improvement).
+    """
+    emb = np.asarray(emb, dtype=np.float32)
+    targets = np.asarray(targets, dtype=np.float32)
+    if emb.ndim != 2 or len(emb) != len(targets):
+        raise ValueError(f"embeddings {emb.shape} and targets {targets.shape} do not match")
+    bad = np.flatnonzero(~np.isfinite(emb).all(1))
+    if len(bad):
+        raise ValueError(f"embeddings of rows {bad[:10].tolist()} contain NaN/Inf; run `deqa baseline diagnose`")
+    out_of_range = np.flatnonzero((targets < 0) | (targets > 1) | ~np.isfinite(targets))
+    if len(out_of_range):
+        raise ValueError(f"targets must be in [0, 1]; rows {out_of_range[:10].tolist()} are not (rescale with --score-range)")
+    g = torch.Generator().manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    n = len(emb)
+    perm = torch.randperm(n, generator=g).numpy()
+    n_val = int(round(n * cfg.val_fraction)) if n >= 10 else 0
+    val_idx, tr_idx = perm[:n_val], perm[n_val:]
+    x = torch.from_numpy(emb)
+    y = torch.from_numpy(targets)
+    head = QualityHead(emb.shape[1])
+    opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps = cfg.epochs * math.ceil(len(tr_idx) / cfg.batch_size)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1), eta_min=cfg.lr * 0.01)
+
+    def loss_fn(logits, t):
+        if cfg.loss == "bce":
+            return F.binary_cross_entropy_with_logits(logits, t)
+        return F.mse_loss(torch.sigmoid(logits), t)
+
+    best, best_state, bad_epochs, history = math.inf, None, 0, []
+    for epoch in range(cfg.epochs):
+        head.train()
+        order = tr_idx[torch.randperm(len(tr_idx), generator=g).numpy()]
+        total = 0.0
+        for s in range(0, len(order), cfg.batch_size):
+            b = order[s : s + cfg.batch_size]
+            loss = loss_fn(head.logits(x[b]), y[b])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += loss.item() * len(b)
+        row = {"epoch": epoch + 1, "train_loss": total / max(len(order), 1)}
+        if n_val:
+            head.eval()
+            with torch.no_grad():
+                row["val_loss"] = loss_fn(head.logits(x[val_idx]), y[val_idx]).item()
+            if row["val_loss"] < best - 1e-6:
+                best, bad_epochs = row["val_loss"], 0
+                best_state = {k: v.clone() for k, v in head.state_dict().items()}
+            else:
+                bad_epochs += 1
+        history.append(row)
+        if n_val and bad_epochs >= cfg.patience:
+            break
+    if best_state is not None:
+        head.load_state_dict(best_state)
+    return head.eval(), history
+
+
+def read_score_table(path: str | os.PathLike, *, score_range: tuple[float, float] = (0.0, 1.0)) -> tuple[list[str], np.ndarray]:
+    """Read ``image,score`` rows from a CSV or JSONL file; relative paths are from the file's folder.
+
+    Scores are mapped from ``score_range`` to [0, 1]; a value outside the range is an error
+    naming its row.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: score table not found")
+    rows: list[dict] = []
+    if path.suffix == ".jsonl":
+        for i, line in enumerate(path.read_text().splitlines(), 1):
+            if line.strip():
+                try:
+                    rows.append({**json.loads(line), "_row": i})
+                except json.JSONDecodeError as err:
+                    raise ValueError(f"{path}:{i}: invalid JSON ({err})") from None
+    else:
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            if not reader.fieldnames or not {"image", "score"} <= set(reader.fieldnames):
+                raise ValueError(f"{path}: needs columns 'image' and 'score', has {reader.fieldnames}")
+            rows = [{**r, "_row": i} for i, r in enumerate(reader, 2)]
+    lo, hi = score_range
+    if not hi > lo:
+        raise ValueError(f"score range must have hi > lo, got {score_range}")
+    images, scores = [], []
+    for r in rows:
+        if "image" not in r or "score" not in r:
+            raise ValueError(f"{path}:{r['_row']}: needs 'image' and 'score'")
+        try:
+            s = float(r["score"])
+        except (TypeError, ValueError):
+            raise ValueError(f"{path}:{r['_row']}: score {r['score']!r} is not a number") from None
+        if not lo <= s <= hi:
+            raise ValueError(f"{path}:{r['_row']}: score {s} outside the score range [{lo}, {hi}] (set --score-range)")
+        img = Path(r["image"])
+        images.append(str(img if img.is_absolute() else path.parent / img))
+        scores.append((s - lo) / (hi - lo))
+    if not images:
+        raise ValueError(f"{path}: no rows")
+    return images, np.asarray(scores, dtype=np.float32)
+
+
+class EncoderHeadScorer(Scorer):
+    """Frozen encoder + trained head as a :class:`deqa.scorer.Scorer` (eval mode enforced)."""
+
+    default_batch_size = 16
+
+    def __init__(self, encoder: FrozenEncoder, head: QualityHead, *, model_id: str = "deqa-encoder-head",
+                 thresholds: ThresholdPolicy | None = None, device: str | None = None):
+        self.device = torch.device(device or "cpu")
+        self.encoder = encoder.to(self.device).eval()
+        self.head = head.to(self.device).eval()
+        self.model_id = model_id
+        self.thresholds = thresholds or ThresholdPolicy()
+
+    def make_collate(self):
+        return self.encoder.transform()
+
+    @torch.inference_mode()
+    def predict(self, batch: torch.Tensor) -> list[ScoreResult]:
+        self.encoder.eval()
+        self.head.eval()  # someone may have called .train(); dropout must be off here
+        q = self.head(self.encoder.embed(batch.to(self.device))).clamp(0.0, 1.0).cpu().numpy()
+        out = []
+        for v in q:
+            score = 1.0 + 4.0 * float(v)
+            out.append(ScoreResult("", score, float(v), level_word(score), self.model_id))
+        return out
+
+
+def save_encoder_head(folder: str | os.PathLike, spec: EncoderSpec, head: QualityHead, *,
+                      thresholds: ThresholdPolicy | None = None, model_id: str = "deqa-encoder-head",
+                      aggregation: str = "median", extra: dict | None = None) -> Path:
+    """Write ``deqa_baseline.json`` + ``head.safetensors`` (the encoder is referenced, not copied)."""
+    from safetensors.torch import save_file
+
+    from ..load import BASELINE_CONFIG_NAME
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()}, str(folder / HEAD_WEIGHTS_NAME))
+    cfg = {
+        "type": "encoder_head",
+        "format_version": 1,
+        "model_id": model_id,
+        "encoder": asdict(spec),
+        "head": {"dim": head.dim},
+        "aggregation": aggregation,
+        "thresholds": (thresholds or ThresholdPolicy()).to_dict(),
+        **(extra or {}),
+    }
+    (folder / BASELINE_CONFIG_NAME).write_text(json.dumps(cfg, indent=2) + "\n")
+    return folder
+
+
+def load_encoder_head_scorer(folder: str | os.PathLike, config: dict | None = None, *, device: str | None = None) -> EncoderHeadScorer:
+    """Rebuild encoder + head from a folder written by :func:`save_encoder_head`."""
+    from safetensors.torch import load_file
+
+    from ..load import BASELINE_CONFIG_NAME
+
+    folder = Path(folder)
+    if config is None:
+        config = json.loads((folder / BASELINE_CONFIG_NAME).read_text())
+    spec = EncoderSpec.from_dict(config["encoder"])
+    encoder = build_encoder(spec, device)
+    dim = int(config["head"]["dim"])
+    if dim != encoder.dim:
+        raise ValueError(f"{folder}: head expects {dim}-d embeddings but encoder {spec.name} gives {encoder.dim}")
+    head = QualityHead(dim)
+    head.load_state_dict(load_file(str(folder / HEAD_WEIGHTS_NAME)))
+    return EncoderHeadScorer(encoder, head, model_id=config.get("model_id", folder.name),
+                             thresholds=ThresholdPolicy.from_dict(config.get("thresholds", {})), device=device)
+
+

@@ -1,0 +1,210 @@
+"""Real photos to train the baselines on, found offline in installed packages.
+
+Sources (all redistributable; see each package for its licence):
+
+- scikit-image ``skimage/data`` colour photos (CC0 / public domain),
+- scikit-learn ``datasets/images`` (china.jpg, flower.jpg; CC BY 2.0),
+- matplotlib ``mpl-data/sample_data`` photos,
+- the Debian packages ``mate-backgrounds`` and ``plasma-workspace-wallpapers``, unpacked into a
+  cache folder by ``scripts/get_photos.sh`` (no system install needed),
+- optionally any Hugging Face image data set (``--hf-dataset``) for users who are online.
+
+Every photo belongs to a *group* (one scene: the left/right stereo pair, the resolutions and
+light/dark variants of one wallpaper). The held-out split is made of whole groups, chosen by a
+hash of the group name, so held-out metrics are measured on scenes the model never saw.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from PIL import Image
+
+__all__ = [
+    "PhotoSource",
+    "find_package_photos",
+    "find_debian_photos",
+    "hf_dataset_photos",
+    "is_heldout",
+    "prepare_photos",
+    "read_photo_index",
+    "DEFAULT_PHOTO_CACHE",
+    "PHOTO_INDEX_NAME",
+]
+
+DEFAULT_PHOTO_CACHE = Path(os.environ.get("DEQA_PHOTO_CACHE", Path.home() / ".cache" / "deqa" / "photos"))
+PHOTO_INDEX_NAME = "photos.json"
+_IMAGE_EXT = {".jpg", ".jpeg", ".png"}
+
+
+@dataclass(frozen=True)
+class PhotoSource:
+    """One photo on disk. ``group`` names the scene (the unit of the held-out split)."""
+
+    group: str
+    path: str
+    origin: str
+
+
+def find_package_photos() -> list[PhotoSource]:
+    """Colour photos shipped by scikit-image, scikit-learn and matplotlib (those installed)."""
+    out: list[PhotoSource] = []
+    try:
+        import skimage.data
+
+        root = Path(skimage.data.data_dir)
+        # Photographs only: micrographs, retina scans, logos and charts would teach odd "clean".
+        for name, group in [
+            ("astronaut.png", "skimage:astronaut"),
+            ("chelsea.png", "skimage:chelsea"),
+            ("coffee.png", "skimage:coffee"),
+            ("rocket.jpg", "skimage:rocket"),
+            ("motorcycle_left.png", "skimage:motorcycle"),
+            ("motorcycle_right.png", "skimage:motorcycle"),
+        ]:
+            if (root / name).is_file():
+                out.append(PhotoSource(group, str(root / name), "scikit-image"))
+    except ImportError:
+        pass
+    try:
+        import sklearn.datasets
+
+        root = Path(sklearn.datasets.__file__).parent / "images"
+        for name in ("china.jpg", "flower.jpg"):
+            if (root / name).is_file():
+                out.append(PhotoSource(f"sklearn:{Path(name).stem}", str(root / name), "scikit-learn"))
+    except ImportError:
+        pass
+    try:
+        import matplotlib
+
+        root = Path(matplotlib.get_data_path()) / "sample_data"
+        for name in ("grace_hopper.jpg", "Minduka_Present_Blue_Pack.png"):
+            if (root / name).is_file():
+                out.append(PhotoSource(f"matplotlib:{Path(name).stem}", str(root / name), "matplotlib"))
+    except ImportError:
+        pass
+    return out
+
+
+_RES_RE = re.compile(r"[_-]?\d{3,5}x\d{3,5}$")
+
+
+def find_debian_photos(root: str | os.PathLike) -> list[PhotoSource]:
+    """Wallpapers unpacked by ``scripts/get_photos.sh`` under ``root`` (its ``root/`` folder).
+
+    Only the largest file per group is kept: the other resolutions of a wallpaper are the same
+    picture and would add nothing but decode time.
+    """
+    root = Path(root)
+    share = root / "root" / "usr" / "share" if (root / "root").is_dir() else root / "usr" / "share"
+    best: dict[str, tuple[int, Path, str]] = {}
+
+    def consider(group: str, path: Path, origin: str) -> None:
+        size = path.stat().st_size
+        if group not in best or size > best[group][0]:
+            best[group] = (size, path, origin)
+
+    mate = share / "backgrounds" / "mate"
+    if mate.is_dir():
+        for path in sorted(mate.rglob("*")):
+            if path.suffix.lower() in _IMAGE_EXT:
+                stem = _RES_RE.sub("", path.stem)
+                consider(f"mate:{path.parent.name}/{stem}", path, "mate-backgrounds")
+    plasma = share / "wallpapers"
+    if plasma.is_dir():
+        for path in sorted(plasma.glob("*/contents/images*/*")):
+            if path.suffix.lower() in _IMAGE_EXT:
+                wallpaper = path.parent.parent.parent.name
+                variant = path.parent.name  # images / images_dark: same scene, different look
+                consider(f"plasma:{wallpaper}:{variant}", path, "plasma-workspace-wallpapers")
+    # Light and dark variants of one wallpaper are one scene: the split must keep them together.
+    return [
+        PhotoSource(_scene(group), str(path), origin)
+        for group, (_, path, origin) in sorted(best.items())
+    ]
+
+
+def _scene(group: str) -> str:
+    return group.rsplit(":", 1)[0] if group.startswith("plasma:") else group
+
+
+def hf_dataset_photos(
+    name: str, out_dir: str | os.PathLike, *, split: str = "train", column: str = "image", limit: int = 500
+) -> list[PhotoSource]:
+    """Save up to ``limit`` images of a Hugging Face data set as files (needs internet)."""
+    from datasets import load_dataset
+
+    out_dir = Path(out_dir) / "hf"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ds = load_dataset(name, split=split, streaming=True)
+    sources: list[PhotoSource] = []
+    for i, row in enumerate(ds):
+        if i >= limit:
+            break
+        if column not in row:
+            raise KeyError(f"--hf-dataset {name}: no column {column!r} (columns: {sorted(row)}); pass --hf-column")
+        path = out_dir / f"{re.sub(r'[^A-Za-z0-9]+', '_', name)}_{i:06d}.png"
+        row[column].convert("RGB").save(path)
+        sources.append(PhotoSource(f"hf:{name}:{i}", str(path), f"hf:{name}"))
+    return sources
+
+
+def is_heldout(group: str, fraction: float) -> bool:
+    """Deterministic group-level split: the same group is held out on every machine."""
+    h = int(hashlib.sha1(group.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    return h < fraction
+
+
+def prepare_photos(
+    sources: Iterable[PhotoSource], out_dir: str | os.PathLike, *, max_side: int = 1024, heldout_fraction: float = 0.2
+) -> list[dict]:
+    """Decode, downscale (longest side <= ``max_side``) and save every photo once as PNG.
+
+    Writes ``photos.json`` (group, file, origin, split) so that rendering never re-decodes the
+    5K wallpapers; re-running skips photos already prepared.
+    """
+    from ..imageio import load_image
+
+    out_dir = Path(out_dir)
+    (out_dir / "images").mkdir(parents=True, exist_ok=True)
+    index = []
+    for src in sources:
+        # The parent folder tells a wallpaper's light and dark variants (same scene, same file name) apart.
+        stem = f"{src.group}_{Path(src.path).parent.name}_{Path(src.path).stem}"
+        name = re.sub(r"[^A-Za-z0-9]+", "_", stem).strip("_") + ".png"
+        target = out_dir / "images" / name
+        if not target.is_file():
+            img = load_image(src.path)
+            img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+            img.save(target)
+        entry = asdict(src)
+        entry["file"] = f"images/{name}"
+        entry["split"] = "heldout" if is_heldout(src.group, heldout_fraction) else "train"
+        index.append(entry)
+    (out_dir / PHOTO_INDEX_NAME).write_text(json.dumps(index, indent=1))
+    return index
+
+
+def read_photo_index(photo_dir: str | os.PathLike, split: str | None = None) -> list[dict]:
+    """Entries of ``photos.json`` (optionally one split), each with an absolute ``file``."""
+    photo_dir = Path(photo_dir)
+    path = photo_dir / PHOTO_INDEX_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no photo index; run `deqa baseline photos --out {photo_dir}` first")
+    index = json.loads(path.read_text())
+    if split is not None:
+        if split not in ("train", "heldout"):
+            raise ValueError(f"split must be 'train' or 'heldout', got {split!r}")
+        index = [e for e in index if e["split"] == split]
+    for e in index:
+        e["file"] = str(photo_dir / e["file"])
+    if not index:
+        raise ValueError(f"{path}: no photos in split {split!r}")
+    return index

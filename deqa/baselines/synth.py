@@ -1,0 +1,435 @@
+"""Synthetic degradations with a known intensity: the labels the degradation model learns.
+
+Each degradation maps an image and an intensity ``t`` in [0, 1] (0 = untouched, 1 = as bad as
+the generator goes) to a degraded image; ``t`` is the training label of that degradation's head.
+The intensity scales are chosen so that equal steps of ``t`` look roughly equally worse (e.g.
+JPEG quality falls faster at the low end, where artefacts actually appear). Several degradations
+can hit one image; they are applied in the order a real pipeline would: optics (blur), exposure,
+white balance (colour cast), sensor noise, an overlaid watermark, then JPEG encoding.
+
+Everything works on float32 arrays in [0, 1] of shape (H, W, 3) and is driven by a
+``numpy.random.Generator``, so a sample is a pure function of its seed.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+from scipy import ndimage
+
+__all__ = [
+    "DEGRADATIONS",
+    "APPLY_ORDER",
+    "SynthConfig",
+    "apply_blur",
+    "apply_noise",
+    "apply_jpeg",
+    "apply_exposure",
+    "apply_colour_cast",
+    "apply_watermark",
+    "find_fonts",
+    "sample_plan",
+    "degrade",
+    "random_crop",
+    "render_sample",
+    "render_dataset",
+    "load_synth_dataset",
+]
+
+Array = np.ndarray
+
+
+# --- the degradations ------------------------------------------------------------------------
+def apply_blur(img: Array, t: float, rng: np.random.Generator, kind: str | None = None) -> Array:
+    """Gaussian, motion or box blur whose spread grows linearly with ``t`` (0.4 to 4 px sigma)."""
+    kind = kind or rng.choice(["gaussian", "motion", "box"])
+    sigma = 0.4 + 3.6 * t
+    if kind == "gaussian":
+        return ndimage.gaussian_filter(img, sigma=(sigma, sigma, 0), mode="reflect")
+    if kind == "box":
+        # A box of width w has std w/sqrt(12); match the Gaussian's sigma.
+        width = max(2, int(round(sigma * np.sqrt(12.0))))
+        return ndimage.uniform_filter(img, size=(width, width, 1), mode="reflect")
+    if kind == "motion":
+        # A straight streak of length L at a random angle; L chosen so its std matches sigma
+        # along the streak (a 1-D box of length L has std L/sqrt(12)).
+        length = max(2.0, sigma * np.sqrt(12.0))
+        size = int(np.ceil(length)) | 1
+        kimg = Image.new("L", (size * 4, size * 4), 0)
+        angle = rng.uniform(0, np.pi)
+        c = size * 2
+        dx, dy = np.cos(angle) * length * 2, np.sin(angle) * length * 2
+        ImageDraw.Draw(kimg).line([(c - dx, c - dy), (c + dx, c + dy)], fill=255, width=4)
+        kernel = np.asarray(kimg.resize((size, size), Image.Resampling.BOX), dtype=np.float32)
+        kernel /= max(kernel.sum(), 1e-6)
+        return np.stack([ndimage.convolve(img[..., ch], kernel, mode="reflect") for ch in range(3)], axis=-1)
+    raise ValueError(f"unknown blur kind {kind!r}; expected gaussian, motion or box")
+
+
+def _luma(img: Array) -> Array:
+    return img @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+def apply_noise(img: Array, t: float, rng: np.random.Generator, kind: str | None = None) -> Array:
+    """Gaussian (colour or luma), salt-and-pepper or Poisson (shot) noise, stronger with ``t``."""
+    kind = kind or rng.choice(["gaussian", "salt_pepper", "poisson"], p=[0.5, 0.2, 0.3])
+    h, w, _ = img.shape
+    if kind == "gaussian":
+        sigma = 0.01 + 0.14 * t
+        if rng.random() < 0.5:
+            noise = rng.normal(0.0, sigma, size=(h, w, 3))
+        else:  # luma-only noise, as from a camera's luminance channel
+            noise = np.repeat(rng.normal(0.0, sigma, size=(h, w, 1)), 3, axis=2)
+        return np.clip(img + noise.astype(np.float32), 0.0, 1.0)
+    if kind == "salt_pepper":
+        amount = 0.003 + 0.08 * t
+        out = img.copy()
+        u = rng.random((h, w))
+        out[u < amount / 2] = 0.0
+        out[(u >= amount / 2) & (u < amount)] = 1.0
+        return out
+    if kind == "poisson":
+        # Photons collected at full white; fewer photons = more shot noise (std ~ sqrt(x/peak)).
+        peak = 10.0 ** (3.3 - 2.0 * t)
+        return np.clip(rng.poisson(img * peak) / peak, 0.0, 1.0).astype(np.float32)
+    raise ValueError(f"unknown noise kind {kind!r}; expected gaussian, salt_pepper or poisson")
+
+
+def jpeg_quality(t: float) -> int:
+    """JPEG quality for intensity ``t``: 90 at t=0 down to 5 at t=1.
+
+    Quality is spent fast at the top (90 -> 50 looks alike) and slowly at the bottom, where each
+    step adds visible blocking, so that equal steps of ``t`` look about equally worse.
+    """
+    return int(round(5 + 85 * (1.0 - t) ** 2))
+
+
+def apply_jpeg(img: Array, t: float, rng: np.random.Generator) -> Array:
+    """Encode and decode with JPEG at :func:`jpeg_quality` (random chroma subsampling)."""
+    buf = io.BytesIO()
+    pil = Image.fromarray(_to_uint8(img))
+    pil.save(buf, format="JPEG", quality=jpeg_quality(t), subsampling=int(rng.choice([0, 2])))
+    buf.seek(0)
+    return np.asarray(Image.open(buf).convert("RGB"), dtype=np.float32) / 255.0
+
+
+def apply_exposure(img: Array, t: float, rng: np.random.Generator, direction: int | None = None) -> Array:
+    """Under- (up to -3.5 EV) or over-exposure (up to +2.5 EV, highlights clip) in linear light."""
+    direction = direction if direction is not None else int(rng.choice([-1, 1]))
+    ev = -3.5 * t if direction < 0 else 2.5 * t
+    linear = np.power(img, 2.2) * (2.0**ev)
+    return np.power(np.clip(linear, 0.0, 1.0), 1 / 2.2).astype(np.float32)
+
+
+def apply_colour_cast(img: Array, t: float, rng: np.random.Generator, kind: str | None = None) -> Array:
+    """A white-balance error (per-channel gains) or a tint blended over the image."""
+    kind = kind or rng.choice(["gains", "tint"])
+    angle = rng.uniform(0, 2 * np.pi)
+    direction = np.cos(angle - np.array([0.0, 2 * np.pi / 3, 4 * np.pi / 3])).astype(np.float32)
+    if kind == "gains":
+        gains = 1.0 + 0.45 * t * direction
+        out = img * gains
+        # Keep the mean brightness: a cast is a colour error, not an exposure error.
+        out *= _luma(img).mean() / max(float(_luma(out).mean()), 1e-6)
+        return np.clip(out, 0.0, 1.0).astype(np.float32)
+    if kind == "tint":
+        colour = np.clip(0.5 + 0.5 * direction, 0.0, 1.0)
+        tinted = _luma(img)[..., None] * colour * 2.0
+        alpha = 0.35 * t
+        return np.clip((1 - alpha) * img + alpha * tinted, 0.0, 1.0).astype(np.float32)
+    raise ValueError(f"unknown colour cast kind {kind!r}; expected gains or tint")
+
+
+_WATERMARK_WORDS = [
+    "SAMPLE", "PREVIEW", "PROOF", "© Photo Studio", "stockphoto", "COPYRIGHT", "DRAFT",
+    "www.example.com", "@photographer", "Getty", "shutter", "DO NOT COPY", "© 2024", "demo",
+    "Alamy", "istock", "NOT FOR SALE", "photo.net", "© J. Smith", "CONFIDENTIAL",
+]
+
+
+@lru_cache(maxsize=1)
+def find_fonts() -> tuple[str, ...]:
+    """TrueType fonts that ship with installed packages (matplotlib's DejaVu/STIX, system fonts)."""
+    fonts: list[str] = []
+    try:
+        import matplotlib
+
+        ttf = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
+        # Only text fonts: the STIX size/symbol fonts and cm* maths fonts draw no Latin letters.
+        fonts += sorted(str(p) for p in ttf.glob("*.ttf") if p.name.startswith(("DejaVu", "STIXGeneral")))
+    except ImportError:
+        pass
+    for root in ("/usr/share/fonts/truetype", "/usr/share/fonts/TTF"):
+        if os.path.isdir(root):
+            fonts += sorted(str(p) for p in Path(root).rglob("*.ttf"))
+    return tuple(fonts)
+
+
+def _font(path: str | None, size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    if path is None:
+        return ImageFont.load_default(size=size)
+    return ImageFont.truetype(path, size=size)
+
+
+def apply_watermark(img: Array, t: float, rng: np.random.Generator, layout: str | None = None) -> Array:
+    """Overlay text: tiled, centred, diagonal or in a corner; opacity and size grow with ``t``."""
+    layout = layout or rng.choice(["tiled", "centre", "diagonal", "corner"])
+    h, w, _ = img.shape
+    short = min(h, w)
+    fonts = find_fonts()
+    font_path = str(rng.choice(fonts)) if fonts else None
+    text = str(rng.choice(_WATERMARK_WORDS))
+    opacity = 0.12 + 0.68 * t
+    scale = 0.7 + 0.6 * t
+    shade = int(rng.choice([255, 255, 230, 0, 40]))
+    fill = (shade, shade, shade, int(round(255 * opacity)))
+    layer = Image.new("RGBA", (w, h), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(layer)
+    if layout == "tiled":
+        font = _font(font_path, max(8, int(short * rng.uniform(0.06, 0.1) * scale)))
+        box = draw.textbbox((0, 0), text, font=font)
+        tw, th = box[2] - box[0] + int(short * 0.05), box[3] - box[1] + int(short * 0.08)
+        offset = int(rng.integers(0, max(tw, 1)))
+        for row, y in enumerate(range(-th, h + th, th)):
+            for x in range(-tw - offset + (row % 2) * tw // 2, w + tw, tw):
+                draw.text((x, y), text, font=font, fill=fill)
+        if rng.random() < 0.5:
+            layer = layer.rotate(float(rng.uniform(-35, 35)), resample=Image.Resampling.BILINEAR)
+    elif layout in ("centre", "diagonal"):
+        size = int(short * rng.uniform(0.12, 0.2) * scale)
+        font = _font(font_path, max(10, size))
+        box = draw.textbbox((0, 0), text, font=font)
+        # Shrink long words until they fit across the image.
+        while box[2] - box[0] > 0.95 * (w if layout == "centre" else 1.3 * short) and size > 10:
+            size = int(size * 0.85)
+            font = _font(font_path, size)
+            box = draw.textbbox((0, 0), text, font=font)
+        draw.text((w / 2, h / 2), text, font=font, fill=fill, anchor="mm")
+        if layout == "diagonal":
+            layer = layer.rotate(float(rng.choice([-1, 1]) * rng.uniform(25, 50)), resample=Image.Resampling.BILINEAR)
+    elif layout == "corner":
+        font = _font(font_path, max(8, int(short * rng.uniform(0.07, 0.11) * scale)))
+        margin = int(short * 0.03)
+        corner = int(rng.integers(0, 4))
+        anchor = ["la", "ra", "ld", "rd"][corner]
+        xy = (margin if corner in (0, 2) else w - margin, margin if corner in (0, 1) else h - margin)
+        draw.text(xy, text, font=font, fill=fill, anchor=anchor)
+    else:
+        raise ValueError(f"unknown watermark layout {layout!r}; expected tiled, centre, diagonal or corner")
+    base = Image.fromarray(_to_uint8(img)).convert("RGBA")
+    out = Image.alpha_composite(base, layer).convert("RGB")
+    return np.asarray(out, dtype=np.float32) / 255.0
+
+
+def _to_uint8(img: Array) -> Array:
+    return np.clip(np.asarray(img) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+DEGRADATIONS: dict[str, Callable[[Array, float, np.random.Generator], Array]] = {
+    "colour_cast": apply_colour_cast,
+    "blur": apply_blur,
+    "watermark": apply_watermark,
+    "noise": apply_noise,
+    "jpeg": apply_jpeg,
+    "exposure": apply_exposure,
+}
+# The order a real capture-and-publish pipeline applies them in.
+APPLY_ORDER: tuple[str, ...] = ("blur", "exposure", "colour_cast", "noise", "watermark", "jpeg")
+
+
+# --- sampling -----------------------------------------------------------------------------------
+@dataclass
+class SynthConfig:
+    """How synthetic samples are drawn. ``count_probs[k]`` = P(k degradations on one image)."""
+
+    heads: tuple[str, ...] = ("colour_cast", "blur", "watermark", "noise", "jpeg", "exposure")
+    size: int = 160
+    count_probs: tuple[float, ...] = (0.2, 0.35, 0.25, 0.15, 0.05)
+    min_intensity: float = 0.05
+    # Crop side as a fraction of the photo's short side (then resized down to ``size``).
+    crop_scale: tuple[float, float] = (0.25, 1.0)
+
+    def __post_init__(self) -> None:
+        self.heads = tuple(self.heads)
+        self.count_probs = tuple(float(p) for p in self.count_probs)
+        self.crop_scale = tuple(float(s) for s in self.crop_scale)
+        unknown = [h for h in self.heads if h not in DEGRADATIONS]
+        if unknown:
+            raise ValueError(f"SynthConfig.heads: unknown degradation(s) {unknown}; known: {sorted(DEGRADATIONS)}")
+        if abs(sum(self.count_probs) - 1.0) > 1e-6 or min(self.count_probs) < 0:
+            raise ValueError(f"SynthConfig.count_probs must be non-negative and sum to 1, got {self.count_probs}")
+        if len(self.count_probs) > len(self.heads) + 1:
+            raise ValueError(f"SynthConfig.count_probs has {len(self.count_probs)} entries for {len(self.heads)} heads")
+        if not 0.0 <= self.min_intensity < 1.0:
+            raise ValueError(f"SynthConfig.min_intensity must be in [0, 1), got {self.min_intensity}")
+        if self.size < 16:
+            raise ValueError(f"SynthConfig.size must be >= 16 px, got {self.size}")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SynthConfig:
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"SynthConfig: unknown key(s) {unknown}; known: {sorted(known)}")
+        return cls(**d)
+
+
+def sample_plan(rng: np.random.Generator, cfg: SynthConfig) -> dict[str, float]:
+    """Which degradations hit one image, and how hard: {name: intensity}."""
+    k = int(rng.choice(len(cfg.count_probs), p=cfg.count_probs))
+    names = rng.choice(len(cfg.heads), size=k, replace=False)
+    return {cfg.heads[i]: float(rng.uniform(cfg.min_intensity, 1.0)) for i in names}
+
+
+def degrade(img: Array, plan: dict[str, float], rng: np.random.Generator) -> Array:
+    """Apply ``plan`` in :data:`APPLY_ORDER`."""
+    unknown = set(plan) - set(DEGRADATIONS)
+    if unknown:
+        raise ValueError(f"unknown degradation(s) {sorted(unknown)}; known: {sorted(DEGRADATIONS)}")
+    for name in APPLY_ORDER:
+        if name in plan and plan[name] > 0:
+            img = DEGRADATIONS[name](img, plan[name], rng)
+    return img
+
+
+def random_crop(photo: Image.Image, size: int, rng: np.random.Generator, scale=(0.25, 1.0)) -> Array:
+    """A random square crop, always *down*-sampled to ``size`` so the clean image stays sharp."""
+    w, h = photo.size
+    short = min(w, h)
+    if short < size:
+        raise ValueError(f"photo of {w}x{h} is smaller than the {size}-px crop; use a larger photo or a smaller size")
+    side = int(rng.uniform(max(scale[0] * short, size), max(scale[1] * short, size)))
+    x = int(rng.integers(0, w - side + 1))
+    y = int(rng.integers(0, h - side + 1))
+    crop = photo.crop((x, y, x + side, y + side)).resize((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0)
+    if rng.random() < 0.5:
+        crop = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    return np.asarray(crop, dtype=np.float32) / 255.0
+
+
+def render_sample(photo: Image.Image, rng: np.random.Generator, cfg: SynthConfig) -> tuple[Array, Array]:
+    """One training sample: (uint8 image (S, S, 3), float32 labels in ``cfg.heads`` order)."""
+    clean = random_crop(photo, cfg.size, rng, cfg.crop_scale)
+    plan = sample_plan(rng, cfg)
+    img = degrade(clean, plan, rng)
+    labels = np.array([plan.get(h, 0.0) for h in cfg.heads], dtype=np.float32)
+    return _to_uint8(img), labels
+
+
+# --- datasets on disk ---------------------------------------------------------------------------
+_photo_cache: dict[str, Image.Image] = {}
+
+
+def _photo(path: str) -> Image.Image:
+    if path not in _photo_cache:
+        with Image.open(path) as im:
+            _photo_cache[path] = im.convert("RGB")
+    return _photo_cache[path]
+
+
+def _render_chunk(args) -> tuple[int, Array, Array, list[int]]:
+    start, stop, photos, cfg_dict, seed = args
+    cfg = SynthConfig.from_dict(cfg_dict)
+    usable = [p for p in photos if min(_photo(p).size) >= cfg.size]
+    images = np.empty((stop - start, cfg.size, cfg.size, 3), dtype=np.uint8)
+    labels = np.empty((stop - start, len(cfg.heads)), dtype=np.float32)
+    src = []
+    for j, i in enumerate(range(start, stop)):
+        rng = np.random.default_rng([seed, i])  # sample i is the same whatever the chunking
+        k = int(rng.integers(0, len(usable)))
+        images[j], labels[j] = render_sample(_photo(usable[k]), rng, cfg)
+        src.append(photos.index(usable[k]))
+    return start, images, labels, src
+
+
+@dataclass
+class _Progress:
+    done: int = 0
+    sources: list[int] = field(default_factory=list)
+
+
+def render_dataset(
+    photos: Sequence[str],
+    out_dir: str | os.PathLike,
+    n: int,
+    cfg: SynthConfig,
+    *,
+    seed: int = 0,
+    workers: int = 1,
+    chunk: int = 256,
+    progress: bool = True,
+) -> Path:
+    """Render ``n`` samples into ``out_dir`` (images.npy uint8 N×S×S×3, labels.npy float32 N×H).
+
+    Written chunk by chunk into memory-mapped arrays with the count done in ``progress.json``:
+    an interrupted run resumes where it stopped and gives the same bytes as an uninterrupted one.
+    """
+    from tqdm.auto import tqdm
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    photos = [str(p) for p in photos]
+    if not photos:
+        raise ValueError("render_dataset: no photos given")
+    meta = {"n": n, "seed": seed, "config": asdict(cfg), "photos": photos, "format": "deqa-synth-v1"}
+    meta_path = out / "meta.json"
+    prog_path = out / "progress.json"
+    shape = (n, cfg.size, cfg.size, 3)
+    if meta_path.is_file() and json.loads(meta_path.read_text()) == json.loads(json.dumps(meta)) and prog_path.is_file():
+        prog = _Progress(**json.loads(prog_path.read_text()))
+        images = np.load(out / "images.npy", mmap_mode="r+")
+        labels = np.load(out / "labels.npy", mmap_mode="r+")
+    else:
+        meta_path.write_text(json.dumps(meta, indent=1))
+        prog = _Progress()
+        images = np.lib.format.open_memmap(out / "images.npy", mode="w+", dtype=np.uint8, shape=shape)
+        labels = np.lib.format.open_memmap(out / "labels.npy", mode="w+", dtype=np.float32, shape=(n, len(cfg.heads)))
+    jobs = [(s, min(s + chunk, n), photos, asdict(cfg), seed) for s in range(prog.done, n, chunk)]
+    bar = tqdm(total=n, initial=prog.done, disable=not progress, unit="img", desc=f"render {out.name}")
+    if workers > 1:
+        import multiprocessing as mp
+
+        pool = mp.get_context("fork").Pool(workers)
+        results = pool.imap(_render_chunk, jobs)
+    else:
+        pool = None
+        results = map(_render_chunk, jobs)
+    try:
+        for start, imgs, labs, src in results:  # imap keeps order, so "done" is a prefix
+            images[start : start + len(imgs)] = imgs
+            labels[start : start + len(labs)] = labs
+            images.flush()
+            labels.flush()
+            prog.done = start + len(imgs)
+            prog.sources += src
+            prog_path.write_text(json.dumps(asdict(prog)))
+            bar.update(len(imgs))
+    finally:
+        bar.close()
+        if pool is not None:
+            pool.close()
+            pool.join()
+    return out
+
+
+def load_synth_dataset(path: str | os.PathLike) -> tuple[Array, Array, dict]:
+    """(images memmap N×S×S×3 uint8, labels N×H float32, meta) of a finished rendered set."""
+    path = Path(path)
+    meta_path = path / "meta.json"
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"{path}: not a rendered data set (no meta.json); run `deqa baseline synth --out {path}`")
+    meta = json.loads(meta_path.read_text())
+    prog = json.loads((path / "progress.json").read_text()) if (path / "progress.json").is_file() else {"done": 0}
+    if prog["done"] < meta["n"]:
+        raise ValueError(f"{path}: only {prog['done']}/{meta['n']} samples rendered; re-run the same synth command to resume")
+    images = np.load(path / "images.npy", mmap_mode="r")
+    labels = np.load(path / "labels.npy")
+    return images, labels, meta

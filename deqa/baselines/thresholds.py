@@ -1,0 +1,126 @@
+"""Turning a quality score into a decision, and choosing the thresholds from data.
+
+A :class:`ThresholdPolicy` maps ``score_0_1`` to a label and an action, e.g. high -> publish,
+medium -> publish, low -> send to review, rejected -> reject. :func:`score_distribution` gives the
+numbers (min/max/mean/std and P10..P90) that ``deqa baseline calibrate`` prints for a folder, so
+thresholds are set from the score distribution of one's own images rather than guessed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = ["ThresholdLevel", "ThresholdPolicy", "score_distribution", "aggregate_scores", "AGGREGATIONS"]
+
+
+@dataclass(frozen=True)
+class ThresholdLevel:
+    """Scores >= ``min_score`` (and below the next level up) get ``label`` and ``action``."""
+
+    label: str
+    min_score: float
+    action: str
+
+
+def _default_levels() -> list[ThresholdLevel]:
+    return [
+        ThresholdLevel("high", 0.75, "accept"),
+        ThresholdLevel("medium", 0.5, "accept, flag for improvement"),
+        ThresholdLevel("low", 0.3, "send to manual review"),
+        ThresholdLevel("rejected", 0.0, "reject"),
+    ]
+
+
+@dataclass
+class ThresholdPolicy:
+    """Ordered levels, best first; the last level must start at 0 so every score gets a label."""
+
+    levels: list[ThresholdLevel] = field(default_factory=_default_levels)
+
+    def __post_init__(self) -> None:
+        self.levels = [lv if isinstance(lv, ThresholdLevel) else ThresholdLevel(**lv) for lv in self.levels]
+        if not self.levels:
+            raise ValueError("thresholds: need at least one level")
+        mins = [lv.min_score for lv in self.levels]
+        if any(a <= b for a, b in zip(mins, mins[1:], strict=False)):
+            raise ValueError(f"thresholds: min_score must strictly decrease from the first level to the last, got {mins}")
+        if mins[-1] != 0.0:
+            raise ValueError(f"thresholds: the last level ({self.levels[-1].label!r}) must have min_score 0, got {mins[-1]}")
+        if len({lv.label for lv in self.levels}) != len(self.levels):
+            raise ValueError("thresholds: labels must be distinct")
+
+    def classify(self, score_0_1: float) -> ThresholdLevel:
+        """The first level whose ``min_score`` the score reaches."""
+        if not np.isfinite(score_0_1):
+            raise ValueError(f"cannot label a non-finite score {score_0_1}")
+        for lv in self.levels:
+            if score_0_1 >= lv.min_score:
+                return lv
+        return self.levels[-1]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"levels": [vars(lv) for lv in self.levels]}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ThresholdPolicy:
+        if not d:
+            return cls()
+        unknown = sorted(set(d) - {"levels"})
+        if unknown:
+            raise ValueError(f"thresholds: unknown key(s) {unknown}; expected 'levels'")
+        levels = []
+        for i, lv in enumerate(d["levels"]):
+            extra = sorted(set(lv) - {"label", "min_score", "action"})
+            if extra or not {"label", "min_score", "action"} <= set(lv):
+                raise ValueError(f"thresholds.levels[{i}]: needs exactly label, min_score, action; got {sorted(lv)}")
+            levels.append(ThresholdLevel(str(lv["label"]), float(lv["min_score"]), str(lv["action"])))
+        return cls(levels)
+
+
+def score_distribution(scores: Sequence[float]) -> dict[str, float]:
+    """count, min, max, mean, std (population) and the deciles P10..P90 of ``scores``."""
+    arr = np.asarray(scores, dtype=np.float64)
+    if arr.size == 0:
+        raise ValueError("no scores to summarise")
+    if not np.isfinite(arr).all():
+        raise ValueError("scores contain NaN/Inf")
+    out = {"count": int(arr.size), "min": float(arr.min()), "max": float(arr.max()),
+           "mean": float(arr.mean()), "std": float(arr.std())}
+    for p, v in zip(range(10, 100, 10), np.percentile(arr, list(range(10, 100, 10))), strict=True):
+        out[f"p{p}"] = float(v)
+    return out
+
+
+def _trimmed_mean(x: np.ndarray, trim: float) -> float:
+    from scipy.stats import trim_mean
+
+    return float(trim_mean(x, trim))
+
+
+AGGREGATIONS = ("mean", "median", "min", "trimmed_mean")
+
+
+def aggregate_scores(scores: Sequence[float], method: str = "median", *, trim: float = 0.1) -> float:
+    """One score for several of one input (video frames, tiles, crops).
+
+    median (default) resists a few odd frames; min is the strict choice (the worst frame
+    decides); trimmed_mean drops ``trim`` of each tail before averaging.
+    """
+    arr = np.asarray(scores, dtype=np.float64)
+    if arr.size == 0:
+        raise ValueError("aggregate_scores: no scores")
+    if method == "mean":
+        return float(arr.mean())
+    if method == "median":
+        return float(np.median(arr))
+    if method == "min":
+        return float(arr.min())
+    if method == "trimmed_mean":
+        if not 0.0 <= trim < 0.5:
+            raise ValueError(f"trim must be in [0, 0.5), got {trim}")
+        return _trimmed_mean(arr, trim)
+    raise ValueError(f"unknown aggregation {method!r}; choose one of {list(AGGREGATIONS)}")

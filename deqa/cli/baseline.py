@@ -1,0 +1,380 @@
+"""``deqa baseline <sub>``: data, training, evaluation and calibration of the light baselines.
+
+Subcommands (each parses, builds a config, calls the library):
+
+  photos      collect offline photos (packages + Debian wallpapers [+ --hf-dataset]) into a folder
+  synth       render a synthetic degradation set from those photos
+  train       train the degradation CNN on rendered sets
+  eval        evaluate a degradation model on a rendered set (per-head MAE/SRCC, ROC-AUC)
+  embed       cache frozen-encoder embeddings of images
+  head-train  train the encoder + MLP head on a CSV/JSONL of (image, score in [0, 1])
+  head-score  score images with a trained encoder head (aggregation over frames/crops)
+  calibrate   score distribution on a folder (min/max/mean/std, P10..P90) to set thresholds
+  diagnose    sanity checks of a baseline: normalisation, NaN/Inf, modes, good vs bad
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+__all__ = ["main", "build_parser"]
+
+
+def _json_arg(text: str | None) -> dict:
+    if not text:
+        return {}
+    p = Path(text)
+    if p.is_file():
+        text = p.read_text()
+    try:
+        d = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise SystemExit(f"not valid JSON (or a JSON file): {text[:80]!r}: {err}") from None
+    if not isinstance(d, dict):
+        raise SystemExit(f"expected a JSON object, got {type(d).__name__}")
+    return d
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="deqa baseline", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    p = sub.add_parser("photos", help="collect offline training photos into a folder")
+    p.add_argument("--out", required=True, help="folder for the prepared photos and photos.json")
+    p.add_argument("--debian-cache", default=None, help="folder filled by scripts/get_photos.sh (optional)")
+    p.add_argument("--hf-dataset", default=None, help="also take images from this Hugging Face data set (online)")
+    p.add_argument("--hf-split", default="train")
+    p.add_argument("--hf-column", default="image")
+    p.add_argument("--hf-limit", type=int, default=500)
+    p.add_argument("--heldout-fraction", type=float, default=0.2)
+    p.add_argument("--max-side", type=int, default=1024)
+
+    p = sub.add_parser("synth", help="render a synthetic degradation data set")
+    p.add_argument("--photos", required=True, help="folder written by `deqa baseline photos`")
+    p.add_argument("--split", choices=["train", "heldout"], required=True, help="which photos to crop from")
+    p.add_argument("--out", required=True)
+    p.add_argument("--n", type=int, required=True, help="number of samples")
+    p.add_argument("--size", type=int, default=160, help="side of the square samples in px")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--heads", default=None, help="comma-separated degradations (default: all six)")
+
+    p = sub.add_parser("train", help="train the degradation CNN")
+    p.add_argument("--train-data", required=True)
+    p.add_argument("--val-data", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--config", default=None, help="JSON (file or string) of DegradationTrainConfig fields")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--device", default=None)
+    p.add_argument("--max-steps", type=int, default=None)
+
+    p = sub.add_parser("eval", help="evaluate a degradation model on a rendered set")
+    p.add_argument("--model", default=None, help="baseline folder (default: the built-in model)")
+    p.add_argument("--data", required=True)
+    p.add_argument("--out", default=None, help="write the metrics JSON here")
+    p.add_argument("--batch-size", type=int, default=64)
+    _add_head_commands(sub)
+    return ap
+
+
+def _add_head_commands(sub) -> None:
+    def encoder_args(p):
+        p.add_argument("--encoder", default="efficientnet-lite0", help="efficientnet-lite0|efficientnet-lite2|hf|resnet50")
+        p.add_argument("--encoder-path", default=None, help="hf: model folder or hub id; resnet50: weights file")
+        p.add_argument("--device", default=None)
+
+    p = sub.add_parser("embed", help="cache frozen-encoder embeddings of images")
+    p.add_argument("inputs", nargs="+", help="images or folders")
+    p.add_argument("--cache", required=True, help="embedding cache folder")
+    p.add_argument("--batch-size", type=int, default=32)
+    encoder_args(p)
+
+    p = sub.add_parser("head-train", help="train the MLP head on an image,score table")
+    p.add_argument("--table", required=True, help="CSV (image,score) or JSONL with image and score")
+    p.add_argument("--score-range", default="0,1", help="lo,hi of the table's scores (mapped to [0, 1])")
+    p.add_argument("--cache", required=True, help="embedding cache folder")
+    p.add_argument("--out", required=True, help="baseline folder to write")
+    p.add_argument("--config", default=None, help="JSON (file or string) of HeadTrainConfig fields")
+    p.add_argument("--thresholds", default=None, help="JSON (file or string): {levels: [{label, min_score, action}, ...]}")
+    p.add_argument("--model-id", default="deqa-encoder-head")
+    p.add_argument("--batch-size", type=int, default=32)
+    encoder_args(p)
+
+    p = sub.add_parser("head-score", help="score images with a baseline; aggregate groups (frames, crops)")
+    p.add_argument("inputs", nargs="+", help="images or folders")
+    p.add_argument("--model", default=None, help="baseline folder (default: the built-in model)")
+    p.add_argument("--aggregate", default=None, choices=["mean", "median", "min", "trimmed_mean"],
+                   help="one score per folder (e.g. the frames of a video); default: per image")
+    p.add_argument("--trim", type=float, default=0.1, help="trimmed_mean: fraction cut from each tail")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--device", default=None)
+
+    p = sub.add_parser("calibrate", help="score distribution on a folder, to set thresholds")
+    p.add_argument("inputs", nargs="+", help="images or folders")
+    p.add_argument("--model", default=None, help="baseline folder (default: the built-in model)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    p = sub.add_parser("diagnose", help="sanity checks of a baseline on known-good images")
+    p.add_argument("inputs", nargs="+", help="known-good images or folders")
+    p.add_argument("--model", default=None, help="baseline folder (default: the built-in model)")
+
+    p = sub.add_parser("card", help="write MODEL_CARD.md for a degradation model")
+    p.add_argument("--model", required=True)
+    p.add_argument("--metrics", required=True, help="held-out metrics JSON from `deqa baseline eval --out`")
+    p.add_argument("--train-log", required=True)
+    p.add_argument("--photos", default=None)
+    p.add_argument("--speed", default=None, help="JSON from bench/baseline_speed.py --out")
+    p.add_argument("--first-round-log", default=None, help="train_log.jsonl of the round a warm start began from")
+
+
+def _photos(args) -> int:
+    from ..baselines.photos import (
+        find_debian_photos,
+        find_package_photos,
+        hf_dataset_photos,
+        prepare_photos,
+    )
+
+    sources = find_package_photos()
+    if args.debian_cache:
+        deb = find_debian_photos(args.debian_cache)
+        if not deb:
+            print(f"warning: no wallpapers under {args.debian_cache}; run scripts/get_photos.sh {args.debian_cache}", file=sys.stderr)
+        sources += deb
+    if args.hf_dataset:
+        sources += hf_dataset_photos(args.hf_dataset, args.out, split=args.hf_split, column=args.hf_column, limit=args.hf_limit)
+    if not sources:
+        print("no photos found: install scikit-image/scikit-learn/matplotlib or run scripts/get_photos.sh", file=sys.stderr)
+        return 1
+    index = prepare_photos(sources, args.out, max_side=args.max_side, heldout_fraction=args.heldout_fraction)
+    groups = {s: sorted({e["group"] for e in index if e["split"] == s}) for s in ("train", "heldout")}
+    print(f"{len(index)} photos in {len(groups['train']) + len(groups['heldout'])} scenes -> {args.out}")
+    print(f"held-out scenes ({len(groups['heldout'])}): {', '.join(groups['heldout'])}")
+    return 0
+
+
+def _synth(args) -> int:
+    from ..baselines.photos import read_photo_index
+    from ..baselines.synth import SynthConfig, render_dataset
+
+    kw = {"size": args.size}
+    if args.heads:
+        kw["heads"] = tuple(h.strip() for h in args.heads.split(",") if h.strip())
+    cfg = SynthConfig(**kw)
+    photos = [e["file"] for e in read_photo_index(args.photos, args.split)]
+    render_dataset(photos, args.out, args.n, cfg, seed=args.seed, workers=args.workers)
+    print(f"rendered {args.n} samples of {args.size}px from {len(photos)} {args.split} photos -> {args.out}")
+    return 0
+
+
+def _train(args) -> int:
+    from ..baselines.degradation_train import DegradationTrainConfig, train_degradation
+
+    d = _json_arg(args.config)
+    d.update(train_data=args.train_data, val_data=args.val_data, out_dir=args.out)
+    for key, val in (("epochs", args.epochs), ("batch_size", args.batch_size), ("lr", args.lr),
+                     ("num_threads", args.threads), ("device", args.device), ("max_steps", args.max_steps)):
+        if val is not None:
+            d[key] = val
+    summary = train_degradation(DegradationTrainConfig.from_dict(d))
+    print(json.dumps(summary))
+    return 0
+
+
+def _eval(args) -> int:
+    from ..baselines import builtin_model_dir
+    from ..baselines.degradation import load_degradation_model
+    from ..baselines.degradation_train import evaluate_degradation, predict_intensities
+    from ..baselines.synth import load_synth_dataset
+
+    folder = Path(args.model) if args.model else builtin_model_dir()
+    model = load_degradation_model(folder)
+    images, labels, meta = load_synth_dataset(args.data)
+    if tuple(meta["config"]["heads"]) != model.cfg.heads:
+        print(f"{args.data}: heads {meta['config']['heads']} differ from the model's {list(model.cfg.heads)}", file=sys.stderr)
+        return 2
+    pred = predict_intensities(model, images, args.batch_size)
+    res = evaluate_degradation(pred, labels, list(model.cfg.heads), model.cfg.normalised_weights())
+    res.update(model=str(folder), data=str(args.data), image_size=int(images.shape[1]))
+    text = json.dumps(res, indent=2)
+    print(text)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text + "\n")
+    return 0
+
+
+def _expand(inputs: list[str]) -> list[str]:
+    from ..imageio import IMAGE_EXTENSIONS
+
+    out = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            found = sorted(str(f) for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file())
+            if not found:
+                raise SystemExit(f"{p}: no images found (extensions: {sorted(IMAGE_EXTENSIONS)})")
+            out += found
+        elif p.is_file():
+            out.append(str(p))
+        else:
+            raise SystemExit(f"{p}: no such file or folder")
+    return out
+
+
+def _encoder(args):
+    from ..baselines.encoders import EncoderSpec, build_encoder
+
+    return build_encoder(EncoderSpec(name=args.encoder, path=args.encoder_path), args.device)
+
+
+def _embed(args) -> int:
+    from ..baselines.encoder_head import EmbeddingCache
+
+    cache = EmbeddingCache(args.cache, _encoder(args))
+    images = _expand(args.inputs)
+    cache.embed(images, args.batch_size, progress=True)
+    print(f"{len(images)} images: {cache.hits} cached, {cache.misses} computed -> {cache.dir}")
+    return 0
+
+
+def _head_train(args) -> int:
+    from ..baselines.encoder_head import (
+        EmbeddingCache,
+        HeadTrainConfig,
+        read_score_table,
+        save_encoder_head,
+        train_head,
+    )
+    from ..baselines.thresholds import ThresholdPolicy
+
+    try:
+        lo, hi = (float(v) for v in args.score_range.split(","))
+    except ValueError:
+        raise SystemExit(f"--score-range must be 'lo,hi', got {args.score_range!r}") from None
+    cfg = HeadTrainConfig.from_dict(_json_arg(args.config))
+    thresholds = ThresholdPolicy.from_dict(_json_arg(args.thresholds))
+    images, targets = read_score_table(args.table, score_range=(lo, hi))
+    encoder = _encoder(args)
+    cache = EmbeddingCache(args.cache, encoder)
+    emb = cache.embed(images, args.batch_size, progress=True)
+    head, history = train_head(emb, targets, cfg)
+    save_encoder_head(args.out, encoder.spec, head, thresholds=thresholds, model_id=args.model_id,
+                      extra={"train": {"table": str(args.table), "score_range": [lo, hi], "config": vars(cfg),
+                                       "epochs_run": len(history), "final": history[-1]}})
+    print(json.dumps({"out": args.out, "cache_hits": cache.hits, "cache_misses": cache.misses, **history[-1]}))
+    return 0
+
+
+def _load(model: str | None, device: str | None = None):
+    from ..baselines import load_baseline
+
+    return load_baseline(model, device=device)
+
+
+def _policy(scorer):
+    from ..baselines.thresholds import ThresholdPolicy
+
+    return getattr(scorer, "thresholds", None) or ThresholdPolicy()
+
+
+def _head_score(args) -> int:
+    from ..baselines.thresholds import aggregate_scores
+    from ..results import ScoreFailure
+
+    scorer = _load(args.model, args.device)
+    policy = _policy(scorer)
+    images = _expand(args.inputs)
+    results = list(scorer.iter_score(images, batch_size=args.batch_size))
+    rc = 0
+    if args.aggregate:
+        groups: dict[str, list[float]] = {}
+        for r in results:
+            if isinstance(r, ScoreFailure):
+                print(f"{r.input}\terror: {r.error}", file=sys.stderr)
+                rc = 1
+                continue
+            groups.setdefault(str(Path(r.input).parent), []).append(r.score_0_1)
+        print("input\tn\tscore_0_1\tlabel\taction")
+        for name, scores in groups.items():
+            s = aggregate_scores(scores, args.aggregate, trim=args.trim)
+            lv = policy.classify(s)
+            print(f"{name}\t{len(scores)}\t{s:.4f}\t{lv.label}\t{lv.action}")
+        return rc
+    print("input\tscore\tscore_0_1\tlevel\tlabel\taction")
+    for r in results:
+        if isinstance(r, ScoreFailure):
+            print(f"{r.input}\terror: {r.error}", file=sys.stderr)
+            rc = 1
+            continue
+        lv = policy.classify(r.score_0_1)
+        print(f"{r.input}\t{r.score:.4f}\t{r.score_0_1:.4f}\t{r.level}\t{lv.label}\t{lv.action}")
+    return rc
+
+
+def _calibrate(args) -> int:
+    from ..baselines.thresholds import score_distribution
+    from ..results import ScoreFailure
+
+    scorer = _load(args.model)
+    images = _expand(args.inputs)
+    scores, failed = [], 0
+    for r in scorer.iter_score(images, batch_size=args.batch_size, progress=not args.json):
+        if isinstance(r, ScoreFailure):
+            print(f"skipped {r.input}: {r.error}", file=sys.stderr)
+            failed += 1
+        else:
+            scores.append(r.score_0_1)
+    if not scores:
+        print("no image could be scored", file=sys.stderr)
+        return 1
+    dist = score_distribution(scores)
+    dist["failed"] = failed
+    if args.json:
+        print(json.dumps(dist, indent=2))
+    else:
+        print(f"score_0_1 distribution of {dist['count']} images ({failed} unreadable), model {scorer.model_id}:")
+        for k, v in dist.items():
+            if k not in ("count", "failed"):
+                print(f"  {k:>5}: {v:.4f}")
+        print("set thresholds with head-train --thresholds, e.g. high >= P70, medium >= P40, low >= P10")
+    return 0
+
+
+def _diagnose(args) -> int:
+    from ..baselines.diagnostics import diagnose
+
+    report = diagnose(_load(args.model), _expand(args.inputs))
+    print(json.dumps(report, indent=2))
+    return 0 if report["ok"] else 1
+
+
+def _card(args) -> int:
+    from ..baselines.card import write_model_card
+
+    path = write_model_card(args.model, args.metrics, args.train_log, args.photos, args.speed, args.first_round_log)
+    print(f"wrote {path}")
+    return 0
+
+
+_HEAD_COMMANDS: dict = {"embed": _embed, "head-train": _head_train, "head-score": _head_score,
+                        "calibrate": _calibrate, "diagnose": _diagnose, "card": _card}
+_COMMANDS = {"photos": _photos, "synth": _synth, "train": _train, "eval": _eval}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.cmd in _COMMANDS:
+        return _COMMANDS[args.cmd](args)
+    return _HEAD_COMMANDS[args.cmd](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Fetch the real photos the built-in model is trained on, without installing anything system-wide:
+# `apt-get download` puts the Debian packages' .deb files in the cache folder and `dpkg -x`
+# unpacks them there (no root needed for either, only a reachable Debian mirror).
+#
+#   scripts/get_photos.sh [CACHE_DIR]      (default: ${DEQA_PHOTO_CACHE:-$HOME/.cache/deqa/photos})
+#
+# The photos shipped by Python packages (scikit-image, scikit-learn, matplotlib) need no download;
+# `deqa baseline photos --list` shows every source that was found.
+set -euo pipefail
+CACHE="${1:-${DEQA_PHOTO_CACHE:-$HOME/.cache/deqa/photos}}"
+PACKAGES=(mate-backgrounds plasma-workspace-wallpapers)
+mkdir -p "$CACHE/debs" "$CACHE/root"
+CACHE="$(cd "$CACHE" && pwd)"  # absolute: we cd below
+cd "$CACHE/debs"
+for pkg in "${PACKAGES[@]}"; do
+  if ! ls "${pkg}"_*.deb >/dev/null 2>&1; then
+    echo "downloading $pkg ..."
+    apt-get download "$pkg" || {
+      echo "apt-get download $pkg failed: run 'apt-get update' first (or check the Debian mirror)" >&2
+      exit 1
+    }
+  fi
+  deb=$(ls "${pkg}"_*.deb | head -n 1)
+  stamp="$CACHE/root/.${deb}.extracted"
+  if [ ! -e "$stamp" ]; then
+    dpkg -x "$deb" "$CACHE/root"
+    touch "$stamp"
+  fi
+done
+n=$(find "$CACHE/root/usr/share" -type f \( -iname '*.jpg' -o -iname '*.jpeg' -o -iname '*.png' \) | wc -l)
+echo "photos under $CACHE/root: $n image files"

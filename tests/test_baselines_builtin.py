@@ -1,0 +1,146 @@
+"""The built-in model shipped in the package: loads offline, scores, never imports transformers."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageFilter
+
+from deqa.baselines import BUILTIN_MODEL_ID, builtin_model_dir, load_baseline
+from deqa.cli.baseline import main as baseline_main
+from deqa.levels import level_word
+from deqa.load import load_scorer
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "deqa" / "assets" / "examples" / "example.jpg"
+HEADS = {"colour_cast", "blur", "watermark", "noise", "jpeg", "exposure"}
+
+
+@pytest.fixture(scope="module")
+def builtin():
+    return load_scorer(None)
+
+
+def test_shipped_files_are_small_and_safetensors():
+    folder = builtin_model_dir()
+    files = {p.name: p.stat().st_size for p in folder.iterdir()}
+    assert {"deqa_baseline.json", "model.safetensors", "MODEL_CARD.md"} <= set(files)
+    assert not any(n.endswith((".pt", ".pth", ".bin", ".pkl")) for n in files)
+    assert sum(files.values()) < 20e6
+    assert EXAMPLE.stat().st_size < 200_000 and (EXAMPLE.parent / "LICENSE.md").is_file()
+
+
+def test_builtin_scores_the_example(builtin):
+    assert builtin.model_id == BUILTIN_MODEL_ID
+    (r,) = builtin.score(str(EXAMPLE))
+    assert 1.0 <= r.score <= 5.0 and r.score == pytest.approx(1 + 4 * r.score_0_1)
+    assert r.level == level_word(r.score) and r.input == str(EXAMPLE)
+    assert set(r.details) == HEADS and all(0.0 <= v <= 1.0 for v in r.details.values())
+    assert r.std is None and r.probs is None
+    # Same scorer through both entry points, same numbers.
+    assert load_baseline(None).score(str(EXAMPLE))[0].score == pytest.approx(r.score)
+
+
+def test_builtin_sees_heavy_blur(builtin):
+    img = Image.open(EXAMPLE).convert("RGB")
+    clean, blurred = builtin.score([img, img.filter(ImageFilter.GaussianBlur(6))])
+    assert blurred.details["blur"] > clean.details["blur"]
+    assert blurred.score_0_1 < clean.score_0_1
+
+
+def test_builtin_path_never_imports_transformers_or_peft():
+    code = (
+        "import sys\n"
+        "import deqa.baselines\n"
+        "from deqa.load import load_scorer\n"
+        f"r = load_scorer(None).score({str(EXAMPLE)!r})[0]\n"
+        "assert 1 <= r.score <= 5\n"
+        "bad = [m for m in ('transformers', 'peft') if m in sys.modules]\n"
+        "print(','.join(bad) or 'clean')\n"
+    )
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "clean"
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    d = tmp_path_factory.mktemp("photos")
+    img = Image.open(EXAMPLE).convert("RGB")
+    (d / "clip1").mkdir()
+    for i, r in enumerate((0, 2, 4)):
+        img.filter(ImageFilter.GaussianBlur(r)).save(d / "clip1" / f"f{i}.jpg")
+    (d / "broken.jpg").write_bytes(b"not a jpeg")
+    img.save(d / "ok.png")
+    return d
+
+
+def test_calibrate_prints_distribution(folder, capsys):
+    assert baseline_main(["calibrate", str(folder / "clip1"), str(folder / "ok.png"), "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["count"] == 4 and d["failed"] == 0
+    assert d["min"] <= d["p10"] <= d["p50"] <= d["p90"] <= d["max"]
+
+
+def test_head_score_aggregates_groups_and_reports_bad_files(folder, capsys):
+    rc = baseline_main(["head-score", str(folder), "--aggregate", "min"])
+    out, err = capsys.readouterr()
+    assert rc == 1 and "broken.jpg" in err
+    rows = [line.split("\t") for line in out.strip().splitlines()[1:]]
+    by_name = {Path(r[0]).name: r for r in rows}
+    assert by_name["clip1"][1] == "3"
+    assert by_name["clip1"][3] in {"high", "medium", "low", "rejected"}
+
+
+def test_diagnose_reports_inputs_modes_and_good_vs_bad(capsys):
+    baseline_main(["diagnose", str(EXAMPLE)])
+    report = json.loads(capsys.readouterr().out)
+    assert report["input"]["dtype"] == "torch.uint8" and report["input"]["shape"] == [1, 3, 224, 224]
+    assert report["modules_in_train_mode"] == {"model": []}
+    assert report["trainable_params"]["model"] > 2_000_000
+    assert {"good_mean", "bad_mean", "good_beats_bad"} <= set(report["good_vs_bad"])
+
+
+def test_cli_errors_are_clear(tmp_path):
+    with pytest.raises(SystemExit, match="no such file"):
+        baseline_main(["calibrate", str(tmp_path / "missing")])
+    with pytest.raises(SystemExit, match="no images found"):
+        baseline_main(["calibrate", str(tmp_path)])
+
+
+def test_deqa_score_end_to_end_with_the_builtin_model(tmp_path, capsys):
+    from deqa.cli.score import main as score_main
+
+    assert score_main([str(EXAMPLE), "--num-workers", "0", "-q"]) == 0
+    out = capsys.readouterr().out
+    header = out.splitlines()[0]
+    # The table names detail columns bare (CSV prefixes them with "detail_").
+    assert header.split()[:4] == ["input", "score", "score_0_1", "level"], header
+    assert set(header.split()[4:]) == HEADS, header
+    assert "example.jpg" in out
+    dest = tmp_path / "scores.jsonl"
+    assert score_main([str(EXAMPLE), str(EXAMPLE.parent), "-o", str(dest), "--num-workers", "0", "-q"]) == 0
+    rows = [json.loads(line) for line in dest.read_text().splitlines()]
+    assert len(rows) == 1  # the folder holds only example.jpg (and its licence note): one input
+    row = rows[0]
+    assert row["model"] == BUILTIN_MODEL_ID and set(row["details"]) == HEADS
+    assert row["score"] == pytest.approx(1 + 4 * row["score_0_1"])
+    assert row["level"] == level_word(row["score"])
+
+
+def test_deqa_score_cli_process_stays_free_of_transformers():
+    code = (
+        "import sys\n"
+        "from deqa.cli.score import main\n"
+        f"rc = main([{str(EXAMPLE)!r}, '--num-workers', '0', '-q'])\n"
+        "bad = [m for m in ('transformers', 'peft') if m in sys.modules]\n"
+        "print('RESULT', rc, ','.join(bad) or 'clean')\n"
+    )
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "RESULT 0 clean"

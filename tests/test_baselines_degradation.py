@@ -1,0 +1,217 @@
+"""Degradation CNN: architecture, parameter count, overall formula, training, save/load, scorer."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from deqa.baselines import load_baseline
+from deqa.baselines.degradation import (
+    DEFAULT_HEAD_WEIGHTS,
+    DegradationModelConfig,
+    DegradationNet,
+    DegradationScorer,
+    load_degradation_model,
+    save_degradation_model,
+)
+from deqa.baselines.degradation_train import (
+    DegradationTrainConfig,
+    evaluate_degradation,
+    head_loss,
+    train_degradation,
+)
+from deqa.baselines.synth import SynthConfig, render_dataset
+from deqa.load import load_scorer
+
+
+def _expected_params(cfg: DegradationModelConfig) -> int:
+    """Hand count: convs without bias, BN (weight + bias), SE and head Linear layers."""
+    n, cin = 0, 3
+    for i, c in enumerate(cfg.widths):
+        k = cfg.stem_stride if (i == 0 and cfg.stem_stride > 1) else 3
+        n += cin * c * k * k + 2 * c  # stage conv + BN
+        n += 2 * (c * c * 9 + 2 * c)  # residual block: two 3x3 convs + BNs
+        cin = c
+    d = cfg.widths[-1]
+    n += d * cfg.se_hidden + cfg.se_hidden + cfg.se_hidden * d + d
+    head, prev = 0, d
+    for h in cfg.head_hidden:
+        head += prev * h + h
+        prev = h
+    head += prev + 1
+    return n + head * len(cfg.heads)
+
+
+def test_parameter_count_matches_hand_count_and_spec():
+    cfg = DegradationModelConfig()
+    n = sum(p.numel() for p in DegradationNet(cfg).parameters())
+    assert n == _expected_params(cfg) == 2_485_126
+    four = DegradationModelConfig(heads=("colour_cast", "blur", "watermark", "noise"))
+    assert 2.2e6 < sum(p.numel() for p in DegradationNet(four).parameters()) < 2.6e6
+
+
+@pytest.mark.parametrize("stride,size", [(4, 64), (2, 64), (1, 48)])
+def test_output_shapes_for_any_input_size(stride, size):
+    net = DegradationNet(DegradationModelConfig(stem_stride=stride)).eval()
+    with torch.no_grad():
+        s = net.intensities(torch.rand(3, 3, size, size + 16))
+    assert s.shape == (3, 6) and ((s >= 0) & (s <= 1)).all()
+    assert net.overall(s).shape == (3,)
+
+
+def test_weights_renormalised_and_overall_by_hand():
+    cfg = DegradationModelConfig()
+    w = cfg.normalised_weights()
+    assert sum(w) == pytest.approx(1.0)
+    total = sum(DEFAULT_HEAD_WEIGHTS.values())
+    assert w[cfg.heads.index("blur")] == pytest.approx(0.3 / total)
+    four = DegradationModelConfig(heads=("colour_cast", "blur", "watermark", "noise"))
+    assert four.normalised_weights() == pytest.approx([0.2, 0.3, 0.25, 0.25])
+    net = DegradationNet(four)
+    s = torch.tensor([[1.0, 0.0, 0.0, 0.0], [0.5, 0.5, 0.5, 0.5], [0.0, 1.0, 0.2, 0.0]])
+    # 1 - 0.2*1 = 0.8; 1 - 0.5 = 0.5; 1 - (0.3 + 0.25*0.2) = 0.65
+    assert net.overall(s).tolist() == pytest.approx([0.8, 0.5, 0.65])
+
+
+def test_config_errors_name_the_problem():
+    with pytest.raises(ValueError, match="unknown key"):
+        DegradationModelConfig.from_dict({"heads": ["blur"], "head_sizes": [1]})
+    with pytest.raises(ValueError, match="no default weight"):
+        DegradationModelConfig(heads=("blur", "rain"))
+    with pytest.raises(ValueError, match="not heads"):
+        DegradationModelConfig(heads=("blur",), weights={"noise": 1.0})
+    with pytest.raises(ValueError, match="stem_stride"):
+        DegradationModelConfig(stem_stride=3)
+    custom = DegradationModelConfig(heads=("blur", "rain"), weights={"rain": 1.0})
+    assert custom.normalised_weights() == pytest.approx([0.3 / 1.3, 1.0 / 1.3])
+
+
+def test_head_loss_by_hand():
+    logits = torch.tensor([[0.0, 0.0]])
+    targets = torch.tensor([[0.5, 1.0]])
+    w = torch.tensor([1.0, 3.0])
+    # BCE(0.5 | 0.5) = ln 2 for both heads -> weighted mean ln 2.
+    assert head_loss(logits, targets, w, "bce").item() == pytest.approx(np.log(2))
+    # MSE: (0.5-0.5)^2 = 0 and (0.5-1)^2 = 0.25 -> (0 + 3*0.25)/4
+    assert head_loss(logits, targets, w, "mse").item() == pytest.approx(0.1875)
+
+
+def test_evaluate_by_hand():
+    labels = np.array([[0.0, 0.1], [0.5, 0.0], [1.0, 0.9], [0.2, 0.0]])
+    pred = labels * 0.5 + 0.1  # monotone: perfect ranks
+    res = evaluate_degradation(pred, labels, ["blur", "watermark"], [0.5, 0.5])
+    assert res["heads"]["blur"]["srcc"] == pytest.approx(1.0)
+    assert res["heads"]["blur"]["mae"] == pytest.approx(np.abs(pred - labels)[:, 0].mean())
+    assert res["heads"]["watermark"]["roc_auc"] == pytest.approx(1.0)
+    assert res["overall_srcc_vs_weighted_total"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="must both be"):
+        evaluate_degradation(pred[:, :1], labels, ["blur", "watermark"], [0.5, 0.5])
+
+
+@pytest.fixture(scope="module")
+def tiny_sets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synth")
+    from skimage import data
+
+    photo = root / "coffee.png"
+    Image.fromarray(data.coffee()).resize((150, 100)).save(photo)
+    cfg = SynthConfig(size=64)  # 4x4 stem + four 2x2 pools need >= 64 px
+    train = render_dataset([photo], root / "train", 64, cfg, seed=1, progress=False)
+    val = render_dataset([photo], root / "val", 16, cfg, seed=2, progress=False)
+    return train, val
+
+
+def test_a_few_training_steps_lower_the_loss_and_resume(tiny_sets, tmp_path):
+    train, val = tiny_sets
+    cfg = DegradationTrainConfig(train_data=str(train), val_data=str(val), out_dir=str(tmp_path / "m"),
+                                 epochs=3, batch_size=16, lr=3e-3, num_threads=1, patience=3)
+    summary = train_degradation(cfg, progress=False)
+    log = [json.loads(x) for x in (tmp_path / "m" / "train_log.jsonl").read_text().splitlines()]
+    assert len(log) == 3 and summary["steps"] == 12
+    assert min(r["val_loss"] for r in log[1:]) < log[0]["val_loss"] or log[-1]["train_loss"] < log[0]["train_loss"]
+    first_loss = None
+    # Direct check on one fixed batch: 30 steps of the same recipe lower the loss.
+    net = DegradationNet(DegradationModelConfig())
+    x = torch.rand(8, 3, 64, 64)
+    y = torch.rand(8, 6)
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=1e-4)
+    w = torch.ones(6)
+    for _ in range(30):
+        loss = head_loss(net(x), y, w)
+        first_loss = loss.item() if first_loss is None else first_loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < first_loss
+    # Saved best model loads through the generic entry points.
+    scorer = load_scorer(str(tmp_path / "m"))
+    assert isinstance(scorer, DegradationScorer) and scorer.model_id == "deqa-degradation"
+    # Resuming a finished run trains no further.
+    again = train_degradation(cfg, progress=False)
+    assert again["steps"] == 12
+    # A warm start begins from the saved weights (its first validation is no worse than theirs).
+    warm = DegradationTrainConfig(train_data=str(train), val_data=str(val), out_dir=str(tmp_path / "w"),
+                                  epochs=1, batch_size=16, lr=1e-5, num_threads=1, init_from=str(tmp_path / "m"))
+    train_degradation(warm, progress=False)
+    wlog = json.loads((tmp_path / "w" / "train_log.jsonl").read_text().splitlines()[0])
+    assert wlog["val_loss"] <= min(r["val_loss"] for r in log) + 0.02
+    bad = DegradationTrainConfig(train_data=str(train), val_data=str(val), out_dir=str(tmp_path / "x"),
+                                 model={"stem_stride": 2}, init_from=str(tmp_path / "m"))
+    with pytest.raises(ValueError, match="init_from"):
+        train_degradation(bad, progress=False)
+
+
+def test_training_config_errors(tiny_sets, tmp_path):
+    train, val = tiny_sets
+    with pytest.raises(ValueError, match="unknown key"):
+        DegradationTrainConfig.from_dict({"train_data": "a", "val_data": "b", "out_dir": "c", "epoch": 2})
+    with pytest.raises(ValueError, match="loss"):
+        DegradationTrainConfig(train_data="a", val_data="b", out_dir="c", loss="l1")
+    cfg = DegradationTrainConfig(train_data=str(train), val_data=str(val), out_dir=str(tmp_path),
+                                 model={"heads": ["blur", "noise"]})
+    with pytest.raises(ValueError, match="same --heads"):
+        train_degradation(cfg, progress=False)
+
+
+def test_save_reload_identical_and_eval_mode_enforced(tmp_path):
+    torch.manual_seed(0)
+    net = DegradationNet(DegradationModelConfig())
+    # Non-trivial BN statistics so that a train/eval mix-up would show.
+    net.train()
+    with torch.no_grad():
+        net(torch.rand(4, 3, 64, 64))
+    save_degradation_model(net, tmp_path, extra={"model_id": "unit"})
+    again = load_degradation_model(tmp_path)
+    x = torch.rand(2, 3, 64, 64)
+    net.eval()
+    with torch.no_grad():
+        assert torch.equal(net.intensities(x), again.intensities(x))
+    scorer = load_baseline(tmp_path)
+    imgs = [Image.fromarray((np.random.default_rng(i).random((50, 70, 3)) * 255).astype(np.uint8)) for i in range(3)]
+    first = scorer.score(imgs)
+    scorer.model.train()  # a caller's mistake must not change scores (BN/dropout)
+    second = scorer.score(imgs)
+    assert [r.score for r in first] == [r.score for r in second]
+    r = first[0]
+    assert set(r.details) == set(DegradationModelConfig().heads)
+    assert r.score == pytest.approx(1 + 4 * r.score_0_1) and r.std is None and r.probs is None
+    assert r.model == "unit"
+
+
+def test_load_errors_name_the_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="deqa_baseline.json"):
+        load_baseline(tmp_path)
+    (tmp_path / "deqa_baseline.json").write_text('{"type": "cnn"}')
+    with pytest.raises(ValueError, match="unknown baseline type"):
+        load_baseline(tmp_path)
+    (tmp_path / "deqa_baseline.json").write_text(json.dumps({"type": "degradation", "model": {}}))
+    with pytest.raises(FileNotFoundError, match="model.safetensors"):
+        load_baseline(tmp_path)
+    save_degradation_model(DegradationNet(DegradationModelConfig(heads=("blur",))), tmp_path)
+    cfg = json.loads((tmp_path / "deqa_baseline.json").read_text())
+    cfg["model"]["heads"] = ["blur", "noise"]
+    (tmp_path / "deqa_baseline.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match="do not match"):
+        load_baseline(tmp_path)

@@ -1,0 +1,216 @@
+"""Frozen encoders, the MLP head, the embedding cache and the encoder-head scorer."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from deqa.baselines import load_baseline
+from deqa.baselines.encoder_head import (
+    EmbeddingCache,
+    EncoderHeadScorer,
+    HeadTrainConfig,
+    QualityHead,
+    image_hash,
+    read_score_table,
+    save_encoder_head,
+    train_head,
+)
+from deqa.baselines.encoders import EncoderSpec, build_encoder
+from deqa.baselines.thresholds import ThresholdPolicy
+
+
+def test_head_is_exactly_the_specified_mlp():
+    head = QualityHead(48)
+    kinds = [type(m).__name__ for m in head.net]
+    assert kinds == ["Linear", "ReLU", "Dropout", "Linear", "ReLU", "Linear"]
+    assert [(m.in_features, m.out_features) for m in head.net if isinstance(m, torch.nn.Linear)] == [(48, 256), (256, 64), (64, 1)]
+    assert head.net[2].p == 0.1
+    out = head.eval()(torch.randn(5, 48))
+    assert out.shape == (5,) and ((out > 0) & (out < 1)).all()
+
+
+@pytest.fixture(scope="module")
+def tiny_dinov2(tmp_path_factory):
+    from transformers import Dinov2Config, Dinov2Model
+
+    path = tmp_path_factory.mktemp("dinov2")
+    torch.manual_seed(0)
+    cfg = Dinov2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                       image_size=32, patch_size=8)
+    Dinov2Model(cfg).save_pretrained(path)
+    return str(path)
+
+
+def _tiny_clip(path):
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+
+    cfg = CLIPConfig(
+        text_config={"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32, "vocab_size": 100},
+        vision_config={"hidden_size": 24, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 48,
+                       "image_size": 32, "patch_size": 8},
+        projection_dim=16,
+    )
+    CLIPModel(cfg).save_pretrained(path)
+    CLIPImageProcessor(size={"shortest_edge": 36}, crop_size={"height": 32, "width": 32}).save_pretrained(path)
+    return 24
+
+
+def _tiny_siglip(path):
+    from transformers import SiglipConfig, SiglipModel
+
+    cfg = SiglipConfig(
+        text_config={"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32, "vocab_size": 100},
+        vision_config={"hidden_size": 20, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 40,
+                       "image_size": 32, "patch_size": 8},
+    )
+    SiglipModel(cfg).save_pretrained(path)
+    return 20
+
+
+def _images(n, seed=0, size=(40, 30)):
+    rng = np.random.default_rng(seed)
+    return [Image.fromarray((rng.random((size[1], size[0], 3)) * 255).astype(np.uint8)) for _ in range(n)]
+
+
+@pytest.mark.parametrize("family", ["clip", "siglip"])
+def test_hf_encoders_from_tiny_random_checkpoints(tmp_path, family):
+    dim = (_tiny_clip if family == "clip" else _tiny_siglip)(tmp_path)
+    enc = build_encoder(EncoderSpec(name="hf", path=str(tmp_path)))
+    assert enc.dim == dim and enc.preprocess.crop == 32
+    if family == "clip":  # the saved processor's resize and statistics are used
+        assert enc.preprocess.resize == 36 and enc.preprocess.mean[0] == pytest.approx(0.48145466)
+    emb = enc.embed(enc.preprocess.collate(_images(3)))
+    assert emb.shape == (3, dim) and torch.isfinite(emb).all()
+    assert not any(p.requires_grad for p in enc.parameters())
+
+
+def test_dinov2_frozen_and_always_eval(tiny_dinov2):
+    enc = build_encoder(EncoderSpec(name="hf", path=tiny_dinov2))
+    enc.train()
+    assert not enc.training and not any(m.training for m in enc.modules())
+    emb = enc.embed(enc.preprocess.collate(_images(2)))
+    assert emb.shape == (2, 32)
+
+
+def test_efficientnet_lite0_has_real_imagenet_weights():
+    from skimage import data
+
+    enc = build_encoder(EncoderSpec(name="efficientnet-lite0"))
+    x = enc.preprocess.collate([Image.fromarray(data.chelsea())])
+    with torch.no_grad():
+        top = enc.body(x).softmax(-1).argmax().item()
+    assert 281 <= top <= 285  # ImageNet's domestic-cat classes: the packaged weights are real
+    assert enc.embed(x).shape == (1, 1280)
+
+
+def test_resnet50_needs_explicit_weights(tmp_path):
+    with pytest.raises(ValueError, match="local weights file"):
+        EncoderSpec(name="resnet50")
+    enc = build_encoder(EncoderSpec(name="resnet50", allow_random=True))
+    from safetensors.torch import save_file
+
+    state = {k: v.contiguous() for k, v in enc.body.state_dict().items()}
+    import torchvision
+
+    full = torchvision.models.resnet50(weights=None).state_dict()
+    full.update(state)
+    save_file({k: v.contiguous() for k, v in full.items()}, str(tmp_path / "r50.safetensors"))
+    again = build_encoder(EncoderSpec(name="resnet50", path=str(tmp_path / "r50.safetensors")))
+    x = again.preprocess.collate(_images(1, size=(64, 64)))
+    assert torch.allclose(enc.embed(x), again.embed(x)) and again.dim == 2048
+
+
+def test_encoder_spec_errors():
+    with pytest.raises(ValueError, match="unknown"):
+        EncoderSpec(name="vgg16")
+    with pytest.raises(ValueError, match="hub id"):
+        EncoderSpec(name="hf")
+    with pytest.raises(ValueError, match="unknown key"):
+        EncoderSpec.from_dict({"name": "hf", "path": "x", "revision": "main"})
+
+
+def test_cache_hit_on_second_pass_and_keyed_by_content(tiny_dinov2, tmp_path):
+    enc = build_encoder(EncoderSpec(name="hf", path=tiny_dinov2))
+    paths = []
+    for i, img in enumerate(_images(4, seed=1)):
+        paths.append(tmp_path / f"{i}.png")
+        img.save(paths[-1])
+    # A byte-identical copy under another name is the same cache entry.
+    (tmp_path / "copy.png").write_bytes(paths[0].read_bytes())
+    cache = EmbeddingCache(tmp_path / "cache", enc)
+    first = cache.embed(paths)
+    assert (cache.hits, cache.misses) == (0, 4)
+    again = EmbeddingCache(tmp_path / "cache", enc)
+    second = again.embed(paths + [tmp_path / "copy.png"])
+    assert (again.hits, again.misses) == (5, 0)
+    np.testing.assert_array_equal(first, second[:4])
+    np.testing.assert_array_equal(second[0], second[4])
+    assert image_hash(paths[0]) == image_hash(tmp_path / "copy.png") != image_hash(paths[1])
+    # Another preprocessing is another cache.
+    from dataclasses import replace
+
+    enc.preprocess = replace(enc.preprocess, resize=40)
+    assert EmbeddingCache(tmp_path / "cache", enc).dir != cache.dir
+
+
+def test_head_trains_on_cached_embeddings_and_round_trips(tiny_dinov2, tmp_path):
+    enc = build_encoder(EncoderSpec(name="hf", path=tiny_dinov2))
+    rng = np.random.default_rng(0)
+    # Learnable targets: a smooth function of the embedding.
+    emb = rng.normal(size=(200, 32)).astype(np.float32)
+    targets = 1 / (1 + np.exp(-emb[:, 0] * 2))
+    head, hist = train_head(emb, targets, HeadTrainConfig(epochs=60, val_fraction=0.2, patience=60))
+    assert hist[-1]["train_loss"] < hist[0]["train_loss"]
+    with torch.no_grad():
+        pred = head(torch.from_numpy(emb)).numpy()
+    from deqa.metrics import srcc
+
+    assert srcc(pred, targets) > 0.9
+    for loss in ("mse",):
+        _, h2 = train_head(emb, targets, HeadTrainConfig(loss=loss, epochs=5, val_fraction=0.0))
+        assert h2[-1]["train_loss"] < h2[0]["train_loss"]
+    policy = ThresholdPolicy.from_dict({"levels": [{"label": "ok", "min_score": 0.5, "action": "keep"},
+                                                    {"label": "bad", "min_score": 0.0, "action": "drop"}]})
+    save_encoder_head(tmp_path / "m", enc.spec, head, thresholds=policy, model_id="tiny-head")
+    scorer = load_baseline(tmp_path / "m")
+    assert isinstance(scorer, EncoderHeadScorer) and scorer.thresholds == policy
+    imgs = _images(3, seed=4)
+    direct = EncoderHeadScorer(enc, head)
+    a = [r.score_0_1 for r in scorer.score(imgs)]
+    scorer.head.train()  # dropout must stay off when scoring
+    b = [r.score_0_1 for r in scorer.score(imgs)]
+    c = [r.score_0_1 for r in direct.score(imgs)]
+    assert a == b and np.allclose(a, c)
+    assert json.loads((tmp_path / "m" / "deqa_baseline.json").read_text())["type"] == "encoder_head"
+
+
+def test_train_head_rejects_bad_targets_and_nan():
+    emb = np.zeros((4, 3), np.float32)
+    with pytest.raises(ValueError, match=r"rows \[2\]"):
+        train_head(emb, np.array([0.1, 0.2, 1.5, 0.3]), HeadTrainConfig(epochs=1))
+    emb[1, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        train_head(emb, np.array([0.1, 0.2, 0.5, 0.3]), HeadTrainConfig(epochs=1))
+    with pytest.raises(ValueError, match="unknown key"):
+        HeadTrainConfig.from_dict({"epochz": 3})
+
+
+def test_score_table_reading_and_errors(tmp_path):
+    t = tmp_path / "scores.csv"
+    t.write_text("image,score\na.jpg,1\nsub/b.jpg,5\n")
+    images, scores = read_score_table(t, score_range=(1, 5))
+    assert images == [str(tmp_path / "a.jpg"), str(tmp_path / "sub/b.jpg")]
+    assert scores.tolist() == [0.0, 1.0]
+    t.write_text("image,score\na.jpg,1\nb.jpg,7\n")
+    with pytest.raises(ValueError, match=r"scores.csv:3: score 7.0 outside"):
+        read_score_table(t, score_range=(1, 5))
+    t.write_text("path,mos\na.jpg,1\n")
+    with pytest.raises(ValueError, match="columns 'image' and 'score'"):
+        read_score_table(t)
+    j = tmp_path / "s.jsonl"
+    j.write_text('{"image": "a.jpg", "score": 0.5}\n{"image": "b.jpg", "score": "x"}\n')
+    with pytest.raises(ValueError, match=r"s.jsonl:2: score 'x' is not a number"):
+        read_score_table(j)

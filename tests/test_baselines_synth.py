@@ -1,0 +1,168 @@
+"""The synthetic generator: each label must move a measurable property of the image the right way."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy import ndimage
+
+from deqa.baselines.synth import (
+    APPLY_ORDER,
+    DEGRADATIONS,
+    SynthConfig,
+    apply_blur,
+    apply_colour_cast,
+    apply_exposure,
+    apply_jpeg,
+    apply_noise,
+    apply_watermark,
+    find_fonts,
+    jpeg_quality,
+    load_synth_dataset,
+    random_crop,
+    render_dataset,
+    render_sample,
+    sample_plan,
+)
+
+LEVELS = [0.05, 0.3, 0.6, 0.95]
+
+
+@pytest.fixture(scope="module")
+def photo() -> np.ndarray:
+    from skimage import data
+
+    img = Image.fromarray(data.coffee()).resize((160, 107))
+    return np.asarray(img, dtype=np.float32) / 255.0
+
+
+def _lap_var(img):
+    return float(ndimage.laplace(img @ np.array([0.299, 0.587, 0.114], np.float32)).var())
+
+
+def _strictly_increasing(xs):
+    return all(b > a for a, b in zip(xs, xs[1:], strict=False))
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "motion", "box"])
+def test_blur_lowers_laplacian_variance_monotonically(photo, kind):
+    lv = [_lap_var(photo)] + [_lap_var(apply_blur(photo, t, np.random.default_rng(0), kind=kind)) for t in LEVELS]
+    assert _strictly_increasing(lv[::-1]), lv
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "salt_pepper", "poisson"])
+def test_noise_residual_std_rises_with_intensity(photo, kind):
+    stds = [float((apply_noise(photo, t, np.random.default_rng(0), kind=kind) - photo).std()) for t in LEVELS]
+    assert _strictly_increasing(stds), stds
+    assert stds[0] > 0
+
+
+def test_jpeg_quality_mapping_and_error_monotone(photo):
+    assert jpeg_quality(0.0) == 90 and jpeg_quality(1.0) == 5
+    qs = [jpeg_quality(t) for t in LEVELS]
+    assert qs == sorted(qs, reverse=True)
+    errs = [float(np.abs(apply_jpeg(photo, t, np.random.default_rng(0)) - photo).mean()) for t in LEVELS]
+    assert _strictly_increasing(errs), errs
+
+
+def test_exposure_moves_brightness_in_its_direction(photo):
+    under = [float(apply_exposure(photo, t, np.random.default_rng(0), direction=-1).mean()) for t in LEVELS]
+    over = [float(apply_exposure(photo, t, np.random.default_rng(0), direction=1).mean()) for t in LEVELS]
+    assert _strictly_increasing(under[::-1]) and under[0] < photo.mean()
+    assert _strictly_increasing(over) and over[0] > photo.mean()
+    # t = 0 is the identity (up to float rounding through the gamma curve).
+    np.testing.assert_allclose(apply_exposure(photo, 0.0, np.random.default_rng(0), direction=1), photo, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["gains", "tint"])
+def test_colour_cast_shifts_channel_balance_monotonically(photo, kind):
+    def shift(t):
+        out = apply_colour_cast(photo, t, np.random.default_rng(1), kind=kind)
+        return float(np.abs(out.mean((0, 1)) - photo.mean((0, 1))).sum())
+
+    shifts = [shift(t) for t in LEVELS]
+    assert _strictly_increasing(shifts), shifts
+
+
+@pytest.mark.parametrize("layout", ["tiled", "centre", "diagonal", "corner"])
+def test_watermark_visibility_grows_with_intensity(photo, layout):
+    def diff(t):
+        return float(np.abs(apply_watermark(photo, t, np.random.default_rng(2), layout=layout) - photo).mean())
+
+    diffs = [diff(t) for t in LEVELS]
+    assert _strictly_increasing(diffs), diffs
+    assert diffs[0] > 0
+
+
+def test_fonts_found_in_installed_packages():
+    fonts = find_fonts()
+    assert any("DejaVuSans" in f for f in fonts)
+
+
+def test_unknown_kinds_and_layouts_are_rejected(photo):
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="blur kind"):
+        apply_blur(photo, 0.5, rng, kind="radial")
+    with pytest.raises(ValueError, match="layout"):
+        apply_watermark(photo, 0.5, rng, layout="spiral")
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="unknown degradation"):
+        SynthConfig(heads=("blur", "rain"))
+    with pytest.raises(ValueError, match="sum to 1"):
+        SynthConfig(count_probs=(0.5, 0.4))
+    with pytest.raises(ValueError, match="unknown key"):
+        SynthConfig.from_dict({"size": 64, "sizee": 3})
+    assert set(APPLY_ORDER) == set(DEGRADATIONS)
+
+
+def test_plan_counts_follow_count_probs():
+    cfg = SynthConfig(count_probs=(0.0, 0.0, 1.0))
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        plan = sample_plan(rng, cfg)
+        assert len(plan) == 2 and all(cfg.min_intensity <= v <= 1.0 for v in plan.values())
+
+
+def test_render_sample_labels_match_the_plan():
+    photo = Image.fromarray((np.random.default_rng(0).random((90, 120, 3)) * 255).astype(np.uint8))
+    cfg = SynthConfig(size=32, count_probs=(0.0, 1.0))
+    img, labels = render_sample(photo, np.random.default_rng(3), cfg)
+    assert img.shape == (32, 32, 3) and img.dtype == np.uint8
+    assert labels.shape == (6,) and (labels > 0).sum() == 1
+    with pytest.raises(ValueError, match="smaller than"):
+        random_crop(photo, 100, np.random.default_rng(0))
+
+
+def test_render_dataset_resumes_to_identical_bytes(tmp_path):
+    p = tmp_path / "photo.png"
+    Image.fromarray((np.random.default_rng(0).random((64, 80, 3)) * 255).astype(np.uint8)).save(p)
+    cfg = SynthConfig(size=24)
+    full = render_dataset([p], tmp_path / "full", 10, cfg, seed=5, chunk=4, progress=False)
+    # Simulate an interruption after the first chunk, then resume.
+    part = render_dataset([p], tmp_path / "part", 10, cfg, seed=5, chunk=4, progress=False)
+    prog = json.loads((part / "progress.json").read_text())
+    prog["done"] = 4
+    (part / "progress.json").write_text(json.dumps(prog))
+    np.load(part / "images.npy", mmap_mode="r+")[4:] = 0
+    render_dataset([p], part, 10, cfg, seed=5, chunk=4, progress=False)
+    a, la, _ = load_synth_dataset(full)
+    b, lb, meta = load_synth_dataset(part)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(la, lb)
+    assert meta["n"] == 10
+
+
+def test_load_unfinished_dataset_says_how_to_resume(tmp_path):
+    p = tmp_path / "photo.png"
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(p)
+    out = render_dataset([p], tmp_path / "d", 4, SynthConfig(size=16), progress=False)
+    prog = json.loads((out / "progress.json").read_text())
+    prog["done"] = 2
+    (out / "progress.json").write_text(json.dumps(prog))
+    with pytest.raises(ValueError, match="resume"):
+        load_synth_dataset(out)
+    with pytest.raises(FileNotFoundError, match="deqa baseline synth"):
+        load_synth_dataset(tmp_path / "nothing")

@@ -1,0 +1,349 @@
+"""``deqa-eval`` end to end on a synthetic data set registered through a registry YAML, plus the
+registry-backed loading of every shipped label file for evaluation."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from eval_helpers import SharpnessScorer, make_blur_dataset
+from scipy import stats
+
+import deqa.load
+from deqa.cli import eval as eval_cli
+from deqa.data.registry import get_dataset, list_datasets
+from deqa.evaluation import load_eval_set, load_image_roots, load_references, read_predictions
+from deqa.evaluation.references import REFERENCE_COLUMNS, default_reference_path
+
+REGISTRY = """\
+blurmini:
+  title: Blur mini
+  aliases: [blur-mini]
+  labels: labels.csv
+  num_rows: 24
+  image_column: image
+  score_column: mos
+  mos_range: [0, 100]
+  std_column: std
+  split_column: split
+"""
+
+
+@pytest.fixture(scope="module")
+def mini(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mini")
+    images, labels = make_blur_dataset(root)
+    (root / "datasets.yaml").write_text(REGISTRY)
+    refs = root / "refs.csv"
+    with refs.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(REFERENCE_COLUMNS)
+        w.writerow(
+            [
+                "PeerNet",
+                "large",
+                "blurmini",
+                "test",
+                "0.990",
+                "0.985",
+                "",
+                "logistic-4",
+                "blurmini",
+                "https://example.org/peer",
+                "",
+            ]
+        )
+        w.writerow(
+            [
+                "OtherNet",
+                "",
+                "blurmini",
+                "test",
+                "0.700",
+                "",
+                "",
+                "unspecified",
+                "koniq10k",
+                "https://example.org/other",
+                "",
+            ]
+        )
+    with labels.open() as f:
+        rows = list(csv.DictReader(f))
+    return {
+        "root": root,
+        "images": images,
+        "registry": root / "datasets.yaml",
+        "refs": refs,
+        "rows": rows,
+    }
+
+
+class _Loaded(list):
+    """(model, kwargs, scorer) of every load; ``fail_after`` makes the next scorers crash."""
+
+    fail_after: int | None = None
+
+
+@pytest.fixture
+def scorers(monkeypatch):
+    """deqa-eval loads models through deqa.load.load_scorer: hand it real test scorers."""
+    made = _Loaded()
+
+    def fake_load_scorer(model=None, **kwargs):
+        scorer = SharpnessScorer(fail_after=made.fail_after)
+        made.append((model, kwargs, scorer))
+        return scorer
+
+    monkeypatch.setattr(deqa.load, "load_scorer", fake_load_scorer)
+    return made
+
+
+def _argv(mini, out, *extra):
+    return [
+        "--model", "sharpness", "--registry", str(mini["registry"]), "--datasets", "blur-mini",
+        "--image-root", str(mini["images"]), "--output", str(out), "--bootstrap", "200",
+        "--num-workers", "0", "--no-progress", *extra,
+    ]  # fmt: skip
+
+
+def test_end_to_end_tables_plots_and_compare(mini, scorers, tmp_path, capsys):
+    out = tmp_path / "run"
+    rc = eval_cli.main(
+        _argv(
+            mini,
+            out,
+            "--compare",
+            "--references",
+            str(mini["refs"]),
+            "--model-arg",
+            "dtype=bfloat16",
+        )
+    )
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert scorers[0][0] == "sharpness" and scorers[0][1] == {"dtype": "bfloat16"}
+    for name in ("results.md", "results.csv", "results.json", "compare.md", "run.json"):
+        assert (out / name).is_file(), name
+    for name in ("predictions.jsonl", "metrics.json", "scatter.png", "histogram.png"):
+        assert (out / "blurmini" / name).is_file(), name
+
+    # Only the test split, and the metrics agree with a hand computation from the predictions file.
+    test_rows = [r for r in mini["rows"] if r["split"] == "test"]
+    preds = read_predictions(out / "blurmini" / "predictions.jsonl")
+    assert set(preds) == {r["image"] for r in test_rows}
+    x = np.array([preds[r["image"]].score for r in test_rows])
+    y = 1 + 4 * np.array([float(r["mos"]) for r in test_rows]) / 100
+    (row,) = list(csv.DictReader((out / "results.csv").open()))
+    assert int(row["n"]) == len(test_rows) == 16
+    assert float(row["srcc"]) == pytest.approx(stats.spearmanr(x, y).statistic, abs=1e-12)
+    assert float(row["krcc"]) == pytest.approx(stats.kendalltau(x, y).statistic, abs=1e-12)
+    assert float(row["plcc"]) == pytest.approx(stats.pearsonr(x, y).statistic, abs=1e-12)
+    assert float(row["srcc_low"]) <= float(row["srcc"]) <= float(row["srcc_high"])
+    assert float(row["js_gauss"]) > 0 and float(row["js_levels"]) > 0 and int(row["n_gaps"]) == 16
+
+    # The table and the comparison are printed; the comparison states each model's training data.
+    assert "| Blur mini | test | 16 |" in captured.out
+    assert "**this run: test-sharpness** | none (hand-written sharpness measure) |" in captured.out
+    assert (
+        "| PeerNet (large) | blurmini (seen) | 0.990 | 0.985 | logistic-4 | https://example.org/peer |"
+        in captured.out
+    )
+    assert "| OtherNet | koniq10k | 0.700 | - | unspecified |" in captured.out
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["model"] == "sharpness" and meta["config"]["datasets"] == ["blur-mini"]
+
+
+def test_interrupted_cli_run_resumes_to_the_same_table(mini, scorers, tmp_path):
+    full = tmp_path / "full"
+    assert eval_cli.main(_argv(mini, full)) == 0
+    out = tmp_path / "resumed"
+    scorers.fail_after = 6  # Ctrl-C after 6 images
+    with pytest.raises(KeyboardInterrupt):
+        eval_cli.main(_argv(mini, out))
+    n_before = len(read_predictions(out / "blurmini" / "predictions.jsonl"))
+    assert 0 < n_before < 16
+    scorers.fail_after = None
+    assert eval_cli.main(_argv(mini, out)) == 0
+    assert scorers[-1][2].seen == 16 - n_before  # only the rest was scored
+    a = json.loads((full / "results.json").read_text())["datasets"][0]
+    b = json.loads((out / "results.json").read_text())["datasets"][0]
+    assert a["metrics"] == b["metrics"] and a["ci"] == b["ci"] and a["gaps"] == b["gaps"]
+    assert (full / "results.csv").read_text() == (out / "results.csv").read_text()
+
+
+def test_missing_images_are_reported_and_the_run_continues(mini, scorers, tmp_path, capsys):
+    images = tmp_path / "images"
+    images.mkdir()
+    test_rows = [r for r in mini["rows"] if r["split"] == "test"]
+    for r in test_rows[3:]:
+        (images / r["image"]).write_bytes((mini["images"] / r["image"]).read_bytes())
+    argv = _argv(mini, tmp_path / "out")
+    argv[argv.index("--image-root") + 1] = f"blurmini={images}"
+    assert eval_cli.main(argv) == 0
+    err = capsys.readouterr().err
+    assert f"blurmini: 3 of 16 images not found under {images}" in err
+    assert test_rows[0]["image"] in err and "evaluating the rest" in err
+    (row,) = list(csv.DictReader((tmp_path / "out" / "results.csv").open()))
+    assert row["n"] == "13" and row["n_missing"] == "3"
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (("--datasets", "nosuchset"), "unknown data set 'nosuchset'"),
+        (
+            ("--split", "holdout"),
+            "no row of 'blurmini' has split column 'split' = 'holdout'; values present: ['test', 'train']",
+        ),
+        (("--split", "official_split=test"), "has no column 'official_split'"),
+        (
+            ("--image-root", "/does/not/exist"),
+            "image folder of 'blurmini' does not exist: /does/not/exist",
+        ),
+        (("--bootstrap", "1"), "--bootstrap must be 0"),
+        (("--model-arg", "novalue"), "--model-arg 'novalue': expected KEY=VALUE"),
+    ],
+)
+def test_bad_arguments_fail_before_scoring(mini, scorers, tmp_path, capsys, change, message):
+    argv = _argv(mini, tmp_path / "out")
+    if change[0] in argv:
+        argv[argv.index(change[0]) + 1] = change[1]
+    else:
+        argv += list(change)
+    assert eval_cli.main(argv) == 2
+    assert message in capsys.readouterr().err
+    assert not scorers  # no model was loaded
+
+
+def test_image_root_needs_a_name_with_several_data_sets(mini, scorers, tmp_path, capsys):
+    argv = _argv(mini, tmp_path / "out")
+    argv[argv.index("--datasets") + 1 : argv.index("--datasets") + 2] = ["blurmini", "koniq"]
+    assert eval_cli.main(argv) == 2
+    assert "with several data sets, write NAME=DIR" in capsys.readouterr().err
+    argv[argv.index("--image-root") + 1] = f"blurmini={mini['images']}"
+    assert eval_cli.main(argv) == 2
+    assert (
+        "no image folder for data set 'koniq10k': pass --image-root koniq10k=DIR"
+        in capsys.readouterr().err
+    )
+
+
+def test_output_of_another_model_is_not_mixed_in(mini, scorers, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert eval_cli.main(_argv(mini, out, "--bootstrap", "0")) == 0
+    argv = _argv(mini, out, "--bootstrap", "0")
+    argv[argv.index("--model") + 1] = "another"
+    assert eval_cli.main(argv) == 2
+    assert "holds predictions of another model" in capsys.readouterr().err
+    assert eval_cli.main(argv + ["--overwrite"]) == 0
+
+
+def test_image_roots_yaml(mini, tmp_path):
+    path = tmp_path / "roots.yaml"
+    path.write_text("koniq: /data/koniq/1024x768\nblur-mini: imgs\n")
+    roots = load_image_roots(path, mini["registry"])
+    assert roots == {
+        "koniq10k": tmp_path.joinpath("/data/koniq/1024x768"),
+        "blurmini": tmp_path / "imgs",
+    }
+    path.write_text("konik: /x\n")
+    with pytest.raises(ValueError, match=r"roots.yaml: key 'konik': unknown data set"):
+        load_image_roots(path)
+
+
+@pytest.mark.parametrize("name", list_datasets())
+def test_every_registered_label_file_loads_for_evaluation(name, tmp_path):
+    spec = get_dataset(name)
+    eval_set = load_eval_set(spec, tmp_path, "test")
+    with spec.label_path.open(newline="") as f:
+        n_test = sum(1 for r in csv.DictReader(f) if r[spec.split_column] == "test")
+    assert len(eval_set) == n_test > 0
+    assert np.all((eval_set.mos_norm >= 1.0) & (eval_set.mos_norm <= 5.0))
+    assert eval_set.has_std == spec.has_std
+    if spec.lower_better:  # DMOS: the best image (lowest DMOS) maps to the top of the scale
+        assert eval_set.mos_norm[np.argmin(eval_set.mos)] == eval_set.mos_norm.max()
+
+
+def test_koniq_official_split_is_selectable(tmp_path):
+    spec = get_dataset("koniq")
+    with spec.label_path.open(newline="") as f:
+        n = sum(1 for r in csv.DictReader(f) if r["official_split"] == "test")
+    assert len(load_eval_set(spec, tmp_path, "official_split=test")) == n > 0
+    assert len(load_eval_set(spec, tmp_path, "all")) == spec.num_rows
+
+
+def test_shipped_references_name_registered_data_sets():
+    refs = load_references(default_reference_path())
+    assert {r.dataset for r in refs} <= set(list_datasets())
+
+
+def test_module_entry_point_help():
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "deqa.cli.eval", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "--image-root" in out.stdout and "--compare" in out.stdout
+
+
+DRIVER = """\
+import sys
+sys.path.insert(0, {tests!r})
+from eval_helpers import SharpnessScorer
+from deqa.evaluation import EvalConfig, run_evaluation
+from deqa.evaluation.distributed import process_info
+
+proc = process_info()
+assert proc.world_size == 2, proc
+config = EvalConfig(datasets=["blurmini"], image_roots={{"blurmini": {images!r}}}, output_dir={out!r},
+                    registry={registry!r}, bootstrap=100, num_workers=0, progress=False, plots=False)
+scorer = SharpnessScorer()
+report = run_evaluation(config, scorer=scorer)
+print(f"rank {{proc.rank}} scored {{scorer.seen}}", flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_shard_and_merge(mini, tmp_path):
+    """A real 2-process CPU job: accelerate launch, PartialState over gloo."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    single = tmp_path / "single"
+    from deqa.evaluation import EvalConfig, run_evaluation
+
+    cfg = dict(datasets=["blurmini"], image_roots={"blurmini": str(mini["images"])}, registry=str(mini["registry"]),
+               bootstrap=100, num_workers=0, progress=False, plots=False)  # fmt: skip
+    run_evaluation(EvalConfig(output_dir=str(single), **cfg), scorer=SharpnessScorer())
+    out = tmp_path / "dist"
+    script = tmp_path / "driver.py"
+    tests = str(Path(__file__).parent)
+    script.write_text(
+        DRIVER.format(
+            tests=tests, images=str(mini["images"]), out=str(out), registry=str(mini["registry"])
+        )
+    )
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    # The launch line of ENGINEERING_NOTES that gives two gloo ranks on CPU.
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           "--main_process_port", "29533", str(script)]  # fmt: skip
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[:4000]
+    assert "rank 0 scored 8" in proc.stdout and "rank 1 scored 8" in proc.stdout
+    assert not list((out / "blurmini").glob("predictions.rank*.jsonl"))
+    assert read_predictions(out / "blurmini" / "predictions.jsonl") == read_predictions(
+        single / "blurmini" / "predictions.jsonl"
+    )
+    a = json.loads((single / "results.json").read_text())["datasets"][0]
+    b = json.loads((out / "results.json").read_text())["datasets"][0]
+    assert a["metrics"] == b["metrics"] and a["ci"] == b["ci"]
