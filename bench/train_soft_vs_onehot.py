@@ -7,6 +7,7 @@ spread matches the raters' (the synthetic std is 0.5 on the 1-5 scale for every 
 
     python bench/train_soft_vs_onehot.py --out outputs/bench/soft_vs_onehot
     python bench/train_soft_vs_onehot.py --methods moment onehot --seeds 0 1 2
+    python bench/train_soft_vs_onehot.py --out outputs/bench/kl_only fidelity_weight=0   # KL + CE only
 
 Results are appended to ``<out>/results.jsonl`` as each run finishes (a rerun skips finished
 runs) and summarised as a Markdown table at the end.
@@ -41,7 +42,7 @@ def _prepare(out: Path, data_seed: int) -> tuple[Path, Path]:
     return model, data
 
 
-def _run(model: Path, data: Path, out: Path, method: str, seed: int, steps: int) -> dict:
+def _run(model: Path, data: Path, out: Path, method: str, seed: int, steps: int, overrides: list[str]) -> dict:
     from deqa.levels import LEVEL_VALUES
     from deqa.training.config import load_train_config
     from deqa.training.recipe import DeQARecipe
@@ -60,6 +61,7 @@ def _run(model: Path, data: Path, out: Path, method: str, seed: int, steps: int)
             "report_to=none",
             "disable_tqdm=true",
             "save_total_limit=1",
+            *overrides,
         ],
     )
     recipe = DeQARecipe(cfg)
@@ -71,7 +73,6 @@ def _run(model: Path, data: Path, out: Path, method: str, seed: int, steps: int)
     # the best checkpoint is loaded at the end: predict the held-out set once more with it
     pred = trainer.predict(trainer.eval_dataset)
     probs = np.asarray(pred.predictions, dtype=np.float64)
-    mos = np.asarray(pred.label_ids, dtype=np.float64)[:, 0]
     values = np.asarray(LEVEL_VALUES)
     score = probs @ values
     std = np.sqrt(np.clip(probs @ values**2 - score**2, 0, None))
@@ -80,6 +81,7 @@ def _run(model: Path, data: Path, out: Path, method: str, seed: int, steps: int)
         "method": method,
         "seed": seed,
         "steps": steps,
+        "overrides": overrides,
         "srcc": metrics["test_srcc"],
         "plcc": metrics["test_plcc"],
         "plcc_fitted": metrics["test_plcc_fitted"],
@@ -87,6 +89,12 @@ def _run(model: Path, data: Path, out: Path, method: str, seed: int, steps: int)
         "pred_std_mean": float(std.mean()),
         "train_seconds": round(seconds, 1),
     }
+
+
+def _same(row: dict, method: str, seed: int, args) -> bool:
+    return (row["method"], row["seed"], row["steps"], row.get("overrides", [])) == (
+        method, seed, args.steps, args.overrides
+    )
 
 
 def _table(rows: list[dict]) -> str:
@@ -115,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="training seeds")
     parser.add_argument("--data-seed", type=int, default=0, help="seed of the synthetic task")
     parser.add_argument("--steps", type=int, default=500)
+    parser.add_argument("overrides", nargs="*", help="deqa-train overrides for every run, e.g. fidelity_weight=0")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(1)  # tiny matmuls; see BENCHMARKS.md
@@ -125,16 +134,16 @@ def main(argv: list[str] | None = None) -> int:
     model, data = _prepare(out, args.data_seed)
     for method in args.methods:
         for seed in args.seeds:
-            if any(r["method"] == method and r["seed"] == seed and r["steps"] == args.steps for r in done):
+            if any(_same(r, method, seed, args) for r in done):
                 continue
-            row = _run(model, data, out, method, seed, args.steps)
+            row = _run(model, data, out, method, seed, args.steps, args.overrides)
             print(json.dumps(row), flush=True)
             done.append(row)
             with results.open("a") as f:
                 f.write(json.dumps(row) + "\n")
-    rows = [r for r in done if r["method"] in args.methods and r["seed"] in args.seeds and r["steps"] == args.steps]
+    rows = [r for r in done if r["method"] in args.methods and r["seed"] in args.seeds and _same(r, r["method"], r["seed"], args)]
     print(f"\n{platform.processor() or platform.machine()}, torch {torch.__version__}, "
-          f"{args.steps} steps, data seed {args.data_seed}\n")
+          f"{args.steps} steps, data seed {args.data_seed}, overrides {args.overrides}\n")
     print(_table(rows))
     return 0
 
