@@ -7,7 +7,7 @@ spread matches the raters' (the synthetic std is 0.5 on the 1-5 scale for every 
 
     python bench/train_soft_vs_onehot.py --out outputs/bench/soft_vs_onehot
     python bench/train_soft_vs_onehot.py --methods moment onehot --seeds 0 1 2
-    python bench/train_soft_vs_onehot.py --out outputs/bench/kl_only fidelity_weight=0   # KL + CE only
+    python bench/train_soft_vs_onehot.py --set fidelity_weight=0      # KL + CE only, no fidelity
 
 Results are appended to ``<out>/results.jsonl`` as each run finishes (a rerun skips finished
 runs) and summarised as a Markdown table at the end.
@@ -123,7 +123,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="training seeds")
     parser.add_argument("--data-seed", type=int, default=0, help="seed of the synthetic task")
     parser.add_argument("--steps", type=int, default=500)
-    parser.add_argument("overrides", nargs="*", help="deqa-train overrides for every run, e.g. fidelity_weight=0")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="deqa-train override for every run, e.g. --set fidelity_weight=0 (repeatable)",
+    )
     args = parser.parse_args(argv)
 
     torch.set_num_threads(1)  # tiny matmuls; see BENCHMARKS.md

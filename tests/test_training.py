@@ -220,6 +220,7 @@ def test_learning_scoring_and_export(make_config, task, tmp_path, capsys):
     train_logs = [e for e in state.log_history if "loss" in e]
     assert all({"loss_ce", "loss_kl", "loss_fidelity"} <= set(e) for e in train_logs)
     assert train_logs[-1]["loss_fidelity"] < train_logs[0]["loss_fidelity"]
+    assert {"eval_loss_ce", "eval_loss_kl", "eval_mae", "eval_plcc_fitted"} <= set(evals[-1])
     assert list((out / "runs").rglob("events.out.tfevents.*"))
     # checkpoints hold adapter, processor, deqa_config.json and the resolved config
     ckpts = sorted(out.glob("checkpoint-*"))

@@ -2,8 +2,9 @@
 
 Only ``compute_loss`` (the losses of :mod:`deqa.losses`), ``prediction_step`` (level
 probabilities for the validation metrics), the train sampler (same-data-set pairs,
-deterministic per seed and epoch), logging (every loss term) and ``save_model`` (adds
-``deqa_config.json`` and the resolved training config) are overridden: the loop, accumulation,
+deterministic per seed and epoch), ``log`` / ``evaluation_loop`` (every loss term, averaged
+over steps and processes) and ``save_model`` (adds ``deqa_config.json`` and the resolved
+training config) are overridden: the loop, accumulation,
 mixed precision, DDP / DeepSpeed, checkpointing, resume and best-checkpoint selection are the
 Trainer's own.
 """
@@ -162,18 +163,29 @@ class DeQATrainer(Trainer):
         return loss.detach(), out["level_probs"].detach().float(), labels
 
     # ---------------------------------------------------------------------------- logging
+    def _term_means(self, mode: str) -> dict[str, float]:
+        # Every process calls this (log and evaluation_loop run on all ranks): the means are
+        # averaged over processes too.
+        out = {}
+        for name, values in self._terms[mode].items():
+            mean = torch.stack(values).float().mean().to(self.accelerator.device)
+            out[name] = round(float(self.accelerator.reduce(mean, reduction="mean")), 6)
+        self._terms[mode].clear()
+        return out
+
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        mode = "eval" if any(k.startswith("eval_") for k in logs) else "train"
-        terms = self._terms[mode]
-        if terms:
-            prefix = "eval_" if mode == "eval" else ""
-            for name, values in terms.items():
-                mean = torch.stack(values).float().mean()
-                # every process calls log(): average the term over processes too
-                mean = self.accelerator.reduce(mean.to(self.accelerator.device), reduction="mean")
-                logs[prefix + name] = round(float(mean), 6)
-            terms.clear()
+        if "loss" in logs or "train_loss" in logs:  # training logs carry the terms since the last log
+            logs.update(self._term_means("train"))
         super().log(logs, start_time)
+
+    def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None, metric_key_prefix="eval"):
+        self._terms["eval"].clear()
+        output = super().evaluation_loop(
+            dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix
+        )
+        for name, value in self._term_means("eval").items():
+            output.metrics[f"{metric_key_prefix}_{name}"] = value
+        return output
 
     # ---------------------------------------------------------------------------- saving
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
