@@ -16,7 +16,7 @@ no download), or a local model folder (random weights from its config).
         bench/train_throughput.py --model qwen2_5_vl_7b --image-size 448 --batch-pairs 8
 
 Reported: pairs/s and images/s (each pair = 2 images), median step time, peak memory (GPU:
-max allocated; CPU: max RSS), model TFLOP per step (:func:`training_flops`; recomputation by
+max allocated; CPU: max RSS), model GFLOP per step (:func:`training_flops`; recomputation by
 gradient checkpointing is *not* counted, as in the usual MFU convention), MFU against
 ``--peak-tflops`` (default 989: H100/H200 SXM dense bf16), and the projected wall time of the
 KonIQ recipe (7,046 pairs x 3 epochs) at this rate.
@@ -215,6 +215,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peak-tflops", type=float, default=989.0, help="accelerator peak (bf16 dense), per device")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (CPU runs)")
     parser.add_argument("--json", default=None, help="also write the result here")
+    parser.add_argument(
+        "--flops-only", action="store_true",
+        help="build the model on the meta device and print the FLOPs per step (no run; any machine)",
+    )
     args = parser.parse_args(argv)
 
     from peft import LoraConfig, get_peft_model
@@ -230,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     image_size = args.image_size or (56 if args.model == "tiny" else 448)
     config = _config(args.model)
     dtype = torch.bfloat16 if cuda else torch.float32
-    with torch.device("cuda" if cuda else "cpu"):
+    with torch.device("meta" if args.flops_only else "cuda" if cuda else "cpu"):
         model = AutoModelForImageTextToText.from_config(config, dtype=dtype)
     vision = find_submodule(model, VISION_TOWER_NAMES)
     lora = LoraConfig(
@@ -243,6 +247,22 @@ def main(argv: list[str] | None = None) -> int:
     level_ids = list(range(first, first + 5))
     collator = SyntheticCollator(config, image_size, level_ids)
     text_tokens = TEXT_TOKENS_BEFORE_IMAGE + TEXT_TOKENS_AFTER_IMAGE + 2 + collator.n_image_tokens + ANSWER_TAIL
+    if args.flops_only:
+        flops = training_flops(
+            config, images=2 * args.batch_pairs, text_tokens=text_tokens, image_size=image_size,
+            lora_params=lora_params, train_vision=args.train_vision_tower,
+        )
+        params = sum(p.numel() for n, p in model.named_parameters() if "lora_" not in n)
+        step_at = {f"step_s_at_{int(m * 100)}pct_mfu": round(flops / (m * args.peak_tflops * 1e12), 4) for m in (0.3, 0.5)}
+        print(json.dumps({
+            "model": args.model, "parameters": params, "lora_parameters": lora_params,
+            "tokens_per_sequence": text_tokens, "images_per_step": 2 * args.batch_pairs,
+            "model_tflop_per_step": round(flops / 1e12, 2), **step_at,
+            "koniq_recipe_minutes_at_50pct_mfu": round(
+                KONIQ_PAIRS_PER_EPOCH * KONIQ_EPOCHS / args.batch_pairs * step_at["step_s_at_50pct_mfu"] / 60, 1
+            ),
+        }, indent=2))
+        return 0
 
     from deqa.models.config import DeQAConfig
 
@@ -288,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         "pairs_per_s": round(pairs_per_s, 2),
         "images_per_s": round(2 * pairs_per_s, 2),
         "peak_memory_gib": round(peak / 2**30, 3),
-        "model_tflop_per_step": round(flops / 1e12, 4),
+        "model_gflop_per_step": round(flops / 1e9, 3),
         "mfu": round(flops / step / (args.peak_tflops * 1e12), 4) if cuda else None,
         "koniq_recipe_hours": round(KONIQ_PAIRS_PER_EPOCH * KONIQ_EPOCHS / pairs_per_s / 3600, 3),
         "torch": torch.__version__,
