@@ -22,7 +22,14 @@ import torch
 from ..models.config import DeQAConfig
 from .config import LoraArguments, ModelArguments
 
-__all__ = ["VISION_TOWER_NAMES", "PROJECTOR_NAMES", "find_submodule", "load_training_model", "TrainingModel"]
+__all__ = [
+    "VISION_TOWER_NAMES",
+    "PROJECTOR_NAMES",
+    "find_submodule",
+    "build_deqa_config",
+    "load_training_model",
+    "TrainingModel",
+]
 
 logger = logging.getLogger(__name__)
 
