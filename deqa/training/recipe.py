@@ -82,6 +82,8 @@ class DeQARecipe:
 
             device_index = args.local_process_index if torch.cuda.is_available() else None
         extras = {
+            # what deqa-eval reports as the model's training data
+            "training_data": ", ".join(dict.fromkeys(train.samples[g[0]].dataset for g in train.groups)),
             "train_manifests": list(data.train_manifests),
             "tuning": cfg.lora.tuning,
             "lora_r": cfg.lora.lora_r if cfg.lora.tuning != "full" else None,
