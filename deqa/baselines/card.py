@@ -136,8 +136,12 @@ def write_model_card(model_dir: str | Path, metrics_path: str | Path, train_log:
         L.append(f"- {'met' if ok else '**missed**'}: {k}")
     if speed_path and Path(speed_path).is_file():
         sp = json.loads(Path(speed_path).read_text())
-        L += ["", "## Speed", "", f"{sp.get('images_per_s', 0):.1f} images/s at {sp.get('size')} px on {sp.get('threads')} CPU threads "
-              f"({sp.get('machine', '')}); see BENCHMARKS.md (`bench/baseline_speed.py`)."]
+        net, cold = sp["images_per_s"], sp["cold_start_deqa_score_s"]
+        L += ["", "## Speed", "",
+              f"`bench/baseline_speed.py` on {sp['machine']}, {sp['threads']} threads, a CPU shared with other jobs: "
+              f"{net['best']:.0f} images/s at {sp['size']} px (best of {sp['repeats']}; median {net['median']:.0f}); "
+              f"cold start of `deqa-score photo.jpg` {cold['best']:.2f} s (median {cold['median']:.2f} s); "
+              f"transformers/peft imported: {'yes' if sp['transformers_or_peft_imported'] else 'no'}. See BENCHMARKS.md."]
     L += ["", "## Limitations", "",
           "- Intensities are relative to the generator above, judged on a 224-px view of the whole image: a",
           "  large photo's pixel-level noise mostly vanishes at that scale and is not penalised.",
