@@ -234,7 +234,7 @@ def test_model_card_reports_metrics_and_goals(tmp_path):
     goals = check_goals(metrics)
     assert goals["srcc[blur] >= 0.9"] and not goals["srcc[watermark] >= 0.9"]
     assert goals["watermark ROC-AUC >= 0.9"] and goals["overall SRCC >= 0.9"]
-    card = write_model_card(tmp_path / "m", tmp_path / "metrics.json", tmp_path / "log.jsonl").read_text()
+    card = write_model_card(tmp_path / "m", tmp_path / "metrics.json", [tmp_path / "log.jsonl"]).read_text()
     assert "# Model card: card-test" in card
     assert "| watermark | 0.200 | 0.850 | 0.700 | 0.950 | – |" in card
     assert "**missed**: srcc[watermark] >= 0.9" in card and "met: srcc[blur] >= 0.9" in card

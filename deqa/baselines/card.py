@@ -30,10 +30,13 @@ def _f(x: float | None) -> str:
     return "–" if x is None else f"{x:.3f}"
 
 
-def write_model_card(model_dir: str | Path, metrics_path: str | Path, train_log: str | Path,
-                     photo_dir: str | Path | None = None, speed_path: str | Path | None = None,
-                     first_round_log: str | Path | None = None) -> Path:
-    """Render ``MODEL_CARD.md`` into ``model_dir``; returns its path."""
+def write_model_card(model_dir: str | Path, metrics_path: str | Path, train_logs: list[str | Path],
+                     photo_dir: str | Path | None = None, speed_path: str | Path | None = None) -> Path:
+    """Render ``MODEL_CARD.md`` into ``model_dir``; returns its path.
+
+    ``train_logs``: the ``train_log.jsonl`` of each training round, in order (a ``train_config.json``
+    beside each); the last round made the weights.
+    """
     from ..load import BASELINE_CONFIG_NAME
     from .degradation import DegradationModelConfig, DegradationNet
     from .synth import SynthConfig, find_fonts, jpeg_quality
@@ -46,12 +49,13 @@ def write_model_card(model_dir: str | Path, metrics_path: str | Path, train_log:
     def read_log(path) -> list[dict]:
         return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
-    log = read_log(train_log)
-    first = read_log(first_round_log) if first_round_log else []
-    first_cfg_path = Path(first_round_log).parent / "train_config.json" if first_round_log else None
-    first_cfg = json.loads(first_cfg_path.read_text()) if first_cfg_path and first_cfg_path.is_file() else {}
-    train_cfg_path = Path(train_log).parent / "train_config.json"
-    tcfg = json.loads(train_cfg_path.read_text()) if train_cfg_path.is_file() else {}
+    if not train_logs:
+        raise ValueError("write_model_card: give the train_log.jsonl of at least one training round")
+    rounds = []
+    for path in train_logs:
+        cfg_path = Path(path).parent / "train_config.json"
+        rounds.append((read_log(path), json.loads(cfg_path.read_text()) if cfg_path.is_file() else {}))
+    log, tcfg = rounds[-1]
     weights_mb = sum(p.stat().st_size for p in model_dir.iterdir() if p.is_file()) / 1e6
 
     def meta(path: str | None) -> dict:
@@ -114,9 +118,10 @@ def write_model_card(model_dir: str | Path, metrics_path: str | Path, train_log:
           f"{tcfg.get('min_lr_ratio')} x lr, gradient clipping {tcfg.get('grad_clip')}, {tcfg.get('loss', 'bce').upper()} loss on the intensities "
           f"with per-head weights {tcfg.get('loss_weights')}, horizontal flips.",
           f"- Early stopping on validation loss (patience {tcfg.get('patience')})."]
-    for name, rows, c in (("Round 1", first, first_cfg), ("Round 2 (warm start from round 1, fresh schedule)" if first else "Training", log, tcfg)):
+    for i, (rows, c) in enumerate(rounds, 1):
         if not rows:
             continue
+        name = f"Round {i}" + (" (warm start from the previous round, fresh schedule)" if c.get("init_from") else "")
         best = min(rows, key=lambda r: r["val_loss"])
         L.append(f"- {name}: {c.get('epochs')} epochs planned, {len(rows)} run, lr {c.get('lr')}, best validation loss "
                  f"{best['val_loss']:.4f} at epoch {best['epoch']}; per epoch: "
