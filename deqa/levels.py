@@ -27,7 +27,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import norm
 
 __all__ = [
     "LEVEL_WORDS",
@@ -283,6 +282,9 @@ def _interval_mass(
     mos: np.ndarray, std: np.ndarray, lo_edges: np.ndarray, hi_edges: np.ndarray
 ) -> np.ndarray:
     """P(lo < X <= hi) for X ~ N(mos, std), [N, K]; std = 0 is the point mass (0.5 on an edge)."""
+    # Lazy: scipy.stats costs ~0.8 s at import and the built-in scoring path never needs it.
+    from scipy.stats import norm
+
     m = mos[:, None]
     s = std[:, None]
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -339,6 +341,9 @@ def deqa_labels(
     mos, std: [N] on the level scale -> [N, K]. Vectors may not sum to 1 (by design of the
     original: ~70% of KonIQ's labels do not, see BENCHMARKS.md).
     """
+    # Lazy: scipy.stats costs ~0.8 s at import and the built-in scoring path never needs it.
+    from scipy.stats import norm
+
     values = np.asarray(values, dtype=np.float64)
     mos = np.atleast_1d(np.asarray(mos, dtype=np.float64))
     std = np.atleast_1d(np.asarray(std, dtype=np.float64))

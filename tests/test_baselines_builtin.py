@@ -118,9 +118,8 @@ def test_deqa_score_end_to_end_with_the_builtin_model(tmp_path, capsys):
     assert score_main([str(EXAMPLE), "--num-workers", "0", "-q"]) == 0
     out = capsys.readouterr().out
     header = out.splitlines()[0]
-    # The table names detail columns bare (CSV prefixes them with "detail_").
-    assert header.split()[:4] == ["input", "score", "score_0_1", "level"], header
-    assert set(header.split()[4:]) == HEADS, header
+    for col in ("score", "score_0_1", "level", *sorted(HEADS)):
+        assert col in header, header
     assert "example.jpg" in out
     dest = tmp_path / "scores.jsonl"
     assert score_main([str(EXAMPLE), str(EXAMPLE.parent), "-o", str(dest), "--num-workers", "0", "-q"]) == 0

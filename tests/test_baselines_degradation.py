@@ -105,6 +105,8 @@ def test_evaluate_by_hand():
     assert res["heads"]["blur"]["srcc"] == pytest.approx(1.0)
     assert res["heads"]["blur"]["mae"] == pytest.approx(np.abs(pred - labels)[:, 0].mean())
     assert res["heads"]["watermark"]["roc_auc"] == pytest.approx(1.0)
+    # 2 present of 4: present ranks 3, 4 exact; the two clean ones split ranks 1, 2 vs tied 1.5.
+    assert 0.85 < res["heads"]["watermark"]["srcc_ceiling_distinct_clean"] < 1.0
     assert res["overall_srcc_vs_weighted_total"] == pytest.approx(1.0)
     with pytest.raises(ValueError, match="must both be"):
         evaluate_degradation(pred[:, :1], labels, ["blur", "watermark"], [0.5, 0.5])
@@ -215,3 +217,25 @@ def test_load_errors_name_the_file(tmp_path):
     (tmp_path / "deqa_baseline.json").write_text(json.dumps(cfg))
     with pytest.raises(ValueError, match="do not match"):
         load_baseline(tmp_path)
+
+
+def test_model_card_reports_metrics_and_goals(tmp_path):
+    from deqa.baselines.card import check_goals, write_model_card
+
+    net = DegradationNet(DegradationModelConfig(heads=("blur", "watermark")))
+    save_degradation_model(net, tmp_path / "m", extra={"model_id": "card-test"})
+    metrics = {
+        "n": 10, "image_size": 224, "overall_srcc_vs_weighted_total": 0.95, "overall_srcc_vs_sum": 0.9,
+        "heads": {"blur": {"mae": 0.1, "srcc": 0.93, "roc_auc": 0.97},
+                  "watermark": {"mae": 0.2, "srcc": 0.85, "roc_auc": 0.95, "srcc_when_present": 0.7}},
+    }
+    (tmp_path / "metrics.json").write_text(json.dumps(metrics))
+    (tmp_path / "log.jsonl").write_text(json.dumps({"epoch": 1, "val_loss": 0.3}) + "\n" + json.dumps({"epoch": 2, "val_loss": 0.25}) + "\n")
+    goals = check_goals(metrics)
+    assert goals["srcc[blur] >= 0.9"] and not goals["srcc[watermark] >= 0.9"]
+    assert goals["watermark ROC-AUC >= 0.9"] and goals["overall SRCC >= 0.9"]
+    card = write_model_card(tmp_path / "m", tmp_path / "metrics.json", [tmp_path / "log.jsonl"]).read_text()
+    assert "# Model card: card-test" in card
+    assert "| watermark | 0.200 | 0.850 | 0.700 | 0.950 | – |" in card
+    assert "**missed**: srcc[watermark] >= 0.9" in card and "met: srcc[blur] >= 0.9" in card
+    assert "best validation loss 0.2500 at epoch 2" in card

@@ -214,3 +214,30 @@ def test_score_table_reading_and_errors(tmp_path):
     j.write_text('{"image": "a.jpg", "score": 0.5}\n{"image": "b.jpg", "score": "x"}\n')
     with pytest.raises(ValueError, match=r"s.jsonl:2: score 'x' is not a number"):
         read_score_table(j)
+
+
+def test_head_train_and_score_through_the_cli(tiny_dinov2, tmp_path, capsys):
+    from deqa.cli.main import main as deqa_main
+
+    rows = ["image,score"]
+    for i, img in enumerate(_images(12, seed=7)):
+        img.save(tmp_path / f"im{i}.png")
+        rows.append(f"im{i}.png,{1 + (i % 5)}")
+    (tmp_path / "scores.csv").write_text("\n".join(rows) + "\n")
+    args = ["baseline", "head-train", "--table", str(tmp_path / "scores.csv"), "--score-range", "1,5",
+            "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "head"), "--encoder", "hf",
+            "--encoder-path", tiny_dinov2, "--config", '{"epochs": 3, "val_fraction": 0.0}']
+    assert deqa_main(args) == 0
+    first = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (first["cache_hits"], first["cache_misses"]) == (0, 12)
+    assert deqa_main(args) == 0  # second pass: every embedding comes from the cache
+    second = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (second["cache_hits"], second["cache_misses"]) == (12, 0)
+    assert deqa_main(["baseline", "head-score", "--model", str(tmp_path / "head"), str(tmp_path / "im0.png"),
+                      str(tmp_path / "im1.png")]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[0].split("\t") == ["input", "score", "score_0_1", "level", "label", "action"] and len(out) == 3
+    bad = tmp_path / "bad.csv"
+    bad.write_text("image,score\nim0.png,9\n")
+    with pytest.raises(ValueError, match="bad.csv:2"):
+        deqa_main(args[:3] + [str(bad)] + args[4:])

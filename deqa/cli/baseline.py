@@ -128,10 +128,9 @@ def _add_head_commands(sub) -> None:
     p = sub.add_parser("card", help="write MODEL_CARD.md for a degradation model")
     p.add_argument("--model", required=True)
     p.add_argument("--metrics", required=True, help="held-out metrics JSON from `deqa baseline eval --out`")
-    p.add_argument("--train-log", required=True)
+    p.add_argument("--train-logs", nargs="+", required=True, help="train_log.jsonl of each training round, in order")
     p.add_argument("--photos", default=None)
     p.add_argument("--speed", default=None, help="JSON from bench/baseline_speed.py --out")
-    p.add_argument("--first-round-log", default=None, help="train_log.jsonl of the round a warm start began from")
 
 
 def _photos(args) -> int:
@@ -359,7 +358,7 @@ def _diagnose(args) -> int:
 def _card(args) -> int:
     from ..baselines.card import write_model_card
 
-    path = write_model_card(args.model, args.metrics, args.train_log, args.photos, args.speed, args.first_round_log)
+    path = write_model_card(args.model, args.metrics, args.train_logs, args.photos, args.speed)
     print(f"wrote {path}")
     return 0
 
