@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from pathlib import Path
 
 from tqdm import tqdm
@@ -220,10 +221,14 @@ def main(argv: list[str] | None = None) -> int:
     previous: list[dict] = []
     if args.output and rank0:
         try:
-            previous = read_records(args.output, fmt)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                previous = read_records(args.output, fmt)
         except ValueError as err:
             _err(f"error: {err}")
             return 1
+        for w in caught:  # e.g. a half-written last row of a killed run, cut and redone
+            _err(f"warning: {w.message}")
     done = {row["input"] for row in previous}
     skip = {i for i, name in enumerate(inputs) if name in done}
     wanted = set(inputs)

@@ -20,6 +20,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..jsonl import iter_jsonl
+
 __all__ = ["ManifestRecord", "MANIFEST_FIELDS", "write_manifest", "read_manifest"]
 
 MANIFEST_FIELDS = ("image", "mos", "std", "mos_norm", "std_norm", "probs", "split", "dataset")
@@ -136,28 +138,19 @@ def _parse(obj, where: str, num_levels: int | None) -> ManifestRecord:
 def read_manifest(path: str | Path, num_levels: int | None = 5) -> list[ManifestRecord]:
     """Read a JSONL manifest. ``num_levels``: expected probs length (None: any, but all equal).
 
-    Blank lines are skipped. Raises ValueError naming the file and line for malformed JSON,
+    Blank lines are skipped. Raises ValueError naming the file and line for invalid JSON,
     missing/unknown fields, non-finite numbers and wrong probs length.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"manifest not found: {path}")
     records: list[ManifestRecord] = []
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            where = f"{path} line {n}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(
-                    f"{where}: malformed JSON ({exc.msg} at column {exc.colno})"
-                ) from None
-            rec = _parse(obj, where, num_levels)
-            if num_levels is None and records and len(rec.probs) != len(records[0].probs):
-                raise ValueError(
-                    f"{where}: 'probs' has {len(rec.probs)} entries but earlier records have {len(records[0].probs)}"
-                )
-            records.append(rec)
+    for n, obj in iter_jsonl(path):
+        where = f"{path} line {n}"
+        rec = _parse(obj, where, num_levels)
+        if num_levels is None and records and len(rec.probs) != len(records[0].probs):
+            raise ValueError(
+                f"{where}: 'probs' has {len(rec.probs)} entries but earlier records have {len(records[0].probs)}"
+            )
+        records.append(rec)
     return records
