@@ -17,12 +17,11 @@ import argparse
 import os
 import sys
 import warnings
-from pathlib import Path
 
 from tqdm import tqdm
 
 from ..inputs import InputError, expand_inputs
-from ..load import BASELINE_CONFIG_NAME
+from ..load import is_baseline
 from ..outputs import FORMATS, format_for_path, format_table, open_writer, read_records
 from ..results import ScoreFailure
 
@@ -137,16 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _is_baseline(model: str | None) -> bool:
-    return model is None or model == "builtin" or (Path(model) / BASELINE_CONFIG_NAME).is_file()
-
-
 def _default_workers() -> int:
     return max(0, min(8, (os.cpu_count() or 1) - 1))
 
 
 def _check_model_flags(args) -> None:
-    if not _is_baseline(args.model):
+    if not is_baseline(args.model):
         return
     used = [flag for attr, flag in _VLM_ONLY.items() if getattr(args, attr) not in (None, False)]
     if used:
@@ -163,7 +158,7 @@ def _check_model_flags(args) -> None:
 def _build_scorer(args, device):
     from ..load import load_scorer
 
-    if _is_baseline(args.model):
+    if is_baseline(args.model):
         try:
             return load_scorer(args.model, device=device)
         except ImportError as err:
