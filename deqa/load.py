@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 from .scorer import Scorer
@@ -30,7 +31,25 @@ def load_scorer(model: str | None = None, **kwargs) -> Scorer:
     if is_baseline(model):
         from .baselines import load_baseline
 
+        _check_options(
+            load_baseline,
+            kwargs,
+            "the built-in model" if model in (None, "builtin") else f"the baseline in {model}",
+        )
         return load_baseline(None if model == "builtin" else model, **kwargs)
     from .scoring import load_vlm_scorer
 
+    _check_options(load_vlm_scorer, kwargs, f"the VLM loader ({model})")
     return load_vlm_scorer(model, **kwargs)
+
+
+def _check_options(loader, kwargs: dict, what: str) -> None:
+    # A misspelt or inapplicable option (deqa-eval --model-arg) gets a ValueError naming it and the
+    # valid ones, not a TypeError traceback from deep inside the loader.
+    params = list(inspect.signature(loader).parameters.values())[1:]  # after the model/path
+    valid = [p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    unknown = sorted(set(kwargs) - set(valid))
+    if unknown:
+        raise ValueError(
+            f"option(s) {', '.join(unknown)} not accepted by {what}; valid: {', '.join(valid)}"
+        )
