@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
             progress=not args.no_progress,
         )
         report = run_evaluation(config)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, OSError, ImportError) as err:
         print(f"deqa-eval: error: {err}", file=sys.stderr)
         return 2
     if not report.tables:  # not the main process

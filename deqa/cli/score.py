@@ -17,6 +17,7 @@ import argparse
 import os
 import sys
 import warnings
+from pathlib import Path
 
 from tqdm import tqdm
 
@@ -200,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(
                 "the table format is for the terminal; write files as .jsonl, .csv or .json"
             )
+        if args.output and Path(args.output).is_dir():
+            raise ValueError(f"-o {args.output} is a folder; give a file name such as scores.jsonl")
         inputs = expand_inputs(args.inputs, recursive=args.recursive)
     except (InputError, ValueError) as err:
         _err(f"error: {err}")
@@ -219,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 previous = read_records(args.output, fmt)
-        except ValueError as err:
+        except (ValueError, OSError) as err:
             _err(f"error: {err}")
             return 1
         for w in caught:  # e.g. a half-written last row of a killed run, cut and redone
@@ -248,7 +251,11 @@ def main(argv: list[str] | None = None) -> int:
     writer = None
     if rank0:
         if args.output:
-            writer = open_writer(fmt, args.output)
+            try:
+                writer = open_writer(fmt, args.output)
+            except OSError as err:
+                _err(f"error: cannot write -o {args.output}: {err.strerror or err}")
+                return 1
         elif fmt != "table":
             writer = open_writer(fmt, stream=sys.stdout)
     progress = rank0 and not args.quiet

@@ -62,16 +62,24 @@ class ManifestRecord:
 def write_manifest(path: str | Path, records: Iterable[ManifestRecord]) -> int:
     """Write records as JSONL (atomically: a temp file renamed into place). Returns the count."""
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(
+            f"{path} is a folder; give the manifest a file name, e.g. {path / 'labels.jsonl'}"
+        )
     if path.parent and not path.parent.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     n = 0
-    with tmp.open("w", encoding="utf-8") as f:
-        for rec in records:
-            f.write(json.dumps(rec.to_json(), ensure_ascii=False, allow_nan=False))
-            f.write("\n")
-            n += 1
-    os.replace(tmp, path)
+    try:
+        with tmp.open("w", encoding="utf-8") as f:
+            for rec in records:
+                f.write(json.dumps(rec.to_json(), ensure_ascii=False, allow_nan=False))
+                f.write("\n")
+                n += 1
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # no half-written temp file left beside the target
+        raise
     return n
 
 
