@@ -102,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--references",
         metavar="CSV",
-        help="reference results (default: eval/reference_results.csv)",
+        help="reference results CSV (default: the published numbers shipped with deqa, deqa/data/reference_results.csv)",
     )
     p.add_argument(
         "--training-data",
