@@ -37,7 +37,11 @@ def _tree() -> tuple[list[str], list[str]]:
 
 @pytest.fixture(scope="module")
 def tracked() -> list[str]:
-    out = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True)
+    # Tracked files plus new ones git does not ignore: a file added in this change counts too.
+    out = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT, capture_output=True, text=True,
+    )  # fmt: skip
     if out.returncode != 0 or not out.stdout:
         pytest.skip("not a git checkout")
     return [p for p in out.stdout.split() if (ROOT / p).exists()]
