@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import tempfile
 import time
@@ -39,39 +38,13 @@ from deqa.models.config import DeQAConfig
 from deqa.models.prompt import build_prompt_text, encode_batch
 from deqa.scoring import VLMScorer
 
-# Qwen/Qwen2.5-VL-7B-Instruct config.json (published hyperparameters), token ids left out:
-# they come from the stand-in tokenizer so its ids address the 152,064-row embedding.
-QWEN2_5_VL_7B = {
-    "text_config": dict(
-        vocab_size=152064, hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
-        num_attention_heads=28, num_key_value_heads=4, max_position_embeddings=128000,
-        rms_norm_eps=1e-6, hidden_act="silu", tie_word_embeddings=False,
-        rope_parameters={"rope_type": "default", "mrope_section": [16, 24, 24], "rope_theta": 1e6},
-    ),
-    "vision_config": dict(
-        depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16, out_hidden_size=3584,
-        patch_size=14, spatial_merge_size=2, temporal_patch_size=2, window_size=112,
-        fullatt_block_indexes=[7, 15, 23, 31], hidden_act="silu", tokens_per_second=2,
-    ),
-}  # fmt: skip
-
-# Dense bf16 peak of common accelerators (TFLOP/s), for MFU; override with --peak-tflops.
-PEAK_BF16_TFLOPS = {
-    "H100 PCIe": 756.0,
-    "H100": 989.4,
-    "H200": 989.4,
-    "A100": 312.0,
-    "L40S": 362.0,
-    "A10G": 125.0,
-}
+from _common import QWEN2_5_VL, machine, peak_tflops, qwen2_5_vl_config
 
 
 def build_full_size(name: str, device: torch.device, dtype: torch.dtype):
     """The full-size architecture with random weights, plus a processor with the real image
     settings and the tiny deqa tokenizer (only the prompt's words are needed)."""
-    if name != "qwen2_5_vl_7b":
-        raise SystemExit(f"unknown --full-size {name!r}; available: qwen2_5_vl_7b")
-    from transformers import AutoModelForImageTextToText, Qwen2_5_VLConfig, Qwen2_5_VLProcessor
+    from transformers import AutoModelForImageTextToText, Qwen2_5_VLProcessor
     from transformers.models.qwen2_vl.image_processing_qwen2_vl import Qwen2VLImageProcessor
     from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
 
@@ -82,10 +55,8 @@ def build_full_size(name: str, device: torch.device, dtype: torch.dtype):
         "image_token_id": "<|image_pad|>", "video_token_id": "<|video_pad|>",
         "vision_start_token_id": "<|vision_start|>", "vision_end_token_id": "<|vision_end|>",
     }.items()}  # fmt: skip
-    text = dict(
-        QWEN2_5_VL_7B["text_config"], pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id
-    )
-    config = Qwen2_5_VLConfig(text_config=text, vision_config=QWEN2_5_VL_7B["vision_config"], **ids)
+    text_ids = {"pad_token_id": tok.pad_token_id, "eos_token_id": tok.eos_token_id}
+    config = qwen2_5_vl_config(name, text_extra=text_ids, **ids)
     with torch.device(device):
         model = AutoModelForImageTextToText.from_config(
             config, dtype=dtype, attn_implementation="sdpa"
@@ -99,7 +70,7 @@ def build_full_size(name: str, device: torch.device, dtype: torch.dtype):
         video_processor=Qwen2VLVideoProcessor(),
         chat_template=tok.chat_template,
     )
-    return model.eval(), processor, "Qwen2.5-VL-7B architecture (random weights)"
+    return model.eval(), processor, f"{name} architecture (random weights)"
 
 
 def build_tiny(
@@ -183,42 +154,16 @@ def flops_per_image(scorer, paths, batch_size) -> float:
     return counter.get_total_flops() / min(batch_size, len(paths))
 
 
-def peak_tflops(device: torch.device, override: float | None) -> float | None:
-    if override:
-        return override
-    if device.type != "cuda":
-        return None
-    name = torch.cuda.get_device_name(device)
-    for key, value in PEAK_BF16_TFLOPS.items():  # "H100 PCIe" is listed before "H100"
-        if key in name:
-            return value
-    return None
-
-
-def machine(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
-    cpu = "CPU"
-    try:
-        cpu = next(
-            line.split(":", 1)[1].strip()
-            for line in open("/proc/cpuinfo")
-            if line.startswith("model name")
-        )
-    except (OSError, StopIteration):
-        pass
-    return (
-        f"{torch.get_num_threads()}-thread {cpu} ({platform.machine()}), torch {torch.__version__}"
-    )
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument(
         "--family", default="qwen2_5_vl", help="tiny model family (ignored with --full-size)"
     )
     p.add_argument(
-        "--full-size", default=None, help="build a full-size architecture instead: qwen2_5_vl_7b"
+        "--full-size",
+        default=None,
+        choices=sorted(QWEN2_5_VL),
+        help="build a full-size architecture (published config, random weights) instead",
     )
     p.add_argument(
         "--vocab-size",

@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from deqa.jsonl import JsonlWriter, iter_jsonl
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "train" / "tiny_cpu.yaml"
 
@@ -133,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = out / "results.jsonl"
-    done = [json.loads(line) for line in results.read_text().splitlines()] if results.is_file() else []
+    done = [row for _, row in iter_jsonl(results, skip_torn_tail=True)] if results.is_file() else []
     model, data = _prepare(out, args.data_seed)
     for method in args.methods:
         for seed in args.seeds:
@@ -142,8 +144,8 @@ def main(argv: list[str] | None = None) -> int:
             row = _run(model, data, out, method, seed, args.steps, args.overrides)
             print(json.dumps(row), flush=True)
             done.append(row)
-            with results.open("a") as f:
-                f.write(json.dumps(row) + "\n")
+            with JsonlWriter(results) as f:
+                f.write(row)
     rows = [r for r in done if r["method"] in args.methods and r["seed"] in args.seeds and _same(r, r["method"], r["seed"], args)]
     print(f"\n{platform.processor() or platform.machine()}, torch {torch.__version__}, "
           f"{args.steps} steps, data seed {args.data_seed}, overrides {args.overrides}\n")

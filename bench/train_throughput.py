@@ -18,15 +18,14 @@ no download), or a local model folder (random weights from its config).
 Reported: pairs/s and images/s (each pair = 2 images), median step time, peak memory (GPU:
 max allocated; CPU: max RSS), model GFLOP per step (:func:`training_flops`; recomputation by
 gradient checkpointing is *not* counted, as in the usual MFU convention), MFU against
-``--peak-tflops`` (default 989: H100/H200 SXM dense bf16), and the projected wall time of the
-KonIQ recipe (7,046 pairs x 3 epochs) at this rate.
+``--peak-tflops`` (default: the GPU's dense bf16 peak by name, e.g. 989 for H100/H200 SXM), and
+the projected wall time of the KonIQ recipe (7,046 pairs x 3 epochs) at this rate.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
 import statistics
 import sys
@@ -36,45 +35,22 @@ from pathlib import Path
 
 import torch
 
+from _common import PEAK_BF16_TFLOPS, QWEN2_5_VL, machine, peak_tflops, qwen2_5_vl_config
+
 ROOT = Path(__file__).resolve().parents[1]
 KONIQ_PAIRS_PER_EPOCH = 7046
 KONIQ_EPOCHS = 3
 
-# Published configs (config.json of Qwen/Qwen2.5-VL-{3B,7B}-Instruct), sizes only.
-_QWEN_VISION = dict(
-    depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16, patch_size=14,
-    spatial_merge_size=2, temporal_patch_size=2, window_size=112, fullatt_block_indexes=[7, 15, 23, 31],
-    tokens_per_second=2, hidden_act="silu",
-)
-PRESETS = {
-    "qwen2_5_vl_7b": dict(
-        text=dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
-                  num_key_value_heads=4, vocab_size=152064, rms_norm_eps=1e-6, max_position_embeddings=128000,
-                  rope_parameters={"rope_type": "default", "mrope_section": [16, 24, 24], "rope_theta": 1e6}),
-        out_hidden_size=3584, tie_word_embeddings=False,
-    ),
-    "qwen2_5_vl_3b": dict(
-        text=dict(hidden_size=2048, intermediate_size=11008, num_hidden_layers=36, num_attention_heads=16,
-                  num_key_value_heads=2, vocab_size=151936, rms_norm_eps=1e-6, max_position_embeddings=128000,
-                  rope_parameters={"rope_type": "default", "mrope_section": [16, 24, 24], "rope_theta": 1e6}),
-        out_hidden_size=2048, tie_word_embeddings=True,
-    ),
-}
 TEXT_TOKENS_BEFORE_IMAGE = 20  # system turn + "<|im_start|>user\n"
 TEXT_TOKENS_AFTER_IMAGE = 22  # question, end of turn, "<|im_start|>assistant\n", answer prefix
 ANSWER_TAIL = 3  # level token, ".", <|im_end|>
 
 
 def _config(model: str):
-    from transformers import AutoConfig, Qwen2_5_VLConfig
+    from transformers import AutoConfig
 
-    if model in PRESETS:
-        p = PRESETS[model]
-        return Qwen2_5_VLConfig(
-            text_config=p["text"],
-            vision_config=dict(_QWEN_VISION, out_hidden_size=p["out_hidden_size"]),
-            tie_word_embeddings=p["tie_word_embeddings"],
-        )
+    if model in QWEN2_5_VL:
+        return qwen2_5_vl_config(model)
     if model == "tiny":
         from deqa.models.tiny import build_tiny_vlm
 
@@ -212,7 +188,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lora-r", type=int, default=128)
     parser.add_argument("--train-vision-tower", action="store_true", help="official recipe: vision tower trained too")
     parser.add_argument("--no-activation-checkpointing", action="store_true")
-    parser.add_argument("--peak-tflops", type=float, default=989.0, help="accelerator peak (bf16 dense), per device")
+    parser.add_argument(
+        "--peak-tflops", type=float, default=None,
+        help="accelerator peak (bf16 dense) per device (default: by GPU name; 989, an H100/H200 SXM, with --flops-only)",
+    )
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (CPU runs)")
     parser.add_argument("--json", default=None, help="also write the result here")
     parser.add_argument(
@@ -248,12 +227,13 @@ def main(argv: list[str] | None = None) -> int:
     collator = SyntheticCollator(config, image_size, level_ids)
     text_tokens = TEXT_TOKENS_BEFORE_IMAGE + TEXT_TOKENS_AFTER_IMAGE + 2 + collator.n_image_tokens + ANSWER_TAIL
     if args.flops_only:
+        peak = args.peak_tflops or PEAK_BF16_TFLOPS["H100"]
         flops = training_flops(
             config, images=2 * args.batch_pairs, text_tokens=text_tokens, image_size=image_size,
             lora_params=lora_params, train_vision=args.train_vision_tower,
         )
         params = sum(p.numel() for n, p in model.named_parameters() if "lora_" not in n)
-        step_at = {f"step_s_at_{int(m * 100)}pct_mfu": round(flops / (m * args.peak_tflops * 1e12), 4) for m in (0.3, 0.5)}
+        step_at = {f"step_s_at_{int(m * 100)}pct_mfu": round(flops / (m * peak * 1e12), 4) for m in (0.3, 0.5)}
         print(json.dumps({
             "model": args.model, "parameters": params, "lora_parameters": lora_params,
             "tokens_per_sequence": text_tokens, "images_per_step": 2 * args.batch_pairs,
@@ -292,10 +272,11 @@ def main(argv: list[str] | None = None) -> int:
         config, images=images, text_tokens=text_tokens, image_size=image_size, lora_params=lora_params,
         train_vision=args.train_vision_tower,
     )
-    peak = (torch.cuda.max_memory_allocated() if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    memory = (torch.cuda.max_memory_allocated() if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    peak = peak_tflops(torch.device("cuda" if cuda else "cpu"), args.peak_tflops)
     result = {
         "model": args.model,
-        "device": torch.cuda.get_device_name() if cuda else f"CPU ({platform.machine()}, {args.threads} thread)",
+        "device": machine(torch.device("cuda" if cuda else "cpu")),
         "distributed": str(trainer.accelerator.distributed_type),
         "world_size": world,
         "image_size": image_size,
@@ -307,9 +288,9 @@ def main(argv: list[str] | None = None) -> int:
         "step_s_median": round(step, 4),
         "pairs_per_s": round(pairs_per_s, 2),
         "images_per_s": round(2 * pairs_per_s, 2),
-        "peak_memory_gib": round(peak / 2**30, 3),
+        "peak_memory_gib": round(memory / 2**30, 3),
         "model_gflop_per_step": round(flops / 1e9, 3),
-        "mfu": round(flops / step / (args.peak_tflops * 1e12), 4) if cuda else None,
+        "mfu": round(flops / step / (peak * 1e12), 4) if peak else None,
         "koniq_recipe_hours": round(KONIQ_PAIRS_PER_EPOCH * KONIQ_EPOCHS / pairs_per_s / 3600, 3),
         "torch": torch.__version__,
     }

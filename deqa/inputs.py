@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import csv
 import glob
-import json
+import io
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from .imageio import IMAGE_EXTENSIONS
+from .jsonl import iter_jsonl
 
 __all__ = [
     "InputError",
@@ -78,12 +79,14 @@ def read_manifest(path: str | Path) -> list[str]:
         raise InputError(f"{path}: manifest is not UTF-8 text ({err.reason})") from None
     out: list[str] = []
     if suffix == ".txt":
-        for line in text.splitlines():
+        for line in io.StringIO(text, newline=None):  # \n, \r\n, \r only (not U+2028 ...)
             line = line.strip()
             if line and not line.startswith("#"):
                 out.append(_resolve(line, base))
     elif suffix in (".csv", ".tsv"):
-        reader = csv.DictReader(text.splitlines(), delimiter="\t" if suffix == ".tsv" else ",")
+        reader = csv.DictReader(
+            io.StringIO(text, newline=""), delimiter="\t" if suffix == ".tsv" else ","
+        )
         columns = {c.strip().lower(): c for c in (reader.fieldnames or []) if c}
         column = next((columns[c] for c in MANIFEST_PATH_COLUMNS if c in columns), None)
         if column is None:
@@ -91,26 +94,24 @@ def read_manifest(path: str | Path) -> list[str]:
                 f"{path}: no image column; found columns {list(reader.fieldnames or [])}, "
                 f"expected one of {list(MANIFEST_PATH_COLUMNS)}"
             )
-        for row_no, row in enumerate(reader, start=2):
+        for row in reader:
             value = (row.get(column) or "").strip()
             if not value:
-                raise InputError(f"{path}, line {row_no}: empty {column!r} value")
+                raise InputError(f"{path} line {reader.line_num}: empty {column!r} value")
             out.append(_resolve(value, base))
     elif suffix == ".jsonl":
-        for line_no, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise InputError(f"{path}, line {line_no}: not valid JSON ({err.msg})") from None
+        try:
+            records = list(iter_jsonl(path, encoding="utf-8-sig"))
+        except ValueError as err:  # invalid JSON, named by file and line
+            raise InputError(str(err)) from None
+        for line_no, record in records:
             if (
                 not isinstance(record, dict)
                 or not isinstance(record.get("image"), str)
                 or not record["image"]
             ):
                 raise InputError(
-                    f'{path}, line {line_no}: expected an object with a non-empty "image" field'
+                    f'{path} line {line_no}: expected an object with a non-empty "image" field'
                 )
             out.append(_resolve(record["image"], base))
     else:

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 from .scorer import Scorer
 
-__all__ = ["load_scorer", "BASELINE_CONFIG_NAME"]
+__all__ = ["load_scorer", "is_baseline", "BASELINE_CONFIG_NAME"]
 
 # A folder holding this file is a deqa baseline (encoder+head or degradation CNN).
 BASELINE_CONFIG_NAME = "deqa_baseline.json"
+
+
+def is_baseline(model: str | Path | None) -> bool:
+    """True when ``model`` names a deqa baseline: ``None``/``"builtin"`` (the built-in model) or
+    a folder holding ``deqa_baseline.json``; anything else is loaded as a VLM."""
+    return model is None or model == "builtin" or (Path(model) / BASELINE_CONFIG_NAME).is_file()
 
 
 def load_scorer(model: str | None = None, **kwargs) -> Scorer:
@@ -21,14 +28,28 @@ def load_scorer(model: str | None = None, **kwargs) -> Scorer:
     - anything else: a transformers VLM (local folder or hub id, optionally fine-tuned by deqa);
       keyword arguments go to :func:`deqa.scoring.load_vlm_scorer`.
     """
-    if model is None or model == "builtin":
+    if is_baseline(model):
         from .baselines import load_baseline
 
-        return load_baseline(None, **kwargs)
-    if (Path(model) / BASELINE_CONFIG_NAME).is_file():
-        from .baselines import load_baseline
-
-        return load_baseline(model, **kwargs)
+        _check_options(
+            load_baseline,
+            kwargs,
+            "the built-in model" if model in (None, "builtin") else f"the baseline in {model}",
+        )
+        return load_baseline(None if model == "builtin" else model, **kwargs)
     from .scoring import load_vlm_scorer
 
+    _check_options(load_vlm_scorer, kwargs, f"the VLM loader ({model})")
     return load_vlm_scorer(model, **kwargs)
+
+
+def _check_options(loader, kwargs: dict, what: str) -> None:
+    # A misspelt or inapplicable option (deqa-eval --model-arg) gets a ValueError naming it and the
+    # valid ones, not a TypeError traceback from deep inside the loader.
+    params = list(inspect.signature(loader).parameters.values())[1:]  # after the model/path
+    valid = [p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    unknown = sorted(set(kwargs) - set(valid))
+    if unknown:
+        raise ValueError(
+            f"option(s) {', '.join(unknown)} not accepted by {what}; valid: {', '.join(valid)}"
+        )

@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TextIO
 
+from .jsonl import JsonlWriter, cut_torn_tail, iter_jsonl
 from .results import ScoreFailure, ScoreResult
 
 __all__ = [
@@ -58,66 +59,42 @@ def record_of(result: ScoreResult | ScoreFailure) -> dict[str, Any]:
 
 
 # -- reading back (resume) --------------------------------------------------------------------
-def _cut_partial_last_line(path: Path) -> None:
-    # An interrupted writer can leave half a row; drop it so the row is redone, not corrupted.
-    with open(path, "rb+") as f:
-        f.seek(0, os.SEEK_END)
-        size = f.tell()
-        if size == 0:
-            return
-        f.seek(size - 1)
-        if f.read(1) == b"\n":
-            return
-        f.seek(0)
-        data = f.read()
-        keep = data.rfind(b"\n") + 1
-        f.truncate(keep)
+_RESUME_HINT = "cannot resume into this file"
 
 
 def read_records(path: str | Path, fmt: str) -> list[dict[str, Any]]:
     """Rows already in an output file (empty if it does not exist). Each has ``input`` and
-    either ``score`` or ``error``."""
+    either ``score`` or ``error``. A half-written last row (a killed run) is cut off the file
+    with a warning, so that input is scored again."""
     path = Path(path)
     if not path.exists() or path.stat().st_size == 0:
         return []
     if fmt == "jsonl":
-        _cut_partial_last_line(path)
         rows = []
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(
-                    f"{path}, line {n}: not valid JSON ({err.msg}); cannot resume into this file"
-                ) from None
+        for n, row in iter_jsonl(path, skip_torn_tail=True, hint=_RESUME_HINT):
             if not isinstance(row, dict) or "input" not in row:
                 raise ValueError(
-                    f'{path}, line {n}: not a deqa result row (no "input"); cannot resume into this file'
+                    f'{path} line {n}: not a deqa result row (no "input"); {_RESUME_HINT}'
                 )
             rows.append(row)
+        cut_torn_tail(path)
         return rows
     if fmt == "csv":
-        _cut_partial_last_line(path)
+        cut_torn_tail(path)
         with open(path, newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f)
             if "input" not in (reader.fieldnames or []):
-                raise ValueError(f"{path}: no 'input' column; cannot resume into this file")
+                raise ValueError(f"{path}: no 'input' column; {_RESUME_HINT}")
             return [{k: v for k, v in row.items() if v not in (None, "")} for row in reader]
     if fmt == "json":
         try:
             rows = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as err:
-            raise ValueError(
-                f"{path}: not valid JSON ({err.msg}); cannot resume into this file"
-            ) from None
+            raise ValueError(f"{path}: not valid JSON ({err.msg}); {_RESUME_HINT}") from None
         if not isinstance(rows, list) or not all(
             isinstance(r, dict) and "input" in r for r in rows
         ):
-            raise ValueError(
-                f"{path}: not a JSON list of deqa result rows; cannot resume into this file"
-            )
+            raise ValueError(f"{path}: not a JSON list of deqa result rows; {_RESUME_HINT}")
         return rows
     raise ValueError(f"cannot read back format {fmt!r}")
 
@@ -140,16 +117,14 @@ class ResultWriter:
 
 
 class _JsonlWriter(ResultWriter):
-    def __init__(self, stream: TextIO, owns: bool):
-        self.stream, self.owns = stream, owns
+    def __init__(self, target: Path | TextIO):
+        self.out = JsonlWriter(target)
 
     def write(self, result):
-        self.stream.write(json.dumps(record_of(result), ensure_ascii=False) + "\n")
-        self.stream.flush()
+        self.out.write(record_of(result))
 
     def close(self):
-        if self.owns:
-            self.stream.close()
+        self.out.close()
 
 
 def _csv_columns(result: ScoreResult) -> list[str]:
@@ -247,7 +222,7 @@ def open_writer(
         if stream is None:
             raise ValueError("open_writer needs a path or a stream")
         if fmt == "jsonl":
-            return _JsonlWriter(stream, owns=False)
+            return _JsonlWriter(stream)
         if fmt == "csv":
             return _CsvWriter(stream, owns=False, columns=None)
         return _JsonWriter(None, stream, [])
@@ -255,7 +230,7 @@ def open_writer(
     if path.parent and not path.parent.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "jsonl":
-        return _JsonlWriter(open(path, "a", encoding="utf-8"), owns=True)
+        return _JsonlWriter(path)
     if fmt == "csv":
         columns = None
         if path.exists() and path.stat().st_size > 0:

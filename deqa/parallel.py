@@ -26,6 +26,7 @@ __all__ = [
     "Comm",
     "LocalComm",
     "TorchDistributedComm",
+    "accelerate_state",
     "distributed_comm",
     "shard_plan",
     "iter_score_sharded",
@@ -91,11 +92,12 @@ class TorchDistributedComm:
             self._dist.destroy_process_group()
 
 
-def distributed_comm():
-    """``(comm, device)`` under ``accelerate launch``/``torchrun`` with several processes, else ``None``.
+def accelerate_state():
+    """accelerate's ``PartialState`` when launched with several processes (``accelerate launch``
+    or ``torchrun``: ``WORLD_SIZE`` > 1), else ``None`` without importing accelerate.
 
-    accelerate's ``PartialState`` initialises the process group (NCCL on GPUs, gloo on CPU) and
-    picks this process's device.
+    The state initialises the process group (NCCL on GPUs, gloo on CPU) and picks this process's
+    device; it is shared by sharded scoring (:func:`distributed_comm`) and ``deqa-eval``.
     """
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return None
@@ -103,11 +105,17 @@ def distributed_comm():
     from accelerate import PartialState
     from accelerate.utils import parse_flag_from_env
 
-    # PartialState only builds a CPU (gloo) group when told to; Accelerator reads this flag
-    # itself, PartialState does not.
+    # PartialState only builds a CPU (gloo) group when told cpu=True; Accelerator reads the
+    # launcher's ACCELERATE_USE_CPU itself, PartialState does not. Without GPUs, CPU ranks are
+    # the only option.
     cpu = parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available()
-    state = PartialState(cpu=cpu)
-    if state.num_processes <= 1:
+    return PartialState(cpu=cpu)
+
+
+def distributed_comm():
+    """``(comm, device)`` under ``accelerate launch``/``torchrun`` with several processes, else ``None``."""
+    state = accelerate_state()
+    if state is None or state.num_processes <= 1:
         return None
     return TorchDistributedComm(), state.device
 

@@ -1,5 +1,7 @@
-"""Real scorers and synthetic data sets for the evaluation tests (no model weights needed).
+"""Real scorers and synthetic data sets for the scoring and evaluation tests (no weights needed).
 
+- :class:`BrightnessScorer` scores an RGB image by its mean brightness, optionally planning its
+  batches in reverse (as size grouping reorders them): deterministic, so order mistakes show.
 - :class:`IntensityScorer` predicts from the mean grey level, so a test can draw images whose
   predictions it knows exactly and check the harness's metrics against hand computations.
 - :class:`SharpnessScorer` predicts from image sharpness (mean |Laplacian|), a real, imperfect
@@ -45,6 +47,28 @@ def level_probs(target: float, width: float = 0.6) -> np.ndarray:
     logits = -((LEVELS - target) ** 2) / (2 * width**2)
     p = np.exp(logits - logits.max())
     return p / p.sum()
+
+
+class BrightnessScorer(Scorer):
+    """score_0_1 = mean RGB brightness / 255 exactly; records the size of every batch."""
+
+    model_id = "mean-brightness"
+
+    def __init__(self, reverse_batches: bool = False):
+        self.reverse_batches = reverse_batches
+        self.batch_sizes: list[int] = []
+
+    def predict(self, batch):
+        self.batch_sizes.append(len(batch))
+        out = []
+        for img in batch:
+            q = float(np.asarray(img, dtype=np.float64).mean() / 255.0)
+            out.append(ScoreResult("", 1 + 4 * q, q, "fair", self.model_id))
+        return out
+
+    def batch_order(self, inputs, batch_size):
+        batches = super().batch_order(inputs, batch_size)
+        return batches[::-1] if self.reverse_batches else batches
 
 
 class IntensityScorer(Scorer):

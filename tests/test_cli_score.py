@@ -187,6 +187,49 @@ def test_interrupted_run_resumes_to_the_same_file(
     assert resumed.read_bytes() == full.read_bytes()
 
 
+def test_hard_killed_run_resumes_to_the_same_file(tmp_path, capsys):
+    """SIGKILL in the middle of writing a row (built-in model, real process): the resumed file is
+    byte-identical to an uninterrupted run, also with names JSON writes unescaped (U+2028)."""
+    rng = np.random.default_rng(1)
+    names = ["a.png", "b\u2028line-separator.png", "c.png", "d.png", "e.png"]
+    for name in names:
+        arr = rng.integers(0, 256, (40, 56, 3), dtype=np.uint8)
+        Image.fromarray(arr).save(tmp_path / name)
+    args = [*(str(tmp_path / n) for n in names), "-b", "2", "--num-workers", "0", "-q"]
+    full = tmp_path / "full.jsonl"
+    assert main([*args, "-o", str(full)]) == 0
+    killed = tmp_path / "killed.jsonl"
+    # Die after half of the 4th row (the 2nd of the 2nd batch) reached the file.
+    proc = _run_python(
+        f"""
+        import json, os, signal, sys
+        from deqa.jsonl import JsonlWriter
+        rows = []
+        def write(self, obj):
+            rows.append(obj)
+            line = json.dumps(obj, ensure_ascii=False) + "\\n"
+            if len(rows) == 4:
+                self._f.write(line[: len(line) // 2])
+                self._f.flush()
+                os.kill(os.getpid(), signal.SIGKILL)
+            self._f.write(line)
+            self._f.flush()
+        JsonlWriter.write = write
+        from deqa.cli.score import main
+        sys.exit(main({[*args, "-o", str(killed)]!r}))
+        """
+    )
+    assert proc.returncode == -9, proc.stderr
+    text = killed.read_text(encoding="utf-8")
+    assert text.count("\n") == 3 and not text.endswith("\n")  # three rows and half of one
+    capsys.readouterr()
+    assert main([*args, "-o", str(killed)]) == 0
+    err = capsys.readouterr().err
+    assert "killed.jsonl line 4: ignoring an incomplete last line" in err
+    assert "3 of 5 inputs already there" in err
+    assert killed.read_bytes() == full.read_bytes()
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [

@@ -35,9 +35,10 @@ from deqa.evaluation import (
     shard,
     write_tables,
 )
-from deqa.evaluation.predictions import merge_prediction_files, repair_jsonl_tail
+from deqa.evaluation.predictions import merge_prediction_files
 from deqa.evaluation.references import REFERENCE_COLUMNS, ReferenceResult, default_reference_path
 from deqa.evaluation.runner import distribution_gaps
+from deqa.jsonl import cut_torn_tail
 from deqa.metrics import gaussian_js, gaussian_kl, gaussian_w2
 from deqa.results import ScoreFailure, ScoreResult
 
@@ -104,7 +105,7 @@ def test_torn_last_line_is_dropped_and_repaired(tmp_path):
     with PredictionWriter(path) as w:  # opening for append cuts the torn line first
         w.write([Prediction("c", 3.5)])
     assert path.read_text() == text + json.dumps(Prediction("c", 3.5).to_json()) + "\n"
-    assert repair_jsonl_tail(path) == 0
+    assert cut_torn_tail(path) == 0
 
 
 @pytest.mark.parametrize(

@@ -96,13 +96,13 @@ def test_tsv_and_jsonl_manifests(tree):
     "name, text, match",
     [
         ("m.csv", "mos,score\n1,2\n", r"m.csv: no image column; found columns \['mos', 'score'\]"),
-        ("m.csv", "image,mos\na.jpg,1\n,2\n", r"m.csv, line 3: empty 'image' value"),
+        ("m.csv", "image,mos\na.jpg,1\n,2\n", r"m.csv line 3: empty 'image' value"),
         (
             "m.jsonl",
             '{"image": "a.jpg"}\n{"path": "b.jpg"}\n',
-            r"m.jsonl, line 2: expected an object with a non-empty \"image\"",
+            r"m.jsonl line 2: expected an object with a non-empty \"image\"",
         ),
-        ("m.jsonl", '{"image": "a.jpg"}\n{oops\n', r"m.jsonl, line 2: not valid JSON"),
+        ("m.jsonl", '{"image": "a.jpg"}\n{oops\n', r"m.jsonl line 2: not valid JSON"),
         ("m.txt", "# only a comment\n\n", r"m.txt: manifest lists no images"),
     ],
 )

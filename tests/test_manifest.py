@@ -78,7 +78,7 @@ GOOD = {
 @pytest.mark.parametrize(
     "line, pattern",
     [
-        ('{"image": "a.jpg", "mos": 3', r"m.jsonl line 2: malformed JSON"),
+        ('{"image": "a.jpg", "mos": 3', r"m.jsonl line 2: not valid JSON"),
         ("[1, 2]", "line 2: expected a JSON object, got list"),
         (
             json.dumps({k: v for k, v in GOOD.items() if k != "probs"}),

@@ -9,31 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from eval_helpers import BrightnessScorer
 from PIL import Image
 
 from deqa.parallel import LocalComm, iter_score_sharded, shard_plan
-from deqa.results import ScoreFailure, ScoreResult
-from deqa.scorer import Scorer
-
-
-class Brightness(Scorer):
-    """Deterministic: score = mean brightness; optionally plans batches in reverse (like grouping)."""
-
-    model_id = "brightness"
-
-    def __init__(self, reverse=False):
-        self.reverse = reverse
-
-    def predict(self, batch):
-        out = []
-        for img in batch:
-            q = float(np.asarray(img, dtype=np.float64).mean() / 255.0)
-            out.append(ScoreResult("", 1 + 4 * q, q, "fair", self.model_id))
-        return out
-
-    def batch_order(self, inputs, batch_size):
-        plan = super().batch_order(inputs, batch_size)
-        return plan[::-1] if self.reverse else plan
+from deqa.results import ScoreFailure
 
 
 class ThreadComm:
@@ -105,7 +85,7 @@ def test_shard_plan_round_robin():
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("skip", [set(), {0, 1, 2, 5, 9}])
 def test_sharded_equals_single_process_in_input_order(inputs, world, reverse, skip):
-    scorer = Brightness(reverse=reverse)
+    scorer = BrightnessScorer(reverse_batches=reverse)
     want = [r.to_dict() for r in scorer.iter_score(inputs, batch_size=3, skip=skip)]
     outs = run_ranks(
         world,
@@ -124,7 +104,7 @@ def test_sharded_equals_single_process_in_input_order(inputs, world, reverse, sk
 
 
 def test_local_comm_is_the_plain_pipeline(inputs):
-    scorer = Brightness()
+    scorer = BrightnessScorer()
     counted = []
     out = list(
         iter_score_sharded(

@@ -2,33 +2,11 @@
 
 import numpy as np
 import pytest
+from eval_helpers import BrightnessScorer
 from PIL import Image
 
 from deqa.imageio import ImageLoadError
 from deqa.results import ScoreFailure, ScoreResult
-from deqa.scorer import Scorer
-
-
-class MeanBrightness(Scorer):
-    """Scores an image by its mean brightness: deterministic, so order mistakes show."""
-
-    model_id = "mean-brightness"
-
-    def __init__(self, reverse_batches: bool = False):
-        self.reverse_batches = reverse_batches
-        self.batch_sizes: list[int] = []
-
-    def predict(self, batch):
-        self.batch_sizes.append(len(batch))
-        out = []
-        for img in batch:
-            q = float(np.asarray(img, dtype=np.float64).mean() / 255.0)
-            out.append(ScoreResult("", 1 + 4 * q, q, "fair", self.model_id))
-        return out
-
-    def batch_order(self, inputs, batch_size):
-        batches = super().batch_order(inputs, batch_size)
-        return batches[::-1] if self.reverse_batches else batches
 
 
 @pytest.fixture
@@ -48,7 +26,7 @@ def images(tmp_path):
 @pytest.mark.parametrize("num_workers", [0, 2])
 @pytest.mark.parametrize("reverse", [False, True])
 def test_iter_score_keeps_input_order_and_reports_failures(images, num_workers, reverse):
-    scorer = MeanBrightness(reverse_batches=reverse)
+    scorer = BrightnessScorer(reverse_batches=reverse)
     out = list(scorer.iter_score(images, batch_size=3, num_workers=num_workers))
     assert [r.input for r in out] == images
     assert isinstance(out[2], ScoreFailure) and "not an image" in out[2].error
@@ -58,7 +36,7 @@ def test_iter_score_keeps_input_order_and_reports_failures(images, num_workers, 
 
 
 def test_score_accepts_pil_and_raises_on_bad_input(images):
-    scorer = MeanBrightness()
+    scorer = BrightnessScorer()
     res = scorer.score(Image.new("RGB", (4, 4), (255, 255, 255)))
     assert res[0].input == "<image 0>" and res[0].score == pytest.approx(5.0)
     with pytest.raises(ImageLoadError, match="bad.jpg"):
@@ -67,4 +45,4 @@ def test_score_accepts_pil_and_raises_on_bad_input(images):
 
 def test_batch_size_must_be_positive(images):
     with pytest.raises(ValueError, match="batch_size"):
-        list(MeanBrightness().iter_score(images, batch_size=0))
+        list(BrightnessScorer().iter_score(images, batch_size=0))

@@ -306,3 +306,14 @@ def test_cli_reports_config_errors(tmp_path, capsys):
     assert main(["--config", str(TINY), "lerning_rate=1"]) == 2
     err = capsys.readouterr().err
     assert "deqa-train:" in err and "'lerning_rate'" in err and "learning_rate" in err
+
+
+def test_cli_reports_missing_inputs_without_a_traceback(tmp_path, capsys):
+    from deqa.cli.train import main
+
+    missing = tmp_path / "none.jsonl"
+    assert main(["--config", str(TINY), f"train_manifests=[{missing}]", f"output_dir={tmp_path}"]) == 2
+    assert capsys.readouterr().err.strip() == f"deqa-train: error: manifest not found: {missing}"
+    argv = ["--config", str(TINY), "resume_from_checkpoint=latest", f"output_dir={tmp_path}"]
+    assert main(argv) == 2
+    assert f"no checkpoint-* folder in {tmp_path}" in capsys.readouterr().err

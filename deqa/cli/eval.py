@@ -102,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--references",
         metavar="CSV",
-        help="reference results (default: eval/reference_results.csv)",
+        help="reference results CSV (default: the published numbers shipped with deqa, deqa/data/reference_results.csv)",
     )
     p.add_argument(
         "--training-data",
@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
             progress=not args.no_progress,
         )
         report = run_evaluation(config)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, OSError, ImportError) as err:
         print(f"deqa-eval: error: {err}", file=sys.stderr)
         return 2
     if not report.tables:  # not the main process

@@ -37,8 +37,8 @@ def main(argv: list[str] | None = None) -> int:
             device=args.device,
             trust_remote_code=args.trust_remote_code,
         )
-    except (ValueError, FileNotFoundError) as err:
-        print(f"deqa export: {err}", file=sys.stderr)
+    except (ValueError, OSError) as err:
+        print(f"deqa export: error: {err}", file=sys.stderr)
         return 2
     print(f"merged model written to {out}")
     return 0

@@ -9,6 +9,8 @@ from __future__ import annotations
 import importlib
 import sys
 
+__all__ = ["main", "COMMANDS"]
+
 # name -> (module, one-line help). Modules are imported only when their command runs, so
 # `deqa score` with the built-in model never pays for transformers.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -29,9 +31,12 @@ def _usage() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help"):
+    if argv and argv[0] in ("-h", "--help"):
         print(_usage())
         return 0
+    if not argv:
+        print(f"deqa: give a command\n\n{_usage()}", file=sys.stderr)
+        return 2
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
         print(f"deqa: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)

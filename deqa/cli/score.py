@@ -16,12 +16,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from pathlib import Path
 
 from tqdm import tqdm
 
 from ..inputs import InputError, expand_inputs
-from ..load import BASELINE_CONFIG_NAME
+from ..load import is_baseline
 from ..outputs import FORMATS, format_for_path, format_table, open_writer, read_records
 from ..results import ScoreFailure
 
@@ -136,16 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _is_baseline(model: str | None) -> bool:
-    return model is None or model == "builtin" or (Path(model) / BASELINE_CONFIG_NAME).is_file()
-
-
 def _default_workers() -> int:
     return max(0, min(8, (os.cpu_count() or 1) - 1))
 
 
 def _check_model_flags(args) -> None:
-    if not _is_baseline(args.model):
+    if not is_baseline(args.model):
         return
     used = [flag for attr, flag in _VLM_ONLY.items() if getattr(args, attr) not in (None, False)]
     if used:
@@ -162,7 +159,7 @@ def _check_model_flags(args) -> None:
 def _build_scorer(args, device):
     from ..load import load_scorer
 
-    if _is_baseline(args.model):
+    if is_baseline(args.model):
         try:
             return load_scorer(args.model, device=device)
         except ImportError as err:
@@ -204,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(
                 "the table format is for the terminal; write files as .jsonl, .csv or .json"
             )
+        if args.output and Path(args.output).is_dir():
+            raise ValueError(f"-o {args.output} is a folder; give a file name such as scores.jsonl")
         inputs = expand_inputs(args.inputs, recursive=args.recursive)
     except (InputError, ValueError) as err:
         _err(f"error: {err}")
@@ -220,10 +219,14 @@ def main(argv: list[str] | None = None) -> int:
     previous: list[dict] = []
     if args.output and rank0:
         try:
-            previous = read_records(args.output, fmt)
-        except ValueError as err:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                previous = read_records(args.output, fmt)
+        except (ValueError, OSError) as err:
             _err(f"error: {err}")
             return 1
+        for w in caught:  # e.g. a half-written last row of a killed run, cut and redone
+            _err(f"warning: {w.message}")
     done = {row["input"] for row in previous}
     skip = {i for i, name in enumerate(inputs) if name in done}
     wanted = set(inputs)
@@ -248,7 +251,11 @@ def main(argv: list[str] | None = None) -> int:
     writer = None
     if rank0:
         if args.output:
-            writer = open_writer(fmt, args.output)
+            try:
+                writer = open_writer(fmt, args.output)
+            except OSError as err:
+                _err(f"error: cannot write -o {args.output}: {err.strerror or err}")
+                return 1
         elif fmt != "table":
             writer = open_writer(fmt, stream=sys.stdout)
     progress = rank0 and not args.quiet

@@ -12,7 +12,7 @@ import sys
 __all__ = ["main"]
 
 
-def _parse(argv: list[str] | None):
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="deqa-train",
         description="Fine-tune a vision-language model with DeQA soft labels (KL + fidelity + CE).",
@@ -20,24 +20,37 @@ def _parse(argv: list[str] | None):
         "Keys are the fields of the YAML config (see configs/train/*.yaml and README).",
     )
     parser.add_argument("--config", required=True, help="training YAML (configs/train/*.yaml)")
-    args, overrides = parser.parse_known_args(argv)
+    return parser
+
+
+def _parse(argv: list[str] | None):
+    """``--config`` + overrides -> TrainConfig (raises ConfigError)."""
+    args, overrides = _parser().parse_known_args(argv)
     from deqa.training.config import load_train_config
 
     return load_train_config(args.config, overrides)
 
 
 def main(argv: list[str] | None = None) -> int:
+    # argparse answers --help and usage errors before transformers (~8 s) is imported.
+    _parser().parse_known_args(argv)
     from deqa.training.config import ConfigError
+    from deqa.training.recipe import DeQARecipe, resolve_checkpoint
 
     try:
         config = _parse(argv)
     except ConfigError as err:
-        print(f"deqa-train: {err}", file=sys.stderr)
+        print(f"deqa-train: error: {err}", file=sys.stderr)
         return 2
-    from deqa.training.recipe import DeQARecipe
-
     recipe = DeQARecipe(config)
-    recipe.setup()
+    try:
+        # Bad inputs (missing manifests/images/model, no checkpoint to resume) fail here, with
+        # the file named, before any training step; errors during training keep their traceback.
+        resolve_checkpoint(config.training.resume_from_checkpoint, config.training.output_dir)
+        recipe.setup()
+    except (ValueError, OSError) as err:
+        print(f"deqa-train: error: {err}", file=sys.stderr)
+        return 2
     recipe.train()
     recipe.cleanup()
     return 0

@@ -184,6 +184,13 @@ def _pick(
     return None
 
 
+def _std_array(std: list[float]) -> np.ndarray | None:
+    """The std column as floats; None when every value is missing (NaN): an all-empty std
+    column (SPAQ, AGIQA-3K here) means the data set has no std, not a std per image."""
+    arr = np.asarray(std, dtype=np.float64)
+    return None if np.isnan(arr).all() else arr
+
+
 def _to_float(text: str, path: Path, line: int, column: str, allow_empty: bool) -> float:
     text = (text or "").strip()
     if not text:
@@ -256,9 +263,7 @@ def _read_csv(
         locs.append(f"line {n}")
     if not images:
         raise ValueError(f"{path}: no label rows after the header")
-    std_arr = np.asarray(std, dtype=np.float64) if std_c is not None else None
-    if std_arr is not None and np.isnan(std_arr).all():
-        std_arr = None  # an all-empty std column (SPAQ, AGIQA-3K here) means "no std"
+    std_arr = _std_array(std) if std_c is not None else None
     return LabelTable(
         path=path,
         format=fmt,
@@ -333,9 +338,7 @@ def _read_json(path: Path, fmt: str, entries: list[dict], split_column: str | No
             split.append(str(e[split_column]))
         ids.append(str(e.get("id", "")))
         locs.append(f"entry {i}")
-    std_arr = np.asarray(std, dtype=np.float64) if has_std else None
-    if std_arr is not None and np.isnan(std_arr).all():
-        std_arr = None
+    std_arr = _std_array(std) if has_std else None
     return LabelTable(
         path=path,
         format=fmt,

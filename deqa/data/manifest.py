@@ -20,6 +20,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..jsonl import iter_jsonl
+
 __all__ = ["ManifestRecord", "MANIFEST_FIELDS", "write_manifest", "read_manifest"]
 
 MANIFEST_FIELDS = ("image", "mos", "std", "mos_norm", "std_norm", "probs", "split", "dataset")
@@ -60,16 +62,24 @@ class ManifestRecord:
 def write_manifest(path: str | Path, records: Iterable[ManifestRecord]) -> int:
     """Write records as JSONL (atomically: a temp file renamed into place). Returns the count."""
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(
+            f"{path} is a folder; give the manifest a file name, e.g. {path / 'labels.jsonl'}"
+        )
     if path.parent and not path.parent.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     n = 0
-    with tmp.open("w", encoding="utf-8") as f:
-        for rec in records:
-            f.write(json.dumps(rec.to_json(), ensure_ascii=False, allow_nan=False))
-            f.write("\n")
-            n += 1
-    os.replace(tmp, path)
+    try:
+        with tmp.open("w", encoding="utf-8") as f:
+            for rec in records:
+                f.write(json.dumps(rec.to_json(), ensure_ascii=False, allow_nan=False))
+                f.write("\n")
+                n += 1
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # no half-written temp file left beside the target
+        raise
     return n
 
 
@@ -136,28 +146,19 @@ def _parse(obj, where: str, num_levels: int | None) -> ManifestRecord:
 def read_manifest(path: str | Path, num_levels: int | None = 5) -> list[ManifestRecord]:
     """Read a JSONL manifest. ``num_levels``: expected probs length (None: any, but all equal).
 
-    Blank lines are skipped. Raises ValueError naming the file and line for malformed JSON,
+    Blank lines are skipped. Raises ValueError naming the file and line for invalid JSON,
     missing/unknown fields, non-finite numbers and wrong probs length.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"manifest not found: {path}")
     records: list[ManifestRecord] = []
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            where = f"{path} line {n}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(
-                    f"{where}: malformed JSON ({exc.msg} at column {exc.colno})"
-                ) from None
-            rec = _parse(obj, where, num_levels)
-            if num_levels is None and records and len(rec.probs) != len(records[0].probs):
-                raise ValueError(
-                    f"{where}: 'probs' has {len(rec.probs)} entries but earlier records have {len(records[0].probs)}"
-                )
-            records.append(rec)
+    for n, obj in iter_jsonl(path):
+        where = f"{path} line {n}"
+        rec = _parse(obj, where, num_levels)
+        if num_levels is None and records and len(rec.probs) != len(records[0].probs):
+            raise ValueError(
+                f"{where}: 'probs' has {len(rec.probs)} entries but earlier records have {len(records[0].probs)}"
+            )
+        records.append(rec)
     return records

@@ -6,7 +6,7 @@
 - :mod:`.runner`       the harness: score what is missing, then metrics, CIs, gaps, plots
 - :mod:`.report`       per-data-set results and the cross-data-set table (md / csv / json)
 - :mod:`.plots`        scatter with the fitted logistic, score histograms
-- :mod:`.references`   published numbers (eval/reference_results.csv) side by side
+- :mod:`.references`   published numbers (deqa/data/reference_results.csv) side by side
 """
 
 from __future__ import annotations

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from ..parallel import accelerate_state
+
 __all__ = ["ProcessInfo", "SINGLE_PROCESS", "process_info", "shard", "shard_file", "shard_files"]
 
 T = TypeVar("T")
@@ -51,16 +53,9 @@ def process_info() -> ProcessInfo:
     ``accelerate launch`` or ``torchrun``, :class:`accelerate.PartialState` sets up the process
     group (gloo on CPU with ``ACCELERATE_USE_CPU=1``, NCCL on GPUs) and provides the device.
     """
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+    state = accelerate_state()
+    if state is None:
         return SINGLE_PROCESS
-    import torch
-    from accelerate import PartialState
-    from accelerate.utils import parse_flag_from_env
-
-    # PartialState only sets up a CPU (gloo) group when told cpu=True; Accelerator reads the
-    # launcher's ACCELERATE_USE_CPU for that, and without GPUs CPU ranks are the only option.
-    cpu = parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available()
-    state = PartialState(cpu=cpu)
     return ProcessInfo(
         rank=state.process_index,
         world_size=state.num_processes,

@@ -8,15 +8,14 @@ appended and flushed as batches finish, so an interrupted run loses at most the 
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..jsonl import JsonlWriter, iter_jsonl
 from ..results import ScoreFailure, ScoreResult
 
 __all__ = [
@@ -24,7 +23,6 @@ __all__ = [
     "Prediction",
     "PredictionWriter",
     "read_predictions",
-    "repair_jsonl_tail",
     "merge_prediction_files",
 ]
 
@@ -96,33 +94,6 @@ def _finite_or_none(value: Any, name: str, where: str) -> float | None:
     return float(value)
 
 
-def repair_jsonl_tail(path: str | os.PathLike) -> int:
-    """Cut a torn last line (no trailing newline: the process died mid-write). Returns bytes cut."""
-    path = Path(path)
-    if not path.is_file():
-        return 0
-    with path.open("rb+") as f:
-        size = f.seek(0, os.SEEK_END)
-        if size == 0:
-            return 0
-        f.seek(size - 1)
-        if f.read(1) == b"\n":
-            return 0
-        # Scan back for the last newline in blocks; the torn line is at most one record long.
-        pos, keep = size, 0
-        while pos > 0:
-            step = min(65536, pos)
-            pos -= step
-            f.seek(pos)
-            block = f.read(step)
-            idx = block.rfind(b"\n")
-            if idx >= 0:
-                keep = pos + idx + 1
-                break
-        f.truncate(keep)
-        return size - keep
-
-
 def read_predictions(path: str | os.PathLike) -> dict[str, Prediction]:
     """All predictions in a JSONL file, by image; a later line for the same image wins (a retried
     failure). A torn last line is ignored (with a warning); a bad line elsewhere is an error."""
@@ -130,48 +101,32 @@ def read_predictions(path: str | os.PathLike) -> dict[str, Prediction]:
     if not path.is_file():
         return {}
     out: dict[str, Prediction] = {}
-    with path.open("r", encoding="utf-8") as f:
-        lines = f.read().split("\n")
-    torn = lines.pop()  # "" when the file ends with a newline
-    if torn.strip():
-        warnings.warn(
-            f"{path}: ignoring an incomplete last line (interrupted write); it will be rescored",
-            stacklevel=2,
-        )
-    for lineno, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        where = f"{path} line {lineno}"
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ValueError(
-                f"{where}: not valid JSON ({err.msg}); delete that line (or the file) to rescore it"
-            ) from None
-        pred = Prediction.from_json(obj, where)
+    lines = iter_jsonl(
+        path, skip_torn_tail=True, hint="delete that line (or the file) to rescore it"
+    )
+    for lineno, obj in lines:
+        pred = Prediction.from_json(obj, f"{path} line {lineno}")
         out[pred.image] = pred
     return out
 
 
 class PredictionWriter:
-    """Appends predictions to a JSONL file, flushing after every :meth:`write` call."""
+    """Appends predictions to a JSONL file (cutting a torn last line first), one flushed line
+    per prediction."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        repair_jsonl_tail(self.path)  # so the first new line does not glue onto a torn one
-        self._f = self.path.open("a", encoding="utf-8")
+        self._out = JsonlWriter(self.path)
 
     def write(self, predictions: Iterable[Prediction]) -> int:
         n = 0
         for pred in predictions:
-            self._f.write(json.dumps(pred.to_json(), ensure_ascii=False) + "\n")
+            self._out.write(pred.to_json())
             n += 1
-        self._f.flush()
         return n
 
     def close(self) -> None:
-        self._f.close()
+        self._out.close()
 
     def __enter__(self) -> PredictionWriter:
         return self

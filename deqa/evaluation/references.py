@@ -1,5 +1,6 @@
-"""Published results of other models (eval/reference_results.csv) and the side-by-side table that
-``deqa-eval --compare`` prints.
+"""Published results of other models (``deqa/data/reference_results.csv``, package data; the
+protocol and sources are in eval/README.md) and the side-by-side table that ``deqa-eval
+--compare`` prints.
 
 Every reference row names its source and the data the model was trained on: a number on a data
 set the model was trained on (in-domain test split) is not comparable with one on an unseen set.
@@ -59,8 +60,8 @@ class ReferenceResult:
 
 
 def default_reference_path() -> Path:
-    """eval/reference_results.csv of the source tree this package is imported from."""
-    return Path(__file__).resolve().parents[2] / "eval" / "reference_results.csv"
+    """The reference results shipped inside the package (``deqa/data/reference_results.csv``)."""
+    return Path(__file__).resolve().parents[1] / "data" / "reference_results.csv"
 
 
 def _corr(text: str, column: str, where: str) -> float | None:
@@ -88,8 +89,8 @@ def load_references(
     path = Path(path) if path is not None else default_reference_path()
     if not path.is_file():
         raise FileNotFoundError(
-            f"reference results {path} not found; pass --references PATH (the file ships in the "
-            "deqa source tree as eval/reference_results.csv)"
+            f"reference results {path} not found; pass --references PATH (deqa ships its own as "
+            f"{default_reference_path()})"
         )
     with path.open(newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)

@@ -132,6 +132,8 @@ class EvalConfig:
             raise ValueError(f"--batch-size must be >= 1, got {self.batch_size}")
         if self.num_workers < 0:
             raise ValueError(f"--num-workers must be >= 0, got {self.num_workers}")
+        if Path(self.output_dir).exists() and not Path(self.output_dir).is_dir():
+            raise ValueError(f"--output {self.output_dir} is a file; give a folder for the results")
         self.ci_metrics = tuple(self.ci_metrics)
 
     def to_dict(self) -> dict[str, Any]:

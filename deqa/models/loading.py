@@ -169,6 +169,25 @@ def _adapter_base(adapter_dir: Path, cfg: DeQAConfig | None) -> str:
     return base
 
 
+def _check_local_or_hub(name: str, what: str) -> None:
+    # A name that can only be a path (hub ids are "name" or "org/name") and does not exist is a
+    # typo'd folder: say so, instead of the hub's "Repo id must use alphanumeric chars" error.
+    path = Path(name).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise ValueError(f"{what} {name} is a file; it must be a model folder or a hub id")
+        if not any((path / f).is_file() for f in ("config.json", ADAPTER_CONFIG_NAME)):
+            raise ValueError(
+                f"{what} {name}: the folder has no config.json (a transformers model), "
+                f"{ADAPTER_CONFIG_NAME} (a LoRA checkpoint) or deqa_baseline.json (a deqa baseline)"
+            )
+        return
+    if name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name:
+        raise ValueError(
+            f"{what} {name}: no such folder (a hub id looks like Qwen/Qwen2.5-VL-7B-Instruct)"
+        )
+
+
 def load_vlm(
     model: str | Path,
     adapter: str | Path | None = None,
@@ -201,8 +220,7 @@ def load_vlm(
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     model = str(model)
-    if Path(model).exists() and not Path(model).is_dir():
-        raise ValueError(f"{model} is a file; --model takes a model folder or a hub id")
+    _check_local_or_hub(model, "model")
     adapter_dir = Path(adapter) if adapter is not None else None
     local = Path(model) if Path(model).is_dir() else None
     if adapter_dir is not None and not _is_adapter_folder(adapter_dir):
@@ -217,6 +235,7 @@ def load_vlm(
         adapter_dir, local = local, None
         cfg = DeQAConfig.find(adapter_dir)
         base = _adapter_base(adapter_dir, cfg)
+        _check_local_or_hub(base, f"base model of the adapter in {adapter_dir}:")
         model_id = str(adapter_dir)
     else:
         base = model
@@ -243,7 +262,12 @@ def load_vlm(
         kwargs["attn_implementation"] = attn_implementation
     if quant is not None:
         kwargs["quantization_config"] = quant
-    net = AutoModelForImageTextToText.from_pretrained(base, **kwargs)
+    try:
+        net = AutoModelForImageTextToText.from_pretrained(base, **kwargs)
+    except OSError as err:
+        if Path(base).expanduser().is_dir():
+            raise
+        raise OSError(f"{base} is not a local folder, and the hub cannot provide it: {err}") from None
     if adapter_dir is not None:
         from peft import PeftModel
 

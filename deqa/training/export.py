@@ -32,6 +32,8 @@ def merge_checkpoint(
     from ..models.loading import ADAPTER_CONFIG_NAME, load_vlm
 
     checkpoint = Path(checkpoint)
+    if not checkpoint.is_dir():
+        raise FileNotFoundError(f"checkpoint {checkpoint}: no such folder")
     if not (checkpoint / ADAPTER_CONFIG_NAME).is_file():
         raise ValueError(
             f"{checkpoint} has no {ADAPTER_CONFIG_NAME}: it is not a LoRA checkpoint, so there is "

@@ -1,0 +1,70 @@
+"""Every command line: --help via the console script's module, the umbrella ``deqa``, and bad
+input ending in a non-zero exit with a message that names the file or option at fault."""
+
+import importlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from deqa.cli import main as umbrella
+
+ROOT = Path(__file__).resolve().parents[1]
+MODULES = ["main", "score", "eval", "labels", "train", "export", "baseline"]
+
+
+def test_python_m_help_for_every_cli():
+    # One interpreter per module, as `python -m deqa.cli.<x> --help` runs it.
+    for name in MODULES:
+        proc = subprocess.run(
+            [sys.executable, "-m", f"deqa.cli.{name}", "--help"],
+            capture_output=True, text=True, timeout=120, cwd=ROOT,
+        )  # fmt: skip
+        assert proc.returncode == 0, (name, proc.stderr)
+        assert "usage:" in proc.stdout.lower(), name
+
+
+def test_umbrella_lists_dispatches_and_rejects(capsys, tmp_path):
+    assert umbrella.main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert all(f"  {cmd}" in out for cmd in umbrella.COMMANDS)
+    assert umbrella.main([]) == 2 and "give a command" in capsys.readouterr().err
+    assert umbrella.main(["scroe"]) == 2 and "unknown command 'scroe'" in capsys.readouterr().err
+    # `deqa labels ...` is deqa-labels: same parser, same errors.
+    assert umbrella.main(["labels", "--dataset", "nope", "-o", str(tmp_path / "m.jsonl")]) == 2
+    assert "unknown data set 'nope'" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cli-bad-input")
+    Image.new("RGB", (16, 16), (90, 90, 90)).save(d / "a.png")
+    (d / "folder.jsonl").mkdir()
+    (d / "not_a_model").mkdir()
+    (d / "bad.yaml").write_text("koniq10k: [\n")
+    return d
+
+
+@pytest.mark.parametrize(
+    "cli, argv, rc, message",
+    [
+        ("score", ["{d}/a.png", "-o", "{d}/folder.jsonl"], 1, "-o {d}/folder.jsonl is a folder"),
+        ("score", ["{d}/a.png", "-m", "{d}/not_a_model"], 1, "{d}/not_a_model: the folder has no config.json"),
+        ("score", ["{d}/a.png", "-m", "{d}/missing/model"], 1, "{d}/missing/model: no such folder"),
+        ("eval", ["--datasets", "koniq10k", "--image-roots", "{d}/bad.yaml"], 2, "{d}/bad.yaml: not valid YAML"),
+        ("eval", ["--datasets", "koniq10k", "--image-root", "{d}", "--output", "{d}/a.png"], 2, "--output {d}/a.png is a file"),
+        ("eval", ["--datasets", "koniq10k", "--image-root", "{d}", "--model-arg", "dtpye=bf16"], 2, "option(s) dtpye not accepted by the built-in model"),
+        ("labels", ["--dataset", "koniq10k", "-o", "{d}"], 2, "{d} is a folder; give the manifest a file name"),
+        ("labels", ["{d}/none.csv", "-o", "{d}/m.jsonl"], 2, "label file not found: {d}/none.csv"),
+        ("train", ["--config", "{d}/none.yaml"], 2, "{d}/none.yaml"),
+        ("export", ["{d}/none", "--merge", "-o", "{d}/out"], 2, "checkpoint {d}/none: no such folder"),
+    ],
+)  # fmt: skip
+def test_bad_input_exits_non_zero_naming_the_culprit(files, capsys, cli, argv, rc, message):
+    main = importlib.import_module(f"deqa.cli.{cli}").main
+    assert main([a.format(d=files) for a in argv]) == rc
+    err = capsys.readouterr().err
+    assert message.format(d=files) in err
+    assert "Traceback" not in err
