@@ -48,6 +48,7 @@ class DegradationTrainConfig:
     lr: float = 2e-3
     weight_decay: float = 1e-4
     min_lr_ratio: float = 0.01
+    warmup_steps: int = 0  # linear warm-up from 1% of lr, then the cosine schedule
     grad_clip: float = 1.0
     patience: int = 3
     loss: str = "bce"
@@ -65,6 +66,8 @@ class DegradationTrainConfig:
     def __post_init__(self) -> None:
         if self.loss not in ("bce", "mse"):
             raise ValueError(f"loss must be 'bce' or 'mse', got {self.loss!r}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
         for name in ("epochs", "batch_size", "patience"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -224,6 +227,16 @@ def evaluate_protocol(
     return res
 
 
+def _schedule(opt: torch.optim.Optimizer, cfg: DegradationTrainConfig, total_steps: int):
+    """Cosine annealing to ``min_lr_ratio * lr`` after an optional linear warm-up."""
+    warm = min(cfg.warmup_steps, max(total_steps - 1, 0))
+    cosine = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(total_steps - warm, 1), eta_min=cfg.lr * cfg.min_lr_ratio)
+    if not warm:
+        return cosine
+    ramp = torch.optim.lr_scheduler.LinearLR(opt, start_factor=0.01, end_factor=1.0, total_iters=warm)
+    return torch.optim.lr_scheduler.SequentialLR(opt, [ramp, cosine], milestones=[warm])
+
+
 def train_degradation(cfg: DegradationTrainConfig, *, progress: bool = True) -> dict[str, Any]:
     """Train, keep the best-validation-loss weights in ``cfg.out_dir``; returns the summary."""
     from tqdm.auto import tqdm
@@ -264,7 +277,7 @@ def train_degradation(cfg: DegradationTrainConfig, *, progress: bool = True) -> 
     total_steps = steps_per_epoch * cfg.epochs
     if cfg.max_steps:
         total_steps = min(total_steps, cfg.max_steps)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps, eta_min=cfg.lr * cfg.min_lr_ratio)
+    sched = _schedule(opt, cfg, total_steps)
 
     state_path = out / "trainer_state.pt"
     state = {"epoch": 0, "step": 0, "best_val": float("inf"), "bad_epochs": 0, "history": []}

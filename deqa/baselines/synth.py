@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
-from scipy import ndimage
+from scipy import ndimage, signal
 
 from .degradation import resize_square
 from .texture import TextureCriterion
@@ -77,7 +77,12 @@ def apply_blur(img: Array, t: float, rng: np.random.Generator, kind: str | None 
         ImageDraw.Draw(kimg).line([(c - dx, c - dy), (c + dx, c + dy)], fill=255, width=4)
         kernel = np.asarray(kimg.resize((size, size), Image.Resampling.BOX), dtype=np.float32)
         kernel /= max(kernel.sum(), 1e-6)
-        return np.stack([ndimage.convolve(img[..., ch], kernel, mode="reflect") for ch in range(3)], axis=-1)
+        # FFT convolution (streaks reach ~70 px; direct convolution would take seconds) of the
+        # reflect-padded image, 'valid' part: the same result as ndimage.convolve(mode="reflect").
+        k = kernel.shape[0] // 2
+        padded = np.pad(img, ((k, k), (k, k), (0, 0)), mode="symmetric")
+        out = signal.fftconvolve(padded, kernel[:, :, None], mode="valid", axes=(0, 1))
+        return np.clip(out, 0.0, 1.0).astype(np.float32)
     raise ValueError(f"unknown blur kind {kind!r}; expected gaussian, motion or box")
 
 
