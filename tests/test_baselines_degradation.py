@@ -157,8 +157,11 @@ def test_a_few_training_steps_lower_the_loss_and_resume(tiny_sets, tmp_path):
     warm = DegradationTrainConfig(train_data=str(train), val_data=str(val), out_dir=str(tmp_path / "w"),
                                   epochs=1, batch_size=16, lr=1e-5, num_threads=1, init_from=str(tmp_path / "m"))
     train_degradation(warm, progress=False)
-    wlog = json.loads((tmp_path / "w" / "train_log.jsonl").read_text().splitlines()[0])
-    assert wlog["val_loss"] <= min(r["val_loss"] for r in log) + 0.02
+    init, after = load_degradation_model(tmp_path / "m"), load_degradation_model(tmp_path / "w")
+    w0, w1 = init.stages[1][0].weight, after.stages[1][0].weight
+    # 4 AdamW steps at lr 1e-5 move each weight by at most ~4e-5 (a fresh init differs by ~0.05).
+    assert (w1 - w0).abs().max().item() < 1e-4
+    assert (DegradationNet(init.cfg).stages[1][0].weight - w0).abs().max().item() > 1e-2
     bad = DegradationTrainConfig(train_data=str(train), val_data=str(val), out_dir=str(tmp_path / "x"),
                                  model={"stem_stride": 2}, init_from=str(tmp_path / "m"))
     with pytest.raises(ValueError, match="init_from"):
@@ -225,17 +228,54 @@ def test_model_card_reports_metrics_and_goals(tmp_path):
     net = DegradationNet(DegradationModelConfig(heads=("blur", "watermark")))
     save_degradation_model(net, tmp_path / "m", extra={"model_id": "card-test"})
     metrics = {
-        "n": 10, "image_size": 224, "overall_srcc_vs_weighted_total": 0.95, "overall_srcc_vs_sum": 0.9,
-        "heads": {"blur": {"mae": 0.1, "srcc": 0.93, "roc_auc": 0.97},
-                  "watermark": {"mae": 0.2, "srcc": 0.85, "roc_auc": 0.95, "srcc_when_present": 0.7}},
+        "protocol": "deqa-heldout-v2", "image_size": 224,
+        "mixed": {"n": 10, "overall_srcc_vs_weighted_total": 0.95, "overall_srcc_vs_sum": 0.9,
+                  "heads": {"blur": {"mae": 0.1, "srcc": 0.7, "roc_auc": 0.97},
+                            "watermark": {"mae": 0.2, "srcc": 0.6, "roc_auc": 0.95, "srcc_when_present": 0.7}}},
+        "sweep": {"blur": {"srcc": 0.93, "mae": 0.05, "n": 20}, "watermark": {"srcc": 0.85, "mae": 0.12, "n": 20}},
     }
     (tmp_path / "metrics.json").write_text(json.dumps(metrics))
     (tmp_path / "log.jsonl").write_text(json.dumps({"epoch": 1, "val_loss": 0.3}) + "\n" + json.dumps({"epoch": 2, "val_loss": 0.25}) + "\n")
     goals = check_goals(metrics)
+    # Per-head SRCC is read on the sweep sets, not on the mixed set's all-sample SRCC.
     assert goals["srcc[blur] >= 0.9"] and not goals["srcc[watermark] >= 0.9"]
     assert goals["watermark ROC-AUC >= 0.9"] and goals["overall SRCC >= 0.9"]
     card = write_model_card(tmp_path / "m", tmp_path / "metrics.json", [tmp_path / "log.jsonl"]).read_text()
     assert "# Model card: card-test" in card
-    assert "| watermark | 0.200 | 0.850 | 0.700 | 0.950 | – |" in card
+    assert "| watermark | 0.850 | 0.120 | 0.950 | 0.200 | 0.600 | 0.700 | – |" in card
     assert "**missed**: srcc[watermark] >= 0.9" in card and "met: srcc[blur] >= 0.9" in card
     assert "best validation loss 0.2500 at epoch 2" in card
+    with pytest.raises(ValueError, match="held-out protocol"):
+        check_goals(metrics["mixed"])
+
+
+def test_evaluate_sweep_by_hand():
+    from deqa.baselines.degradation_train import evaluate_sweep
+
+    y = np.array([[0.0, 0.1], [0.5, 0.4], [1.0, 0.9], [0.2, 0.6]])
+    p = np.array([[0.3, 0.2], [0.1, 0.3], [0.2, 0.5], [0.0, 0.4]])
+    r = evaluate_sweep(p, y, ["blur", "noise"], "noise")
+    # noise ranks: truth 1,2,4,3 vs prediction 1,2,4,3 -> 1; MAE (0.1 + 0.1 + 0.4 + 0.2) / 4
+    assert r["srcc"] == pytest.approx(1.0) and r["mae"] == pytest.approx(0.2) and r["n"] == 4
+    with pytest.raises(ValueError, match="not a sweep set"):
+        evaluate_sweep(p, y, ["blur", "noise"], "blur")
+
+
+def test_protocol_on_rendered_sets(tmp_path, tiny_sets):
+    from deqa.baselines.degradation_train import evaluate_protocol
+
+    from skimage import data
+
+    photo = tmp_path / "coffee.png"
+    Image.fromarray(data.coffee()).resize((150, 100)).save(photo)
+    mixed = render_dataset([photo], tmp_path / "mixed", 24, SynthConfig(size=64), seed=3, progress=False)
+    sweep = render_dataset([photo], tmp_path / "sw", 24, SynthConfig(size=64, sweep="noise"), seed=4, progress=False)
+    net = DegradationNet(DegradationModelConfig(image_size=64))
+    res = evaluate_protocol(net, mixed, [sweep], batch_size=8)
+    assert res["protocol"] == "deqa-heldout-v2" and res["mixed"]["n"] == 24
+    assert set(res["sweep"]) == {"noise"} and res["sweep"]["noise"]["n"] == 24
+    # Sets must be rendered at the model's input size, and sweep sets must be sweep sets.
+    with pytest.raises(ValueError, match="--size 96"):
+        evaluate_protocol(DegradationNet(DegradationModelConfig(image_size=96)), mixed)
+    with pytest.raises(ValueError, match="not a sweep set"):
+        evaluate_protocol(net, mixed, [mixed])

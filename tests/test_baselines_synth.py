@@ -166,3 +166,79 @@ def test_load_unfinished_dataset_says_how_to_resume(tmp_path):
         load_synth_dataset(out)
     with pytest.raises(FileNotFoundError, match="deqa baseline synth"):
         load_synth_dataset(tmp_path / "nothing")
+
+
+# --- curation: the texture criterion, textured crops, sweep sets ------------------------------
+def _gradient(h=240, w=320) -> np.ndarray:
+    ramp = np.linspace(0.1, 0.9, w, dtype=np.float32)
+    return np.repeat(np.stack([ramp, ramp * 0.8, ramp * 0.6], -1)[None], h, axis=0)
+
+
+def test_texture_criterion_rejects_a_flat_gradient_and_keeps_a_photo(photo):
+    from deqa.baselines.texture import TextureCriterion, textured_fraction, tile_laplacian_std
+
+    crit = TextureCriterion()
+    grad = _gradient()
+    assert textured_fraction(grad) == 0.0 and not crit.passes(grad)
+    assert crit.fraction(photo) >= crit.min_fraction and crit.passes(photo)
+    # uint8 input reads the same as float input; tiles are full 32-px tiles only.
+    u8 = (photo * 255 + 0.5).astype(np.uint8)
+    assert tile_laplacian_std(u8).shape == (107 // 32, 160 // 32)
+    assert abs(crit.fraction(u8) - crit.fraction(photo)) <= 1 / 15
+    # Blurring the photo hard makes it fail: the criterion measures what blur takes away.
+    assert not crit.passes(apply_blur(photo, 1.0, np.random.default_rng(0), kind="gaussian"))
+    assert TextureCriterion(min_fraction=0).passes(grad)
+    with pytest.raises(ValueError, match="min_fraction"):
+        TextureCriterion(min_fraction=1.5)
+
+
+def test_textured_crop_redraws_flat_crops():
+    from deqa.baselines.synth import textured_crop
+
+    # Left half flat gradient, right half a real photo: crops must come from the textured side.
+    from skimage import data
+
+    left = (_gradient(300, 300) * 255).astype(np.uint8)
+    right = np.asarray(Image.fromarray(data.coffee()).resize((300, 300)))
+    photo = Image.fromarray(np.concatenate([left, right], 1))
+    cfg = SynthConfig(size=64, crop_scale=(0.2, 0.25), max_aspect=1.0)
+    fracs = [textured_crop(photo, np.random.default_rng(i), cfg)[1] for i in range(12)]
+    assert min(fracs) >= cfg.min_texture
+    plain = SynthConfig(size=64, crop_scale=(0.2, 0.25), max_aspect=1.0, min_texture=0.0)
+    assert min(textured_crop(photo, np.random.default_rng(i), plain)[1] for i in range(12)) < cfg.min_texture
+
+
+def test_crops_are_square_at_any_aspect():
+    photo = Image.fromarray((np.random.default_rng(0).random((120, 300, 3)) * 255).astype(np.uint8))
+    for i in range(10):
+        assert random_crop(photo, 48, np.random.default_rng(i), max_aspect=1.78).shape == (48, 48, 3)
+    with pytest.raises(ValueError, match="max_aspect"):
+        SynthConfig(max_aspect=0.5)
+
+
+def test_sweep_sets_draw_the_head_on_every_sample():
+    cfg = SynthConfig(sweep="blur")
+    rng = np.random.default_rng(0)
+    vals = [sample_plan(rng, cfg)["blur"] for _ in range(400)]
+    assert min(vals) > 0 and max(vals) < 1
+    assert min(vals) < cfg.min_intensity  # uniform on [0, 1], not [min_intensity, 1]
+    assert 0.4 < np.mean(vals) < 0.6
+    with pytest.raises(ValueError, match="sweep"):
+        SynthConfig(sweep="rain")
+
+
+@pytest.mark.parametrize("background,darker", [(1.0, True), (0.0, False)])
+def test_watermark_contrasts_with_its_background(background, darker):
+    img = np.full((96, 128, 3), background, np.float32)
+    out = apply_watermark(img, 0.5, np.random.default_rng(0), layout="centre")
+    delta = float((out - img).mean())
+    assert (delta < 0) if darker else (delta > 0)
+
+
+def test_motion_blur_as_visible_as_gaussian_at_equal_intensity(photo):
+    def loss(kind, t):
+        return _lap_var(photo) / _lap_var(apply_blur(photo, t, np.random.default_rng(3), kind=kind))
+
+    for t in (0.3, 0.8):
+        ratio = np.log(loss("motion", t)) / np.log(loss("gaussian", t))
+        assert 0.6 < ratio < 1.6, (t, ratio)

@@ -18,11 +18,20 @@ GOALS = {"head_srcc": 0.9, "watermark_roc_auc": 0.9, "overall_srcc": 0.9}
 
 
 def check_goals(metrics: dict[str, Any]) -> dict[str, bool]:
-    heads = metrics["heads"]
-    out = {f"srcc[{h}] >= {GOALS['head_srcc']}": m["srcc"] >= GOALS["head_srcc"] for h, m in heads.items()}
-    if "watermark" in heads:
-        out[f"watermark ROC-AUC >= {GOALS['watermark_roc_auc']}"] = heads["watermark"].get("roc_auc", 0.0) >= GOALS["watermark_roc_auc"]
-    out[f"overall SRCC >= {GOALS['overall_srcc']}"] = metrics["overall_srcc_vs_weighted_total"] >= GOALS["overall_srcc"]
+    """Goal -> met, from the JSON of ``deqa baseline eval`` (protocol ``deqa-heldout-v2``).
+
+    Per-head SRCC is read on the head's sweep set (grading); the watermark ROC-AUC and the overall
+    SRCC on the mixed set.
+    """
+    if "mixed" not in metrics:
+        raise ValueError("metrics JSON is not from the held-out protocol (no 'mixed' section); "
+                         "re-run `deqa baseline eval --data MIXED --sweep SWEEP_DIRS...`")
+    mixed, sweep = metrics["mixed"], metrics.get("sweep", {})
+    heads = list(mixed["heads"])
+    out = {f"srcc[{h}] >= {GOALS['head_srcc']}": sweep.get(h, {}).get("srcc", float("nan")) >= GOALS["head_srcc"] for h in heads}
+    if "watermark" in mixed["heads"]:
+        out[f"watermark ROC-AUC >= {GOALS['watermark_roc_auc']}"] = mixed["heads"]["watermark"].get("roc_auc", 0.0) >= GOALS["watermark_roc_auc"]
+    out[f"overall SRCC >= {GOALS['overall_srcc']}"] = mixed["overall_srcc_vs_weighted_total"] >= GOALS["overall_srcc"]
     return out
 
 
@@ -86,35 +95,56 @@ def write_model_card(model_dir: str | Path, metrics_path: str | Path, train_logs
           "  costs ~16x the multiply-adds (4.4 vs 0.28 GMAC per 224-px image, far below 20 img/s on 2 CPU",
           "  cores; BENCHMARKS.md has the measured stride 1/2/4 numbers). With the patchify stem the stages",
           "  run at 56/28/14/7 px while every input pixel is still read by the first conv.",
-          f"- Input: the whole image resized to {mcfg.image_size}x{mcfg.image_size} (no crop, so corner watermarks stay in view);",
-          "  ImageNet mean/std normalisation is stored with the weights.",
+          f"- Input: the whole image resized to {mcfg.image_size}x{mcfg.image_size} (no crop, so corner watermarks stay in view) with",
+          "  the Lanczos resize that made the training crops, which were rendered at this same size (the",
+          "  degradations are defined in the pixels the model sees); ImageNet mean/std stored with the weights.",
           "- Head weights (renormalised to sum to 1): "
           + ", ".join(f"{h} {mcfg.weights[h]:g} -> {w[h]:.3f}" for h in mcfg.heads) + ".", ""]
     L += ["## Data", ""]
     if photo_dir and (Path(photo_dir) / "photos.json").is_file():
         index = json.loads((Path(photo_dir) / "photos.json").read_text())
+        cur_path = Path(photo_dir) / "curation.json"
+        cur = json.loads(cur_path.read_text()) if cur_path.is_file() else {}
+        used = [e for e in index if e.get("use", True)]
         by_origin: dict[str, int] = {}
-        for e in index:
+        for e in used:
             by_origin[e["origin"]] = by_origin.get(e["origin"], 0) + 1
-        held = sorted({e["group"] for e in index if e["split"] == "heldout"})
-        n_groups = len({e["group"] for e in index})
-        L += [f"- {len(index)} real photos in {n_groups} scenes, all shipped by packages: "
-              + ", ".join(f"{k} ({v})" for k, v in sorted(by_origin.items())) + ".",
-              f"- Held out (never seen in training or validation; whole scenes): {len(held)} scenes — {', '.join(held)}."]
+        held = sorted({e["group"] for e in used if e["split"] == "heldout"})
+        train = sorted({e["group"] for e in used if e["split"] == "train"})
+        L += [f"- {len(index)} images found in packages; {len(used)} used, in {len(held) + len(train)} scenes: "
+              + ", ".join(f"{k} ({v})" for k, v in sorted(by_origin.items())) + "."]
+        if cur:
+            L += ["- Curation, in two steps. (1) Photographs only: mate-backgrounds' `nature/` folder, a named list of",
+                  "  the Plasma wallpapers that are photographs, the scikit-image / scikit-learn / matplotlib photos",
+                  "  (`deqa/baselines/photos.py`); vector art, gradients, renders and drawings are left out, because a",
+                  "  degradation label on them describes something the image does not show (blur on a flat gradient).",
+                  f"  (2) Texture, measured at {cur['crop_size']} px: a crop is *textured* when at least "
+                  f"{cur['min_fraction']:.0%} of its {cur['tile']}-px tiles have a",
+                  f"  luma-Laplacian std >= {cur['lap_std']} (`deqa/baselines/texture.py`); a photo is used when at least "
+                  f"{cur['min_pass_rate']:.0%} of 40",
+                  "  seeded random crops are textured, and every rendered sample (training, validation and test) redraws",
+                  "  its crop until it is textured (up to 20 tries, then the most textured one).",
+                  "- Used (scene: texture pass rate): "
+                  + ", ".join(f"{e['group']} {e.get('texture_pass_rate', float('nan')):.2f}" for e in used) + ".",
+                  "- Not used: " + "; ".join(f"{e['group']} ({e.get('reason', '')})" for e in index if not e.get("use", True)) + "."]
+        L += [f"- Training scenes ({len(train)}): {', '.join(train)}.",
+              f"- Held out (never seen in training or validation; whole scenes, chosen by a hash of the scene name): "
+              f"{len(held)} scenes — {', '.join(held)}."]
     sc = SynthConfig.from_dict(train_meta["config"]) if train_meta else SynthConfig()
-    L += [f"- Training set: {train_meta.get('n', '?')} random crops of the training scenes at {sc.size} px; validation "
-          f"{val_meta.get('n', '?')} other crops of the same scenes; test {test_meta.get('n', metrics.get('n'))} crops of the "
-          f"held-out scenes at {test_meta.get('config', {}).get('size', metrics.get('image_size'))} px.",
+    L += [f"- Training set: {train_meta.get('n', '?')} random crops of the training scenes at {sc.size} px (the model's input size;",
+          f"  aspect ratio up to {sc.max_aspect}:1 squashed to a square, as the scorer squashes whole photos); validation "
+          f"{val_meta.get('n', '?')} other crops of the same scenes.",
           f"- Each crop gets k degradations, P(k) = {list(sc.count_probs)} for k = 0, 1, 2, ..., intensities uniform in "
           f"[{sc.min_intensity}, 1]; applied in capture order (blur, exposure, colour cast, noise, watermark, JPEG).",
-          "- Degradations and their intensity scales: blur (Gaussian / motion / box, sigma 0.4-4 px),",
-          "  exposure (-3.5 EV to +2.5 EV in linear light), colour cast (white-balance gains up to ±45% or a",
-          "  tint blend up to 35%), noise (Gaussian sigma 0.01-0.15, salt-and-pepper 0.3-8%, Poisson 2000-20",
-          f"  photons), watermark (text in {len(find_fonts())} fonts, "
-          "tiled / centre / diagonal / corner, opacity 0.12-0.8), JPEG",
-          f"  (quality {jpeg_quality(0.0)} at t=0 to {jpeg_quality(1.0)} at t=1).", ""]
+          "- Degradations and their intensity scales: blur (Gaussian / box with sigma 0.4-4 px; motion streaks",
+          "  longer by (1 + 4t) so the three kinds look alike at equal t), exposure (-3.5 EV to +2.5 EV in linear",
+          "  light), colour cast (white-balance gains up to ±45% or a tint blend up to 35%), noise (Gaussian sigma",
+          f"  0.01-0.15, salt-and-pepper 0.3-8%, Poisson 2000-20 photons), watermark (text in {len(find_fonts())} fonts,",
+          "  tiled / centre / diagonal / corner, opacity 0.2-0.85, light on dark backgrounds and dark on light ones),",
+          f"  JPEG (quality {jpeg_quality(0.0)} at t=0 to {jpeg_quality(1.0)} at t=1).", ""]
     L += ["## Training recipe", "",
-          f"- AdamW (lr {tcfg.get('lr')}, weight decay {tcfg.get('weight_decay')}), batch {tcfg.get('batch_size')}, cosine annealing to "
+          f"- AdamW (lr {tcfg.get('lr')}, weight decay {tcfg.get('weight_decay')}), batch {tcfg.get('batch_size')}, "
+          f"linear warm-up over {tcfg.get('warmup_steps', 0)} steps, cosine annealing to "
           f"{tcfg.get('min_lr_ratio')} x lr, gradient clipping {tcfg.get('grad_clip')}, {tcfg.get('loss', 'bce').upper()} loss on the intensities "
           f"with per-head weights {tcfg.get('loss_weights')}, horizontal flips.",
           f"- Early stopping on validation loss (patience {tcfg.get('patience')})."]
@@ -126,31 +156,39 @@ def write_model_card(model_dir: str | Path, metrics_path: str | Path, train_logs
         L.append(f"- {name}: {c.get('epochs')} epochs planned, {len(rows)} run, lr {c.get('lr')}, best validation loss "
                  f"{best['val_loss']:.4f} at epoch {best['epoch']}; per epoch: "
                  + ", ".join(f"{r['val_loss']:.4f}" for r in rows) + ".")
-    L += ["- Reproduce: `scripts/build_default_model.sh` (downloads the two Debian wallpaper packages, renders the",
-          "  sets, trains, evaluates and rewrites this card).", ""]
+    L += ["- Reproduce: `scripts/build_default_model.sh` (downloads the two Debian wallpaper packages, curates the",
+          "  photos, renders the sets, trains, evaluates and rewrites this card; every step resumes).", ""]
+    mixed, sweep = metrics["mixed"], metrics.get("sweep", {})
+    mixed_meta = meta(mixed.get("data"))
     L += ["## Held-out metrics", "",
-          f"{metrics['n']} held-out samples at {metrics.get('image_size')} px (`deqa baseline eval`).", "",
-          "| head | MAE | SRCC | SRCC when present | ROC-AUC (present vs absent) | SRCC reference* |",
-          "| --- | --- | --- | --- | --- | --- |"]
-    for h, m in metrics["heads"].items():
-        L.append(f"| {h} | {_f(m['mae'])} | {_f(m['srcc'])} | {_f(m.get('srcc_when_present'))} | {_f(m.get('roc_auc'))} "
-                 f"| {_f(m.get('srcc_ceiling_distinct_clean'))} |")
-    L += ["", "*SRCC reference: the all-sample SRCC of the true intensities themselves when each clean sample",
-          "(intensity 0, about three quarters of the set) gets a distinct value below 1e-3 instead of exactly 0.",
-          "Any real model gives clean images slightly different outputs, so all-sample SRCC mostly measures how",
-          "clean images are ordered among themselves; 'SRCC when present' (grading) and ROC-AUC (detection)",
-          "are the informative columns.",
-          "", f"- Overall score vs the true weighted total degradation: SRCC {metrics['overall_srcc_vs_weighted_total']:.3f} "
-          f"(vs the unweighted sum of intensities: {metrics['overall_srcc_vs_sum']:.3f}).", "",
-          "Goals (held out): per-head SRCC >= 0.9, watermark ROC-AUC >= 0.9, overall SRCC >= 0.9:", ""]
+          f"Protocol `{metrics.get('protocol')}` (`deqa baseline eval --data MIXED --sweep SWEEPS...`), every set rendered",
+          f"at {metrics.get('image_size')} px from the held-out scenes only, with the textured-crop rule above:", "",
+          f"- **Grading** (per-head SRCC): for each head a sweep set of {next(iter(sweep.values()), {}).get('n', '?')} crops "
+          "whose intensity for that head is",
+          "  uniform in [0, 1] (no mass at 0), the other degradations drawn as in training (nuisance); SRCC between",
+          "  the predicted and the true intensity of that head.",
+          f"- **Detection** (ROC-AUC, present vs absent) and the **overall score** on a mixed set of {mixed['n']} crops with",
+          f"  0-4 degradations as in training (P(k) = {mixed_meta.get('config', {}).get('count_probs', '?')}). Overall: SRCC between",
+          "  the overall score and minus the true weighted total degradation sum_i w_i t_i.",
+          "- On the mixed set about 75% of the samples have intensity exactly 0 for a given head, so all-sample SRCC",
+          "  there is capped near 0.76 even for perfect untied predictions (the 'ceiling' column: the true",
+          "  intensities with distinct tiny values for the clean samples); it is reported, but the goal is read on",
+          "  the sweep sets.", "",
+          "| head | grading SRCC (sweep) | sweep MAE | ROC-AUC (mixed) | mixed MAE | mixed SRCC all | mixed SRCC when present | all-sample ceiling |",
+          "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for h, m in mixed["heads"].items():
+        sw = sweep.get(h, {})
+        L.append(f"| {h} | {_f(sw.get('srcc'))} | {_f(sw.get('mae'))} | {_f(m.get('roc_auc'))} | {_f(m['mae'])} | {_f(m['srcc'])} "
+                 f"| {_f(m.get('srcc_when_present'))} | {_f(m.get('srcc_ceiling_distinct_clean'))} |")
+    L += ["", f"- Overall score vs the true weighted total degradation (mixed set): SRCC {mixed['overall_srcc_vs_weighted_total']:.3f} "
+          f"(vs the unweighted sum of intensities: {mixed['overall_srcc_vs_sum']:.3f}).", "",
+          "Goals (held out): per-head grading SRCC >= 0.9, watermark ROC-AUC >= 0.9, overall SRCC >= 0.9:", ""]
     goals = check_goals(metrics)
     for k, ok in goals.items():
         L.append(f"- {'met' if ok else '**missed**'}: {k}")
     if not all(goals.values()) and log and log[-1]["val_loss"] <= min(r["val_loss"] for r in log):
-        L += ["", f"The validation loss was still falling at the last epoch ({log[-1]['val_loss']:.4f}): this model is",
-              "under-trained for its compute budget (a shared 2-core CPU), not at its capacity. Re-running",
-              "`scripts/build_default_model.sh` with more epochs (EPOCHS / EPOCHS2, or DEVICE=cuda on a GPU) is the",
-              "next step towards the goals."]
+        L += ["", f"The validation loss was still falling at the last epoch ({log[-1]['val_loss']:.4f}): more epochs",
+              "(`EPOCHS=... scripts/build_default_model.sh`, or `DEVICE=cuda` on a GPU) would still help."]
     if speed_path and Path(speed_path).is_file():
         sp = json.loads(Path(speed_path).read_text())
         net, cold = sp["images_per_s"], sp["cold_start_deqa_score_s"]
@@ -164,8 +202,8 @@ def write_model_card(model_dir: str | Path, metrics_path: str | Path, train_logs
           "  large photo's pixel-level noise mostly vanishes at that scale and is not penalised.",
           "- Colour cast and exposure are learnt against photos whose own colours and brightness count as",
           "  neutral; strongly tinted or low-key photos read as somewhat cast / under-exposed.",
-          "- Trained on 55 training scenes (nature, city, portraits, wallpapers); other domains (documents,",
-          "  screenshots, medical) are out of distribution.", ""]
+          "- Trained on few scenes (the photographs that ship in packages: nature, city, objects, portraits);",
+          "  other domains (documents, screenshots, drawings, medical) are out of distribution.", ""]
     path = model_dir / "MODEL_CARD.md"
     path.write_text("\n".join(L))
     return path

@@ -38,6 +38,7 @@ __all__ = [
     "DegradationNet",
     "DegradationScorer",
     "ResizeCollate",
+    "resize_square",
     "save_degradation_model",
     "load_degradation_model",
 ]
@@ -192,21 +193,29 @@ class DegradationNet(nn.Module):
         return 1.0 - intensities @ self.head_weights
 
 
+def resize_square(img: Image.Image, size: int) -> Image.Image:
+    """Resize to ``size`` x ``size`` (aspect not kept): the one resize of training and scoring.
+
+    Training crops are made with this same call (``deqa.baselines.synth.random_crop``), so the
+    scorer shows the model images with the same sharpness as the clean training crops; a softer
+    filter here would read as blur. Lanczos after a box reduction to <= 3x the target size.
+    """
+    return img.resize((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0)
+
+
 class ResizeCollate:
     """Picklable collate: RGB images -> uint8 tensor [B, 3, S, S].
 
     The whole image is resized to S x S (aspect not kept) rather than centre-cropped, because
-    watermarks sit in corners and a crop would throw them away.
+    watermarks sit in corners and a crop would throw them away. The training crops are squashed
+    to a square the same way.
     """
 
     def __init__(self, size: int):
         self.size = size
 
     def __call__(self, images: list[Image.Image]) -> torch.Tensor:
-        arrs = [
-            np.asarray(img.resize((self.size, self.size), Image.Resampling.BILINEAR, reducing_gap=3.0), dtype=np.uint8)
-            for img in images
-        ]
+        arrs = [np.asarray(resize_square(img, self.size), dtype=np.uint8) for img in images]
         return torch.from_numpy(np.stack(arrs)).permute(0, 3, 1, 2).contiguous()
 
 

@@ -12,6 +12,14 @@ Sources (all redistributable; see each package for its licence):
 Every photo belongs to a *group* (one scene: the left/right stereo pair, the resolutions and
 light/dark variants of one wallpaper). The held-out split is made of whole groups, chosen by a
 hash of the group name, so held-out metrics are measured on scenes the model never saw.
+
+Curation. Only photographs are used: a degradation label on vector art, flat gradients or
+cartoons (most of the wallpapers) describes something the image does not show (blur on a flat
+gradient is invisible). Which files are photographs is decided per source and listed below
+(mate-backgrounds' own ``nature`` category; a named list of the Plasma wallpapers that are
+photographs; the package photos minus a rendered icon). On top of that a measurable texture
+criterion (:mod:`.texture`) drops photos whose random crops are mostly flat (sky, fog,
+defocused backgrounds): ``prepare_photos`` records each photo's pass rate and whether it is used.
 """
 
 from __future__ import annotations
@@ -26,12 +34,17 @@ from pathlib import Path
 
 from PIL import Image
 
+from .texture import TextureCriterion
+
 __all__ = [
     "PhotoSource",
     "find_package_photos",
     "find_debian_photos",
     "hf_dataset_photos",
     "is_heldout",
+    "texture_pass_rate",
+    "MATE_PHOTO_FOLDERS",
+    "PLASMA_PHOTOGRAPHS",
     "prepare_photos",
     "read_photo_index",
     "DEFAULT_PHOTO_CACHE",
@@ -45,11 +58,25 @@ _IMAGE_EXT = {".jpg", ".jpeg", ".png"}
 
 @dataclass(frozen=True)
 class PhotoSource:
-    """One photo on disk. ``group`` names the scene (the unit of the held-out split)."""
+    """One photo on disk. ``group`` names the scene (the unit of the held-out split);
+    ``photograph`` is False for drawings, renders and vector art (kept in the index, not used)."""
 
     group: str
     path: str
     origin: str
+    photograph: bool = True
+
+
+# mate-backgrounds sorts its wallpapers into folders: nature/ holds photographs; abstract/ and
+# desktop/ hold vector art, gradients and logos.
+MATE_PHOTO_FOLDERS = ("nature",)
+# The Plasma wallpapers that are photographs (judged by eye, one by one; the others are vector
+# art, renders or drawings: Altai, Autumn, Canopee, Cascade, Cluster, Elarun, Flow, FlyingKonqui,
+# Honeywave, IceCold, Kay, Kokkini, MilkyWay, Opal, PastelHills, Patak, SafeLanding, Shell, Volna).
+PLASMA_PHOTOGRAPHS = frozenset({
+    "BytheWater", "ColdRipple", "ColorfulCups", "DarkestHour", "EveningGlow", "FallenLeaf", "Grey",
+    "Kite", "OneStandsOut", "Path", "summer_1am",
+})
 
 
 def find_package_photos() -> list[PhotoSource]:
@@ -85,9 +112,10 @@ def find_package_photos() -> list[PhotoSource]:
         import matplotlib
 
         root = Path(matplotlib.get_data_path()) / "sample_data"
-        for name in ("grace_hopper.jpg", "Minduka_Present_Blue_Pack.png"):
+        # Minduka_Present_Blue_Pack.png is a rendered gift-box icon, not a photograph.
+        for name, photo in (("grace_hopper.jpg", True), ("Minduka_Present_Blue_Pack.png", False)):
             if (root / name).is_file():
-                out.append(PhotoSource(f"matplotlib:{Path(name).stem}", str(root / name), "matplotlib"))
+                out.append(PhotoSource(f"matplotlib:{Path(name).stem}", str(root / name), "matplotlib", photo))
     except ImportError:
         pass
     return out
@@ -104,30 +132,30 @@ def find_debian_photos(root: str | os.PathLike) -> list[PhotoSource]:
     """
     root = Path(root)
     share = root / "root" / "usr" / "share" if (root / "root").is_dir() else root / "usr" / "share"
-    best: dict[str, tuple[int, Path, str]] = {}
+    best: dict[str, tuple[int, Path, str, bool]] = {}
 
-    def consider(group: str, path: Path, origin: str) -> None:
+    def consider(group: str, path: Path, origin: str, photograph: bool) -> None:
         size = path.stat().st_size
         if group not in best or size > best[group][0]:
-            best[group] = (size, path, origin)
+            best[group] = (size, path, origin, photograph)
 
     mate = share / "backgrounds" / "mate"
     if mate.is_dir():
         for path in sorted(mate.rglob("*")):
             if path.suffix.lower() in _IMAGE_EXT:
                 stem = _RES_RE.sub("", path.stem)
-                consider(f"mate:{path.parent.name}/{stem}", path, "mate-backgrounds")
+                consider(f"mate:{path.parent.name}/{stem}", path, "mate-backgrounds", path.parent.name in MATE_PHOTO_FOLDERS)
     plasma = share / "wallpapers"
     if plasma.is_dir():
         for path in sorted(plasma.glob("*/contents/images*/*")):
             if path.suffix.lower() in _IMAGE_EXT:
                 wallpaper = path.parent.parent.parent.name
                 variant = path.parent.name  # images / images_dark: same scene, different look
-                consider(f"plasma:{wallpaper}:{variant}", path, "plasma-workspace-wallpapers")
+                consider(f"plasma:{wallpaper}:{variant}", path, "plasma-workspace-wallpapers", wallpaper in PLASMA_PHOTOGRAPHS)
     # Light and dark variants of one wallpaper are one scene: the split must keep them together.
     return [
-        PhotoSource(_scene(group), str(path), origin)
-        for group, (_, path, origin) in sorted(best.items())
+        PhotoSource(_scene(group), str(path), origin, photograph)
+        for group, (_, path, origin, photograph) in sorted(best.items())
     ]
 
 
@@ -162,16 +190,41 @@ def is_heldout(group: str, fraction: float) -> bool:
     return h < fraction
 
 
+def texture_pass_rate(photo: Image.Image, size: int, criterion: TextureCriterion, n: int = 40, seed: int = 0) -> float:
+    """Fraction of ``n`` seeded random crops of ``photo`` (as rendered at ``size`` px) that pass."""
+    import numpy as np
+
+    from .synth import SynthConfig, random_crop
+
+    if min(photo.size) < size:
+        return 0.0
+    cfg = SynthConfig(size=size)
+    rng = np.random.default_rng(seed)
+    return sum(criterion.passes(random_crop(photo, size, rng, cfg.crop_scale, cfg.max_aspect)) for _ in range(n)) / n
+
+
 def prepare_photos(
-    sources: Iterable[PhotoSource], out_dir: str | os.PathLike, *, max_side: int = 1024, heldout_fraction: float = 0.2
+    sources: Iterable[PhotoSource],
+    out_dir: str | os.PathLike,
+    *,
+    max_side: int = 1024,
+    heldout_fraction: float = 0.2,
+    crop_size: int = 224,
+    texture: TextureCriterion | None = None,
+    min_pass_rate: float = 0.25,
+    photographs_only: bool = True,
 ) -> list[dict]:
     """Decode, downscale (longest side <= ``max_side``) and save every photo once as PNG.
 
-    Writes ``photos.json`` (group, file, origin, split) so that rendering never re-decodes the
-    5K wallpapers; re-running skips photos already prepared.
+    Writes ``photos.json`` (group, file, origin, split, photograph, texture_pass_rate, use,
+    reason) so that rendering never re-decodes the 5K wallpapers; re-running skips photos already
+    prepared. A photo is *used* when it is a photograph (unless ``photographs_only`` is False),
+    is at least ``crop_size`` px on its short side, and at least ``min_pass_rate`` of its random
+    ``crop_size`` crops pass ``texture`` (default :class:`TextureCriterion`).
     """
     from ..imageio import load_image
 
+    texture = texture or TextureCriterion()
     out_dir = Path(out_dir)
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
     index = []
@@ -187,13 +240,28 @@ def prepare_photos(
         entry = asdict(src)
         entry["file"] = f"images/{name}"
         entry["split"] = "heldout" if is_heldout(src.group, heldout_fraction) else "train"
+        with Image.open(target) as im:
+            photo = im.convert("RGB")
+        rate = texture_pass_rate(photo, crop_size, texture)
+        entry["texture_pass_rate"] = round(rate, 3)
+        if photographs_only and not src.photograph:
+            entry["use"], entry["reason"] = False, "not a photograph"
+        elif min(photo.size) < crop_size:
+            entry["use"], entry["reason"] = False, f"smaller than {crop_size} px"
+        elif rate < min_pass_rate:
+            entry["use"], entry["reason"] = False, f"too flat: {rate:.0%} of crops pass the texture criterion (< {min_pass_rate:.0%})"
+        else:
+            entry["use"], entry["reason"] = True, ""
         index.append(entry)
+    criterion = {"crop_size": crop_size, "min_pass_rate": min_pass_rate, "photographs_only": photographs_only, **texture.to_dict()}
     (out_dir / PHOTO_INDEX_NAME).write_text(json.dumps(index, indent=1))
+    (out_dir / "curation.json").write_text(json.dumps(criterion, indent=1) + "\n")
     return index
 
 
-def read_photo_index(photo_dir: str | os.PathLike, split: str | None = None) -> list[dict]:
-    """Entries of ``photos.json`` (optionally one split), each with an absolute ``file``."""
+def read_photo_index(photo_dir: str | os.PathLike, split: str | None = None, *, used_only: bool = True) -> list[dict]:
+    """Entries of ``photos.json`` (optionally one split; by default only the photos curation
+    kept), each with an absolute ``file``."""
     photo_dir = Path(photo_dir)
     path = photo_dir / PHOTO_INDEX_NAME
     if not path.is_file():
@@ -203,8 +271,10 @@ def read_photo_index(photo_dir: str | os.PathLike, split: str | None = None) -> 
         if split not in ("train", "heldout"):
             raise ValueError(f"split must be 'train' or 'heldout', got {split!r}")
         index = [e for e in index if e["split"] == split]
+    if used_only:
+        index = [e for e in index if e.get("use", True)]
     for e in index:
         e["file"] = str(photo_dir / e["file"])
     if not index:
-        raise ValueError(f"{path}: no photos in split {split!r}")
+        raise ValueError(f"{path}: no usable photos in split {split!r} (see 'use'/'reason' in the index)")
     return index

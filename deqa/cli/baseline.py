@@ -51,16 +51,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hf-limit", type=int, default=500)
     p.add_argument("--heldout-fraction", type=float, default=0.2)
     p.add_argument("--max-side", type=int, default=1024)
+    p.add_argument("--crop-size", type=int, default=224, help="render size the texture criterion is judged at")
+    p.add_argument("--min-texture", type=float, default=0.3,
+                   help="a crop passes when this fraction of its 32-px tiles is textured (0 disables)")
+    p.add_argument("--min-pass-rate", type=float, default=0.25, help="use a photo when this fraction of its crops pass")
+    p.add_argument("--all-images", action="store_true", help="also use drawings and vector art, not only photographs")
 
     p = sub.add_parser("synth", help="render a synthetic degradation data set")
     p.add_argument("--photos", required=True, help="folder written by `deqa baseline photos`")
     p.add_argument("--split", choices=["train", "heldout"], required=True, help="which photos to crop from")
     p.add_argument("--out", required=True)
     p.add_argument("--n", type=int, required=True, help="number of samples")
-    p.add_argument("--size", type=int, default=160, help="side of the square samples in px")
+    p.add_argument("--size", type=int, default=224, help="side of the square samples in px (= the model's image_size)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--heads", default=None, help="comma-separated degradations (default: all six)")
+    p.add_argument("--min-texture", type=float, default=None, help="redraw crops with fewer textured tiles (default 0.3; 0 = off)")
+    p.add_argument("--max-aspect", type=float, default=None, help="crop aspect in [1/a, a], squashed to square (default 1.78)")
+    p.add_argument("--sweep", default=None, help="grading set: this head drawn uniformly in [0, 1] on every sample")
 
     p = sub.add_parser("train", help="train the degradation CNN")
     p.add_argument("--train-data", required=True)
@@ -76,7 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="evaluate a degradation model on a rendered set")
     p.add_argument("--model", default=None, help="baseline folder (default: the built-in model)")
-    p.add_argument("--data", required=True)
+    p.add_argument("--data", required=True, help="mixed set: detection ROC-AUC, overall SRCC, per-head MAE")
+    p.add_argument("--sweep", nargs="*", default=[], metavar="DIR",
+                   help="grading sets rendered with `synth --sweep HEAD`: per-head SRCC (the held-out protocol)")
     p.add_argument("--out", default=None, help="write the metrics JSON here")
     p.add_argument("--batch-size", type=int, default=64)
     _add_head_commands(sub)
@@ -140,6 +150,7 @@ def _photos(args) -> int:
         hf_dataset_photos,
         prepare_photos,
     )
+    from ..baselines.texture import TextureCriterion
 
     sources = find_package_photos()
     if args.debian_cache:
@@ -152,9 +163,16 @@ def _photos(args) -> int:
     if not sources:
         print("no photos found: install scikit-image/scikit-learn/matplotlib or run scripts/get_photos.sh", file=sys.stderr)
         return 1
-    index = prepare_photos(sources, args.out, max_side=args.max_side, heldout_fraction=args.heldout_fraction)
-    groups = {s: sorted({e["group"] for e in index if e["split"] == s}) for s in ("train", "heldout")}
-    print(f"{len(index)} photos in {len(groups['train']) + len(groups['heldout'])} scenes -> {args.out}")
+    texture = TextureCriterion(min_fraction=args.min_texture)
+    index = prepare_photos(sources, args.out, max_side=args.max_side, heldout_fraction=args.heldout_fraction,
+                           crop_size=args.crop_size, texture=texture, min_pass_rate=args.min_pass_rate,
+                           photographs_only=not args.all_images)
+    used = [e for e in index if e["use"]]
+    groups = {s: sorted({e["group"] for e in used if e["split"] == s}) for s in ("train", "heldout")}
+    print(f"{len(index)} images found, {len(used)} used in {len(groups['train']) + len(groups['heldout'])} scenes -> {args.out}")
+    for e in index:
+        if not e["use"]:
+            print(f"  not used: {e['group']} ({e['reason']})")
     print(f"held-out scenes ({len(groups['heldout'])}): {', '.join(groups['heldout'])}")
     return 0
 
@@ -166,7 +184,13 @@ def _synth(args) -> int:
     kw = {"size": args.size}
     if args.heads:
         kw["heads"] = tuple(h.strip() for h in args.heads.split(",") if h.strip())
-    cfg = SynthConfig(**kw)
+    for key in ("min_texture", "max_aspect", "sweep"):
+        if getattr(args, key) is not None:
+            kw[key] = getattr(args, key)
+    try:
+        cfg = SynthConfig(**kw)
+    except ValueError as err:
+        raise SystemExit(f"deqa baseline synth: {err}") from None
     photos = [e["file"] for e in read_photo_index(args.photos, args.split)]
     render_dataset(photos, args.out, args.n, cfg, seed=args.seed, workers=args.workers)
     print(f"rendered {args.n} samples of {args.size}px from {len(photos)} {args.split} photos -> {args.out}")
@@ -190,18 +214,16 @@ def _train(args) -> int:
 def _eval(args) -> int:
     from ..baselines import builtin_model_dir
     from ..baselines.degradation import load_degradation_model
-    from ..baselines.degradation_train import evaluate_degradation, predict_intensities
-    from ..baselines.synth import load_synth_dataset
+    from ..baselines.degradation_train import evaluate_protocol
 
     folder = Path(args.model) if args.model else builtin_model_dir()
     model = load_degradation_model(folder)
-    images, labels, meta = load_synth_dataset(args.data)
-    if tuple(meta["config"]["heads"]) != model.cfg.heads:
-        print(f"{args.data}: heads {meta['config']['heads']} differ from the model's {list(model.cfg.heads)}", file=sys.stderr)
+    try:
+        res = evaluate_protocol(model, args.data, args.sweep, batch_size=args.batch_size)
+    except ValueError as err:
+        print(f"deqa baseline eval: {err}", file=sys.stderr)
         return 2
-    pred = predict_intensities(model, images, args.batch_size)
-    res = evaluate_degradation(pred, labels, list(model.cfg.heads), model.cfg.normalised_weights())
-    res.update(model=str(folder), data=str(args.data), image_size=int(images.shape[1]))
+    res["model"] = str(folder)
     text = json.dumps(res, indent=2)
     print(text)
     if args.out:
