@@ -145,6 +145,10 @@ def test_builtin_baseline_end_to_end_without_transformers(tmp_path):
     # The built-in model sees blur: sharp crops above their blurred versions, a high SRCC overall
     # (0.94 when this test was written; the blur series is the MOS order).
     assert float(row["srcc"]) > 0.8
+    # Per crop: sigma 2 and sigma 4.5 both score below the sharp crop (blur is one of six heads, its
+    # weight 0.21 caps its effect at 0.83 points; the v2 model measured 0.2-0.3 and 0.55-0.7 here).
     for c in range(3):
-        assert preds[f"c{c}_b0.png"].score > preds[f"c{c}_b3.png"].score + 0.2
+        sharp = preds[f"c{c}_b0.png"].score
+        assert sharp > preds[f"c{c}_b3.png"].score + 0.1
+        assert sharp > preds[f"c{c}_b5.png"].score + 0.4
     assert (out / "blurmini" / "scatter.png").is_file()
