@@ -143,8 +143,8 @@ def write_model_card(model_dir: str | Path, metrics_path: str | Path, train_logs
           "  tiled / centre / diagonal / corner, opacity 0.2-0.85, light on dark backgrounds and dark on light ones),",
           f"  JPEG (quality {jpeg_quality(0.0)} at t=0 to {jpeg_quality(1.0)} at t=1).", ""]
     L += ["## Training recipe", "",
-          f"- AdamW (lr {tcfg.get('lr')}, weight decay {tcfg.get('weight_decay')}), batch {tcfg.get('batch_size')}, "
-          f"linear warm-up over {tcfg.get('warmup_steps', 0)} steps, cosine annealing to "
+          f"- AdamW (weight decay {tcfg.get('weight_decay')}), batch {tcfg.get('batch_size')}, "
+          "linear warm-up, then cosine annealing to "
           f"{tcfg.get('min_lr_ratio')} x lr, gradient clipping {tcfg.get('grad_clip')}, {tcfg.get('loss', 'bce').upper()} loss on the intensities "
           f"with per-head weights {tcfg.get('loss_weights')}, horizontal flips.",
           f"- Early stopping on validation loss (patience {tcfg.get('patience')})."]
@@ -153,7 +153,7 @@ def write_model_card(model_dir: str | Path, metrics_path: str | Path, train_logs
             continue
         name = f"Round {i}" + (" (warm start from the previous round, fresh schedule)" if c.get("init_from") else "")
         best = min(rows, key=lambda r: r["val_loss"])
-        L.append(f"- {name}: {c.get('epochs')} epochs planned, {len(rows)} run, lr {c.get('lr')}, best validation loss "
+        L.append(f"- {name}: {c.get('epochs')} epochs planned, {len(rows)} run, lr {c.get('lr')}, warm-up {c.get('warmup_steps', 0)} steps, seed {c.get('seed')}, best validation loss "
                  f"{best['val_loss']:.4f} at epoch {best['epoch']}; per epoch: "
                  + ", ".join(f"{r['val_loss']:.4f}" for r in rows) + ".")
     L += ["- Reproduce: `scripts/build_default_model.sh` (downloads the two Debian wallpaper packages, curates the",
