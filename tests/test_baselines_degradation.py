@@ -262,9 +262,9 @@ def test_evaluate_sweep_by_hand():
 
 
 def test_protocol_on_rendered_sets(tmp_path, tiny_sets):
-    from deqa.baselines.degradation_train import evaluate_protocol
-
     from skimage import data
+
+    from deqa.baselines.degradation_train import evaluate_protocol
 
     photo = tmp_path / "coffee.png"
     Image.fromarray(data.coffee()).resize((150, 100)).save(photo)

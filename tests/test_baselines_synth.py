@@ -193,10 +193,10 @@ def test_texture_criterion_rejects_a_flat_gradient_and_keeps_a_photo(photo):
 
 
 def test_textured_crop_redraws_flat_crops():
-    from deqa.baselines.synth import textured_crop
-
     # Left half flat gradient, right half a real photo: crops must come from the textured side.
     from skimage import data
+
+    from deqa.baselines.synth import textured_crop
 
     left = (_gradient(300, 300) * 255).astype(np.uint8)
     right = np.asarray(Image.fromarray(data.coffee()).resize((300, 300)))

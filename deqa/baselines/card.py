@@ -74,7 +74,6 @@ def write_model_card(model_dir: str | Path, metrics_path: str | Path, train_logs
         return json.loads(p.read_text()) if p.is_file() else {}
 
     train_meta, val_meta = meta(tcfg.get("train_data")), meta(tcfg.get("val_data"))
-    test_meta = meta(metrics.get("data"))
     w = dict(zip(mcfg.heads, mcfg.normalised_weights(), strict=True))
     L: list[str] = []
     L += [f"# Model card: {cfg.get('model_id', 'deqa degradation model')}", ""]

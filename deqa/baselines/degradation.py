@@ -31,6 +31,7 @@ from torch import nn
 from ..levels import level_word
 from ..results import ScoreResult
 from ..scorer import Scorer
+from .dictconfig import from_dict_strict
 
 __all__ = [
     "DEFAULT_HEAD_WEIGHTS",
@@ -101,11 +102,7 @@ class DegradationModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DegradationModelConfig:
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"degradation model config: unknown key(s) {unknown}; known: {sorted(known)}")
-        return cls(**d)
+        return from_dict_strict(cls, d, "degradation model config")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from .degradation import DegradationModelConfig, DegradationNet, save_degradation_model
+from .dictconfig import from_dict_strict
 from .synth import load_synth_dataset
 
 __all__ = [
@@ -77,11 +78,7 @@ class DegradationTrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DegradationTrainConfig:
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"degradation training config: unknown key(s) {unknown}; known: {sorted(known)}")
-        return cls(**d)
+        return from_dict_strict(cls, d, "degradation training config")
 
 
 def head_loss(

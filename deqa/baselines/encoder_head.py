@@ -29,6 +29,7 @@ from ..imageio import load_image
 from ..levels import level_word
 from ..results import ScoreResult
 from ..scorer import Scorer
+from .dictconfig import from_dict_strict
 from .encoders import EncoderSpec, FrozenEncoder, build_encoder
 from .thresholds import ThresholdPolicy
 
@@ -148,10 +149,7 @@ class HeadTrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> HeadTrainConfig:
-        unknown = sorted(set(d) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ValueError(f"head training config: unknown key(s) {unknown}; known: {sorted(cls.__dataclass_fields__)}")
-        return cls(**d)
+        return from_dict_strict(cls, d, "head training config")
 
 
 def train_head(emb: np.ndarray, targets: np.ndarray, cfg: HeadTrainConfig) -> tuple[QualityHead, list[dict]]:

@@ -30,6 +30,8 @@ import torch
 from PIL import Image
 from torch import nn
 
+from .dictconfig import from_dict_strict
+
 __all__ = ["EncoderSpec", "Preprocess", "FrozenEncoder", "build_encoder", "ENCODER_NAMES"]
 
 ENCODER_NAMES = ("efficientnet-lite0", "efficientnet-lite2", "hf", "resnet50")
@@ -57,10 +59,7 @@ class EncoderSpec:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> EncoderSpec:
-        unknown = sorted(set(d) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ValueError(f"encoder spec: unknown key(s) {unknown}; known: {sorted(cls.__dataclass_fields__)}")
-        return cls(**d)
+        return from_dict_strict(cls, d, "encoder spec")
 
 
 @dataclass(frozen=True)

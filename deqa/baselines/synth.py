@@ -26,6 +26,7 @@ from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage, signal
 
 from .degradation import resize_square
+from .dictconfig import from_dict_strict
 from .texture import TextureCriterion
 
 __all__ = [
@@ -317,7 +318,7 @@ class SynthConfig:
             raise ValueError(f"SynthConfig.max_crop_tries must be >= 1, got {self.max_crop_tries}")
         if self.sweep is not None and self.sweep not in self.heads:
             raise ValueError(f"SynthConfig.sweep {self.sweep!r} is not one of the heads {list(self.heads)}")
-        self.texture  # validates the texture fields
+        _ = self.texture  # building the criterion validates the texture fields
 
     @property
     def texture(self) -> TextureCriterion:
@@ -325,11 +326,7 @@ class SynthConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> SynthConfig:
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"SynthConfig: unknown key(s) {unknown}; known: {sorted(known)}")
-        return cls(**d)
+        return from_dict_strict(cls, d, "SynthConfig")
 
 
 def sample_plan(rng: np.random.Generator, cfg: SynthConfig) -> dict[str, float]:
