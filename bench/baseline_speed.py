@@ -46,6 +46,11 @@ def _rates(run, repeats: int) -> dict[str, float]:
     return {"median": round(statistics.median(rates), 1), "best": round(max(rates), 1)}
 
 
+def _seconds(times: list[float]) -> dict[str, float]:
+    """Median and best (shortest) of repeated timings, in seconds."""
+    return {"median": round(statistics.median(times), 2), "best": round(min(times), 2)}
+
+
 def _gmacs(net, size: int) -> float:
     """Multiply-accumulates of conv and linear layers for one image, counted with forward hooks."""
     import torch
@@ -138,9 +143,9 @@ def main(argv: list[str] | None = None) -> int:
         "repeats": args.repeats,
         "images_per_s": net_ips,
         "pipeline_images_per_s": pipe_ips,
-        "cold_start_deqa_score_s": {"median": round(statistics.median(cli), 2), "best": round(min(cli), 2)},
-        "cold_start_api_process_s": {"median": round(statistics.median(wall), 2), "best": round(min(wall), 2)},
-        "cold_start_in_process_s": {"median": round(statistics.median(colds), 2), "best": round(min(colds), 2)},
+        "cold_start_deqa_score_s": _seconds(cli),
+        "cold_start_api_process_s": _seconds(wall),
+        "cold_start_in_process_s": _seconds(colds),
         "transformers_or_peft_imported": leaked,
         "stems": stems,
         "load_avg_1min": os.getloadavg()[0],
