@@ -242,3 +242,28 @@ def test_motion_blur_as_visible_as_gaussian_at_equal_intensity(photo):
     for t in (0.3, 0.8):
         ratio = np.log(loss("motion", t)) / np.log(loss("gaussian", t))
         assert 0.6 < ratio < 1.6, (t, ratio)
+
+
+def test_cli_sweep_without_nuisance(tmp_path):
+    """`synth --sweep HEAD --no-nuisance`: the swept head on every sample, no other degradation;
+    --no-nuisance alone is an error naming the missing option."""
+    from skimage import data
+
+    from deqa.baselines.synth import load_synth_dataset
+    from deqa.cli.baseline import main as baseline_main
+
+    photos = tmp_path / "photos"
+    (photos / "images").mkdir(parents=True)
+    Image.fromarray(data.astronaut()).save(photos / "images" / "astronaut.png")
+    (photos / "photos.json").write_text(
+        json.dumps([{"group": "skimage:astronaut", "file": "images/astronaut.png", "split": "heldout", "use": True}])
+    )
+    out = tmp_path / "clean_noise"
+    argv = ["synth", "--photos", str(photos), "--split", "heldout", "--out", str(out), "--n", "12", "--size", "64"]
+    assert baseline_main([*argv, "--sweep", "noise", "--no-nuisance"]) == 0
+    _, labels, meta = load_synth_dataset(out)
+    j = meta["config"]["heads"].index("noise")
+    assert (labels[:, j] > 0).all()
+    assert (np.delete(labels, j, axis=1) == 0).all()
+    with pytest.raises(SystemExit, match="--no-nuisance needs --sweep"):
+        baseline_main([*argv[:6], str(tmp_path / "other"), *argv[7:], "--no-nuisance"])

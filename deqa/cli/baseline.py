@@ -69,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-texture", type=float, default=None, help="redraw crops with fewer textured tiles (default 0.3; 0 = off)")
     p.add_argument("--max-aspect", type=float, default=None, help="crop aspect in [1/a, a], squashed to square (default 1.78)")
     p.add_argument("--sweep", default=None, help="grading set: this head drawn uniformly in [0, 1] on every sample")
+    p.add_argument("--no-nuisance", action="store_true",
+                   help="with --sweep: no other degradation on the samples (grading in isolation)")
 
     p = sub.add_parser("train", help="train the degradation CNN")
     p.add_argument("--train-data", required=True)
@@ -187,6 +189,10 @@ def _synth(args) -> int:
     for key in ("min_texture", "max_aspect", "sweep"):
         if getattr(args, key) is not None:
             kw[key] = getattr(args, key)
+    if args.no_nuisance:
+        if args.sweep is None:
+            raise SystemExit("deqa baseline synth: --no-nuisance needs --sweep HEAD (it removes the other degradations of a sweep set)")
+        kw["count_probs"] = (1.0,)  # k = 0 random degradations; the swept head is still drawn on every sample
     try:
         cfg = SynthConfig(**kw)
     except ValueError as err:
