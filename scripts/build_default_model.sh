@@ -47,7 +47,7 @@ done
 
 "${DEQA[@]}" train --train-data "$WORK/train" --val-data "$WORK/val" --out "$WORK/model" \
   --epochs "$EPOCHS" --batch-size 32 --lr 2e-3 --threads "$THREADS" --device "$DEVICE" \
-  --config '{"model_id": "deqa-builtin-degradation-v2", "patience": 2, "seed": 0, "warmup_steps": 500}'
+  --config '{"model_id": "deqa-builtin-degradation-v3", "patience": 2, "seed": 0, "warmup_steps": 500}'
 
 # Round 2: a warm restart from round 1 at half the peak lr. Round 1's validation loss was still
 # falling when its cosine schedule ran out (0.1821 -> 0.1777 over the last epoch on the 2-core build).
@@ -55,7 +55,7 @@ FINAL="$WORK/model"; LOGS=("$WORK/model/train_log.jsonl")
 if [ "$EPOCHS2" -gt 0 ]; then
   "${DEQA[@]}" train --train-data "$WORK/train" --val-data "$WORK/val" --out "$WORK/model_r2" \
     --epochs "$EPOCHS2" --batch-size 32 --lr 1e-3 --threads "$THREADS" --device "$DEVICE" \
-    --config "{\"model_id\": \"deqa-builtin-degradation-v2\", \"patience\": 2, \"seed\": 1, \"warmup_steps\": 200, \"init_from\": \"$WORK/model\"}"
+    --config "{\"model_id\": \"deqa-builtin-degradation-v3\", \"patience\": 2, \"seed\": 1, \"warmup_steps\": 200, \"init_from\": \"$WORK/model\"}"
   FINAL="$WORK/model_r2"; LOGS+=("$WORK/model_r2/train_log.jsonl")
 fi
 

@@ -9,7 +9,9 @@
 # `deqa baseline photos --list` shows every source that was found.
 set -euo pipefail
 CACHE="${1:-${DEQA_PHOTO_CACHE:-$HOME/.cache/deqa/photos}}"
-PACKAGES=(mate-backgrounds plasma-workspace-wallpapers)
+PACKAGES=(mate-backgrounds plasma-workspace-wallpapers lomiri-wallpapers-16.04 lomiri-wallpapers-20.04 opencv-doc)
+# opencv-doc is 96 MB of mostly HTML: only its examples folder (the sample photos) is unpacked.
+declare -A ONLY=([opencv-doc]='./usr/share/doc/opencv-doc/examples/*')
 mkdir -p "$CACHE/debs" "$CACHE/root"
 CACHE="$(cd "$CACHE" && pwd)"  # absolute: we cd below
 cd "$CACHE/debs"
@@ -24,7 +26,11 @@ for pkg in "${PACKAGES[@]}"; do
   deb=$(ls "${pkg}"_*.deb | head -n 1)
   stamp="$CACHE/root/.${deb}.extracted"
   if [ ! -e "$stamp" ]; then
-    dpkg -x "$deb" "$CACHE/root"
+    if [ -n "${ONLY[$pkg]:-}" ]; then
+      dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$CACHE/root" --wildcards "${ONLY[$pkg]}"
+    else
+      dpkg -x "$deb" "$CACHE/root"
+    fi
     touch "$stamp"
   fi
 done

@@ -1,6 +1,7 @@
 """Photo sources and curation: photographs only, enough texture, held-out split by scene."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -62,8 +63,20 @@ def test_debian_wallpapers_marked_by_category_and_list(tmp_path):
     _save(share / "backgrounds" / "mate" / "abstract" / "Flow.png", img)
     _save(share / "wallpapers" / "Path" / "contents" / "images" / "1280x1024.png", img)
     _save(share / "wallpapers" / "Kokkini" / "contents" / "images" / "1280x1024.png", img)
-    found = {s.group: s.photograph for s in find_debian_photos(tmp_path)}
-    assert found == {"mate:nature/Dune": True, "mate:abstract/Flow": False, "plasma:Path": True, "plasma:Kokkini": False}
+    _save(share / "backgrounds" / "Bridge_by_Sander_Klootwijk.jpg", img)
+    _save(share / "backgrounds" / "Fossa_by_Jasper_Roks.jpg", img)
+    examples = share / "doc" / "opencv-doc" / "examples"
+    for rel in ("data/leuvenA.jpg", "data/leuvenB.jpg", "data/fruits.jpg", "data/pic2.png", "data/orange.jpg"):
+        _save(examples / rel, img)
+    sources = find_debian_photos(tmp_path)
+    found = {s.group: s.photograph for s in sources}
+    assert found == {
+        "mate:nature/Dune": True, "mate:abstract/Flow": False, "plasma:Path": True, "plasma:Kokkini": False,
+        "lomiri:Bridge_by_Sander_Klootwijk": True, "lomiri:Fossa_by_Jasper_Roks": False,
+        "opencv:leuven": True, "opencv:fruits": True,  # charts (pic2) and noisy scans (orange) are not listed
+    }
+    # Two views of one OpenCV scene are both kept, in one group (the held-out split keeps them together).
+    assert sorted(Path(s.path).name for s in sources if s.group == "opencv:leuven") == ["leuvenA.jpg", "leuvenB.jpg"]
 
 
 def test_heldout_split_is_by_scene_and_stable():

@@ -113,10 +113,11 @@ def write_model_card(model_dir: str | Path, metrics_path: str | Path, train_logs
         L += [f"- {len(index)} images found in packages; {len(used)} used, in {len(held) + len(train)} scenes: "
               + ", ".join(f"{k} ({v})" for k, v in sorted(by_origin.items())) + "."]
         if cur:
-            L += ["- Curation, in two steps. (1) Photographs only: mate-backgrounds' `nature/` folder, a named list of",
-                  "  the Plasma wallpapers that are photographs, the scikit-image / scikit-learn / matplotlib photos",
-                  "  (`deqa/baselines/photos.py`); vector art, gradients, renders and drawings are left out, because a",
-                  "  degradation label on them describes something the image does not show (blur on a flat gradient).",
+            L += ["- Curation, in two steps. (1) Photographs only: mate-backgrounds' `nature/` folder, named lists of",
+                  "  the Plasma and Lomiri wallpapers that are photographs and of the OpenCV sample photos, the",
+                  "  scikit-image / scikit-learn / matplotlib photos (`deqa/baselines/photos.py`); vector art, gradients,",
+                  "  renders and drawings are left out, because a degradation label on them describes something the",
+                  "  image does not show (blur on a flat gradient), and so are samples that already carry a degradation.",
                   f"  (2) Texture, measured at {cur['crop_size']} px: a crop is *textured* when at least "
                   f"{cur['min_fraction']:.0%} of its {cur['tile']}-px tiles have a",
                   f"  luma-Laplacian std >= {cur['lap_std']} (`deqa/baselines/texture.py`); a photo is used when at least "

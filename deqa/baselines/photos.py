@@ -5,8 +5,10 @@ Sources (all redistributable; see each package for its licence):
 - scikit-image ``skimage/data`` colour photos (CC0 / public domain),
 - scikit-learn ``datasets/images`` (china.jpg, flower.jpg; CC BY 2.0),
 - matplotlib ``mpl-data/sample_data`` photos,
-- the Debian packages ``mate-backgrounds`` and ``plasma-workspace-wallpapers``, unpacked into a
-  cache folder by ``scripts/get_photos.sh`` (no system install needed),
+- the Debian packages ``mate-backgrounds``, ``plasma-workspace-wallpapers``,
+  ``lomiri-wallpapers-16.04`` / ``-20.04`` (Ubuntu wallpaper-contest photographs) and ``opencv-doc``
+  (the photos among OpenCV's sample images), unpacked into a cache folder by
+  ``scripts/get_photos.sh`` (no system install needed),
 - optionally any Hugging Face image data set (``--hf-dataset``) for users who are online.
 
 Every photo belongs to a *group* (one scene: the left/right stereo pair, the resolutions and
@@ -16,8 +18,8 @@ hash of the group name, so held-out metrics are measured on scenes the model nev
 Curation. Only photographs are used: a degradation label on vector art, flat gradients or
 cartoons (most of the wallpapers) describes something the image does not show (blur on a flat
 gradient is invisible). Which files are photographs is decided per source and listed below
-(mate-backgrounds' own ``nature`` category; a named list of the Plasma wallpapers that are
-photographs; the package photos minus a rendered icon). On top of that a measurable texture
+(mate-backgrounds' own ``nature`` category; named lists of the Plasma and Lomiri wallpapers and of
+the OpenCV samples that are photographs; the package photos minus a rendered icon). On top of that a measurable texture
 criterion (:mod:`.texture`) drops photos whose random crops are mostly flat (sky, fog,
 defocused backgrounds): ``prepare_photos`` records each photo's pass rate and whether it is used.
 """
@@ -45,6 +47,8 @@ __all__ = [
     "texture_pass_rate",
     "MATE_PHOTO_FOLDERS",
     "PLASMA_PHOTOGRAPHS",
+    "LOMIRI_PHOTOGRAPHS",
+    "OPENCV_PHOTOGRAPHS",
     "prepare_photos",
     "read_photo_index",
     "DEFAULT_PHOTO_CACHE",
@@ -77,6 +81,36 @@ PLASMA_PHOTOGRAPHS = frozenset({
     "BytheWater", "ColdRipple", "ColorfulCups", "DarkestHour", "EveningGlow", "FallenLeaf", "Grey",
     "Kite", "OneStandsOut", "Path", "summer_1am",
 })
+# lomiri-wallpapers-16.04 / -20.04 put their files straight into /usr/share/backgrounds (the
+# Ubuntu wallpaper contests). Photographs, judged by eye; the others are renders or digital art:
+# Fossa, Infinite-Sea (a composite), Painting-Colors, analogpattern, life, umang, warty-final-ubuntu.
+LOMIRI_PHOTOGRAPHS = frozenset({
+    "Bridge_by_Sander_Klootwijk", "Dragonfly_by_Bolly", "Kleiber_by_Lukas_Baubkus",
+    "Picture_0B_by_freespace", "Picture_1A_by_freespace", "Wine_by_Jakkub_Mede",
+    "aitzgorri_by_Aitzol_Berasategi", "free_by_Peter_Nerlich", "friends_by_Aitzol_Berasategi",
+    "greentock_by_Peter_Nerlich", "picosdeeuropa_by_Aitzol_Berasategi",
+    "seeding_by_Clements_Engelhardt", "sunset_by_Aitzol_Berasategi",
+})
+# OpenCV's sample images (opencv-doc, under examples/): the colour photographs, by scene (two
+# views of one scene share a group so the held-out split keeps them together). Left out on
+# purpose: charts, synthetic test patterns and screenshots; grey-scale photos (basketball*,
+# box*); images that already carry a degradation the label would not know of (apple and orange
+# are noisy scans, licenseplate_motion and text_defocus are blurred, ela_modified is re-compressed,
+# starry_night is a painting); 256-px copies too small for varied 224-px crops.
+OPENCV_PHOTOGRAPHS = {
+    "data/fruits.jpg": "fruits", "data/baboon.jpg": "baboon",
+    "data/leuvenA.jpg": "leuven", "data/leuvenB.jpg": "leuven",
+    "data/squirrel_cls.jpg": "squirrel", "data/home.jpg": "home",
+    "data/aloeL.jpg": "aloe", "data/aloeR.jpg": "aloe", "data/board.jpg": "board",
+    "data/chicky_512.png": "chicky", "data/rubberwhale1.png": "rubberwhale",
+    "data/rubberwhale2.png": "rubberwhale", "data/smarties.png": "smarties", "data/messi5.jpg": "messi",
+    "data/ela_original.jpg": "ela", "data/aero1.jpg": "aero", "data/aero3.jpg": "aero",
+    "data/butterfly.jpg": "butterfly", "data/building.jpg": "building",
+    "data/graf1.png": "graffiti", "data/graf3.png": "graffiti",
+    "alphamat/input_images/plant.jpg": "plant", "text/scenetext01.jpg": "scenetext01",
+    "text/scenetext03.jpg": "scenetext03", "text/scenetext05.jpg": "scenetext05",
+    "hfs/data/000.jpg": "robin",
+}
 
 
 def find_package_photos() -> list[PhotoSource]:
@@ -152,11 +186,22 @@ def find_debian_photos(root: str | os.PathLike) -> list[PhotoSource]:
                 wallpaper = path.parent.parent.parent.name
                 variant = path.parent.name  # images / images_dark: same scene, different look
                 consider(f"plasma:{wallpaper}:{variant}", path, "plasma-workspace-wallpapers", wallpaper in PLASMA_PHOTOGRAPHS)
+    lomiri = share / "backgrounds"
+    if lomiri.is_dir():
+        for path in sorted(lomiri.glob("*_by_*")):  # the contest files: "<title>_by_<author>.jpg"
+            if path.suffix.lower() in _IMAGE_EXT:
+                consider(f"lomiri:{path.stem}", path, "lomiri-wallpapers", path.stem in LOMIRI_PHOTOGRAPHS)
     # Light and dark variants of one wallpaper are one scene: the split must keep them together.
-    return [
+    out = [
         PhotoSource(_scene(group), str(path), origin, photograph)
         for group, (_, path, origin, photograph) in sorted(best.items())
     ]
+    # OpenCV: the named photos only (the examples folder also holds hundreds of charts and masks).
+    examples = share / "doc" / "opencv-doc" / "examples"
+    for rel, scene in sorted(OPENCV_PHOTOGRAPHS.items()):
+        if (examples / rel).is_file():
+            out.append(PhotoSource(f"opencv:{scene}", str(examples / rel), "opencv-doc"))
+    return out
 
 
 def _scene(group: str) -> str:
