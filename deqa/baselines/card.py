@@ -156,7 +156,7 @@ def write_model_card(model_dir: str | Path, metrics_path: str | Path, train_logs
         L.append(f"- {name}: {c.get('epochs')} epochs planned, {len(rows)} run, lr {c.get('lr')}, warm-up {c.get('warmup_steps', 0)} steps, seed {c.get('seed')}, best validation loss "
                  f"{best['val_loss']:.4f} at epoch {best['epoch']}; per epoch: "
                  + ", ".join(f"{r['val_loss']:.4f}" for r in rows) + ".")
-    L += ["- Reproduce: `scripts/build_default_model.sh` (downloads the two Debian wallpaper packages, curates the",
+    L += ["- Reproduce: `scripts/build_default_model.sh` (downloads the Debian wallpaper and OpenCV sample packages, curates the",
           "  photos, renders the sets, trains, evaluates and rewrites this card; every step resumes).", ""]
     mixed, sweep = metrics["mixed"], metrics.get("sweep", {})
     mixed_meta = meta(mixed.get("data"))

@@ -2,7 +2,7 @@
 
 Subcommands (each parses, builds a config, calls the library):
 
-  photos      collect offline photos (packages + Debian wallpapers [+ --hf-dataset]) into a folder
+  photos      collect offline photos (packages + Debian wallpapers and OpenCV samples [+ --hf-dataset]) into a folder
   synth       render a synthetic degradation set from those photos
   train       train the degradation CNN on rendered sets
   eval        evaluate a degradation model on a rendered set (per-head MAE/SRCC, ROC-AUC)
