@@ -7,7 +7,9 @@
 #
 # Environment: PYTHON (default: python), THREADS (torch threads, default 2), DEVICE (torch device
 # for training, default cpu), EPOCHS (round 1, default 5), EPOCHS2 (round 2, default 4; 0 skips it),
-# N_TRAIN (training crops, default 36000).
+# EPOCHS3 (round 3, default 5; 0 skips it), N_TRAIN (training crops, default 40000),
+# INIT_FROM (a degradation-model folder: skip rounds 1-2 and run round 3 from its weights; v4 was
+# made this way from v3, see the model card), LINEAGE (the card's words for where INIT_FROM came from).
 # Deterministic given the same package versions: fixed seeds everywhere, single-process training.
 # Interrupted? Run it again: photos, rendered sets and the training run all resume where they stopped.
 set -euo pipefail
@@ -18,7 +20,10 @@ THREADS="${THREADS:-2}"
 DEVICE="${DEVICE:-cpu}"
 EPOCHS="${EPOCHS:-5}"
 EPOCHS2="${EPOCHS2:-4}"
-N_TRAIN="${N_TRAIN:-36000}"
+EPOCHS3="${EPOCHS3:-5}"
+N_TRAIN="${N_TRAIN:-40000}"
+INIT_FROM="${INIT_FROM:-}"
+MODEL_ID=deqa-builtin-degradation-v4
 SIZE=224  # the scorer's input size: training, evaluation and scoring all see 224-px images
 HEADS=(colour_cast blur watermark noise jpeg exposure)
 DEQA=("$PYTHON" -m deqa.cli.baseline)
@@ -32,38 +37,53 @@ scripts/get_photos.sh "$WORK/debian"
 
 # Train/val crops come from the training scenes; the held-out sets from held-out scenes only.
 # All at the model's input size, low-texture crops redrawn (synth defaults).
-"${DEQA[@]}" synth --photos "$WORK/photos" --split train --out "$WORK/train" --n "$N_TRAIN" --size "$SIZE" --seed 1 --workers 2
-"${DEQA[@]}" synth --photos "$WORK/photos" --split train --out "$WORK/val" --n 1500 --size "$SIZE" --seed 2 --workers 2
-# Held-out protocol: a mixed set (detection ROC-AUC, overall SRCC) and one sweep set per head
-# (that head uniform in [0, 1] on every crop, the others random as in training: grading SRCC).
-"${DEQA[@]}" synth --photos "$WORK/photos" --split heldout --out "$WORK/test/mixed" --n 2000 --size "$SIZE" --seed 3 --workers 2
+"${DEQA[@]}" synth --photos "$WORK/photos" --split train --out "$WORK/train" --n "$N_TRAIN" --size "$SIZE" --seed 101 --workers 2
+"${DEQA[@]}" synth --photos "$WORK/photos" --split train --out "$WORK/val" --n 1500 --size "$SIZE" --seed 102 --workers 2
+# Held-out protocol: a mixed set (detection ROC-AUC, overall SRCC) and two sweep sets per head (that
+# head uniform in [0, 1] on every crop): one with the other degradations random as in training
+# (grading under nuisance), one with that head alone (grading in isolation, as TID2013 / KADID-10k
+# grade each distortion type).
+"${DEQA[@]}" synth --photos "$WORK/photos" --split heldout --out "$WORK/test/mixed" --n 2000 --size "$SIZE" --seed 103 --workers 2
 sweeps=()
 for i in "${!HEADS[@]}"; do
   h="${HEADS[$i]}"
   "${DEQA[@]}" synth --photos "$WORK/photos" --split heldout --out "$WORK/test/sweep_$h" --n 500 --size "$SIZE" \
-    --seed $((10 + i)) --workers 2 --sweep "$h"
-  sweeps+=("$WORK/test/sweep_$h")
+    --seed $((110 + i)) --workers 2 --sweep "$h"
+  "${DEQA[@]}" synth --photos "$WORK/photos" --split heldout --out "$WORK/test/iso_$h" --n 500 --size "$SIZE" \
+    --seed $((120 + i)) --workers 2 --sweep "$h" --no-nuisance
+  sweeps+=("$WORK/test/sweep_$h" "$WORK/test/iso_$h")
 done
 
-"${DEQA[@]}" train --train-data "$WORK/train" --val-data "$WORK/val" --out "$WORK/model" \
-  --epochs "$EPOCHS" --batch-size 32 --lr 2e-3 --threads "$THREADS" --device "$DEVICE" \
-  --config '{"model_id": "deqa-builtin-degradation-v3", "patience": 2, "seed": 0, "warmup_steps": 500}'
-
-# Round 2: a warm restart from round 1 at half the peak lr. Round 1's validation loss was still
-# falling when its cosine schedule ran out (0.1864 -> 0.1798 over the last epoch of the v3 build on
-# 2 CPU cores); round 2 took it to 0.1719.
-FINAL="$WORK/model"; LOGS=("$WORK/model/train_log.jsonl")
-if [ "$EPOCHS2" -gt 0 ]; then
-  "${DEQA[@]}" train --train-data "$WORK/train" --val-data "$WORK/val" --out "$WORK/model_r2" \
-    --epochs "$EPOCHS2" --batch-size 32 --lr 1e-3 --threads "$THREADS" --device "$DEVICE" \
-    --config "{\"model_id\": \"deqa-builtin-degradation-v3\", \"patience\": 2, \"seed\": 1, \"warmup_steps\": 200, \"init_from\": \"$WORK/model\"}"
-  FINAL="$WORK/model_r2"; LOGS+=("$WORK/model_r2/train_log.jsonl")
+train_round() {  # OUT EPOCHS LR SEED WARMUP [INIT]
+  local init=""
+  [ -n "${6:-}" ] && init=", \"init_from\": \"$6\""
+  "${DEQA[@]}" train --train-data "$WORK/train" --val-data "$WORK/val" --out "$1" \
+    --epochs "$2" --batch-size 32 --lr "$3" --threads "$THREADS" --device "$DEVICE" \
+    --config "{\"model_id\": \"$MODEL_ID\", \"patience\": 2, \"seed\": $4, \"warmup_steps\": $5$init}"
+  LOGS+=("$1/train_log.jsonl")
+  FINAL="$1"
+}
+LOGS=()
+if [ -z "$INIT_FROM" ]; then
+  train_round "$WORK/model" "$EPOCHS" 2e-3 0 500
+  # Round 2: a warm restart at half the peak lr. Round 1's validation loss is still falling when
+  # its cosine schedule runs out (0.1864 -> 0.1798 over the last epoch of the v3 build on 2 CPU
+  # cores); round 2 took it to 0.1719.
+  [ "$EPOCHS2" -gt 0 ] && train_round "$WORK/model_r2" "$EPOCHS2" 1e-3 1 200 "$WORK/model"
+else
+  FINAL="$INIT_FROM"
 fi
+# Round 3: a third warm restart, on this generator's data (v4 started here from the v3 weights).
+[ "$EPOCHS3" -gt 0 ] && train_round "$WORK/model_r3" "$EPOCHS3" 1e-3 2 200 "$FINAL"
 
 mkdir -p "$ASSET"
-cp "$FINAL/deqa_baseline.json" "$FINAL/model.safetensors" "$ASSET/"
+if [ "$FINAL" != "$ASSET" ]; then cp "$FINAL/deqa_baseline.json" "$FINAL/model.safetensors" "$ASSET/"; fi
 "${DEQA[@]}" eval --model "$ASSET" --data "$WORK/test/mixed" --sweep "${sweeps[@]}" --out "$WORK/heldout_metrics.json"
 "$PYTHON" bench/baseline_speed.py --threads "$THREADS" --repeats 7 --out "$WORK/speed.json"
+CARD_ARGS=()
+if [ -n "$INIT_FROM" ]; then
+  CARD_ARGS=(--first-round 3 --lineage "${LINEAGE:-weights from $INIT_FROM}")
+fi
 "${DEQA[@]}" card --model "$ASSET" --metrics "$WORK/heldout_metrics.json" --train-logs "${LOGS[@]}" \
-  --photos "$WORK/photos" --speed "$WORK/speed.json"
+  --photos "$WORK/photos" --speed "$WORK/speed.json" "${CARD_ARGS[@]}"
 echo "built-in model written to $ASSET"

@@ -228,23 +228,32 @@ def test_model_card_reports_metrics_and_goals(tmp_path):
     net = DegradationNet(DegradationModelConfig(heads=("blur", "watermark")))
     save_degradation_model(net, tmp_path / "m", extra={"model_id": "card-test"})
     metrics = {
-        "protocol": "deqa-heldout-v2", "image_size": 224,
+        "protocol": "deqa-heldout-v3", "image_size": 224,
         "mixed": {"n": 10, "overall_srcc_vs_weighted_total": 0.95, "overall_srcc_vs_sum": 0.9,
                   "heads": {"blur": {"mae": 0.1, "srcc": 0.7, "roc_auc": 0.97},
                             "watermark": {"mae": 0.2, "srcc": 0.6, "roc_auc": 0.95, "srcc_when_present": 0.7}}},
         "sweep": {"blur": {"srcc": 0.93, "mae": 0.05, "n": 20}, "watermark": {"srcc": 0.85, "mae": 0.12, "n": 20}},
+        "sweep_isolated": {"blur": {"srcc": 0.95, "mae": 0.04, "n": 20}, "watermark": {"srcc": 0.91, "mae": 0.1, "n": 20}},
     }
     (tmp_path / "metrics.json").write_text(json.dumps(metrics))
     (tmp_path / "log.jsonl").write_text(json.dumps({"epoch": 1, "val_loss": 0.3}) + "\n" + json.dumps({"epoch": 2, "val_loss": 0.25}) + "\n")
     goals = check_goals(metrics)
     # Per-head SRCC is read on the sweep sets, not on the mixed set's all-sample SRCC.
-    assert goals["srcc[blur] >= 0.9"] and not goals["srcc[watermark] >= 0.9"]
+    assert goals["srcc[blur] >= 0.9 (with nuisance)"] and not goals["srcc[watermark] >= 0.9 (with nuisance)"]
+    assert goals["srcc[watermark] >= 0.9 (isolated)"] and goals["srcc[blur] >= 0.9 (isolated)"]
     assert goals["watermark ROC-AUC >= 0.9"] and goals["overall SRCC >= 0.9"]
     card = write_model_card(tmp_path / "m", tmp_path / "metrics.json", [tmp_path / "log.jsonl"]).read_text()
     assert "# Model card: card-test" in card
-    assert "| watermark | 0.850 | 0.120 | 0.950 | 0.200 | 0.600 | 0.700 | – |" in card
-    assert "**missed**: srcc[watermark] >= 0.9" in card and "met: srcc[blur] >= 0.9" in card
-    assert "best validation loss 0.2500 at epoch 2" in card
+    assert "| watermark | 0.850 | 0.910 | 0.120 | 0.950 | 0.200 | 0.600 | 0.700 | – |" in card
+    assert "**missed**: srcc[watermark] >= 0.9 (with nuisance)" in card and "met: srcc[blur] >= 0.9 (with nuisance)" in card
+    assert "met: srcc[watermark] >= 0.9 (isolated)" in card
+    assert "- Round 1: " in card and "best validation loss 0.2500 at epoch 2" in card
+    # A build that continued another model numbers its rounds on and says where the weights came from.
+    (tmp_path / "train_config.json").write_text(json.dumps({"init_from": str(tmp_path / "m"), "epochs": 2, "lr": 1e-3}))
+    card = write_model_card(tmp_path / "m", tmp_path / "metrics.json", [tmp_path / "log.jsonl"],
+                            lineage="the v3 build", first_round=3).read_text()
+    assert "starts from the weights of `card-test` (the v3 build)" in card
+    assert "- Round 3 (warm start, fresh schedule): 2 epochs planned, 2 run, lr 0.001" in card and "Round 1" not in card
     with pytest.raises(ValueError, match="held-out protocol"):
         check_goals(metrics["mixed"])
 
@@ -270,10 +279,15 @@ def test_protocol_on_rendered_sets(tmp_path, tiny_sets):
     Image.fromarray(data.coffee()).resize((150, 100)).save(photo)
     mixed = render_dataset([photo], tmp_path / "mixed", 24, SynthConfig(size=64), seed=3, progress=False)
     sweep = render_dataset([photo], tmp_path / "sw", 24, SynthConfig(size=64, sweep="noise"), seed=4, progress=False)
+    iso = render_dataset([photo], tmp_path / "iso", 24, SynthConfig(size=64, sweep="noise", count_probs=(1.0,)), seed=5, progress=False)
     net = DegradationNet(DegradationModelConfig(image_size=64))
-    res = evaluate_protocol(net, mixed, [sweep], batch_size=8)
-    assert res["protocol"] == "deqa-heldout-v2" and res["mixed"]["n"] == 24
+    res = evaluate_protocol(net, mixed, [sweep, iso], batch_size=8)
+    assert res["protocol"] == "deqa-heldout-v3" and res["mixed"]["n"] == 24
     assert set(res["sweep"]) == {"noise"} and res["sweep"]["noise"]["n"] == 24
+    # The --no-nuisance set (k = 0 besides the swept head) is graded apart from the nuisance one.
+    assert set(res["sweep_isolated"]) == {"noise"} and res["sweep_isolated"]["noise"]["data"] == str(iso)
+    with pytest.raises(ValueError, match="second sweep isolated set for 'noise'"):
+        evaluate_protocol(net, mixed, [iso, iso])
     # Sets must be rendered at the model's input size, and sweep sets must be sweep sets.
     with pytest.raises(ValueError, match="--size 96"):
         evaluate_protocol(DegradationNet(DegradationModelConfig(image_size=96)), mixed)

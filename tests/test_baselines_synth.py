@@ -1,6 +1,7 @@
 """The synthetic generator: each label must move a measurable property of the image the right way."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from deqa.baselines.synth import (
     apply_jpeg,
     apply_noise,
     apply_watermark,
+    draws_text,
     find_fonts,
     jpeg_quality,
     load_synth_dataset,
@@ -98,6 +100,27 @@ def test_watermark_visibility_grows_with_intensity(photo, layout):
 def test_fonts_found_in_installed_packages():
     fonts = find_fonts()
     assert any("DejaVuSans" in f for f in fonts)
+    names = [Path(f).name for f in fonts]
+    assert len(names) == len(set(names))  # one file per name
+
+
+def test_fonts_without_latin_glyphs_are_skipped():
+    import matplotlib
+
+    ttf = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
+    # matplotlib's DejaVu*Display fonts hold no letters: a watermark set in them draws nothing.
+    assert not draws_text(str(ttf / "DejaVuSansDisplay.ttf"))
+    assert draws_text(str(ttf / "DejaVuSans.ttf"))
+    assert not draws_text(str(ttf / "no-such-font.ttf"))
+    assert not any("Display" in Path(f).name for f in find_fonts())
+
+
+@pytest.mark.parametrize("layout", ["tiled", "centre", "diagonal", "corner"])
+def test_every_watermark_is_visible(photo, layout):
+    # Whatever font, word and placement the generator draws, a labelled watermark leaves marks.
+    for seed in range(60):
+        out = apply_watermark(photo, 0.5, np.random.default_rng(seed), layout=layout)
+        assert (np.abs(out - photo).max(axis=2) > 0.1).mean() > 0.001, f"seed {seed}: invisible watermark"
 
 
 def test_unknown_kinds_and_layouts_are_rejected(photo):

@@ -193,8 +193,10 @@ def evaluate_protocol(
 
     - ``mixed``: crops with 0-4 random degradations as in training: per-head MAE, detection
       ROC-AUC (present vs absent) and the overall score's SRCC against the true total degradation.
-    - ``sweeps``: one set per head (``synth --sweep HEAD``), that head uniform in [0, 1] on every
-      sample, the others random nuisance as in training: per-head grading SRCC.
+    - ``sweeps``: per head, a set rendered with ``synth --sweep HEAD`` (that head uniform in [0, 1]
+      on every sample, the others random nuisance as in training) and/or one with ``--no-nuisance``
+      as well (that head alone: the per-distortion protocol of TID2013 / KADID-10k): per-head
+      grading SRCC, in ``sweep`` and ``sweep_isolated``.
     Every set must be rendered at the model's input size (the degradations are defined in its pixels).
     """
     heads = list(model.cfg.heads)
@@ -211,17 +213,24 @@ def evaluate_protocol(
         return predict_intensities(model, images, batch_size, device), labels, meta
 
     pred, labels, meta = load(mixed)
-    res: dict[str, Any] = {"protocol": "deqa-heldout-v2", "image_size": model.cfg.image_size}
+    res: dict[str, Any] = {"protocol": PROTOCOL, "image_size": model.cfg.image_size}
     res["mixed"] = evaluate_degradation(pred, labels, heads, model.cfg.normalised_weights())
     res["mixed"]["data"] = str(mixed)
-    res["sweep"] = {}
+    res["sweep"], res["sweep_isolated"] = {}, {}
     for path in sweeps:
         pred, labels, meta = load(path)
         head = meta["config"].get("sweep")
         if head is None:
             raise ValueError(f"{path}: not a sweep set (render it with `deqa baseline synth --sweep HEAD`)")
-        res["sweep"][head] = {**evaluate_sweep(pred, labels, heads, head), "data": str(path)}
+        # `synth --sweep HEAD --no-nuisance` renders k = 0 random degradations besides the swept one.
+        section = "sweep_isolated" if list(meta["config"]["count_probs"]) == [1.0] else "sweep"
+        if head in res[section]:
+            raise ValueError(f"{path}: a second {section.replace('_', ' ')} set for {head!r} (first: {res[section][head]['data']})")
+        res[section][head] = {**evaluate_sweep(pred, labels, heads, head), "data": str(path)}
     return res
+
+
+PROTOCOL = "deqa-heldout-v3"  # v3: isolated sweeps beside the nuisance ones; text fonts only (synth)
 
 
 def _schedule(opt: torch.optim.Optimizer, cfg: DegradationTrainConfig, total_steps: int):

@@ -143,6 +143,9 @@ def _add_head_commands(sub) -> None:
     p.add_argument("--train-logs", nargs="+", required=True, help="train_log.jsonl of each training round, in order")
     p.add_argument("--photos", default=None)
     p.add_argument("--speed", default=None, help="JSON from bench/baseline_speed.py --out")
+    p.add_argument("--lineage", default=None,
+                   help="where the first round's starting weights came from (a build continued from another model)")
+    p.add_argument("--first-round", type=int, default=1, help="number of the first round listed in --train-logs")
 
 
 def _photos(args) -> int:
@@ -386,7 +389,8 @@ def _diagnose(args) -> int:
 def _card(args) -> int:
     from ..baselines.card import write_model_card
 
-    path = write_model_card(args.model, args.metrics, args.train_logs, args.photos, args.speed)
+    path = write_model_card(args.model, args.metrics, args.train_logs, args.photos, args.speed,
+                            lineage=args.lineage, first_round=args.first_round)
     print(f"wrote {path}")
     return 0
 
