@@ -7,7 +7,7 @@
 #
 # Environment: PYTHON (default: python), THREADS (torch threads, default 2), DEVICE (torch device
 # for training, default cpu), EPOCHS (round 1, default 5), EPOCHS2 (round 2, default 4; 0 skips it),
-# EPOCHS3 (round 3, default 5; 0 skips it), N_TRAIN (training crops, default 40000),
+# EPOCHS3 (round 3, default 3; 0 skips it), N_TRAIN (training crops, default 40000),
 # INIT_FROM (a degradation-model folder: skip rounds 1-2 and run round 3 from its weights; v4 was
 # made this way from v3, see the model card), LINEAGE (the card's words for where INIT_FROM came from).
 # Deterministic given the same package versions: fixed seeds everywhere, single-process training.
@@ -20,7 +20,7 @@ THREADS="${THREADS:-2}"
 DEVICE="${DEVICE:-cpu}"
 EPOCHS="${EPOCHS:-5}"
 EPOCHS2="${EPOCHS2:-4}"
-EPOCHS3="${EPOCHS3:-5}"
+EPOCHS3="${EPOCHS3:-3}"
 N_TRAIN="${N_TRAIN:-40000}"
 INIT_FROM="${INIT_FROM:-}"
 MODEL_ID=deqa-builtin-degradation-v4

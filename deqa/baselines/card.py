@@ -205,8 +205,9 @@ def write_model_card(model_dir: str | Path, metrics_path: str | Path, train_logs
     for k, ok in goals.items():
         L.append(f"- {'met' if ok else '**missed**'}: {k}")
     if not all(goals.values()) and log and log[-1]["val_loss"] <= min(r["val_loss"] for r in log):
-        L += ["", f"The validation loss was still falling at the last epoch ({log[-1]['val_loss']:.4f}): more epochs",
-              "(`EPOCHS=... scripts/build_default_model.sh`, or `DEVICE=cuda` on a GPU) would still help."]
+        L += ["", f"The validation loss was still falling at the last epoch ({log[-1]['val_loss']:.4f}). It is measured on",
+              "other crops of the *training* scenes, so it says how well those scenes are fit, not how the model",
+              "does on unseen ones: compare the held-out numbers of each round (BENCHMARKS.md) before buying epochs."]
     if speed_path and Path(speed_path).is_file():
         sp = json.loads(Path(speed_path).read_text())
         net, cold = sp["images_per_s"], sp["cold_start_deqa_score_s"]
@@ -214,7 +215,9 @@ def write_model_card(model_dir: str | Path, metrics_path: str | Path, train_logs
               f"`bench/baseline_speed.py` on {sp['machine']}, {sp['threads']} threads, a CPU shared with other jobs: "
               f"{net['best']:.0f} images/s at {sp['size']} px (best of {sp['repeats']}; median {net['median']:.0f}); "
               f"cold start of `deqa-score photo.jpg` {cold['best']:.2f} s (median {cold['median']:.2f} s); "
-              f"transformers/peft imported: {'yes' if sp['transformers_or_peft_imported'] else 'no'}. See BENCHMARKS.md."]
+              f"transformers/peft imported: {'yes' if sp['transformers_or_peft_imported'] else 'no'}"
+              + (f"; a process that only imports torch took {sp['import_torch_process_s']['median']:.2f} s (median) in the same run"
+                 if "import_torch_process_s" in sp else "") + ". See BENCHMARKS.md."]
     L += ["", "## Limitations", "",
           "- Intensities are relative to the generator above, judged on a 224-px view of the whole image: a",
           "  large photo's pixel-level noise mostly vanishes at that scale and is not penalised.",
