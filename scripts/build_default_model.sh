@@ -24,6 +24,14 @@ EPOCHS3="${EPOCHS3:-3}"
 N_TRAIN="${N_TRAIN:-40000}"
 INIT_FROM="${INIT_FROM:-}"
 MODEL_ID=deqa-builtin-degradation-v4
+if [ -n "$INIT_FROM" ] && [ "$EPOCHS3" -le 0 ]; then
+  echo "build_default_model.sh: INIT_FROM=$INIT_FROM skips rounds 1-2, so EPOCHS3 must be > 0 (got $EPOCHS3)" >&2
+  exit 2
+fi
+if [ -n "$INIT_FROM" ] && [ ! -f "$INIT_FROM/deqa_baseline.json" ]; then
+  echo "build_default_model.sh: INIT_FROM=$INIT_FROM is not a degradation-model folder (no deqa_baseline.json)" >&2
+  exit 2
+fi
 SIZE=224  # the scorer's input size: training, evaluation and scoring all see 224-px images
 HEADS=(colour_cast blur watermark noise jpeg exposure)
 DEQA=("$PYTHON" -m deqa.cli.baseline)

@@ -143,3 +143,15 @@ def test_deqa_score_cli_process_stays_free_of_transformers():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "RESULT 0 clean"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [({"INIT_FROM": "no/such/model"}, "not a degradation-model folder"),
+     ({"INIT_FROM": "deqa/assets/default_model", "EPOCHS3": "0"}, "EPOCHS3 must be > 0")],
+)
+def test_build_script_rejects_a_bad_continuation_before_any_download(tmp_path, env, message):
+    out = subprocess.run(["bash", str(ROOT / "scripts" / "build_default_model.sh"), str(tmp_path / "work")],
+                         capture_output=True, text=True, env={**os.environ, **env}, cwd=ROOT)
+    assert out.returncode == 2 and message in out.stderr
+    assert not (tmp_path / "work").exists()  # stopped before fetching photos

@@ -254,8 +254,13 @@ def test_model_card_reports_metrics_and_goals(tmp_path):
                             lineage="the v3 build", first_round=3).read_text()
     assert "starts from the weights of `card-test` (the v3 build)" in card
     assert "- Round 3 (warm start, fresh schedule): 2 epochs planned, 2 run, lr 0.001" in card and "Round 1" not in card
+    with pytest.raises(ValueError, match="first_round must be >= 1, got 0"):
+        write_model_card(tmp_path / "m", tmp_path / "metrics.json", [tmp_path / "log.jsonl"], first_round=0)
     with pytest.raises(ValueError, match="held-out protocol"):
         check_goals(metrics["mixed"])
+    # Metrics without sweep sets report the grading goals as missed (v2 metrics: no isolated section).
+    bare = check_goals({"mixed": metrics["mixed"]})
+    assert bare["srcc[blur] >= 0.9 (with nuisance)"] is False and not any("isolated" in k for k in bare)
 
 
 def test_evaluate_sweep_by_hand():

@@ -31,9 +31,9 @@ def check_goals(metrics: dict[str, Any]) -> dict[str, bool]:
     heads = list(mixed["heads"])
     out = {}
     for section, tag in (("sweep", "with nuisance"), ("sweep_isolated", "isolated")):
-        sweep = metrics.get(section)
-        if sweep is None or (section == "sweep_isolated" and not sweep):
-            continue
+        sweep = metrics.get(section, {})
+        if section == "sweep_isolated" and not sweep:
+            continue  # protocol v2 metrics have no isolated sets; a missing nuisance set reads as missed
         for h in heads:
             out[f"srcc[{h}] >= {GOALS['head_srcc']} ({tag})"] = sweep.get(h, {}).get("srcc", float("nan")) >= GOALS["head_srcc"]
     if "watermark" in mixed["heads"]:
@@ -70,6 +70,8 @@ def write_model_card(model_dir: str | Path, metrics_path: str | Path, train_logs
 
     if not train_logs:
         raise ValueError("write_model_card: give the train_log.jsonl of at least one training round")
+    if first_round < 1:
+        raise ValueError(f"write_model_card: first_round must be >= 1, got {first_round}")
     rounds = []
     for path in train_logs:
         cfg_path = Path(path).parent / "train_config.json"
@@ -174,7 +176,7 @@ def write_model_card(model_dir: str | Path, metrics_path: str | Path, train_logs
                  + ", ".join(f"{r['val_loss']:.4f}" for r in rows) + ".")
     L += ["- Reproduce: `scripts/build_default_model.sh` (downloads the Debian wallpaper and OpenCV sample packages, curates the",
           "  photos, renders the sets, trains, evaluates and rewrites this card; every step resumes).", ""]
-    mixed, sweep = metrics["mixed"], metrics.get("sweep", {})
+    mixed, sweep, isolated = metrics["mixed"], metrics.get("sweep", {}), metrics.get("sweep_isolated", {})
     mixed_meta = meta(mixed.get("data"))
     L += ["## Held-out metrics", "",
           f"Protocol `{metrics.get('protocol')}` (`deqa baseline eval --data MIXED --sweep SWEEPS...`), every set rendered",
@@ -195,7 +197,7 @@ def write_model_card(model_dir: str | Path, metrics_path: str | Path, train_logs
           "| mixed SRCC all | mixed SRCC when present | all-sample ceiling |",
           "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for h, m in mixed["heads"].items():
-        sw, iso = sweep.get(h, {}), metrics.get("sweep_isolated", {}).get(h, {})
+        sw, iso = sweep.get(h, {}), isolated.get(h, {})
         L.append(f"| {h} | {_f(sw.get('srcc'))} | {_f(iso.get('srcc'))} | {_f(sw.get('mae'))} | {_f(m.get('roc_auc'))} | {_f(m['mae'])} | {_f(m['srcc'])} "
                  f"| {_f(m.get('srcc_when_present'))} | {_f(m.get('srcc_ceiling_distinct_clean'))} |")
     L += ["", f"- Overall score vs the true weighted total degradation (mixed set): SRCC {mixed['overall_srcc_vs_weighted_total']:.3f} "

@@ -33,7 +33,12 @@ __all__ = [
     "evaluate_sweep",
     "evaluate_protocol",
     "head_loss",
+    "PROTOCOL",
 ]
+
+# The held-out protocol's name, written into every metrics JSON. v3: isolated sweep sets graded
+# beside the nuisance ones, rendered by the generator that draws watermarks in text fonts only.
+PROTOCOL = "deqa-heldout-v3"
 
 
 @dataclass
@@ -228,9 +233,6 @@ def evaluate_protocol(
             raise ValueError(f"{path}: a second {section.replace('_', ' ')} set for {head!r} (first: {res[section][head]['data']})")
         res[section][head] = {**evaluate_sweep(pred, labels, heads, head), "data": str(path)}
     return res
-
-
-PROTOCOL = "deqa-heldout-v3"  # v3: isolated sweeps beside the nuisance ones; text fonts only (synth)
 
 
 def _schedule(opt: torch.optim.Optimizer, cfg: DegradationTrainConfig, total_steps: int):
