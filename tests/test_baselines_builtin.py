@@ -155,3 +155,9 @@ def test_build_script_rejects_a_bad_continuation_before_any_download(tmp_path, e
                          capture_output=True, text=True, env={**os.environ, **env}, cwd=ROOT)
     assert out.returncode == 2 and message in out.stderr
     assert not (tmp_path / "work").exists()  # stopped before fetching photos
+
+
+def test_limits_bench_names_the_missing_build_file(tmp_path):
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "baseline_limits.py"), "--build", str(tmp_path)],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode != 0 and f"{tmp_path / 'photos' / 'photos.json'}: missing" in out.stderr

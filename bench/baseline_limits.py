@@ -1,0 +1,182 @@
+"""What limits the built-in degradation model: the measurements behind BENCHMARKS.md "What limits it".
+
+    python bench/baseline_limits.py --build .cache/build [--model M] [--compare M2] [--out limits.json]
+
+``--build`` is the work folder of ``scripts/build_default_model.sh`` (photos/, val/, test/ with the
+mixed set and the ``sweep_*`` / ``iso_*`` sets). The script renders what the build does not: the
+same isolated sweeps from the *training* scenes (``seen_iso_<head>``, 500 crops each, into the
+build folder; resumable like every rendered set), then reports, per model:
+
+1. Seen vs unseen scenes: isolated grading SRCC on training-scene crops (never trained on: other
+   crops) against the held-out scenes' sets. A large gap means more scenes, not more epochs.
+2. Colour statistics as a colour-cast grader: SRCC of the gray-world deviation and of the
+   opponent-colour mean with the true cast, seen and unseen (how far a scene-blind rule gets).
+3. Inference tricks: horizontal-flip averaging and a per-head isotonic calibration fitted on the
+   validation set, read on the mixed set's overall SRCC and the colour-cast sweep.
+4. Gray-edge white balance of the source photos (the fix that was considered for colour cast):
+   its per-photo deviation from neutral.
+5. Throughput of the frozen EfficientNet-Lite0 encoder (``FrozenEncoder.embed``) at 224 px, the
+   candidate second model for "what colour should this be".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from deqa.baselines import builtin_model_dir  # noqa: E402
+from deqa.baselines.degradation import load_degradation_model  # noqa: E402
+from deqa.baselines.degradation_train import predict_intensities  # noqa: E402
+from deqa.baselines.photos import read_photo_index  # noqa: E402
+from deqa.baselines.synth import SynthConfig, load_synth_dataset, render_dataset  # noqa: E402
+from deqa.metrics import srcc  # noqa: E402
+
+HEADS = ("colour_cast", "blur", "watermark", "noise", "jpeg", "exposure")
+
+
+def _seen_sets(build: Path) -> dict[str, Path]:
+    """Isolated sweeps of the training scenes, rendered as the build renders its held-out ``iso_*``."""
+    photos = [e["file"] for e in read_photo_index(build / "photos", "train")]
+    out = {}
+    for i, h in enumerate(HEADS):
+        cfg = SynthConfig(size=224, sweep=h, count_probs=(1.0,))  # = synth --sweep h --no-nuisance
+        out[h] = render_dataset(photos, build / f"seen_iso_{h}", 500, cfg, seed=130 + i, workers=2, progress=False)
+    return out
+
+
+def _grading(model, sets: dict[str, Path]) -> dict[str, float]:
+    res = {}
+    for h, path in sets.items():
+        ims, labels, _ = load_synth_dataset(path)
+        j = list(model.cfg.heads).index(h)
+        res[h] = round(srcc(predict_intensities(model, ims)[:, j], labels[:, j]), 4)
+    return res
+
+
+def _colour_stats(path: Path) -> dict[str, float]:
+    ims, labels, _ = load_synth_dataset(path)
+    j = HEADS.index("colour_cast")
+    x = np.asarray(ims, dtype=np.float32) / 255.0
+    mean = x.reshape(len(x), -1, 3).mean(1)
+    gray_world = np.linalg.norm(mean / mean.mean(1, keepdims=True) - 1.0, axis=1)
+    r, g, b = x[..., 0], x[..., 1], x[..., 2]
+    opponent = np.hypot((r - g).mean((1, 2)), ((r + g) / 2 - b).mean((1, 2)))
+    return {"gray_world": round(srcc(gray_world, labels[:, j]), 4), "opponent": round(srcc(opponent, labels[:, j]), 4)}
+
+
+def _flipped(model, ims) -> np.ndarray:
+    mirror = np.ascontiguousarray(np.asarray(ims)[:, :, ::-1])
+    return (predict_intensities(model, ims) + predict_intensities(model, mirror)) / 2
+
+
+def _tricks(model, build: Path) -> dict[str, float]:
+    from sklearn.isotonic import IsotonicRegression
+
+    w = np.asarray(model.cfg.normalised_weights())
+    v_ims, v_labels, _ = load_synth_dataset(build / "val")
+    m_ims, m_labels, _ = load_synth_dataset(build / "test" / "mixed")
+    v_pred, m_pred = predict_intensities(model, v_ims), predict_intensities(model, m_ims)
+
+    def overall(pred):
+        return round(srcc(1.0 - pred @ w, -(m_labels @ w)), 4)
+
+    knots = np.linspace(0.0, 1.0, 21)
+    calibrated = np.empty_like(m_pred)
+    for j in range(m_pred.shape[1]):
+        iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(v_pred[:, j], v_labels[:, j])
+        # A little of the identity keeps the map strictly increasing: per-head ranks stay as they are.
+        calibrated[:, j] = np.interp(m_pred[:, j], knots, 0.98 * iso.predict(knots) + 0.02 * knots)
+    s_ims, s_labels, _ = load_synth_dataset(build / "test" / "sweep_colour_cast")
+    j = list(model.cfg.heads).index("colour_cast")
+    return {
+        "overall_raw": overall(m_pred),
+        "overall_flip_tta": overall(_flipped(model, m_ims)),
+        "overall_isotonic": overall(calibrated),
+        "colour_cast_sweep_raw": round(srcc(predict_intensities(model, s_ims)[:, j], s_labels[:, j]), 4),
+        "colour_cast_sweep_flip_tta": round(srcc(_flipped(model, s_ims)[:, j], s_labels[:, j]), 4),
+    }
+
+
+def _gray_edge(build: Path) -> dict[str, float]:
+    """Per photo: max |e_c / mean(e) - 1| of the first-order gray-edge illuminant (Minkowski p = 6)."""
+    from PIL import Image
+    from scipy import ndimage
+
+    out = {}
+    for e in read_photo_index(build / "photos", None):
+        with Image.open(e["file"]) as im:
+            im = im.convert("RGB")
+            im.thumbnail((640, 640))
+            lin = (np.asarray(im, dtype=np.float32) / 255.0) ** 2.2
+        edges = []
+        for c in range(3):
+            ch = ndimage.gaussian_filter(lin[..., c], 1.0)
+            edges.append(np.hypot(ndimage.sobel(ch, 0), ndimage.sobel(ch, 1)))
+        illum = (np.stack(edges, -1).reshape(-1, 3) ** 6).mean(0) ** (1 / 6)
+        out[e["group"]] = round(float(np.abs(illum / illum.mean() - 1.0).max()), 3)
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
+def _encoder_speed(threads: int, batch: int = 32, repeats: int = 3) -> dict[str, float]:
+    from deqa.baselines.encoders import EncoderSpec, build_encoder
+
+    torch.set_num_threads(threads)
+    enc = build_encoder(EncoderSpec("efficientnet-lite0"))
+    x = torch.randn(batch, 3, 224, 224)
+    enc.embed(x[:4])
+    rates = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        enc.embed(x)
+        rates.append(batch / (time.perf_counter() - t))
+    return {"images_per_s_median": round(float(np.median(rates)), 1), "images_per_s_best": round(max(rates), 1)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--build", required=True, help="work folder of scripts/build_default_model.sh")
+    p.add_argument("--model", default=None, help="degradation-model folder (default: the built-in model)")
+    p.add_argument("--compare", default=None, help="a second model folder, reported beside the first")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", default=None)
+    args = p.parse_args(argv)
+    build = Path(args.build)
+    for need in ("photos/photos.json", "val/meta.json", "test/mixed/meta.json", "test/sweep_colour_cast/meta.json"):
+        if not (build / need).is_file():
+            raise SystemExit(f"{build / need}: missing; run scripts/build_default_model.sh {build} first")
+    torch.set_num_threads(args.threads)
+
+    seen = _seen_sets(build)
+    unseen = {h: build / "test" / f"iso_{h}" for h in HEADS}
+    res: dict = {"machine": f"{os.cpu_count()}-core CPU, torch {torch.__version__}", "models": {}}
+    for folder in [args.model or str(builtin_model_dir())] + ([args.compare] if args.compare else []):
+        model = load_degradation_model(folder)
+        name = json.loads((Path(folder) / "deqa_baseline.json").read_text()).get("model_id", folder)
+        res["models"][name] = {
+            "isolated_grading_seen_scenes": _grading(model, seen),
+            "isolated_grading_unseen_scenes": _grading(model, unseen),
+            "inference_tricks": _tricks(model, build),
+        }
+    res["colour_statistics_grading"] = {"seen": _colour_stats(seen["colour_cast"]), "unseen": _colour_stats(unseen["colour_cast"])}
+    res["gray_edge_deviation_per_photo"] = _gray_edge(build)
+    res["efficientnet_lite0_embed_224px"] = {"threads": args.threads, **_encoder_speed(args.threads)}
+    res["load_avg_1min"] = os.getloadavg()[0]
+    text = json.dumps(res, indent=2)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
