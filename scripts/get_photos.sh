@@ -9,7 +9,7 @@
 # `deqa baseline photos --list` shows every source that was found.
 set -euo pipefail
 CACHE="${1:-${DEQA_PHOTO_CACHE:-$HOME/.cache/deqa/photos}}"
-PACKAGES=(mate-backgrounds plasma-workspace-wallpapers lomiri-wallpapers-16.04 lomiri-wallpapers-20.04 opencv-doc)
+PACKAGES=(mate-backgrounds plasma-workspace-wallpapers lomiri-wallpapers-16.04 lomiri-wallpapers-20.04 opencv-doc jigzo-data)
 # opencv-doc is 96 MB of mostly HTML: only its examples folder (the sample photos) is unpacked.
 declare -A ONLY=([opencv-doc]='./usr/share/doc/opencv-doc/examples/*')
 mkdir -p "$CACHE/debs" "$CACHE/root"

@@ -9,6 +9,7 @@ from PIL import Image
 
 from deqa.baselines.photos import (
     PhotoSource,
+    extract_jigzo_photo,
     find_debian_photos,
     is_heldout,
     prepare_photos,
@@ -77,6 +78,54 @@ def test_debian_wallpapers_marked_by_category_and_list(tmp_path):
     }
     # Two views of one OpenCV scene are both kept, in one group (the held-out split keeps them together).
     assert sorted(Path(s.path).name for s in sources if s.group == "opencv:leuven") == ["leuvenA.jpg", "leuvenB.jpg"]
+
+
+def _jpeg(arr) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="JPEG", quality=95)
+    return buf.getvalue()
+
+
+def _pzl(path, photo, name="heli-4x3"):
+    """A puzzle file laid out as jigzo-data's are: header with the photo's rectangle, then the
+    thumbnail, the piece-mask PNG and the texture atlas with the photo at (0, 0)."""
+    import io
+
+    h, w = photo.shape[:2]
+    atlas = np.zeros((256, 256, 3), np.uint8)
+    atlas[:h, :w] = photo
+    atlas[h:, w:] = 255  # the packed pieces
+    mask = io.BytesIO()
+    Image.new("L", (32, 32), 128).save(mask, format="PNG")
+    thumb = _jpeg(photo[::4, ::4])
+    header = f"PzlF\n0.1\n{name}\nhttp://x/\n{name}.map\n2\n#texture map data\ncrop000 0 0 8 8 8 8 0 0 0 0\n"
+    header += f"image 0 0 {w} {h} 1 1    \n{name}-t.jpg\n{len(thumb)}\n"
+    body = _jpeg(atlas)
+    blob = header.encode() + thumb + mask.getvalue() + f"{name}.jpg\n{len(body)}\n".encode() + body
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(blob)
+
+
+def test_jigzo_photo_is_cut_out_of_the_puzzle_texture(tmp_path):
+    from skimage import data
+
+    photo = np.ascontiguousarray(data.coffee()[100:220, 200:360])  # 120 x 160
+    _pzl(tmp_path / "p.pzl", photo)
+    name, img = extract_jigzo_photo(tmp_path / "p.pzl")
+    assert name == "heli-4x3" and img.size == (160, 120)  # the photo's rectangle, not the thumbnail or atlas
+    assert np.abs(np.asarray(img, np.float32) - photo).mean() < 3  # a JPEG round trip of the photo itself
+    (tmp_path / "bad.pzl").write_bytes(b"GIF89a")
+    with pytest.raises(ValueError, match="bad.pzl: not a jigzo puzzle"):
+        extract_jigzo_photo(tmp_path / "bad.pzl")
+    # Found among the Debian photos, cut out once into the cache; unlisted puzzles are not photographs.
+    puzzles = tmp_path / "cache" / "root" / "usr" / "share" / "games" / "jigzo" / "puzzles" / "00_default"
+    _pzl(puzzles / "heli-4x3.pzl", photo)
+    _pzl(puzzles / "penguin-3x2.pzl", photo, "penguin-3x2")
+    found = {s.group: s for s in find_debian_photos(tmp_path / "cache")}
+    assert {g: s.photograph for g, s in found.items()} == {"jigzo:helicopter": True, "jigzo:penguin-3x2": False}
+    assert Path(found["jigzo:helicopter"].path).is_file() and Image.open(found["jigzo:helicopter"].path).size == (160, 120)
 
 
 def test_heldout_split_is_by_scene_and_stable():

@@ -6,8 +6,9 @@ Sources (all redistributable; see each package for its licence):
 - scikit-learn ``datasets/images`` (china.jpg, flower.jpg; CC BY 2.0),
 - matplotlib ``mpl-data/sample_data`` photos,
 - the Debian packages ``mate-backgrounds``, ``plasma-workspace-wallpapers``,
-  ``lomiri-wallpapers-16.04`` / ``-20.04`` (Ubuntu wallpaper-contest photographs) and ``opencv-doc``
-  (the photos among OpenCV's sample images), unpacked into a cache folder by
+  ``lomiri-wallpapers-16.04`` / ``-20.04`` (Ubuntu wallpaper-contest photographs), ``opencv-doc``
+  (the photos among OpenCV's sample images) and ``jigzo-data`` (the photos inside a jigsaw
+  game's puzzle files, cut out by :func:`extract_jigzo_photo`), unpacked into a cache folder by
   ``scripts/get_photos.sh`` (no system install needed),
 - optionally any Hugging Face image data set (``--hf-dataset``) for users who are online.
 
@@ -49,6 +50,8 @@ __all__ = [
     "PLASMA_PHOTOGRAPHS",
     "LOMIRI_PHOTOGRAPHS",
     "OPENCV_PHOTOGRAPHS",
+    "JIGZO_PHOTOGRAPHS",
+    "extract_jigzo_photo",
     "prepare_photos",
     "read_photo_index",
     "DEFAULT_PHOTO_CACHE",
@@ -111,6 +114,46 @@ OPENCV_PHOTOGRAPHS = {
     "text/scenetext03.jpg": "scenetext03", "text/scenetext05.jpg": "scenetext05",
     "hfs/data/000.jpg": "robin",
 }
+
+# jigzo-data's puzzles (usr/share/games/jigzo/puzzles/*/*.pzl): each file holds one photograph,
+# by file stem -> scene. Left out: penguin-3x2 (CC BY-NC-SA, a non-commercial licence the shipped
+# weights should not depend on). The rest are GPL-2+ / GPL-2 (debian/copyright of jigzo-data).
+JIGZO_PHOTOGRAPHS = {
+    "bike-3x4": "bike", "bird-2x3": "kookaburra", "blackberry-3x3": "blackberry", "castle-6x3": "castle",
+    "clouds-4x4": "clouds", "gorilla2-3x3": "gorilla", "heli-4x3": "helicopter", "horse-4x3": "horse",
+    "tobogan-4x3": "slide", "train-2x2": "train", "windmill-4x4": "windmill",
+}
+_PZL_IMAGE_RE = re.compile(rb"\nimage (\d+) (\d+) (\d+) (\d+) ")
+_PZL_RECORD_RE = re.compile(rb"([\x21-\x7e]+)\.jpg\n(\d+)\n")  # printable name: records follow binary data
+
+
+def extract_jigzo_photo(path: str | os.PathLike) -> tuple[str, Image.Image]:
+    """The photograph inside a jigzo ``.pzl`` puzzle file: (its name, the image).
+
+    A puzzle file is a text header (the piece map and ``image X Y W H``, the photo's rectangle in
+    the texture), then length-prefixed records ``NAME-t.jpg`` (a 232-px thumbnail), a PNG (the
+    piece masks) and ``NAME.jpg`` (a 1024-px texture atlas: the whole photo at X, Y, W, H, with
+    the cut pieces packed beside it). The photo is that rectangle of the atlas, at its own size.
+    """
+    import io
+
+    data = Path(path).read_bytes()
+    if not data.startswith(b"PzlF\n"):
+        raise ValueError(f"{path}: not a jigzo puzzle file (no PzlF header)")
+    rect = _PZL_IMAGE_RE.search(data)
+    if rect is None:
+        raise ValueError(f"{path}: no 'image X Y W H' line in the puzzle header")
+    x, y, w, h = (int(v) for v in rect.groups())
+    for m in _PZL_RECORD_RE.finditer(data, rect.end()):
+        name = m.group(1).decode("ascii", "replace")
+        if name.endswith("-t"):
+            continue  # the thumbnail
+        blob = data[m.end(): m.end() + int(m.group(2))]
+        with Image.open(io.BytesIO(blob)) as atlas:
+            if atlas.width < x + w or atlas.height < y + h:
+                raise ValueError(f"{path}: photo rectangle {w}x{h}+{x}+{y} lies outside the {atlas.width}x{atlas.height} texture")
+            return name, atlas.convert("RGB").crop((x, y, x + w, y + h))
+    raise ValueError(f"{path}: no texture record (NAME.jpg) after the header")
 
 
 def find_package_photos() -> list[PhotoSource]:
@@ -201,6 +244,17 @@ def find_debian_photos(root: str | os.PathLike) -> list[PhotoSource]:
     for rel, scene in sorted(OPENCV_PHOTOGRAPHS.items()):
         if (examples / rel).is_file():
             out.append(PhotoSource(f"opencv:{scene}", str(examples / rel), "opencv-doc"))
+    # jigzo: the photo is cut out of each puzzle file once, into the cache beside the package files.
+    puzzles = share / "games" / "jigzo" / "puzzles"
+    if puzzles.is_dir():
+        cut = share.parent.parent / "extracted" / "jigzo"
+        for pzl in sorted(puzzles.glob("*/*.pzl")):
+            target = cut / f"{pzl.stem}.png"
+            if not target.is_file():
+                cut.mkdir(parents=True, exist_ok=True)
+                extract_jigzo_photo(pzl)[1].save(target)
+            scene = JIGZO_PHOTOGRAPHS.get(pzl.stem)
+            out.append(PhotoSource(f"jigzo:{scene or pzl.stem}", str(target), "jigzo-data", scene is not None))
     return out
 
 
