@@ -25,6 +25,7 @@ from deqa.baselines.synth import (
     random_crop,
     render_dataset,
     render_sample,
+    rotate_hue,
     sample_plan,
 )
 
@@ -290,3 +291,39 @@ def test_cli_sweep_without_nuisance(tmp_path):
     assert (np.delete(labels, j, axis=1) == 0).all()
     with pytest.raises(SystemExit, match="--no-nuisance needs --sweep"):
         baseline_main([*argv[:6], str(tmp_path / "other"), *argv[7:], "--no-nuisance"])
+
+
+def test_hue_rotation_keeps_neutrals_and_moves_colours(photo):
+    """The augmentation gives a scene new colours but no cast: greys stay grey, each pixel keeps
+    its channel mean, saturated colours move round the hue circle."""
+    greys = np.linspace(0.05, 0.95, 12, dtype=np.float32)[:, None].repeat(3, 1)[None]
+    assert np.abs(rotate_hue(greys, 1.3) - greys).max() < 1e-6
+    red = np.array([[[0.6, 0.3, 0.3]]], np.float32)
+    turned = rotate_hue(red, 2 * np.pi / 3)  # a third of the way round: red -> green
+    assert np.allclose(turned, [[[0.3, 0.6, 0.3]]], atol=1e-5)
+    out = rotate_hue(photo, 2.0)
+    inside = (out > 0.001).all(-1) & (out < 0.999).all(-1)  # not clipped
+    assert np.allclose(out.mean(-1)[inside], photo.mean(-1)[inside], atol=1e-5)
+    assert np.abs(out - photo).mean() > 0.02  # the coffee photo's browns did move
+    assert np.allclose(rotate_hue(photo, 0.0), photo, atol=1e-6)
+
+
+def test_hue_rotation_in_rendering_is_off_by_default_and_training_only(tmp_path):
+    from deqa.cli.baseline import main as baseline_main
+
+    img = (np.random.default_rng(0).random((90, 120, 3)) * 255).astype(np.uint8)
+    pil = Image.fromarray(img)
+    off = SynthConfig(size=32, count_probs=(1.0,))
+    on = SynthConfig(size=32, count_probs=(1.0,), hue_rotate_prob=1.0)
+    a, la = render_sample(pil, np.random.default_rng(5), off)
+    b, lb = render_sample(pil, np.random.default_rng(5), on)
+    assert (la == 0).all() and (lb == 0).all()  # clean either way
+    assert not np.array_equal(a, b) and np.allclose(a.mean(-1), b.mean(-1), atol=1.5)
+    with pytest.raises(ValueError, match="hue_rotate_prob"):
+        SynthConfig(hue_rotate_prob=1.5)
+    (tmp_path / "images").mkdir()
+    pil.resize((240, 180)).save(tmp_path / "images" / "p.png")
+    (tmp_path / "photos.json").write_text(json.dumps([{"group": "g", "file": "images/p.png", "split": "heldout", "use": True}]))
+    with pytest.raises(SystemExit, match="--hue-rotate is a training augmentation"):
+        baseline_main(["synth", "--photos", str(tmp_path), "--split", "heldout", "--out", str(tmp_path / "o"),
+                       "--n", "4", "--size", "32", "--hue-rotate", "0.5"])

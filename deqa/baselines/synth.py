@@ -44,6 +44,7 @@ __all__ = [
     "sample_plan",
     "degrade",
     "random_crop",
+    "rotate_hue",
     "textured_crop",
     "render_sample",
     "render_dataset",
@@ -317,7 +318,10 @@ class SynthConfig:
     textured one is used. Crops have an aspect ratio log-uniform in [1/max_aspect, max_aspect] and
     are squashed to a square, as the scorer squashes whole photos. ``sweep`` names one head drawn
     uniformly in [0, 1] on *every* sample (the per-head grading sets of the held-out protocol);
-    the other heads follow the training distribution as nuisance.
+    the other heads follow the training distribution as nuisance. ``hue_rotate_prob`` is the
+    chance that a clean crop's colours are rotated about the grey axis by a uniform angle before
+    any degradation (:func:`rotate_hue`): a new scene palette with the neutrals still neutral, so
+    "no colour cast" stays true; a training-scene augmentation, never used for held-out sets.
     """
 
     heads: tuple[str, ...] = ("colour_cast", "blur", "watermark", "noise", "jpeg", "exposure")
@@ -332,6 +336,7 @@ class SynthConfig:
     texture_tile: int = 32
     max_crop_tries: int = 20
     sweep: str | None = None
+    hue_rotate_prob: float = 0.0
 
     def __post_init__(self) -> None:
         self.heads = tuple(self.heads)
@@ -352,6 +357,8 @@ class SynthConfig:
             raise ValueError(f"SynthConfig.max_aspect must be >= 1 (1 = square crops), got {self.max_aspect}")
         if self.max_crop_tries < 1:
             raise ValueError(f"SynthConfig.max_crop_tries must be >= 1, got {self.max_crop_tries}")
+        if not 0.0 <= self.hue_rotate_prob <= 1.0:
+            raise ValueError(f"SynthConfig.hue_rotate_prob must be in [0, 1], got {self.hue_rotate_prob}")
         if self.sweep is not None and self.sweep not in self.heads:
             raise ValueError(f"SynthConfig.sweep {self.sweep!r} is not one of the heads {list(self.heads)}")
         _ = self.texture  # building the criterion validates the texture fields
@@ -411,6 +418,19 @@ def random_crop(
     return np.asarray(crop, dtype=np.float32) / 255.0
 
 
+def rotate_hue(img: Array, angle: float) -> Array:
+    """Rotate every pixel's RGB vector by ``angle`` (radians) about the grey axis (1, 1, 1).
+
+    Grey pixels (r = g = b) are fixed points and each pixel keeps its mean (r + g + b) / 3, so the
+    scene changes colour (a green meadow turns blue) without acquiring a cast: a colour cast moves
+    the neutrals, this does not. Values pushed out of [0, 1] by saturated colours are clipped.
+    """
+    k = np.full(3, 1 / np.sqrt(3))
+    cross = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
+    rot = np.cos(angle) * np.eye(3) + np.sin(angle) * cross + (1 - np.cos(angle)) * np.outer(k, k)
+    return np.clip(img @ rot.T.astype(np.float32), 0.0, 1.0).astype(np.float32)
+
+
 def textured_crop(photo: Image.Image, rng: np.random.Generator, cfg: SynthConfig) -> tuple[Array, float]:
     """A clean crop that passes ``cfg.texture`` (or the most textured of ``max_crop_tries``).
 
@@ -431,6 +451,8 @@ def textured_crop(photo: Image.Image, rng: np.random.Generator, cfg: SynthConfig
 def render_sample(photo: Image.Image, rng: np.random.Generator, cfg: SynthConfig) -> tuple[Array, Array]:
     """One training sample: (uint8 image (S, S, 3), float32 labels in ``cfg.heads`` order)."""
     clean, _ = textured_crop(photo, rng, cfg)
+    if cfg.hue_rotate_prob > 0 and rng.random() < cfg.hue_rotate_prob:  # no draw when off: old sets re-render byte for byte
+        clean = rotate_hue(clean, float(rng.uniform(-np.pi, np.pi)))
     plan = sample_plan(rng, cfg)
     img = degrade(clean, plan, rng)
     labels = np.array([plan.get(h, 0.0) for h in cfg.heads], dtype=np.float32)

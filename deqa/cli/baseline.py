@@ -71,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sweep", default=None, help="grading set: this head drawn uniformly in [0, 1] on every sample")
     p.add_argument("--no-nuisance", action="store_true",
                    help="with --sweep: no other degradation on the samples (grading in isolation)")
+    p.add_argument("--hue-rotate", type=float, default=None, metavar="P",
+                   help="training augmentation: rotate a clean crop's hues about the grey axis with probability P (default 0)")
 
     p = sub.add_parser("train", help="train the degradation CNN")
     p.add_argument("--train-data", required=True)
@@ -192,6 +194,10 @@ def _synth(args) -> int:
     for key in ("min_texture", "max_aspect", "sweep"):
         if getattr(args, key) is not None:
             kw[key] = getattr(args, key)
+    if args.hue_rotate is not None:
+        if args.split == "heldout":
+            raise SystemExit("deqa baseline synth: --hue-rotate is a training augmentation; held-out sets show the photos as they are")
+        kw["hue_rotate_prob"] = args.hue_rotate
     if args.no_nuisance:
         if args.sweep is None:
             raise SystemExit("deqa baseline synth: --no-nuisance needs --sweep HEAD (it removes the other degradations of a sweep set)")
