@@ -9,9 +9,16 @@
 # `deqa baseline photos --list` shows every source that was found.
 set -euo pipefail
 CACHE="${1:-${DEQA_PHOTO_CACHE:-$HOME/.cache/deqa/photos}}"
-PACKAGES=(mate-backgrounds plasma-workspace-wallpapers lomiri-wallpapers-16.04 lomiri-wallpapers-20.04 opencv-doc jigzo-data)
-# opencv-doc is 96 MB of mostly HTML: only its examples folder (the sample photos) is unpacked.
-declare -A ONLY=([opencv-doc]='./usr/share/doc/opencv-doc/examples/*')
+PACKAGES=(mate-backgrounds plasma-workspace-wallpapers lomiri-wallpapers-16.04 lomiri-wallpapers-20.04 opencv-doc
+          jigzo-data gcompris-qt-data enlightenment-data lxqt-themes palapeli-data puzzle-jigsaw sddm-theme-maldives)
+# Large packages: only the folder holding the photos is unpacked (opencv-doc is 96 MB of mostly
+# HTML; enlightenment-data is a 400 MB download, its backgrounds ~100 MB of it).
+declare -A ONLY=(
+  [opencv-doc]='./usr/share/doc/opencv-doc/examples/*'
+  [gcompris-qt-data]='./usr/share/gcompris-qt/rcc/*'
+  [enlightenment-data]='./usr/share/enlightenment/data/backgrounds/*'
+  [lxqt-themes]='./usr/share/lxqt/wallpapers/*'
+)
 mkdir -p "$CACHE/debs" "$CACHE/root"
 CACHE="$(cd "$CACHE" && pwd)"  # absolute: we cd below
 cd "$CACHE/debs"

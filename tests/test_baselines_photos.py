@@ -11,6 +11,8 @@ from deqa.baselines.photos import (
     PhotoSource,
     extract_jigzo_photo,
     find_debian_photos,
+    largest_jpeg,
+    read_qt_resources,
     is_heldout,
     prepare_photos,
     read_photo_index,
@@ -126,6 +128,80 @@ def test_jigzo_photo_is_cut_out_of_the_puzzle_texture(tmp_path):
     found = {s.group: s for s in find_debian_photos(tmp_path / "cache")}
     assert {g: s.photograph for g, s in found.items()} == {"jigzo:helicopter": True, "jigzo:penguin-3x2": False}
     assert Path(found["jigzo:helicopter"].path).is_file() and Image.open(found["jigzo:helicopter"].path).size == (160, 120)
+
+
+def _rcc(files: dict[str, tuple[bytes, bool]]) -> bytes:
+    """A Qt resource bundle (format 2) holding ``files`` {"/dir/name": (bytes, zlib-compressed?)}
+    under one level of folders, laid out as rcc writes it."""
+    import struct
+    import zlib
+
+    names, name_at = b"", {}
+
+    def name(n: str) -> int:
+        nonlocal names
+        if n not in name_at:
+            name_at[n] = len(names)
+            names += struct.pack(">HI", len(n), 0) + n.encode("utf-16-be")
+        return name_at[n]
+
+    payload, nodes = b"", []
+    folders = sorted({f.rsplit("/", 1)[0].strip("/") for f in files})
+    nodes.append(struct.pack(">IHII", 0, 2, len(folders), 1) + b"\0" * 8)  # root
+    leaves = []
+    for d in folders:
+        inside = sorted(f for f in files if f.rsplit("/", 1)[0].strip("/") == d)
+        nodes.append((d, inside))
+        leaves += inside
+    first = 1 + len(folders)
+    out_nodes = [nodes[0]]
+    for d, inside in nodes[1:]:
+        out_nodes.append(struct.pack(">IHII", name(d), 2, len(inside), first) + b"\0" * 8)
+        first += len(inside)
+    for f in leaves:
+        blob, packed = files[f]
+        stored = struct.pack(">I", len(blob)) + zlib.compress(blob) if packed else blob
+        out_nodes.append(struct.pack(">IHHHI", name(f.rsplit("/", 1)[1]), int(packed), 0, 0, len(payload)) + b"\0" * 8)
+        payload += struct.pack(">I", len(stored)) + stored
+    tree = b"".join(out_nodes)
+    head = 20
+    return b"qres" + struct.pack(">IIII", 2, head, head + len(tree), head + len(tree) + len(payload)) + tree + payload + names
+
+
+def test_qt_resource_bundle_and_edje_readers(tmp_path):
+    import io
+
+    from skimage import data
+
+    webp = io.BytesIO()
+    Image.fromarray(data.coffee()).save(webp, format="WEBP", quality=90)
+    files = {"/gcompris/src/activities/erase/resource/kitten.webp": (webp.getvalue(), False),
+             "/gcompris/src/activities/erase/resource/notes.txt": (b"hello" * 50, True)}
+    (tmp_path / "erase.rcc").write_bytes(_rcc(files))
+    assert dict(read_qt_resources(tmp_path / "erase.rcc")) == {k: v for k, (v, _) in files.items()}
+    (tmp_path / "x.rcc").write_bytes(b"PK\3\4")
+    with pytest.raises(ValueError, match="x.rcc: not a Qt resource bundle"):
+        list(read_qt_resources(tmp_path / "x.rcc"))
+    # An Edje file: several resolutions of one photo as raw JPEG entries between other bytes.
+    big, small = _jpeg(data.coffee()), _jpeg(data.coffee()[::4, ::4])
+    (tmp_path / "Bg.edj").write_bytes(b"\x1e\xe7\xff\x00" + small + b"\0" * 7 + big + b"edje/images/1" + small)
+    assert largest_jpeg(tmp_path / "Bg.edj") == big
+    (tmp_path / "empty.edj").write_bytes(b"\0" * 64)
+    with pytest.raises(ValueError, match="empty.edj: no complete JPEG"):
+        largest_jpeg(tmp_path / "empty.edj")
+    # Both found among the Debian photos: decoded into the cache (gcompris at 3/4 size, the Edje
+    # photo as stored), listed files as they are, unlisted files ignored.
+    share = tmp_path / "cache" / "root" / "usr" / "share"
+    (share / "gcompris-qt" / "rcc").mkdir(parents=True)
+    (share / "gcompris-qt" / "rcc" / "erase.rcc").write_bytes(_rcc(files))
+    (share / "enlightenment" / "data" / "backgrounds").mkdir(parents=True)
+    (share / "enlightenment" / "data" / "backgrounds" / "Bamboo.edj").write_bytes((tmp_path / "Bg.edj").read_bytes())
+    (share / "enlightenment" / "data" / "backgrounds" / "Squiggle.edj").write_bytes((tmp_path / "Bg.edj").read_bytes())
+    _save(share / "palapeli" / "collection" / "citrus-fruits.jpg", data.coffee())
+    found = {s.group: s for s in find_debian_photos(tmp_path / "cache")}
+    assert set(found) == {"gcompris:erase/kitten", "enlightenment:Bamboo", "palapeli:citrus_fruits"}
+    assert Image.open(found["gcompris:erase/kitten"].path).size == (450, 300)  # 600 x 400 at 3/4
+    assert Path(found["enlightenment:Bamboo"].path).read_bytes() == big
 
 
 def test_heldout_split_is_by_scene_and_stable():

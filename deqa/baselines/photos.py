@@ -7,8 +7,12 @@ Sources (all redistributable; see each package for its licence):
 - matplotlib ``mpl-data/sample_data`` photos,
 - the Debian packages ``mate-backgrounds``, ``plasma-workspace-wallpapers``,
   ``lomiri-wallpapers-16.04`` / ``-20.04`` (Ubuntu wallpaper-contest photographs), ``opencv-doc``
-  (the photos among OpenCV's sample images) and ``jigzo-data`` (the photos inside a jigsaw
-  game's puzzle files, cut out by :func:`extract_jigzo_photo`), unpacked into a cache folder by
+  (the photos among OpenCV's sample images), ``jigzo-data`` (the photos inside a jigsaw game's
+  puzzle files, cut out by :func:`extract_jigzo_photo`), ``gcompris-qt-data`` (the animal,
+  monument and underwater photographs of an educational suite, read out of its Qt resource
+  bundles by :func:`read_qt_resources`), ``enlightenment-data`` (photo wallpapers stored in
+  Edje files, :func:`largest_jpeg`), ``lxqt-themes``, ``palapeli-data``, ``puzzle-jigsaw`` and
+  ``sddm-theme-maldives`` (listed files), unpacked into a cache folder by
   ``scripts/get_photos.sh`` (no system install needed),
 - optionally any Hugging Face image data set (``--hf-dataset``) for users who are online.
 
@@ -52,6 +56,11 @@ __all__ = [
     "OPENCV_PHOTOGRAPHS",
     "JIGZO_PHOTOGRAPHS",
     "extract_jigzo_photo",
+    "GCOMPRIS_PHOTOGRAPHS",
+    "read_qt_resources",
+    "ENLIGHTENMENT_PHOTOGRAPHS",
+    "largest_jpeg",
+    "LISTED_PHOTOGRAPHS",
     "prepare_photos",
     "read_photo_index",
     "DEFAULT_PHOTO_CACHE",
@@ -155,6 +164,152 @@ def extract_jigzo_photo(path: str | os.PathLike) -> tuple[str, Image.Image]:
             return name, atlas.convert("RGB").crop((x, y, x + w, y + h))
     raise ValueError(f"{path}: no texture record (NAME.jpg) after the header")
 
+# gcompris-qt-data keeps its pictures as WebP inside Qt resource bundles (usr/share/gcompris-qt/rcc/
+# NAME.rcc). The photographs, judged by eye, by (bundle, folder inside it) -> file stems; the
+# paintings, cartoons, planet renders and the grey-scale castleClinton are left out. Licences per
+# file in the package's debian/copyright: GPL-3 / GPL-3+, a few world animals CC BY(-SA), GFDL or
+# public domain. Each file is one scene except two landmarks shown twice (_GCOMPRIS_SAME_SCENE).
+GCOMPRIS_PHOTOGRAPHS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("clickgame", "/gcompris/src/activities/clickgame/resource"): ("sea1", "sea2", "sea3", "sea4", "sea5", "sea6"),
+    ("details", "/gcompris/src/activities/details/resource/image"): (
+        "EgeskovSlotSpejling_background", "GizahPyramids_background", "EilanDonanCastle_background",
+        "TajMahal_background", "Neuschwanstein_background"),
+    ("erase", "/gcompris/src/activities/erase/resource"): (
+        "gorilla", "northern_harrier", "pika", "caterpillar", "giraffe", "calf", "penguin", "nubian_ibex", "camels",
+        "macaque", "swans", "dolphin", "long_nosed_monkey", "kingfisher", "heron", "chamaeleon", "flying_fox",
+        "gibbon", "rhinoceros", "crab", "goat", "toucan", "gosling", "horse", "alpaca", "cheetah", "butterfly",
+        "bee", "meerkats", "kitten", "red_panda", "squirrel", "spoonbills"),
+    ("explore_farm_animals", "/gcompris/src/activities/explore_farm_animals/resource/animals"): (
+        "dog", "cow", "cat", "chicken", "horse", "duck", "sheep", "owl", "pig"),
+    ("explore_monuments", "/gcompris/src/activities/explore_monuments/resource/usa"): (
+        "canyondeChelly", "georgeWashingtonBirthplace", "lincolnMemorial", "navajo", "mountRushmore",
+        "statueofLiberty", "castillodeSanMarcos", "fortSumter"),
+    ("explore_monuments", "/gcompris/src/activities/explore_monuments/resource/egypt"): (
+        "meidumPyramid", "greatPyramidOfGiza", "bentPyramid", "redPyramid"),
+    ("explore_monuments", "/gcompris/src/activities/explore_monuments/resource/india"): (
+        "greatStupa", "gatewayofIndia", "konarkSunTemple", "charminar", "hawaMahal", "rangGhar", "victoriaMemorial",
+        "mysorePalace", "goldenTemple", "ajantaCave", "qutubMinar"),
+    ("explore_monuments", "/gcompris/src/activities/explore_monuments/resource/france"): (
+        "chateaudeChambord", "pontduGard", "palaisdesPapes", "reimsCathedral", "eiffelTower", "citedeCarcassonne",
+        "arlesAmphitheater", "chateaudeChenonceau", "montStMichel", "rocamadour"),
+    ("explore_monuments", "/gcompris/src/activities/explore_monuments/resource/germany"): (
+        "berlinCathedral", "schwerinPalace", "trierImperialBaths", "aulaPalatina", "brandenburgGate",
+        "neuschwansteinCastle", "wormsCathedral"),
+    ("explore_monuments", "/gcompris/src/activities/explore_monuments/resource/wonders"): (
+        "machuPicchu", "tajMahal", "chichenItza", "colosseum", "petra", "greatWallofChina", "christTheRedeemer"),
+    ("explore_world_animals", "/gcompris/src/activities/explore_world_animals/resource/animals"): (
+        "crocodile", "giraffe", "koala", "bison", "dragon", "jaguar", "hedgehog", "kangaroo", "narwhal", "moose",
+        "panda", "chameleon", "lemur", "polar_bear", "scarlet_macaw"),
+    ("explore_world_music", "/gcompris/src/activities/explore_world_music/resource/music"): (
+        "italy", "america", "australia", "japan", "orchestra", "africa", "ireland", "mexico", "middleeast"),
+}
+_GCOMPRIS_SAME_SCENE = {
+    "details/TajMahal_background": "taj_mahal", "explore_monuments/tajMahal": "taj_mahal",
+    "details/Neuschwanstein_background": "neuschwanstein", "explore_monuments/neuschwansteinCastle": "neuschwanstein",
+}
+# The WebP files are lossy and some look smoothed at full size: they are stored at 3/4 size, where
+# that smoothing is under a pixel, so that "clean" crops of them are clean.
+GCOMPRIS_SCALE = 0.75
+# enlightenment-data (BSD-2-Clause): each background .edj holds one photo at 13 resolutions; the
+# photographs (left out: Foggy-Trees and Peaks, near grey-scale; Dunes, Sunset-Hills, Flat-Fan and
+# the Squiggles, vector art; Paper-Flower, a drawing; Flat-Stone-Pattern, a texture).
+ENLIGHTENMENT_PHOTOGRAPHS = frozenset({
+    "Bamboo", "God-Rays", "Green-Maple", "Lichen-Branches", "Mountain", "Red-Maple", "Sea-of-Lanterns",
+    "Snow-Trees", "Spruce-Needles", "Sunset-Clouds", "White-Flower", "Yellow-Flower",
+})
+# Plain image files, by path under usr/share -> scene, judged by eye: lxqt-themes (LGPL-2.1+; left
+# out: the logo and polygon wallpapers, the near-grey beam, the tilt-shift-blurred cloud),
+# palapeli-data (GPL-2+), puzzle-jigsaw (CC0, Pexels) and sddm-theme-maldives (CC BY 3.0, Nevit
+# Dilmen; its maldives.jpg is a screenshot).
+LISTED_PHOTOGRAPHS = {
+    "lxqt/wallpapers/flowers.png": ("lxqt:meadow", "lxqt-themes"),
+    "lxqt/wallpapers/fog.jpg": ("lxqt:fog", "lxqt-themes"),
+    "lxqt/wallpapers/after-the-rain.jpg": ("lxqt:after_the_rain", "lxqt-themes"),
+    "lxqt/wallpapers/Butterfly-Kenneth-Wimer.jpg": ("lxqt:butterfly_wimer", "lxqt-themes"),
+    "lxqt/wallpapers/butterfly.png": ("lxqt:butterfly", "lxqt-themes"),
+    "lxqt/wallpapers/Valendas.png": ("lxqt:valendas", "lxqt-themes"),
+    "lxqt/wallpapers/appleflower.png": ("lxqt:apple_blossom", "lxqt-themes"),
+    "lxqt/wallpapers/drop.png": ("lxqt:drop", "lxqt-themes"),
+    "lxqt/wallpapers/this-is-not-windows.jpg": ("lxqt:green_hills", "lxqt-themes"),
+    "palapeli/collection/cincinnati-bridge.jpg": ("palapeli:cincinnati_bridge", "palapeli-data"),
+    "palapeli/collection/european-honey-bee.jpg": ("palapeli:honey_bee", "palapeli-data"),
+    "palapeli/collection/panther-chameleon-female.jpg": ("palapeli:chameleon", "palapeli-data"),
+    "palapeli/collection/castle-maintenon.jpg": ("palapeli:castle_maintenon", "palapeli-data"),
+    "palapeli/collection/citrus-fruits.jpg": ("palapeli:citrus_fruits", "palapeli-data"),
+    "puzzle-jigsaw/samples/pexels-photo-302304.jpeg": ("puzzle-jigsaw:tiger", "puzzle-jigsaw"),
+    "sddm/themes/maldives/background.jpg": ("sddm:maldives", "sddm-theme-maldives"),
+}
+
+
+def read_qt_resources(path: str | os.PathLike) -> Iterable[tuple[str, bytes]]:
+    """Every file in a Qt resource bundle (``.rcc``, formats 1-3): (path inside it, bytes).
+
+    Layout (big-endian): ``qres``, version, then the offsets of the tree, data and names
+    sections. Tree nodes are 14 bytes (22 from version 2: + a timestamp): name offset, flags
+    (2 = directory, 1 = zlib via qCompress, 4 = zstd), then a directory's child count and first
+    child, or a file's locale and data offset. Data: a 4-byte length, then the bytes. Names: a
+    2-byte length, a 4-byte hash, UTF-16 characters. zstd entries (Qt 6) are skipped.
+    """
+    import struct
+    import zlib
+
+    data = Path(path).read_bytes()
+    if data[:4] != b"qres":
+        raise ValueError(f"{path}: not a Qt resource bundle (no qres header)")
+    version, tree, payload, names = struct.unpack(">IIII", data[4:20])
+    if version not in (1, 2, 3):
+        raise ValueError(f"{path}: Qt resource format version {version} is not supported (1-3)")
+    node_size = 14 if version == 1 else 22
+
+    def name(offset: int) -> str:
+        (n,) = struct.unpack(">H", data[names + offset: names + offset + 2])
+        return data[names + offset + 6: names + offset + 6 + 2 * n].decode("utf-16-be")
+
+    stack = [(0, "")]
+    while stack:
+        index, parent = stack.pop()
+        node = tree + index * node_size
+        name_offset, flags = struct.unpack(">IH", data[node: node + 6])
+        here = f"{parent}/{name(name_offset)}" if index else ""
+        if flags & 2:
+            count, first = struct.unpack(">II", data[node + 6: node + 14])
+            stack.extend((first + c, here) for c in reversed(range(count)))
+            continue
+        (offset,) = struct.unpack(">I", data[node + 10: node + 14])
+        (size,) = struct.unpack(">I", data[payload + offset: payload + offset + 4])
+        blob = data[payload + offset + 4: payload + offset + 4 + size]
+        if flags & 4:
+            continue
+        yield here, zlib.decompress(blob[4:]) if flags & 1 else blob
+
+
+def largest_jpeg(path: str | os.PathLike) -> bytes:
+    """The largest (in pixels) complete JPEG stream inside a container file (an Edje ``.edj``
+    wallpaper stores its photo as raw JPEG entries, one per resolution)."""
+    import io
+
+    data = Path(path).read_bytes()
+    best, best_px, start = None, 0, 0
+    while (start := data.find(b"\xff\xd8\xff", start)) >= 0:
+        end, found = start, None
+        while (end := data.find(b"\xff\xd9", end + 2)) >= 0:  # an embedded thumbnail ends early: try the next EOI
+            try:
+                with Image.open(io.BytesIO(data[start: end + 2])) as im:
+                    im.load()
+                    found = (end + 2, im.width * im.height)
+                break
+            except (OSError, SyntaxError):
+                continue
+        if found is None:
+            start += 3
+            continue
+        if found[1] > best_px:
+            best, best_px = data[start: found[0]], found[1]
+        start = found[0]
+    if best is None:
+        raise ValueError(f"{path}: no complete JPEG image inside")
+    return best
+
 
 def find_package_photos() -> list[PhotoSource]:
     """Colour photos shipped by scikit-image, scikit-learn and matplotlib (those installed)."""
@@ -255,6 +410,45 @@ def find_debian_photos(root: str | os.PathLike) -> list[PhotoSource]:
                 extract_jigzo_photo(pzl)[1].save(target)
             scene = JIGZO_PHOTOGRAPHS.get(pzl.stem)
             out.append(PhotoSource(f"jigzo:{scene or pzl.stem}", str(target), "jigzo-data", scene is not None))
+    out += _gcompris_photos(share)
+    edj = share / "enlightenment" / "data" / "backgrounds"
+    for name in sorted(ENLIGHTENMENT_PHOTOGRAPHS):
+        if (edj / f"{name}.edj").is_file():
+            target = share.parent.parent / "extracted" / "enlightenment" / f"{name}.jpg"
+            if not target.is_file():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(largest_jpeg(edj / f"{name}.edj"))  # the JPEG as stored: no re-encoding
+            out.append(PhotoSource(f"enlightenment:{name}", str(target), "enlightenment-data"))
+    for rel, (group, origin) in sorted(LISTED_PHOTOGRAPHS.items()):
+        if (share / rel).is_file():
+            out.append(PhotoSource(group, str(share / rel), origin))
+    return out
+
+
+def _gcompris_photos(share: Path) -> list[PhotoSource]:
+    """The listed gcompris photographs, decoded once from the bundles into the cache (3/4 size)."""
+    import io
+
+    bundles = share / "gcompris-qt" / "rcc"
+    cut = share.parent.parent / "extracted" / "gcompris"
+    out = []
+    for rcc in sorted({b for b, _ in GCOMPRIS_PHOTOGRAPHS}):
+        wanted = {f"{folder}/{stem}.webp": stem for (b, folder), stems in GCOMPRIS_PHOTOGRAPHS.items() if b == rcc for stem in stems}
+        if not (bundles / f"{rcc}.rcc").is_file():
+            continue
+        targets = {inner: cut / f"{rcc}__{stem}.png" for inner, stem in wanted.items()}
+        if not all(t.is_file() for t in targets.values()):
+            cut.mkdir(parents=True, exist_ok=True)
+            for inner, blob in read_qt_resources(bundles / f"{rcc}.rcc"):
+                if inner in targets and not targets[inner].is_file():
+                    with Image.open(io.BytesIO(blob)) as im:
+                        im = im.convert("RGB")
+                        size = (round(im.width * GCOMPRIS_SCALE), round(im.height * GCOMPRIS_SCALE))
+                        im.resize(size, Image.Resampling.LANCZOS).save(targets[inner])
+        for inner, stem in sorted(wanted.items()):
+            if targets[inner].is_file():
+                scene = _GCOMPRIS_SAME_SCENE.get(f"{rcc}/{stem}", f"{rcc}/{stem}")
+                out.append(PhotoSource(f"gcompris:{scene}", str(targets[inner]), "gcompris-qt-data"))
     return out
 
 
