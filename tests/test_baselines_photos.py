@@ -11,11 +11,11 @@ from deqa.baselines.photos import (
     PhotoSource,
     extract_jigzo_photo,
     find_debian_photos,
-    largest_jpeg,
-    read_qt_resources,
     is_heldout,
+    largest_jpeg,
     prepare_photos,
     read_photo_index,
+    read_qt_resources,
 )
 
 
