@@ -8,8 +8,10 @@
 # Environment: PYTHON (default: python), THREADS (torch threads, default 2), DEVICE (torch device
 # for training, default cpu), EPOCHS (round 1, default 5), EPOCHS2 (round 2, default 4; 0 skips it),
 # EPOCHS3 (round 3, default 3; 0 skips it), N_TRAIN (training crops, default 40000),
-# INIT_FROM (a degradation-model folder: skip rounds 1-2 and run round 3 from its weights; v4 was
-# made this way from v3, see the model card), LINEAGE (the card's words for where INIT_FROM came from).
+# HUE_ROTATE (probability of the scene-colour augmentation on the training crops, default 0),
+# INIT_FROM (a degradation-model folder: skip rounds 1-2 and run one more round from its weights;
+# v4 was made this way from v3 and v5 from v4, see the model card), ROUND (that round's number on
+# the card, default 3; its training seed is ROUND - 1), LINEAGE (the card's words for INIT_FROM).
 # Deterministic given the same package versions: fixed seeds everywhere, single-process training.
 # Interrupted? Run it again: photos, rendered sets and the training run all resume where they stopped.
 set -euo pipefail
@@ -22,10 +24,20 @@ EPOCHS="${EPOCHS:-5}"
 EPOCHS2="${EPOCHS2:-4}"
 EPOCHS3="${EPOCHS3:-3}"
 N_TRAIN="${N_TRAIN:-40000}"
+HUE_ROTATE="${HUE_ROTATE:-0}"
 INIT_FROM="${INIT_FROM:-}"
-MODEL_ID=deqa-builtin-degradation-v4
+ROUND="${ROUND:-3}"
+MODEL_ID=deqa-builtin-degradation-v5
 if [ -n "$INIT_FROM" ] && [ "$EPOCHS3" -le 0 ]; then
   echo "build_default_model.sh: INIT_FROM=$INIT_FROM skips rounds 1-2, so EPOCHS3 must be > 0 (got $EPOCHS3)" >&2
+  exit 2
+fi
+if ! [[ "$ROUND" =~ ^[1-9][0-9]*$ ]]; then
+  echo "build_default_model.sh: ROUND must be a round number >= 1 (got '$ROUND')" >&2
+  exit 2
+fi
+if ! [[ "$HUE_ROTATE" =~ ^(0(\.[0-9]+)?|1(\.0+)?)$ ]]; then
+  echo "build_default_model.sh: HUE_ROTATE must be a probability in [0, 1] (got '$HUE_ROTATE')" >&2
   exit 2
 fi
 if [ -n "$INIT_FROM" ] && [ ! -f "$INIT_FROM/deqa_baseline.json" ]; then
@@ -45,7 +57,10 @@ scripts/get_photos.sh "$WORK/debian"
 
 # Train/val crops come from the training scenes; the held-out sets from held-out scenes only.
 # All at the model's input size, low-texture crops redrawn (synth defaults).
-"${DEQA[@]}" synth --photos "$WORK/photos" --split train --out "$WORK/train" --n "$N_TRAIN" --size "$SIZE" --seed 101 --workers 2
+TRAIN_AUG=()
+# The scene-colour augmentation goes on the training crops only: validation shows the photos as they are.
+[ "$HUE_ROTATE" != "0" ] && TRAIN_AUG=(--hue-rotate "$HUE_ROTATE")
+"${DEQA[@]}" synth --photos "$WORK/photos" --split train --out "$WORK/train" --n "$N_TRAIN" --size "$SIZE" --seed 101 --workers 2 "${TRAIN_AUG[@]}"
 "${DEQA[@]}" synth --photos "$WORK/photos" --split train --out "$WORK/val" --n 1500 --size "$SIZE" --seed 102 --workers 2
 # Held-out protocol: a mixed set (detection ROC-AUC, overall SRCC) and two sweep sets per head (that
 # head uniform in [0, 1] on every crop): one with the other degradations random as in training
@@ -81,8 +96,9 @@ if [ -z "$INIT_FROM" ]; then
 else
   FINAL="$INIT_FROM"
 fi
-# Round 3: a third warm restart, on this generator's data (v4 started here from the v3 weights).
-[ "$EPOCHS3" -gt 0 ] && train_round "$WORK/model_r3" "$EPOCHS3" 1e-3 2 200 "$FINAL"
+# Round 3: a third warm restart, on this generator's data (v4 started here from the v3 weights, v5
+# from v4's as round 4 on the larger photo pool).
+[ "$EPOCHS3" -gt 0 ] && train_round "$WORK/model_r$ROUND" "$EPOCHS3" 1e-3 $((ROUND - 1)) 200 "$FINAL"
 
 mkdir -p "$ASSET"
 if [ "$FINAL" != "$ASSET" ]; then cp "$FINAL/deqa_baseline.json" "$FINAL/model.safetensors" "$ASSET/"; fi
@@ -90,7 +106,7 @@ if [ "$FINAL" != "$ASSET" ]; then cp "$FINAL/deqa_baseline.json" "$FINAL/model.s
 "$PYTHON" bench/baseline_speed.py --threads "$THREADS" --repeats 7 --out "$WORK/speed.json"
 CARD_ARGS=()
 if [ -n "$INIT_FROM" ]; then
-  CARD_ARGS=(--first-round 3 --lineage "${LINEAGE:-weights from $INIT_FROM}")
+  CARD_ARGS=(--first-round "$ROUND" --lineage "${LINEAGE:-weights from $INIT_FROM}")
 fi
 "${DEQA[@]}" card --model "$ASSET" --metrics "$WORK/heldout_metrics.json" --train-logs "${LOGS[@]}" \
   --photos "$WORK/photos" --speed "$WORK/speed.json" "${CARD_ARGS[@]}"

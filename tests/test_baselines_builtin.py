@@ -148,7 +148,9 @@ def test_deqa_score_cli_process_stays_free_of_transformers():
 @pytest.mark.parametrize(
     ("env", "message"),
     [({"INIT_FROM": "no/such/model"}, "not a degradation-model folder"),
-     ({"INIT_FROM": "deqa/assets/default_model", "EPOCHS3": "0"}, "EPOCHS3 must be > 0")],
+     ({"INIT_FROM": "deqa/assets/default_model", "EPOCHS3": "0"}, "EPOCHS3 must be > 0"),
+     ({"ROUND": "four"}, "ROUND must be a round number"),
+     ({"HUE_ROTATE": "1.5"}, "HUE_ROTATE must be a probability")],
 )
 def test_build_script_rejects_a_bad_continuation_before_any_download(tmp_path, env, message):
     out = subprocess.run(["bash", str(ROOT / "scripts" / "build_default_model.sh"), str(tmp_path / "work")],

@@ -125,9 +125,10 @@ def write_model_card(model_dir: str | Path, metrics_path: str | Path, train_logs
         L += [f"- {len(index)} images found in packages; {len(used)} used, in {len(held) + len(train)} scenes: "
               + ", ".join(f"{k} ({v})" for k, v in sorted(by_origin.items())) + "."]
         if cur:
-            L += ["- Curation, in two steps. (1) Photographs only: mate-backgrounds' `nature/` folder, named lists of",
-                  "  the Plasma and Lomiri wallpapers that are photographs and of the OpenCV sample photos, the",
-                  "  scikit-image / scikit-learn / matplotlib photos (`deqa/baselines/photos.py`); vector art, gradients,",
+            L += ["- Curation, in two steps. (1) Photographs only, judged by eye and named per package in",
+                  "  `deqa/baselines/photos.py` (mate-backgrounds' `nature/` folder; lists of the Plasma, Lomiri,",
+                  "  Enlightenment and LXQt wallpapers, OpenCV samples, jigsaw-game puzzles and GCompris pictures that",
+                  "  are photographs; the scikit-image / scikit-learn / matplotlib photos); vector art, gradients,",
                   "  renders and drawings are left out, because a degradation label on them describes something the",
                   "  image does not show (blur on a flat gradient), and so are samples that already carry a degradation.",
                   f"  (2) Texture, measured at {cur['crop_size']} px: a crop is *textured* when at least "
@@ -142,12 +143,20 @@ def write_model_card(model_dir: str | Path, metrics_path: str | Path, train_logs
         L += [f"- Training scenes ({len(train)}): {', '.join(train)}.",
               f"- Held out (never seen in training or validation; whole scenes, chosen by a hash of the scene name): "
               f"{len(held)} scenes — {', '.join(held)}."]
+    have_index = bool(photo_dir and (Path(photo_dir) / "photos.json").is_file())
+    n_train_scenes: int | str = len(train) if have_index else "few"
+    webp = have_index and any(e["origin"] == "gcompris-qt-data" for e in used)
     sc = SynthConfig.from_dict(train_meta["config"]) if train_meta else SynthConfig()
     L += [f"- Training set: {train_meta.get('n', '?')} random crops of the training scenes at {sc.size} px (the model's input size;",
           f"  aspect ratio up to {sc.max_aspect}:1 squashed to a square, as the scorer squashes whole photos); validation "
           f"{val_meta.get('n', '?')} other crops of the same scenes.",
           f"- Each crop gets k degradations, P(k) = {list(sc.count_probs)} for k = 0, 1, 2, ..., intensities uniform in "
-          f"[{sc.min_intensity}, 1]; applied in capture order (blur, exposure, colour cast, noise, watermark, JPEG).",
+          f"[{sc.min_intensity}, 1]; applied in capture order (blur, exposure, colour cast, noise, watermark, JPEG)."]
+    if sc.hue_rotate_prob > 0:
+        L += [f"- Scene-colour augmentation (training set only): {sc.hue_rotate_prob:.0%} of the clean crops have their colours",
+              "  rotated about the grey axis by a uniform angle before any degradation, so greys stay grey and no",
+              "  cast is added (`synth.rotate_hue`): the colour-cast head sees more scene palettes than the photos have."]
+    L += [
           "- Degradations and their intensity scales: blur (Gaussian / box with sigma 0.4-4 px; motion streaks",
           "  longer by (1 + 4t) so the three kinds look alike at equal t), exposure (-3.5 EV to +2.5 EV in linear",
           "  light), colour cast (white-balance gains up to ±45% or a tint blend up to 35%), noise (Gaussian sigma",
@@ -174,7 +183,7 @@ def write_model_card(model_dir: str | Path, metrics_path: str | Path, train_logs
         L.append(f"- {name}: {c.get('epochs')} epochs planned, {len(rows)} run, lr {c.get('lr')}, warm-up {c.get('warmup_steps', 0)} steps, seed {c.get('seed')}, best validation loss "
                  f"{best['val_loss']:.4f} at epoch {best['epoch']}; per epoch: "
                  + ", ".join(f"{r['val_loss']:.4f}" for r in rows) + ".")
-    L += ["- Reproduce: `scripts/build_default_model.sh` (downloads the Debian wallpaper and OpenCV sample packages, curates the",
+    L += ["- Reproduce: `scripts/build_default_model.sh` (downloads the Debian packages that hold the photos, curates the",
           "  photos, renders the sets, trains, evaluates and rewrites this card; every step resumes).", ""]
     mixed, sweep, isolated = metrics["mixed"], metrics.get("sweep", {}), metrics.get("sweep_isolated", {})
     mixed_meta = meta(mixed.get("data"))
@@ -225,7 +234,8 @@ def write_model_card(model_dir: str | Path, metrics_path: str | Path, train_logs
           "  large photo's pixel-level noise mostly vanishes at that scale and is not penalised.",
           "- Colour cast and exposure are learnt against photos whose own colours and brightness count as",
           "  neutral; strongly tinted or low-key photos read as somewhat cast / under-exposed.",
-          "- Trained on few scenes (the photographs that ship in packages: nature, city, objects, portraits);",
+          f"- Trained on {n_train_scenes} scenes (the photographs that ship in packages: nature, animals, buildings,",
+          "  objects, portraits" + ("; the GCompris ones lossy WebP, used at 3/4 size" if webp else "") + ");",
           "  other domains (documents, screenshots, drawings, medical) are out of distribution.", ""]
     path = model_dir / "MODEL_CARD.md"
     path.write_text("\n".join(L))
