@@ -254,6 +254,13 @@ def test_model_card_reports_metrics_and_goals(tmp_path):
                             lineage="the v3 build", first_round=3).read_text()
     assert "starts from the weights of `card-test` (the v3 build)" in card
     assert "- Round 3 (warm start, fresh schedule): 2 epochs planned, 2 run, lr 0.001" in card and "Round 1" not in card
+    assert "Scene-colour augmentation" not in card
+    # The training set's augmentation is read from its meta.json and described.
+    (tmp_path / "train").mkdir()
+    (tmp_path / "train" / "meta.json").write_text(json.dumps({"n": 7, "config": {"size": 224, "hue_rotate_prob": 0.5}}))
+    (tmp_path / "train_config.json").write_text(json.dumps({"train_data": str(tmp_path / "train"), "epochs": 2}))
+    card = write_model_card(tmp_path / "m", tmp_path / "metrics.json", [tmp_path / "log.jsonl"]).read_text()
+    assert "- Training set: 7 random crops" in card and "Scene-colour augmentation (training set only): 50% of the clean crops" in card
     with pytest.raises(ValueError, match="first_round must be >= 1, got 0"):
         write_model_card(tmp_path / "m", tmp_path / "metrics.json", [tmp_path / "log.jsonl"], first_round=0)
     with pytest.raises(ValueError, match="held-out protocol"):
