@@ -15,7 +15,10 @@ build folder; resumable like every rendered set), then reports, per model:
    validation set, read on the mixed set's overall SRCC and the colour-cast sweep.
 4. Gray-edge white balance of the source photos (the fix that was considered for colour cast):
    its per-photo deviation from neutral.
-5. Throughput of the frozen EfficientNet-Lite0 encoder (``FrozenEncoder.embed``) at 224 px, the
+5. Colour-cast response by cast hue: the mean colour-cast intensity predicted on 120 clean
+   held-out crops given a cast of fixed kind, intensity and hue (six hues): equal intensities
+   should read equal whatever the hue, or the grading SRCC pays for it.
+6. Throughput of the frozen EfficientNet-Lite0 encoder (``FrozenEncoder.embed``) at 224 px, the
    candidate second model for "what colour should this be".
 """
 
@@ -38,7 +41,7 @@ from deqa.baselines import builtin_model_dir  # noqa: E402
 from deqa.baselines.degradation import load_degradation_model  # noqa: E402
 from deqa.baselines.degradation_train import predict_intensities  # noqa: E402
 from deqa.baselines.photos import read_photo_index  # noqa: E402
-from deqa.baselines.synth import SynthConfig, load_synth_dataset, render_dataset  # noqa: E402
+from deqa.baselines.synth import SynthConfig, apply_colour_cast, load_synth_dataset, render_dataset  # noqa: E402
 from deqa.metrics import srcc  # noqa: E402
 
 HEADS = ("colour_cast", "blur", "watermark", "noise", "jpeg", "exposure")
@@ -127,6 +130,33 @@ def _gray_edge(build: Path) -> dict[str, float]:
     return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
 
+HUES = {"red": 0.0, "yellow": np.pi / 3, "green": 2 * np.pi / 3, "cyan": np.pi, "blue": 4 * np.pi / 3, "magenta": 5 * np.pi / 3}
+
+
+def _clean_heldout(build: Path, n: int = 120) -> np.ndarray:
+    photos = [e["file"] for e in read_photo_index(build / "photos", "heldout")]
+    path = render_dataset(photos, build / "clean_heldout", n, SynthConfig(size=224, count_probs=(1.0,)), seed=140,
+                          workers=2, progress=False)
+    return np.asarray(load_synth_dataset(path)[0], dtype=np.float32) / 255.0
+
+
+def _cast_directions(model, clean: np.ndarray) -> dict:
+    j = list(model.cfg.heads).index("colour_cast")
+    rng = np.random.default_rng(0)  # not drawn from: kind and hue are given
+
+    def mean_pred(x: np.ndarray) -> float:
+        return round(float(predict_intensities(model, (x * 255).round().astype(np.uint8))[:, j].mean()), 3)
+
+    out: dict = {"clean": mean_pred(clean)}
+    for kind in ("gains", "tint"):
+        for t in (0.25, 0.5, 1.0):
+            out[f"{kind} t={t}"] = {
+                hue: mean_pred(np.stack([apply_colour_cast(c, t, rng, kind=kind, angle=a) for c in clean]))
+                for hue, a in HUES.items()
+            }
+    return out
+
+
 def _encoder_speed(threads: int, batch: int = 32, repeats: int = 3) -> dict[str, float]:
     from deqa.baselines.encoders import EncoderSpec, build_encoder
 
@@ -159,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     seen = _seen_sets(build)
     unseen = {h: build / "test" / f"iso_{h}" for h in HEADS}
     res: dict = {"machine": f"{os.cpu_count()}-core CPU, torch {torch.__version__}", "models": {}}
+    clean = _clean_heldout(build)
     for folder in [args.model or str(builtin_model_dir())] + ([args.compare] if args.compare else []):
         model = load_degradation_model(folder)
         name = json.loads((Path(folder) / "deqa_baseline.json").read_text()).get("model_id", folder)
@@ -166,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
             "isolated_grading_seen_scenes": _grading(model, seen),
             "isolated_grading_unseen_scenes": _grading(model, unseen),
             "inference_tricks": _tricks(model, build),
+            "colour_cast_by_hue_on_clean_heldout_crops": _cast_directions(model, clean),
         }
     res["colour_statistics_grading"] = {"seen": _colour_stats(seen["colour_cast"]), "unseen": _colour_stats(unseen["colour_cast"])}
     res["gray_edge_deviation_per_photo"] = _gray_edge(build)

@@ -88,6 +88,16 @@ def test_colour_cast_shifts_channel_balance_monotonically(photo, kind):
     assert _strictly_increasing(shifts), shifts
 
 
+@pytest.mark.parametrize("kind", ["gains", "tint"])
+def test_colour_cast_hue_can_be_given(photo, kind):
+    """A given hue angle is the cast's direction (0 red, 2π/3 green, 4π/3 blue); the drawn one is random."""
+    for k, angle in enumerate((0.0, 2 * np.pi / 3, 4 * np.pi / 3)):
+        shift = apply_colour_cast(photo, 0.8, np.random.default_rng(0), kind=kind, angle=angle).mean((0, 1)) - photo.mean((0, 1))
+        assert int(np.argmax(shift)) == k, (angle, shift)
+    drawn = {tuple(apply_colour_cast(photo, 0.8, np.random.default_rng(s), kind=kind).mean((0, 1)).round(3)) for s in range(4)}
+    assert len(drawn) == 4
+
+
 @pytest.mark.parametrize("layout", ["tiled", "centre", "diagonal", "corner"])
 def test_watermark_visibility_grows_with_intensity(photo, layout):
     def diff(t):

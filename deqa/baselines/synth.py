@@ -144,10 +144,16 @@ def apply_exposure(img: Array, t: float, rng: np.random.Generator, direction: in
     return np.power(np.clip(linear, 0.0, 1.0), 1 / 2.2).astype(np.float32)
 
 
-def apply_colour_cast(img: Array, t: float, rng: np.random.Generator, kind: str | None = None) -> Array:
-    """A white-balance error (per-channel gains) or a tint blended over the image."""
+def apply_colour_cast(
+    img: Array, t: float, rng: np.random.Generator, kind: str | None = None, angle: float | None = None
+) -> Array:
+    """A white-balance error (per-channel gains) or a tint blended over the image.
+
+    The cast's hue ``angle`` (radians; 0 = red, 2π/3 = green, 4π/3 = blue) is drawn uniformly
+    unless given.
+    """
     kind = kind or rng.choice(["gains", "tint"])
-    angle = rng.uniform(0, 2 * np.pi)
+    angle = rng.uniform(0, 2 * np.pi) if angle is None else angle
     direction = np.cos(angle - np.array([0.0, 2 * np.pi / 3, 4 * np.pi / 3])).astype(np.float32)
     if kind == "gains":
         gains = 1.0 + 0.45 * t * direction
