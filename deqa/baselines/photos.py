@@ -399,17 +399,19 @@ def find_debian_photos(root: str | os.PathLike) -> list[PhotoSource]:
     for rel, scene in sorted(OPENCV_PHOTOGRAPHS.items()):
         if (examples / rel).is_file():
             out.append(PhotoSource(f"opencv:{scene}", str(examples / rel), "opencv-doc"))
-    # jigzo: the photo is cut out of each puzzle file once, into the cache beside the package files.
+    # jigzo: the listed puzzles' photos, cut out of each puzzle file once into the cache beside the
+    # package files (unlisted puzzles, e.g. the non-commercial penguin, are not read at all).
     puzzles = share / "games" / "jigzo" / "puzzles"
     if puzzles.is_dir():
         cut = share.parent.parent / "extracted" / "jigzo"
         for pzl in sorted(puzzles.glob("*/*.pzl")):
+            if pzl.stem not in JIGZO_PHOTOGRAPHS:
+                continue
             target = cut / f"{pzl.stem}.png"
             if not target.is_file():
                 cut.mkdir(parents=True, exist_ok=True)
                 extract_jigzo_photo(pzl)[1].save(target)
-            scene = JIGZO_PHOTOGRAPHS.get(pzl.stem)
-            out.append(PhotoSource(f"jigzo:{scene or pzl.stem}", str(target), "jigzo-data", scene is not None))
+            out.append(PhotoSource(f"jigzo:{JIGZO_PHOTOGRAPHS[pzl.stem]}", str(target), "jigzo-data"))
     out += _gcompris_photos(share)
     edj = share / "enlightenment" / "data" / "backgrounds"
     for name in sorted(ENLIGHTENMENT_PHOTOGRAPHS):
