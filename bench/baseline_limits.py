@@ -8,7 +8,8 @@ same isolated sweeps from the *training* scenes (``seen_iso_<head>``, 500 crops 
 build folder; resumable like every rendered set), then reports, per model:
 
 1. Seen vs unseen scenes: isolated grading SRCC on training-scene crops (never trained on: other
-   crops) against the held-out scenes' sets. A large gap means more scenes, not more epochs.
+   crops) against the held-out scenes' sets. A large gap means more scenes, not more epochs. And
+   how much of the held-out error is a per-scene offset rather than scatter within a scene.
 2. Colour statistics as a colour-cast grader: SRCC of the gray-world deviation and of the
    opponent-colour mean with the true cast, seen and unseen (how far a scene-blind rule gets).
 3. Inference tricks: horizontal-flip averaging and a per-head isotonic calibration fitted on the
@@ -63,6 +64,24 @@ def _grading(model, sets: dict[str, Path]) -> dict[str, float]:
         ims, labels, _ = load_synth_dataset(path)
         j = list(model.cfg.heads).index(h)
         res[h] = round(srcc(predict_intensities(model, ims)[:, j], labels[:, j]), 4)
+    return res
+
+
+def _scene_share(model, sets: dict[str, Path]) -> dict[str, float]:
+    """Per head: the fraction of the residual variance (prediction minus a linear fit on the true
+    intensity) that is a per-scene offset. Near 1: the scene decides the error (more scenes help);
+    near 0: the error scatters within each scene (the generator or the model is at fault)."""
+    res = {}
+    for h, path in sets.items():
+        ims, labels, _ = load_synth_dataset(path)
+        scene = np.asarray(json.loads((Path(path) / "progress.json").read_text())["sources"])
+        j = list(model.cfg.heads).index(h)
+        pred, true = predict_intensities(model, ims)[:, j], labels[:, j]
+        resid = pred - np.polyval(np.polyfit(true, pred, 1), true)
+        offset = np.zeros_like(resid)
+        for k in np.unique(scene):
+            offset[scene == k] = resid[scene == k].mean()
+        res[h] = round(float(offset.var() / resid.var()), 3)
     return res
 
 
@@ -196,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         res["models"][name] = {
             "isolated_grading_seen_scenes": _grading(model, seen),
             "isolated_grading_unseen_scenes": _grading(model, unseen),
+            "per_scene_share_of_residual_variance_unseen": _scene_share(model, unseen),
             "inference_tricks": _tricks(model, build),
             "colour_cast_by_hue_on_clean_heldout_crops": _cast_directions(model, clean),
         }
