@@ -337,3 +337,6 @@ def test_hue_rotation_in_rendering_is_off_by_default_and_training_only(tmp_path)
     with pytest.raises(SystemExit, match="--hue-rotate is a training augmentation"):
         baseline_main(["synth", "--photos", str(tmp_path), "--split", "heldout", "--out", str(tmp_path / "o"),
                        "--n", "4", "--size", "32", "--hue-rotate", "0.5"])
+    with pytest.raises(SystemExit, match=r"deqa baseline synth: SynthConfig.hue_rotate_prob must be in \[0, 1\], got 1.5"):
+        baseline_main(["synth", "--photos", str(tmp_path), "--split", "train", "--out", str(tmp_path / "o"),
+                       "--n", "4", "--size", "32", "--hue-rotate", "1.5"])

@@ -35,7 +35,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -399,27 +399,20 @@ def find_debian_photos(root: str | os.PathLike) -> list[PhotoSource]:
     for rel, scene in sorted(OPENCV_PHOTOGRAPHS.items()):
         if (examples / rel).is_file():
             out.append(PhotoSource(f"opencv:{scene}", str(examples / rel), "opencv-doc"))
-    # jigzo: the listed puzzles' photos, cut out of each puzzle file once into the cache beside the
-    # package files (unlisted puzzles, e.g. the non-commercial penguin, are not read at all).
-    puzzles = share / "games" / "jigzo" / "puzzles"
-    if puzzles.is_dir():
-        cut = share.parent.parent / "extracted" / "jigzo"
-        for pzl in sorted(puzzles.glob("*/*.pzl")):
-            if pzl.stem not in JIGZO_PHOTOGRAPHS:
-                continue
-            target = cut / f"{pzl.stem}.png"
-            if not target.is_file():
-                cut.mkdir(parents=True, exist_ok=True)
-                extract_jigzo_photo(pzl)[1].save(target)
+    # Photos stored inside other files are cut out once into the cache, beside the package files.
+    extracted = share.parent.parent / "extracted"
+    # jigzo: the listed puzzles only (unlisted ones, e.g. the non-commercial penguin, are not read).
+    for pzl in sorted((share / "games" / "jigzo" / "puzzles").glob("*/*.pzl")):
+        if pzl.stem in JIGZO_PHOTOGRAPHS:
+            target = _extract_once(extracted / "jigzo" / f"{pzl.stem}.png", lambda t, p=pzl: extract_jigzo_photo(p)[1].save(t))
             out.append(PhotoSource(f"jigzo:{JIGZO_PHOTOGRAPHS[pzl.stem]}", str(target), "jigzo-data"))
-    out += _gcompris_photos(share)
+    out += _gcompris_photos(share, extracted / "gcompris")
     edj = share / "enlightenment" / "data" / "backgrounds"
     for name in sorted(ENLIGHTENMENT_PHOTOGRAPHS):
         if (edj / f"{name}.edj").is_file():
-            target = share.parent.parent / "extracted" / "enlightenment" / f"{name}.jpg"
-            if not target.is_file():
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(largest_jpeg(edj / f"{name}.edj"))  # the JPEG as stored: no re-encoding
+            # The JPEG as stored: no re-encoding.
+            target = _extract_once(extracted / "enlightenment" / f"{name}.jpg",
+                                   lambda t, e=edj / f"{name}.edj": t.write_bytes(largest_jpeg(e)))
             out.append(PhotoSource(f"enlightenment:{name}", str(target), "enlightenment-data"))
     for rel, (group, origin) in sorted(LISTED_PHOTOGRAPHS.items()):
         if (share / rel).is_file():
@@ -427,12 +420,22 @@ def find_debian_photos(root: str | os.PathLike) -> list[PhotoSource]:
     return out
 
 
-def _gcompris_photos(share: Path) -> list[PhotoSource]:
-    """The listed gcompris photographs, decoded once from the bundles into the cache (3/4 size)."""
+def _extract_once(target: Path, write: Callable[[Path], object]) -> Path:
+    """``target``, written by ``write(target)`` unless a previous run already did."""
+    if not target.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write(target)
+    return target
+
+
+def _gcompris_photos(share: Path, cut: Path) -> list[PhotoSource]:
+    """The listed gcompris photographs, decoded once from the bundles into ``cut`` (3/4 size).
+
+    A bundle holds many photos, so it is read once for all of its missing ones (not through
+    :func:`_extract_once`, which would re-read it per photo)."""
     import io
 
     bundles = share / "gcompris-qt" / "rcc"
-    cut = share.parent.parent / "extracted" / "gcompris"
     out = []
     for rcc in sorted({b for b, _ in GCOMPRIS_PHOTOGRAPHS}):
         wanted = {f"{folder}/{stem}.webp": stem for (b, folder), stems in GCOMPRIS_PHOTOGRAPHS.items() if b == rcc for stem in stems}
