@@ -2,12 +2,14 @@
 
     python bench/baseline_speed.py [--threads 2] [--batch-size 16] [--n 256] [--out speed.json]
 
-Throughput is measured twice: the network alone on a uint8 batch (what the 20 img/s goal is
-about) and the whole Scorer pipeline (decode + resize + network) on the bundled example JPEG.
-Cold start = wall time of a fresh ``python -m deqa.cli.score example.jpg`` process (what
-``deqa-score photo.jpg`` runs), median of 3 runs; a second probe process that loads the built-in
-model and scores through the Python API reports its in-process time and whether transformers or
-peft were imported.
+Both runtimes of the network are measured: numpy (the default without ``--device``, no torch
+import) and torch (``--device cpu``). Throughput twice each: the network alone on a uint8 batch
+(what the 20 img/s goal is about) and the whole Scorer pipeline (decode + resize + network) on
+the bundled example JPEG. Cold start = wall time of a fresh ``python -m deqa.cli.score
+example.jpg`` process (what ``deqa-score photo.jpg`` runs), with and without ``--device cpu``; a
+probe process that loads the built-in model and scores through the Python API reports its
+in-process time and whether torch, transformers or peft were imported. Every timing is the
+median and the best of ``--repeats`` runs.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ import sys, time
 t0 = time.perf_counter()
 from deqa import load_scorer
 r = load_scorer(None).score(sys.argv[1])[0]
-print(round(time.perf_counter() - t0, 3), r.score, "transformers" in sys.modules or "peft" in sys.modules)
+print(round(time.perf_counter() - t0, 3), r.score, "torch" in sys.modules,
+      "transformers" in sys.modules or "peft" in sys.modules)
 """
 
 
@@ -82,26 +85,38 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
 
+    import numpy as np
     import torch
 
     from deqa.baselines import load_baseline
 
     torch.set_num_threads(args.threads)
-    scorer = load_baseline(None)
-    size = scorer.cfg.image_size
-    batch = torch.randint(0, 256, (args.batch_size, 3, size, size), dtype=torch.uint8)
-    reps = max(1, args.n // args.batch_size)
+    try:  # numpy's BLAS pool, held to the same thread count as torch's
+        from threadpoolctl import threadpool_limits
 
-    def net_run():
-        for _ in range(reps):
-            scorer.predict(batch)
-        return reps * args.batch_size
-
-    with torch.inference_mode():
-        scorer.predict(batch)  # warm-up (oneDNN kernel selection)
-        net_ips = _rates(net_run, args.repeats)
+        threadpool_limits(args.threads)
+    except ImportError:
+        pass
     paths = [str(EXAMPLE)] * args.n
-    pipe_ips = _rates(lambda: len(list(scorer.iter_score(paths, batch_size=args.batch_size))), args.repeats)
+    runtimes = {}
+    for backend in ("numpy", "torch"):
+        scorer = load_baseline(None, backend=backend)
+        size = scorer.cfg.image_size
+        shape = (args.batch_size, size, size, 3) if backend == "numpy" else (args.batch_size, 3, size, size)
+        batch = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+        batch = batch if backend == "numpy" else torch.from_numpy(batch)
+        reps = max(1, args.n // args.batch_size)
+
+        def net_run(scorer=scorer, batch=batch, reps=reps):
+            for _ in range(reps):
+                scorer.predict(batch)
+            return reps * args.batch_size
+
+        with torch.inference_mode():
+            scorer.predict(batch)  # warm-up (oneDNN kernel selection, BLAS buffers)
+            net_ips = _rates(net_run, args.repeats)
+        pipe_ips = _rates(lambda scorer=scorer: len(list(scorer.iter_score(paths, batch_size=args.batch_size))), args.repeats)
+        runtimes[backend] = {"images_per_s": net_ips, "pipeline_images_per_s": pipe_ips}
 
     # Why the first stage is a stride-4 patchify conv: the same network with stride 1 or 2 stems
     # (random weights; speed does not depend on them).
@@ -124,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
         stems[f"stem_stride_{stride}"] = {"gmac_per_image": round(_gmacs(net, size), 3), "images_per_s": ips}
 
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    colds, wall, cli, torch_only, leaked = [], [], [], [], False
+    colds, wall, cli, cli_torch, torch_only = [], [], [], [], []
+    torch_leaked = leaked = False
     for _ in range(args.repeats):
         # The floor of any cold start here: a new process that imports torch and nothing else. On a
         # shared host it swings (1.7 s to 4 s seen on the same machine); the cold starts above it
@@ -135,24 +151,32 @@ def main(argv: list[str] | None = None) -> int:
         t = time.perf_counter()
         out = subprocess.run([sys.executable, "-c", _COLD, str(EXAMPLE)], capture_output=True, text=True, env=env, check=True)
         wall.append(time.perf_counter() - t)
-        inner, _, imported = out.stdout.split()
+        inner, _, had_torch, imported = out.stdout.split()
         colds.append(float(inner))
+        torch_leaked |= had_torch == "True"
         leaked |= imported == "True"
-        t = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "deqa.cli.score", str(EXAMPLE), "-q"], capture_output=True, env=env, check=True)
-        cli.append(time.perf_counter() - t)
+        for extra, into in (([], cli), (["--device", "cpu"], cli_torch)):
+            t = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "deqa.cli.score", str(EXAMPLE), "-q", *extra],
+                           capture_output=True, env=env, check=True)
+            into.append(time.perf_counter() - t)
     res = {
         "machine": f"{platform.machine()} {os.cpu_count()}-core CPU, torch {torch.__version__}",
         "threads": args.threads,
         "size": size,
         "batch_size": args.batch_size,
         "repeats": args.repeats,
-        "images_per_s": net_ips,
-        "pipeline_images_per_s": pipe_ips,
+        # the default runtime (numpy) at the top level; both runtimes under "runtimes"
+        "runtime": "numpy",
+        "images_per_s": runtimes["numpy"]["images_per_s"],
+        "pipeline_images_per_s": runtimes["numpy"]["pipeline_images_per_s"],
+        "runtimes": runtimes,
         "cold_start_deqa_score_s": _seconds(cli),
+        "cold_start_deqa_score_device_cpu_s": _seconds(cli_torch),
         "cold_start_api_process_s": _seconds(wall),
         "cold_start_in_process_s": _seconds(colds),
         "import_torch_process_s": _seconds(torch_only),
+        "torch_imported": torch_leaked,
         "transformers_or_peft_imported": leaked,
         "stems": stems,
         "load_avg_1min": os.getloadavg()[0],

@@ -10,6 +10,7 @@ progress bar live here once.
 from __future__ import annotations
 
 import abc
+import contextlib
 import os
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import replace
@@ -96,14 +97,54 @@ class _Collate:
         return ok, failed, None
 
 
+class _DecodeAndCollate:
+    """Picklable task of the torch-free pipeline: one planned batch of indices -> collated batch."""
+
+    def __init__(self, dataset: _DecodeDataset, collate: _Collate):
+        self.dataset = dataset
+        self.collate = collate
+
+    def __call__(self, indices: Sequence[int]):
+        return self.collate([self.dataset[i] for i in indices])
+
+
+def _torch_free_batches(dataset: _DecodeDataset, plan: list[list[int]], collate: _Collate, num_workers: int):
+    """What a DataLoader with ``batch_sampler=plan`` yields, without importing torch.
+
+    Workers are forked processes; at most two batches per worker are in flight, so a slow model
+    never lets decoded images pile up in memory on a long job.
+    """
+    task = _DecodeAndCollate(dataset, collate)
+    if num_workers == 0 or len(plan) == 1:  # one batch: a worker would only add its start-up
+        yield from map(task, plan)
+        return
+    import multiprocessing as mp
+    from collections import deque
+
+    ctx = mp.get_context("fork" if hasattr(os, "fork") else "spawn")
+    with ctx.Pool(num_workers) as pool:
+        todo = iter(plan)
+        in_flight = deque(pool.apply_async(task, (b,)) for _, b in zip(range(2 * num_workers), todo))
+        while in_flight:
+            batch = in_flight.popleft().get()
+            nxt = next(todo, None)
+            if nxt is not None:
+                in_flight.append(pool.apply_async(task, (nxt,)))
+            yield batch
+
+
 class Scorer(abc.ABC):
     """A quality model: images in, :class:`ScoreResult` out.
 
     Subclasses set ``model_id`` and ``level_words`` and implement :meth:`predict`; they may
-    override :meth:`make_collate` (preprocessing in workers) and :meth:`batch_order`.
+    override :meth:`make_collate` (preprocessing in workers) and :meth:`batch_order`. A scorer
+    whose model runs without torch sets ``needs_torch = False``: the pipeline then decodes in
+    forked worker processes instead of a torch DataLoader and never imports torch (the built-in
+    model's cold start).
     """
 
     model_id: str = "unknown"
+    needs_torch: bool = True
     level_words: tuple[str, ...] = ("bad", "poor", "fair", "good", "excellent")
     default_batch_size: int = 8
     max_pixels: int | None = DEFAULT_MAX_PIXELS
@@ -142,8 +183,6 @@ class Scorer(abc.ABC):
         resumed): a batch that is entirely skipped is not run, a partly skipped one is run whole,
         so every reported score comes from the same batch an uninterrupted run would use.
         """
-        import torch
-        from torch.utils.data import DataLoader
         from tqdm.auto import tqdm
 
         inputs = list(inputs)
@@ -159,20 +198,29 @@ class Scorer(abc.ABC):
         if not order:
             return
         names = [input_name(x, i) for i, x in enumerate(inputs)]
-        loader = DataLoader(
-            _DecodeDataset(inputs, self.max_pixels),
-            batch_sampler=plan,
-            num_workers=num_workers,
-            collate_fn=_Collate(self.make_collate()),
-            # PIL images in the inputs list cannot cross a spawn boundary cheaply; fork shares them.
-            multiprocessing_context="fork" if num_workers > 0 and hasattr(os, "fork") else None,
-            persistent_workers=False,
-        )
+        dataset, collate = _DecodeDataset(inputs, self.max_pixels), _Collate(self.make_collate())
+        if self.needs_torch:
+            import torch
+            from torch.utils.data import DataLoader
+
+            loader = DataLoader(
+                dataset,
+                batch_sampler=plan,
+                num_workers=num_workers,
+                collate_fn=collate,
+                # PIL images in the inputs list cannot cross a spawn boundary cheaply; fork shares them.
+                multiprocessing_context="fork" if num_workers > 0 and hasattr(os, "fork") else None,
+                persistent_workers=False,
+            )
+            no_grad = torch.inference_mode()
+        else:
+            loader = _torch_free_batches(dataset, plan, collate, num_workers)
+            no_grad = contextlib.nullcontext()
         bar = tqdm(total=len(order), disable=not progress, unit="img", dynamic_ncols=True)
         pending: dict[int, ScoreResult | ScoreFailure] = {}
         pos = 0
         try:
-            with torch.inference_mode():
+            with no_grad:
                 for indices, model_inputs, failed, error in loader:
                     done: dict[int, ScoreResult | ScoreFailure] = {}
                     for i, err in failed:
@@ -198,6 +246,8 @@ class Scorer(abc.ABC):
                         pos += 1
         finally:
             bar.close()
+            if not self.needs_torch:
+                loader.close()  # stops the decode workers of an abandoned iteration now
 
     def score(self, inputs: ImageInput | Sequence[ImageInput], **kwargs) -> list[ScoreResult]:
         """Score images (paths or PIL images); raise :class:`ImageLoadError` for the first bad one."""

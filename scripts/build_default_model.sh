@@ -8,7 +8,8 @@
 # Environment: PYTHON (default: python), THREADS (torch threads, default 2), DEVICE (torch device
 # for training, default cpu), EPOCHS (round 1, default 5), EPOCHS2 (round 2, default 4; 0 skips it),
 # EPOCHS3 (round 3, default 3; 0 skips it), N_TRAIN (training crops, default 40000),
-# HUE_ROTATE (probability of the scene-colour augmentation on the training crops, default 0),
+# TRAIN_SEED (the training crops' render seed, default 101; a continued round can train on a fresh
+# draw of crops: v6's round 5 used 105), HUE_ROTATE (probability of the scene-colour augmentation on the training crops, default 0),
 # INIT_FROM (a degradation-model folder: skip rounds 1-2 and run one more round from its weights;
 # v4 was made this way from v3 and v5 from v4, see the model card), ROUND (that round's number on
 # the card, default 3; its training seed is ROUND - 1), LINEAGE (the card's words for INIT_FROM).
@@ -24,16 +25,23 @@ EPOCHS="${EPOCHS:-5}"
 EPOCHS2="${EPOCHS2:-4}"
 EPOCHS3="${EPOCHS3:-3}"
 N_TRAIN="${N_TRAIN:-40000}"
+TRAIN_SEED="${TRAIN_SEED:-101}"
 HUE_ROTATE="${HUE_ROTATE:-0}"
 INIT_FROM="${INIT_FROM:-}"
 ROUND="${ROUND:-3}"
-MODEL_ID=deqa-builtin-degradation-v5
+MODEL_ID=deqa-builtin-degradation-v6
 if [ -n "$INIT_FROM" ] && [ "$EPOCHS3" -le 0 ]; then
   echo "build_default_model.sh: INIT_FROM=$INIT_FROM skips rounds 1-2, so EPOCHS3 must be > 0 (got $EPOCHS3)" >&2
   exit 2
 fi
 if ! [[ "$ROUND" =~ ^[1-9][0-9]*$ ]]; then
   echo "build_default_model.sh: ROUND must be a round number >= 1 (got '$ROUND')" >&2
+  exit 2
+fi
+if ! [[ "$TRAIN_SEED" =~ ^[0-9]+$ ]] || [[ "$TRAIN_SEED" =~ ^(102|103|11[0-9]|12[0-9])$ ]]; then
+  # 102-129 render the validation and held-out sets: a training set drawn with one of them would
+  # repeat their crops (different scenes for held-out, but the same degradation draws).
+  echo "build_default_model.sh: TRAIN_SEED must be a non-negative integer other than the validation/test seeds 102, 103, 110-129 (got '$TRAIN_SEED')" >&2
   exit 2
 fi
 if ! [[ "$HUE_ROTATE" =~ ^(0(\.[0-9]+)?|1(\.0+)?)$ ]]; then
@@ -60,7 +68,7 @@ scripts/get_photos.sh "$WORK/debian"
 TRAIN_AUG=()
 # The scene-colour augmentation goes on the training crops only: validation shows the photos as they are.
 [ "$HUE_ROTATE" != "0" ] && TRAIN_AUG=(--hue-rotate "$HUE_ROTATE")
-"${DEQA[@]}" synth --photos "$WORK/photos" --split train --out "$WORK/train" --n "$N_TRAIN" --size "$SIZE" --seed 101 --workers 2 "${TRAIN_AUG[@]}"
+"${DEQA[@]}" synth --photos "$WORK/photos" --split train --out "$WORK/train" --n "$N_TRAIN" --size "$SIZE" --seed "$TRAIN_SEED" --workers 2 "${TRAIN_AUG[@]}"
 "${DEQA[@]}" synth --photos "$WORK/photos" --split train --out "$WORK/val" --n 1500 --size "$SIZE" --seed 102 --workers 2
 # Held-out protocol: a mixed set (detection ROC-AUC, overall SRCC) and two sweep sets per head (that
 # head uniform in [0, 1] on every crop): one with the other degradations random as in training

@@ -51,14 +51,14 @@ def test_builtin_sees_heavy_blur(builtin):
     assert blurred.score_0_1 < clean.score_0_1
 
 
-def test_builtin_path_never_imports_transformers_or_peft():
+def test_builtin_path_never_imports_torch_transformers_or_peft():
     code = (
         "import sys\n"
         "import deqa.baselines\n"
         "from deqa.load import load_scorer\n"
         f"r = load_scorer(None).score({str(EXAMPLE)!r})[0]\n"
         "assert 1 <= r.score <= 5\n"
-        "bad = [m for m in ('transformers', 'peft') if m in sys.modules]\n"
+        "bad = [m for m in ('torch', 'transformers', 'peft') if m in sys.modules]\n"
         "print(','.join(bad) or 'clean')\n"
     )
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
@@ -99,10 +99,19 @@ def test_head_score_aggregates_groups_and_reports_bad_files(folder, capsys):
 def test_diagnose_reports_inputs_modes_and_good_vs_bad(capsys):
     baseline_main(["diagnose", str(EXAMPLE)])
     report = json.loads(capsys.readouterr().out)
-    assert report["input"]["dtype"] == "torch.uint8" and report["input"]["shape"] == [1, 3, 224, 224]
-    assert report["modules_in_train_mode"] == {"model": []}
-    assert report["trainable_params"]["model"] > 2_000_000
+    # The built-in model runs in numpy by default: NHWC uint8 input, no torch modules to check.
+    assert report["input"]["dtype"] == "uint8" and report["input"]["shape"] == [1, 224, 224, 3]
+    assert 0.0 <= report["input"]["min"] < report["input"]["max"] <= 1.0
+    assert report["modules_in_train_mode"] == {}
     assert {"good_mean", "bad_mean", "good_beats_bad"} <= set(report["good_vs_bad"])
+    # Its torch build: the module checks apply, and the input statistics are the same numbers.
+    from deqa.baselines.diagnostics import diagnose
+
+    torch_report = diagnose(load_baseline(None, backend="torch"), [str(EXAMPLE)])
+    assert torch_report["input"]["dtype"] == "torch.uint8" and torch_report["input"]["shape"] == [1, 3, 224, 224]
+    assert torch_report["input"]["channel_mean"] == pytest.approx(report["input"]["channel_mean"], abs=2e-4)
+    assert torch_report["modules_in_train_mode"] == {"model": []}
+    assert torch_report["trainable_params"]["model"] > 2_000_000
 
 
 def test_cli_errors_are_clear(tmp_path):

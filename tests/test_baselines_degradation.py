@@ -22,6 +22,7 @@ from deqa.baselines.degradation_train import (
     head_loss,
     train_degradation,
 )
+from deqa.baselines.degradation_numpy import NumpyDegradationScorer
 from deqa.baselines.synth import SynthConfig, render_dataset
 from deqa.load import load_scorer
 
@@ -149,7 +150,7 @@ def test_a_few_training_steps_lower_the_loss_and_resume(tiny_sets, tmp_path):
     assert loss.item() < first_loss
     # Saved best model loads through the generic entry points.
     scorer = load_scorer(str(tmp_path / "m"))
-    assert isinstance(scorer, DegradationScorer) and scorer.model_id == "deqa-degradation"
+    assert isinstance(scorer, NumpyDegradationScorer) and scorer.model_id == "deqa-degradation"
     # Resuming a finished run trains no further.
     again = train_degradation(cfg, progress=False)
     assert again["steps"] == 12
@@ -193,7 +194,7 @@ def test_save_reload_identical_and_eval_mode_enforced(tmp_path):
     net.eval()
     with torch.no_grad():
         assert torch.equal(net.intensities(x), again.intensities(x))
-    scorer = load_baseline(tmp_path)
+    scorer = load_baseline(tmp_path, backend="torch")
     imgs = [Image.fromarray((np.random.default_rng(i).random((50, 70, 3)) * 255).astype(np.uint8)) for i in range(3)]
     first = scorer.score(imgs)
     scorer.model.train()  # a caller's mistake must not change scores (BN/dropout)
@@ -218,8 +219,9 @@ def test_load_errors_name_the_file(tmp_path):
     cfg = json.loads((tmp_path / "deqa_baseline.json").read_text())
     cfg["model"]["heads"] = ["blur", "noise"]
     (tmp_path / "deqa_baseline.json").write_text(json.dumps(cfg))
-    with pytest.raises(ValueError, match="do not match"):
-        load_baseline(tmp_path)
+    for backend in ("numpy", "torch"):
+        with pytest.raises(ValueError, match="do not match"):
+            load_baseline(tmp_path, backend=backend)
 
 
 def test_model_card_reports_metrics_and_goals(tmp_path):
@@ -261,6 +263,18 @@ def test_model_card_reports_metrics_and_goals(tmp_path):
     (tmp_path / "train_config.json").write_text(json.dumps({"train_data": str(tmp_path / "train"), "epochs": 2}))
     card = write_model_card(tmp_path / "m", tmp_path / "metrics.json", [tmp_path / "log.jsonl"]).read_text()
     assert "- Training set: 7 random crops" in card and "Scene-colour augmentation (training set only): 50% of the clean crops" in card
+    # The speed section names the default runtime and, beside it, the torch one.
+    t = {"median": 1.0, "best": 0.5}
+    speed = {"machine": "m", "threads": 2, "size": 224, "repeats": 3, "runtime": "numpy",
+             "images_per_s": {"median": 50, "best": 60}, "cold_start_deqa_score_s": t,
+             "torch_imported": False, "transformers_or_peft_imported": False,
+             "runtimes": {"torch": {"images_per_s": {"median": 100, "best": 110}}},
+             "cold_start_deqa_score_device_cpu_s": {"median": 4.0, "best": 3.5}, "import_torch_process_s": t}
+    (tmp_path / "speed.json").write_text(json.dumps(speed))
+    card = write_model_card(tmp_path / "m", tmp_path / "metrics.json", [tmp_path / "log.jsonl"],
+                            speed_path=tmp_path / "speed.json").read_text()
+    assert "runs in numpy by default: 60 images/s at 224 px" in card and "torch imported: no" in card
+    assert "With `--device cpu` the torch module runs instead: 110 images/s (median 100), cold start 3.50 s" in card
     with pytest.raises(ValueError, match="first_round must be >= 1, got 0"):
         write_model_card(tmp_path / "m", tmp_path / "metrics.json", [tmp_path / "log.jsonl"], first_round=0)
     with pytest.raises(ValueError, match="held-out protocol"):

@@ -23,10 +23,14 @@ def images(tmp_path):
     return paths
 
 
+@pytest.mark.parametrize("needs_torch", [True, False])
 @pytest.mark.parametrize("num_workers", [0, 2])
 @pytest.mark.parametrize("reverse", [False, True])
-def test_iter_score_keeps_input_order_and_reports_failures(images, num_workers, reverse):
+def test_iter_score_keeps_input_order_and_reports_failures(images, num_workers, reverse, needs_torch):
+    # needs_torch=False: the torch-free pipeline (forked decode workers instead of a DataLoader)
+    # must behave exactly like the DataLoader one.
     scorer = BrightnessScorer(reverse_batches=reverse)
+    scorer.needs_torch = needs_torch
     out = list(scorer.iter_score(images, batch_size=3, num_workers=num_workers))
     assert [r.input for r in out] == images
     assert isinstance(out[2], ScoreFailure) and "not an image" in out[2].error
@@ -46,3 +50,22 @@ def test_score_accepts_pil_and_raises_on_bad_input(images):
 def test_batch_size_must_be_positive(images):
     with pytest.raises(ValueError, match="batch_size"):
         list(BrightnessScorer().iter_score(images, batch_size=0))
+
+
+def test_torch_free_pipeline_stops_its_workers_when_abandoned(tmp_path):
+    """Leaving the loop early shuts the decode workers down instead of decoding the rest."""
+    import multiprocessing as mp
+
+    paths = []
+    for i in range(40):
+        p = tmp_path / f"g{i}.png"
+        Image.new("RGB", (8, 8), (i, i, i)).save(p)
+        paths.append(str(p))
+    scorer = BrightnessScorer()
+    scorer.needs_torch = False
+    it = scorer.iter_score(paths, batch_size=2, num_workers=2)
+    first = next(it)
+    assert first.input == paths[0]
+    assert len(mp.active_children()) == 2  # the pool is up
+    it.close()
+    assert mp.active_children() == []

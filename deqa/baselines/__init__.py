@@ -7,7 +7,8 @@
 
 A baseline folder holds ``deqa_baseline.json`` (``"type"``: ``"degradation"`` or
 ``"encoder_head"``, plus the model config) and safetensors weights. Loading the built-in model
-imports torch and this package only: never transformers or peft.
+imports numpy and this package only: its network runs in numpy (:mod:`.degradation_numpy`) unless
+a torch device is asked for, and never imports transformers or peft.
 """
 
 from __future__ import annotations
@@ -28,9 +29,23 @@ def builtin_model_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "assets" / "default_model"
 
 
-def load_baseline(path: str | os.PathLike | None = None, *, device: str | None = None) -> Scorer:
-    """Load a baseline scorer from a folder with ``deqa_baseline.json``; ``None`` = built-in model."""
+BACKENDS = ("auto", "numpy", "torch")
+
+
+def load_baseline(path: str | os.PathLike | None = None, *, device: str | None = None, backend: str = "auto") -> Scorer:
+    """Load a baseline scorer from a folder with ``deqa_baseline.json``; ``None`` = built-in model.
+
+    ``backend`` (degradation models only): ``"numpy"`` runs the network without torch (no
+    ``import torch``: what makes the built-in model start fast), ``"torch"`` runs the torch module on
+    ``device`` (faster per image on a big folder, and the only choice on a GPU); ``"auto"`` is numpy
+    unless a ``device`` is named. Encoder-head models always run in torch.
+    """
     from ..load import BASELINE_CONFIG_NAME
+
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if backend == "numpy" and device not in (None, "cpu"):
+        raise ValueError(f"backend 'numpy' runs on the CPU only; device {device!r} needs backend 'torch'")
 
     folder = builtin_model_dir() if path is None else Path(path)
     cfg_path = folder / BASELINE_CONFIG_NAME
@@ -47,11 +62,14 @@ def load_baseline(path: str | os.PathLike | None = None, *, device: str | None =
         raise ValueError(f"{cfg_path}: invalid JSON ({err})") from None
     kind = config.get("type")
     if kind == "degradation":
+        model_id = config.get("model_id") or (BUILTIN_MODEL_ID if path is None else folder.name)
+        if backend == "numpy" or (backend == "auto" and device is None):
+            from .degradation_numpy import NumpyDegradationScorer, load_numpy_degradation_model
+
+            return NumpyDegradationScorer(load_numpy_degradation_model(folder, config), model_id=model_id)
         from .degradation import DegradationScorer, load_degradation_model
 
-        model = load_degradation_model(folder, config)
-        model_id = config.get("model_id") or (BUILTIN_MODEL_ID if path is None else folder.name)
-        return DegradationScorer(model, model_id=model_id, device=device)
+        return DegradationScorer(load_degradation_model(folder, config), model_id=model_id, device=device)
     if kind == "encoder_head":
         from .encoder_head import load_encoder_head_scorer
 

@@ -223,12 +223,19 @@ def write_model_card(model_dir: str | Path, metrics_path: str | Path, train_logs
         sp = json.loads(Path(speed_path).read_text())
         net, cold = sp["images_per_s"], sp["cold_start_deqa_score_s"]
         L += ["", "## Speed", "",
-              f"`bench/baseline_speed.py` on {sp['machine']}, {sp['threads']} threads, a CPU shared with other jobs: "
+              f"`bench/baseline_speed.py` on {sp['machine']}, {sp['threads']} threads, a CPU shared with other jobs. "
+              f"The network runs in {sp.get('runtime', 'torch')} by default: "
               f"{net['best']:.0f} images/s at {sp['size']} px (best of {sp['repeats']}; median {net['median']:.0f}); "
               f"cold start of `deqa-score photo.jpg` {cold['best']:.2f} s (median {cold['median']:.2f} s); "
-              f"transformers/peft imported: {'yes' if sp['transformers_or_peft_imported'] else 'no'}"
-              + (f"; a process that only imports torch took {sp['import_torch_process_s']['median']:.2f} s (median) in the same run"
-                 if "import_torch_process_s" in sp else "") + ". See BENCHMARKS.md."]
+              f"torch imported: {'yes' if sp.get('torch_imported', True) else 'no'}; "
+              f"transformers/peft imported: {'yes' if sp['transformers_or_peft_imported'] else 'no'}."]
+        if "runtimes" in sp and "torch" in sp["runtimes"]:
+            tnet, tcold = sp["runtimes"]["torch"]["images_per_s"], sp["cold_start_deqa_score_device_cpu_s"]
+            L += [f"With `--device cpu` the torch module runs instead: {tnet['best']:.0f} images/s (median {tnet['median']:.0f}), "
+                  f"cold start {tcold['best']:.2f} s (median {tcold['median']:.2f} s), of which a process that only imports "
+                  f"torch took {sp['import_torch_process_s']['median']:.2f} s (median). See BENCHMARKS.md."]
+        else:
+            L[-1] += " See BENCHMARKS.md."
     L += ["", "## Limitations", "",
           "- Intensities are relative to the generator above, judged on a 224-px view of the whole image: a",
           "  large photo's pixel-level noise mostly vanishes at that scale and is not penalised.",

@@ -66,6 +66,16 @@ def diagnose(scorer: Scorer, images: list, *, resize_to: int = 384) -> dict[str,
             "min": float(x.min()),
             "max": float(x.max()),
         }
+    elif isinstance(batch, np.ndarray):  # the numpy runtime's NHWC batch
+        x = batch.astype(np.float32) / (255.0 if batch.dtype == np.uint8 else 1.0)
+        report["input"] = {
+            "dtype": str(batch.dtype),
+            "shape": list(batch.shape),
+            "channel_mean": [round(float(v), 4) for v in x.mean(axis=(0, 1, 2))],
+            "channel_std": [round(float(v), 4) for v in x.std(axis=(0, 1, 2), ddof=1)],
+            "min": float(x.min()),
+            "max": float(x.max()),
+        }
 
     mods = _modules(scorer)
     for m in mods.values():

@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage, signal
 
-from .degradation import resize_square
+from .degradation_config import resize_square
 from .dictconfig import from_dict_strict
 from .texture import TextureCriterion
 

@@ -8,7 +8,8 @@
 Exit codes: 0 all inputs scored; 2 some inputs failed (listed on stderr and in the output);
 1 bad arguments, inputs or model; 130 interrupted (rerun the same command to resume).
 
-This module imports no transformers/peft at import time: the built-in model must start fast.
+This module imports no torch/transformers/peft at import time: the built-in model must start fast
+(without --device it runs in numpy and torch is never imported; see deqa.baselines.degradation_numpy).
 """
 
 from __future__ import annotations
@@ -82,7 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="DataLoader workers decoding/preprocessing images (default: CPU cores - 1, at most 8)",
     )
     p.add_argument(
-        "--device", default=None, help="cpu, cuda, cuda:1, ... (default: CUDA if available)"
+        "--device",
+        default=None,
+        help="cpu, cuda, cuda:1, ... (default: VLMs on CUDA if available; the built-in model and other "
+        "degradation baselines in numpy on the CPU, without importing torch; naming a device runs "
+        "their torch build, faster on big folders but ~3 s slower to start)",
     )
     p.add_argument(
         "--dtype",

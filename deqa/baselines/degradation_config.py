@@ -1,0 +1,92 @@
+"""The degradation model's config, weights file name and resize: everything both runtimes share.
+
+Kept free of torch so the numpy runtime (:mod:`.degradation_numpy`) and the synthetic-data
+generator can use them without paying for ``import torch``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from PIL import Image
+
+from .dictconfig import from_dict_strict
+
+__all__ = ["DEFAULT_HEAD_WEIGHTS", "DegradationModelConfig", "WEIGHTS_NAME", "resize_square"]
+
+WEIGHTS_NAME = "model.safetensors"
+
+# The four specified heads carry 0.2/0.3/0.25/0.25; the JPEG and exposure heads added beside them
+# get weights on the same scale, and all are renormalised to sum to 1 (see normalised_weights).
+DEFAULT_HEAD_WEIGHTS: dict[str, float] = {
+    "colour_cast": 0.2,
+    "blur": 0.3,
+    "watermark": 0.25,
+    "noise": 0.25,
+    "jpeg": 0.25,
+    "exposure": 0.2,
+}
+
+
+@dataclass
+class DegradationModelConfig:
+    """Typed config of :class:`DegradationNet`; saved in ``deqa_baseline.json``."""
+
+    heads: tuple[str, ...] = ("colour_cast", "blur", "watermark", "noise", "jpeg", "exposure")
+    weights: dict[str, float] = field(default_factory=dict)  # empty -> DEFAULT_HEAD_WEIGHTS
+    widths: tuple[int, ...] = (32, 64, 128, 256)
+    stem_stride: int = 4
+    se_hidden: int = 64
+    head_hidden: tuple[int, ...] = (256, 64)
+    dropout: float = 0.2
+    image_size: int = 224
+
+    def __post_init__(self) -> None:
+        self.heads = tuple(self.heads)
+        self.widths = tuple(int(w) for w in self.widths)
+        self.head_hidden = tuple(int(h) for h in self.head_hidden)
+        if not self.heads or len(set(self.heads)) != len(self.heads):
+            raise ValueError(f"heads must be a non-empty list of distinct names, got {list(self.heads)}")
+        weights = dict(self.weights) if self.weights else {}
+        extra = sorted(set(weights) - set(self.heads))
+        if extra:
+            raise ValueError(f"weights given for {extra}, which are not heads {list(self.heads)}")
+        for h in self.heads:
+            if h not in weights:
+                if h not in DEFAULT_HEAD_WEIGHTS:
+                    raise ValueError(f"head {h!r} has no default weight; give one in 'weights'")
+                weights[h] = DEFAULT_HEAD_WEIGHTS[h]
+        if any(w < 0 for w in weights.values()) or sum(weights.values()) <= 0:
+            raise ValueError(f"head weights must be >= 0 with a positive sum, got {weights}")
+        self.weights = {h: float(weights[h]) for h in self.heads}
+        if self.stem_stride not in (1, 2, 4):
+            raise ValueError(f"stem_stride must be 1, 2 or 4, got {self.stem_stride}")
+        if len(self.widths) < 1 or not 0.0 <= self.dropout < 1.0:
+            raise ValueError("widths must be non-empty and dropout in [0, 1)")
+        min_size = self.stem_stride * 2 ** len(self.widths)  # the stem stride and one 2x2 pool per stage
+        if self.image_size < min_size:
+            raise ValueError(f"image_size must be >= {min_size} px for stem_stride {self.stem_stride}, got {self.image_size}")
+
+    def normalised_weights(self) -> list[float]:
+        """Head weights in ``heads`` order, summing to 1 (so overall stays in [0, 1])."""
+        total = sum(self.weights.values())
+        return [self.weights[h] / total for h in self.heads]
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DegradationModelConfig:
+        return from_dict_strict(cls, d, "degradation model config")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+
+def resize_square(img: Image.Image, size: int) -> Image.Image:
+    """Resize to ``size`` x ``size`` (aspect not kept): the one resize of training and scoring.
+
+    Training crops are made with this same call (``deqa.baselines.synth.random_crop``), so the
+    scorer shows the model images with the same sharpness as the clean training crops; a softer
+    filter here would read as blur. Lanczos after a box reduction to <= 3x the target size.
+    """
+    return img.resize((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0)
