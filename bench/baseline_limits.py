@@ -19,7 +19,14 @@ build folder; resumable like every rendered set), then reports, per model:
 5. Colour-cast response by cast hue: the mean colour-cast intensity predicted on 120 clean
    held-out crops given a cast of fixed kind, intensity and hue (six hues): equal intensities
    should read equal whatever the hue, or the grading SRCC pays for it.
-6. Throughput of the frozen EfficientNet-Lite0 encoder (``FrozenEncoder.embed``) at 224 px, the
+6. Colour-cast label vs perceived strength: on the same clean crops, casts of random kind, hue
+   and intensity t; SRCC of the prediction with t and with the cast's mean CIELAB chroma shift
+   (Delta E*ab over a/b, per pixel, against the clean crop). If the model tracked the perceived
+   shift much better than t, relabelling casts on a perceptual scale would lift its grading.
+7. Watermark grading per layout: on the same clean crops, each of the four layouts at a random
+   intensity; SRCC of the prediction with t within one layout, and the mean prediction per layout
+   (one label spans a faint full-frame tiling and a small corner mark).
+8. Throughput of the frozen EfficientNet-Lite0 encoder (``FrozenEncoder.embed``) at 224 px, the
    candidate second model for "what colour should this be".
 """
 
@@ -42,7 +49,7 @@ from deqa.baselines import builtin_model_dir  # noqa: E402
 from deqa.baselines.degradation import load_degradation_model  # noqa: E402
 from deqa.baselines.degradation_train import predict_intensities  # noqa: E402
 from deqa.baselines.photos import read_photo_index  # noqa: E402
-from deqa.baselines.synth import SynthConfig, apply_colour_cast, load_synth_dataset, render_dataset  # noqa: E402
+from deqa.baselines.synth import SynthConfig, apply_colour_cast, apply_watermark, load_synth_dataset, render_dataset  # noqa: E402
 from deqa.metrics import srcc  # noqa: E402
 
 HEADS = ("colour_cast", "blur", "watermark", "noise", "jpeg", "exposure")
@@ -176,6 +183,49 @@ def _cast_directions(model, clean: np.ndarray) -> dict:
     return out
 
 
+def _cast_vs_delta_e(model, clean: np.ndarray, per_crop: int = 3) -> dict[str, float]:
+    from scipy.stats import spearmanr
+    from skimage.color import rgb2lab
+
+    j = list(model.cfg.heads).index("colour_cast")
+    rng = np.random.default_rng(11)
+    ts, des, casts = [], [], []
+    for c in clean:
+        lab0 = rgb2lab(c)
+        for _ in range(per_crop):
+            t = float(rng.uniform(0.0, 1.0))
+            x = (apply_colour_cast(c, t, rng) * 255).round().astype(np.uint8)
+            lab1 = rgb2lab(x.astype(np.float32) / 255.0)
+            des.append(float(np.sqrt(((lab1 - lab0)[..., 1:] ** 2).sum(-1)).mean()))
+            ts.append(t)
+            casts.append(x)
+    pred = predict_intensities(model, np.stack(casts))[:, j]
+
+    def rho(a, b) -> float:
+        return round(float(spearmanr(a, b)[0]), 3)
+
+    return {"n": len(ts), "srcc_pred_vs_t": rho(pred, ts), "srcc_pred_vs_delta_e_ab": rho(pred, des),
+            "srcc_t_vs_delta_e_ab": rho(ts, des), "delta_e_ab_per_unit_t_median": round(float(np.median(np.array(des) / np.maximum(ts, 1e-3))), 1)}
+
+
+def _watermark_by_layout(model, clean: np.ndarray, per_crop: int = 2) -> dict[str, dict[str, float]]:
+    from scipy.stats import spearmanr
+
+    j = list(model.cfg.heads).index("watermark")
+    rng = np.random.default_rng(12)
+    out = {}
+    for layout in ("tiled", "centre", "diagonal", "corner"):
+        ts, marked = [], []
+        for c in clean:
+            for _ in range(per_crop):
+                t = float(rng.uniform(0.0, 1.0))
+                marked.append((apply_watermark(c, t, rng, layout=layout) * 255).round().astype(np.uint8))
+                ts.append(t)
+        pred = predict_intensities(model, np.stack(marked))[:, j]
+        out[layout] = {"n": len(ts), "srcc": round(float(spearmanr(pred, ts)[0]), 3), "mean_pred": round(float(pred.mean()), 3)}
+    return out
+
+
 def _encoder_speed(threads: int, batch: int = 32, repeats: int = 3) -> dict[str, float]:
     from deqa.baselines.encoders import EncoderSpec, build_encoder
 
@@ -218,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
             "per_scene_share_of_residual_variance_unseen": _scene_share(model, unseen),
             "inference_tricks": _tricks(model, build),
             "colour_cast_by_hue_on_clean_heldout_crops": _cast_directions(model, clean),
+            "colour_cast_label_vs_delta_e_on_clean_heldout_crops": _cast_vs_delta_e(model, clean),
+            "watermark_by_layout_on_clean_heldout_crops": _watermark_by_layout(model, clean),
         }
     res["colour_statistics_grading"] = {"seen": _colour_stats(seen["colour_cast"]), "unseen": _colour_stats(unseen["colour_cast"])}
     res["gray_edge_deviation_per_photo"] = _gray_edge(build)

@@ -23,7 +23,7 @@ def load_scorer(model: str | None = None, **kwargs) -> Scorer:
     """Load a quality scorer.
 
     - ``None`` or ``"builtin"``: the degradation-CNN baseline shipped inside the package
-      (no download, no transformers import).
+      (no download; runs in numpy without importing torch or transformers unless a device is named).
     - a folder with ``deqa_baseline.json``: a trained baseline.
     - anything else: a transformers VLM (local folder or hub id, optionally fine-tuned by deqa);
       keyword arguments go to :func:`deqa.scoring.load_vlm_scorer`.
