@@ -11,7 +11,7 @@
 # TRAIN_SEED (the training crops' render seed, default 101; a continued round can train on a fresh
 # draw of crops: v6's round 5 used 105), HUE_ROTATE (probability of the scene-colour augmentation on the training crops, default 0),
 # INIT_FROM (a degradation-model folder: skip rounds 1-2 and run one more round from its weights;
-# v4 was made this way from v3 and v5 from v4, see the model card), ROUND (that round's number on
+# v4 was made this way from v3, v5 from v4 and v6 from v5, see the model card), ROUND (that round's number on
 # the card, default 3; its training seed is ROUND - 1), LINEAGE (the card's words for INIT_FROM).
 # Deterministic given the same package versions: fixed seeds everywhere, single-process training.
 # Interrupted? Run it again: photos, rendered sets and the training run all resume where they stopped.
@@ -105,7 +105,7 @@ else
   FINAL="$INIT_FROM"
 fi
 # Round 3: a third warm restart, on this generator's data (v4 started here from the v3 weights, v5
-# from v4's as round 4 on the larger photo pool).
+# from v4's as round 4 on the larger photo pool, v6 from v5's as round 5 on fresh crops).
 [ "$EPOCHS3" -gt 0 ] && train_round "$WORK/model_r$ROUND" "$EPOCHS3" 1e-3 $((ROUND - 1)) 200 "$FINAL"
 
 mkdir -p "$ASSET"
