@@ -146,3 +146,28 @@ def test_deqa_score_on_the_builtin_model_never_imports_torch(tmp_path):
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "RESULT 0 clean"
     assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 2
+
+
+@pytest.mark.parametrize(("threshold", "runtime"), [(3, NumpyDegradationScorer), (2, DegradationScorer)])
+def test_deqa_score_switches_to_torch_for_big_jobs(tmp_path, monkeypatch, threshold, runtime):
+    """Few images: numpy (fast start); from TORCH_FROM_N_IMAGES on: the torch build (fast per image)."""
+    import deqa.cli.score as score_cli
+    import deqa.load
+
+    built = []
+    real = deqa.load.load_scorer
+
+    def spy(model=None, **kwargs):
+        built.append(real(model, **kwargs))
+        return built[-1]
+
+    monkeypatch.setattr(deqa.load, "load_scorer", spy)
+    monkeypatch.setattr(score_cli, "TORCH_FROM_N_IMAGES", threshold)
+    for name in ("a.jpg", "b.jpg"):
+        (tmp_path / name).write_bytes(EXAMPLE.read_bytes())
+    out = tmp_path / "s.jsonl"
+    assert score_cli.main([str(tmp_path), "--num-workers", "0", "-q", "-o", str(out)]) == 0
+    assert type(built[0]) is runtime
+    # Resuming counts only what is left: 0 images to go never needs torch.
+    assert score_cli.main([str(tmp_path), "--num-workers", "0", "-q", "-o", str(out)]) == 0
+    assert type(built[1]) is NumpyDegradationScorer

@@ -27,6 +27,11 @@ from ..load import is_baseline
 from ..outputs import FORMATS, format_for_path, format_table, open_writer, read_records
 from ..results import ScoreFailure
 
+# From this many images to score, a baseline without --device runs its torch build (CUDA when
+# there is one): the numpy runtime starts ~3 s sooner (no torch import) but is ~10 ms slower per
+# image on 2 CPU cores, so torch's import is repaid after ~300-400 images (BENCHMARKS.md, Baselines).
+TORCH_FROM_N_IMAGES = 500
+
 __all__ = ["main", "build_parser"]
 
 # Flags that only mean something for a VLM; combined with a baseline they are an error.
@@ -85,9 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--device",
         default=None,
-        help="cpu, cuda, cuda:1, ... (default: VLMs on CUDA if available; the built-in model and other "
-        "degradation baselines in numpy on the CPU, without importing torch; naming a device runs "
-        "their torch build, faster on big folders but ~3 s slower to start)",
+        help="cpu, cuda, cuda:1, ... (default: CUDA if available; the built-in model and other "
+        f"degradation baselines run in numpy on the CPU without importing torch for fewer than {TORCH_FROM_N_IMAGES} "
+        "images, which starts ~3 s sooner; naming a device runs their torch build)",
     )
     p.add_argument(
         "--dtype",
@@ -161,12 +166,20 @@ def _check_model_flags(args) -> None:
         )
 
 
-def _build_scorer(args, device):
+def _baseline_device(device: str | None, n_todo: int) -> str | None:
+    if device is not None or n_todo < TORCH_FROM_N_IMAGES:
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _build_scorer(args, device, n_todo: int = 1):
     from ..load import load_scorer
 
     if is_baseline(args.model):
         try:
-            return load_scorer(args.model, device=device)
+            return load_scorer(args.model, device=_baseline_device(device, n_todo))
         except ImportError as err:
             if "deqa.baselines" in str(err) or (err.name or "").startswith("deqa.baselines"):
                 raise ValueError(
@@ -238,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     previous_failures = sum(1 for row in previous if "error" in row and row["input"] in wanted)
 
     try:
-        scorer = _build_scorer(args, device)
+        scorer = _build_scorer(args, device, n_todo=len(inputs) - len(skip))
     except (ValueError, OSError, ImportError) as err:
         _err(f"error: cannot load model {args.model or 'builtin'!r}: {err}")
         return 1
