@@ -19,6 +19,23 @@ def is_baseline(model: str | Path | None) -> bool:
     return model is None or model == "builtin" or (Path(model) / BASELINE_CONFIG_NAME).is_file()
 
 
+# From this many images to score, a baseline with no device named runs its torch build (CUDA when
+# there is one): the numpy runtime of the degradation models starts ~3 s sooner (no torch import)
+# but is ~10 ms slower per image on 2 CPU cores, so torch's import is repaid after ~300-400 images
+# (BENCHMARKS.md, Baselines). Used by deqa-score and deqa-eval.
+TORCH_FROM_N_IMAGES = 500
+
+
+def baseline_device(device: str | None, n_images: int) -> str | None:
+    """The device a baseline should load on for a job of ``n_images``: ``device`` if named, else
+    None (numpy) below :data:`TORCH_FROM_N_IMAGES`, else CUDA if available or the CPU (torch)."""
+    if device is not None or n_images < TORCH_FROM_N_IMAGES:
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def load_scorer(model: str | None = None, **kwargs) -> Scorer:
     """Load a quality scorer.
 

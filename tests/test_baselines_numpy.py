@@ -162,7 +162,7 @@ def test_deqa_score_switches_to_torch_for_big_jobs(tmp_path, monkeypatch, thresh
         return built[-1]
 
     monkeypatch.setattr(deqa.load, "load_scorer", spy)
-    monkeypatch.setattr(score_cli, "TORCH_FROM_N_IMAGES", threshold)
+    monkeypatch.setattr(deqa.load, "TORCH_FROM_N_IMAGES", threshold)
     for name in ("a.jpg", "b.jpg"):
         (tmp_path / name).write_bytes(EXAMPLE.read_bytes())
     out = tmp_path / "s.jsonl"
@@ -171,3 +171,11 @@ def test_deqa_score_switches_to_torch_for_big_jobs(tmp_path, monkeypatch, thresh
     # Resuming counts only what is left: 0 images to go never needs torch.
     assert score_cli.main([str(tmp_path), "--num-workers", "0", "-q", "-o", str(out)]) == 0
     assert type(built[1]) is NumpyDegradationScorer
+
+
+def test_baseline_device_rule():
+    from deqa.load import TORCH_FROM_N_IMAGES, baseline_device
+
+    assert baseline_device(None, TORCH_FROM_N_IMAGES - 1) is None  # numpy
+    assert baseline_device(None, TORCH_FROM_N_IMAGES) == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert baseline_device("cuda:1", 0) == "cuda:1"  # a named device always wins

@@ -23,14 +23,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..inputs import InputError, expand_inputs
-from ..load import is_baseline
+from ..load import TORCH_FROM_N_IMAGES, baseline_device, is_baseline
 from ..outputs import FORMATS, format_for_path, format_table, open_writer, read_records
 from ..results import ScoreFailure
-
-# From this many images to score, a baseline without --device runs its torch build (CUDA when
-# there is one): the numpy runtime starts ~3 s sooner (no torch import) but is ~10 ms slower per
-# image on 2 CPU cores, so torch's import is repaid after ~300-400 images (BENCHMARKS.md, Baselines).
-TORCH_FROM_N_IMAGES = 500
 
 __all__ = ["main", "build_parser"]
 
@@ -166,20 +161,12 @@ def _check_model_flags(args) -> None:
         )
 
 
-def _baseline_device(device: str | None, n_todo: int) -> str | None:
-    if device is not None or n_todo < TORCH_FROM_N_IMAGES:
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def _build_scorer(args, device, n_todo: int = 1):
     from ..load import load_scorer
 
     if is_baseline(args.model):
         try:
-            return load_scorer(args.model, device=_baseline_device(device, n_todo))
+            return load_scorer(args.model, device=baseline_device(device, n_todo))
         except ImportError as err:
             if "deqa.baselines" in str(err) or (err.name or "").startswith("deqa.baselines"):
                 raise ValueError(

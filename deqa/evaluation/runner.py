@@ -474,11 +474,15 @@ def run_evaluation(
     if config.compare:  # fail on a bad reference file before hours of scoring
         references = load_references(config.references, extra_datasets=[s.name for s in eval_sets])
     if scorer is None:
-        from ..load import load_scorer
+        from ..load import baseline_device, is_baseline, load_scorer
 
         kwargs = dict(config.model_kwargs)
         if proc.world_size > 1 and proc.device is not None:
             kwargs.setdefault("device", proc.device)
+        if is_baseline(config.model):  # numpy for a small job, torch for a big one
+            device = baseline_device(kwargs.get("device"), sum(len(es.images) for es in eval_sets))
+            if device is not None:
+                kwargs["device"] = device
         scorer = load_scorer(config.model, **kwargs)
     out = Path(config.output_dir)
     training_data = config.training_data or model_training_data(scorer)
