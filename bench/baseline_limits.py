@@ -50,7 +50,13 @@ from deqa.baselines import builtin_model_dir  # noqa: E402
 from deqa.baselines.degradation import load_degradation_model  # noqa: E402
 from deqa.baselines.degradation_train import predict_intensities  # noqa: E402
 from deqa.baselines.photos import read_photo_index  # noqa: E402
-from deqa.baselines.synth import SynthConfig, apply_colour_cast, apply_watermark, load_synth_dataset, render_dataset  # noqa: E402
+from deqa.baselines.synth import (  # noqa: E402
+    SynthConfig,
+    apply_colour_cast,
+    apply_watermark,
+    load_synth_dataset,
+    render_dataset,
+)
 from deqa.metrics import srcc  # noqa: E402
 
 HEADS = ("colour_cast", "blur", "watermark", "noise", "jpeg", "exposure")

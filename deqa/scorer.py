@@ -120,11 +120,12 @@ def _torch_free_batches(dataset: _DecodeDataset, plan: list[list[int]], collate:
         return
     import multiprocessing as mp
     from collections import deque
+    from itertools import islice
 
     ctx = mp.get_context("fork" if hasattr(os, "fork") else "spawn")
     with ctx.Pool(num_workers) as pool:
         todo = iter(plan)
-        in_flight = deque(pool.apply_async(task, (b,)) for _, b in zip(range(2 * num_workers), todo))
+        in_flight = deque(pool.apply_async(task, (b,)) for b in islice(todo, 2 * num_workers))
         while in_flight:
             batch = in_flight.popleft().get()
             nxt = next(todo, None)

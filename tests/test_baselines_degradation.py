@@ -12,17 +12,16 @@ from deqa.baselines.degradation import (
     DEFAULT_HEAD_WEIGHTS,
     DegradationModelConfig,
     DegradationNet,
-    DegradationScorer,
     load_degradation_model,
     save_degradation_model,
 )
+from deqa.baselines.degradation_numpy import NumpyDegradationScorer
 from deqa.baselines.degradation_train import (
     DegradationTrainConfig,
     evaluate_degradation,
     head_loss,
     train_degradation,
 )
-from deqa.baselines.degradation_numpy import NumpyDegradationScorer
 from deqa.baselines.synth import SynthConfig, render_dataset
 from deqa.load import load_scorer
 

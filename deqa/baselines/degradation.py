@@ -30,7 +30,12 @@ from torch import nn
 from ..levels import level_word
 from ..results import ScoreResult
 from ..scorer import Scorer
-from .degradation_config import DEFAULT_HEAD_WEIGHTS, WEIGHTS_NAME, DegradationModelConfig, resize_square
+from .degradation_config import (
+    DEFAULT_HEAD_WEIGHTS,
+    WEIGHTS_NAME,
+    DegradationModelConfig,
+    resize_square,
+)
 
 __all__ = [
     "DEFAULT_HEAD_WEIGHTS",

@@ -24,6 +24,7 @@ import numpy as np
 from ..levels import level_word
 from ..results import ScoreResult
 from ..scorer import Scorer
+from .degradation_config import WEIGHTS_NAME, DegradationModelConfig, resize_square
 
 __all__ = ["NumpyDegradationNet", "NumpyDegradationScorer", "load_numpy_degradation_model"]
 
@@ -88,8 +89,6 @@ class NumpyDegradationNet:
 
     def __init__(self, model_cfg: dict[str, Any], state: dict[str, np.ndarray], *, source: str = "weights"):
         # The config's validation (heads, weights, stem stride, sizes) is the one both runtimes share.
-        from .degradation_config import DegradationModelConfig
-
         self.cfg = cfg = DegradationModelConfig.from_dict(model_cfg)
         self.source = source
         self._state = state
@@ -183,8 +182,6 @@ class _ResizeToArray:
         self.size = size
 
     def __call__(self, images) -> np.ndarray:
-        from .degradation_config import resize_square
-
         return np.stack([np.asarray(resize_square(img, self.size), dtype=np.uint8) for img in images])
 
 
@@ -219,7 +216,6 @@ def load_numpy_degradation_model(folder: str | os.PathLike, config: dict[str, An
     from safetensors.numpy import load_file
 
     from ..load import BASELINE_CONFIG_NAME
-    from .degradation_config import WEIGHTS_NAME
 
     folder = Path(folder)
     if config is None:
