@@ -10,7 +10,8 @@
 set -euo pipefail
 CACHE="${1:-${DEQA_PHOTO_CACHE:-$HOME/.cache/deqa/photos}}"
 PACKAGES=(mate-backgrounds plasma-workspace-wallpapers lomiri-wallpapers-16.04 lomiri-wallpapers-20.04 opencv-doc
-          jigzo-data gcompris-qt-data enlightenment-data lxqt-themes palapeli-data puzzle-jigsaw sddm-theme-maldives)
+          jigzo-data gcompris-qt-data enlightenment-data lxqt-themes palapeli-data puzzle-jigsaw sddm-theme-maldives
+          plasma-workspace-data budgie-control-center-data)
 # Large packages: only the folder holding the photos is unpacked (opencv-doc is 96 MB of mostly
 # HTML; enlightenment-data is a 400 MB download, its backgrounds ~100 MB of it).
 declare -A ONLY=(
@@ -18,6 +19,8 @@ declare -A ONLY=(
   [gcompris-qt-data]='./usr/share/gcompris-qt/rcc/*'
   [enlightenment-data]='./usr/share/enlightenment/data/backgrounds/*'
   [lxqt-themes]='./usr/share/lxqt/wallpapers/*'
+  [plasma-workspace-data]='./usr/share/plasma/avatars/photos/*'
+  [budgie-control-center-data]='./usr/share/pixmaps/budgie-faces/*'
 )
 mkdir -p "$CACHE/debs" "$CACHE/root"
 CACHE="$(cd "$CACHE" && pwd)"  # absolute: we cd below

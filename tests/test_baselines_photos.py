@@ -198,8 +198,15 @@ def test_qt_resource_bundle_and_edje_readers(tmp_path):
     (share / "enlightenment" / "data" / "backgrounds" / "Bamboo.edj").write_bytes((tmp_path / "Bg.edj").read_bytes())
     (share / "enlightenment" / "data" / "backgrounds" / "Squiggle.edj").write_bytes((tmp_path / "Bg.edj").read_bytes())
     _save(share / "palapeli" / "collection" / "citrus-fruits.jpg", data.coffee())
+    # Avatar photos: a listed name with a space, a listed budgie face; the render (Car) and the
+    # 96-px faces are not listed and so not found.
+    for rel in ("plasma/avatars/photos/Air Balloon.png", "plasma/avatars/photos/Car.png",
+                "pixmaps/budgie-faces/tree.jpg", "pixmaps/budgie-faces/astronaut.jpg"):
+        _save(share / rel, data.coffee())
     found = {s.group: s for s in find_debian_photos(tmp_path / "cache")}
-    assert set(found) == {"gcompris:erase/kitten", "enlightenment:Bamboo", "palapeli:citrus_fruits"}
+    assert set(found) == {"gcompris:erase/kitten", "enlightenment:Bamboo", "palapeli:citrus_fruits",
+                          "plasma-avatar:air_balloon", "budgie-face:tree"}
+    assert found["plasma-avatar:air_balloon"].origin == "plasma-workspace-data"
     assert Image.open(found["gcompris:erase/kitten"].path).size == (450, 300)  # 600 x 400 at 3/4
     assert Path(found["enlightenment:Bamboo"].path).read_bytes() == big
 

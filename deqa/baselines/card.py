@@ -127,8 +127,9 @@ def write_model_card(model_dir: str | Path, metrics_path: str | Path, train_logs
         if cur:
             L += ["- Curation, in two steps. (1) Photographs only, judged by eye and named per package in",
                   "  `deqa/baselines/photos.py` (mate-backgrounds' `nature/` folder; lists of the Plasma, Lomiri,",
-                  "  Enlightenment and LXQt wallpapers, OpenCV samples, jigsaw-game puzzles and GCompris pictures that",
-                  "  are photographs; the scikit-image / scikit-learn / matplotlib photos); vector art, gradients,",
+                  "  Enlightenment and LXQt wallpapers, OpenCV samples, jigsaw-game puzzles, GCompris pictures and",
+                  "  Plasma / Budgie avatar pictures that are photographs; the scikit-image / scikit-learn / matplotlib",
+                  "  photos); vector art, gradients,",
                   "  renders and drawings are left out, because a degradation label on them describes something the",
                   "  image does not show (blur on a flat gradient), and so are samples that already carry a degradation.",
                   f"  (2) Texture, measured at {cur['crop_size']} px: a crop is *textured* when at least "

@@ -219,8 +219,11 @@ ENLIGHTENMENT_PHOTOGRAPHS = frozenset({
 })
 # Plain image files, by path under usr/share -> scene, judged by eye: lxqt-themes (LGPL-2.1+; left
 # out: the logo and polygon wallpapers, the near-grey beam, the tilt-shift-blurred cloud),
-# palapeli-data (GPL-2+), puzzle-jigsaw (CC0, Pexels) and sddm-theme-maldives (CC BY 3.0, Nevit
-# Dilmen; its maldives.jpg is a screenshot).
+# palapeli-data (GPL-2+), puzzle-jigsaw (CC0, Pexels), sddm-theme-maldives (CC BY 3.0, Nevit
+# Dilmen; its maldives.jpg is a screenshot), the user-avatar photos of plasma-workspace-data
+# (CC0-1.0 per file; left out: Car, a render) and of budgie-control-center-data (GPL-2+ package
+# terms; only the 512-px faces, the others are 96 px). The avatars are 512x512 square crops of
+# stock photos, many with a shallowly focused background: the texture rule decides which are used.
 LISTED_PHOTOGRAPHS = {
     "lxqt/wallpapers/flowers.png": ("lxqt:meadow", "lxqt-themes"),
     "lxqt/wallpapers/fog.jpg": ("lxqt:fog", "lxqt-themes"),
@@ -238,6 +241,40 @@ LISTED_PHOTOGRAPHS = {
     "palapeli/collection/citrus-fruits.jpg": ("palapeli:citrus_fruits", "palapeli-data"),
     "puzzle-jigsaw/samples/pexels-photo-302304.jpeg": ("puzzle-jigsaw:tiger", "puzzle-jigsaw"),
     "sddm/themes/maldives/background.jpg": ("sddm:maldives", "sddm-theme-maldives"),
+    "plasma/avatars/photos/Air Balloon.png": ("plasma-avatar:air_balloon", "plasma-workspace-data"),
+    "plasma/avatars/photos/Astronaut.png": ("plasma-avatar:astronaut", "plasma-workspace-data"),
+    "plasma/avatars/photos/Books.png": ("plasma-avatar:books", "plasma-workspace-data"),
+    "plasma/avatars/photos/Brushes.png": ("plasma-avatar:brushes", "plasma-workspace-data"),
+    "plasma/avatars/photos/Bulb.png": ("plasma-avatar:bulb", "plasma-workspace-data"),
+    "plasma/avatars/photos/Cat.png": ("plasma-avatar:cat", "plasma-workspace-data"),
+    "plasma/avatars/photos/Chameleon.png": ("plasma-avatar:chameleon", "plasma-workspace-data"),
+    "plasma/avatars/photos/Cocktail.png": ("plasma-avatar:cocktail", "plasma-workspace-data"),
+    "plasma/avatars/photos/Dog.png": ("plasma-avatar:dog", "plasma-workspace-data"),
+    "plasma/avatars/photos/Fish.png": ("plasma-avatar:fish", "plasma-workspace-data"),
+    "plasma/avatars/photos/Gamepad.png": ("plasma-avatar:gamepad", "plasma-workspace-data"),
+    "plasma/avatars/photos/Owl.png": ("plasma-avatar:owl", "plasma-workspace-data"),
+    "plasma/avatars/photos/Pancakes.png": ("plasma-avatar:pancakes", "plasma-workspace-data"),
+    "plasma/avatars/photos/Parrot.png": ("plasma-avatar:parrot", "plasma-workspace-data"),
+    "plasma/avatars/photos/Pencils.png": ("plasma-avatar:pencils", "plasma-workspace-data"),
+    "plasma/avatars/photos/Shuttle.png": ("plasma-avatar:shuttle", "plasma-workspace-data"),
+    "plasma/avatars/photos/Soccer.png": ("plasma-avatar:soccer", "plasma-workspace-data"),
+    "plasma/avatars/photos/Sunflower.png": ("plasma-avatar:sunflower", "plasma-workspace-data"),
+    "plasma/avatars/photos/Sushi.png": ("plasma-avatar:sushi", "plasma-workspace-data"),
+    "pixmaps/budgie-faces/bicycle.jpg": ("budgie-face:bicycle", "budgie-control-center-data"),
+    "pixmaps/budgie-faces/book.jpg": ("budgie-face:book", "budgie-control-center-data"),
+    "pixmaps/budgie-faces/calculator.jpg": ("budgie-face:calculator", "budgie-control-center-data"),
+    "pixmaps/budgie-faces/cat.jpg": ("budgie-face:cat", "budgie-control-center-data"),
+    "pixmaps/budgie-faces/coffee2.jpg": ("budgie-face:coffee2", "budgie-control-center-data"),
+    "pixmaps/budgie-faces/flower2.jpg": ("budgie-face:flower2", "budgie-control-center-data"),
+    "pixmaps/budgie-faces/gamepad.jpg": ("budgie-face:gamepad", "budgie-control-center-data"),
+    "pixmaps/budgie-faces/guitar2.jpg": ("budgie-face:guitar2", "budgie-control-center-data"),
+    "pixmaps/budgie-faces/headphones.jpg": ("budgie-face:headphones", "budgie-control-center-data"),
+    "pixmaps/budgie-faces/hummingbird.jpg": ("budgie-face:hummingbird", "budgie-control-center-data"),
+    "pixmaps/budgie-faces/mountain.jpg": ("budgie-face:mountain", "budgie-control-center-data"),
+    "pixmaps/budgie-faces/plane.jpg": ("budgie-face:plane", "budgie-control-center-data"),
+    "pixmaps/budgie-faces/surfer.jpg": ("budgie-face:surfer", "budgie-control-center-data"),
+    "pixmaps/budgie-faces/tomatoes.jpg": ("budgie-face:tomatoes", "budgie-control-center-data"),
+    "pixmaps/budgie-faces/tree.jpg": ("budgie-face:tree", "budgie-control-center-data"),
 }
 
 
