@@ -63,3 +63,23 @@ def sample_images():
             base = np.broadcast_to(np.linspace(0, 255, w, dtype=np.uint8)[None, :, None], (h, w, 3)).copy()
         images.append(Image.fromarray(base, "RGB"))
     return images
+
+
+# --- a fresh Python process (import-time checks: what a cold start really loads) -----------------
+@pytest.fixture(scope="session")
+def run_fresh_python():
+    """``run_fresh_python(code) -> stdout``: run ``code`` in a new interpreter with this checkout on
+    PYTHONPATH; fails the test with the process's stderr if it exits non-zero."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+
+    def run(code: str) -> str:
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    return run

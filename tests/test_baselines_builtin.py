@@ -51,7 +51,7 @@ def test_builtin_sees_heavy_blur(builtin):
     assert blurred.score_0_1 < clean.score_0_1
 
 
-def test_builtin_path_never_imports_torch_transformers_or_peft():
+def test_builtin_path_never_imports_torch_transformers_or_peft(run_fresh_python):
     code = (
         "import sys\n"
         "import deqa.baselines\n"
@@ -61,10 +61,7 @@ def test_builtin_path_never_imports_torch_transformers_or_peft():
         "bad = [m for m in ('torch', 'transformers', 'peft') if m in sys.modules]\n"
         "print(','.join(bad) or 'clean')\n"
     )
-    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "clean"
+    assert run_fresh_python(code).strip() == "clean"
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +137,7 @@ def test_deqa_score_end_to_end_with_the_builtin_model(tmp_path, capsys):
     assert row["level"] == level_word(row["score"])
 
 
-def test_deqa_score_cli_process_stays_free_of_transformers():
+def test_deqa_score_cli_process_stays_free_of_transformers(run_fresh_python):
     code = (
         "import sys\n"
         "from deqa.cli.score import main\n"
@@ -148,10 +145,7 @@ def test_deqa_score_cli_process_stays_free_of_transformers():
         "bad = [m for m in ('transformers', 'peft') if m in sys.modules]\n"
         "print('RESULT', rc, ','.join(bad) or 'clean')\n"
     )
-    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip().splitlines()[-1] == "RESULT 0 clean"
+    assert run_fresh_python(code).strip().splitlines()[-1] == "RESULT 0 clean"
 
 
 @pytest.mark.parametrize(

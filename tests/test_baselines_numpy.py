@@ -1,8 +1,5 @@
 """The numpy runtime of the degradation CNN gives the torch module's outputs, without torch."""
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -130,7 +127,7 @@ def test_builtin_model_is_the_shipped_one_and_bad_input_shape_is_refused():
         net.intensities(np.zeros((1, 3, 224, 224), np.uint8))
 
 
-def test_deqa_score_on_the_builtin_model_never_imports_torch(tmp_path):
+def test_deqa_score_on_the_builtin_model_never_imports_torch(tmp_path, run_fresh_python):
     """The cold-start path: CLI parse, load, decode in a worker, score, print; torch stays out."""
     (tmp_path / "a.jpg").write_bytes(EXAMPLE.read_bytes())
     Image.open(EXAMPLE).filter(ImageFilter.GaussianBlur(4)).save(tmp_path / "b.png")
@@ -141,10 +138,7 @@ def test_deqa_score_on_the_builtin_model_never_imports_torch(tmp_path):
         "heavy = [m for m in ('torch', 'transformers', 'peft', 'accelerate') if m in sys.modules]\n"
         "print('RESULT', rc, ','.join(heavy) or 'clean')\n"
     )
-    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip().splitlines()[-1] == "RESULT 0 clean"
+    assert run_fresh_python(code).strip().splitlines()[-1] == "RESULT 0 clean"
     assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 2
 
 

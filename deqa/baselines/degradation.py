@@ -22,18 +22,18 @@ import os
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from PIL import Image
 from torch import nn
 
-from ..levels import level_word
 from ..results import ScoreResult
 from ..scorer import Scorer
 from .degradation_config import (
     DEFAULT_HEAD_WEIGHTS,
     WEIGHTS_NAME,
     DegradationModelConfig,
+    ResizeToArray,
+    degradation_results,
     resize_square,
 )
 
@@ -129,7 +129,7 @@ class DegradationNet(nn.Module):
         return 1.0 - intensities @ self.head_weights
 
 
-class ResizeCollate:
+class ResizeCollate(ResizeToArray):
     """Picklable collate: RGB images -> uint8 tensor [B, 3, S, S].
 
     The whole image is resized to S x S (aspect not kept) rather than centre-cropped, because
@@ -137,12 +137,8 @@ class ResizeCollate:
     to a square the same way.
     """
 
-    def __init__(self, size: int):
-        self.size = size
-
     def __call__(self, images: list[Image.Image]) -> torch.Tensor:
-        arrs = [np.asarray(resize_square(img, self.size), dtype=np.uint8) for img in images]
-        return torch.from_numpy(np.stack(arrs)).permute(0, 3, 1, 2).contiguous()
+        return torch.from_numpy(super().__call__(images)).permute(0, 3, 1, 2).contiguous()
 
 
 class DegradationScorer(Scorer):
@@ -170,13 +166,7 @@ class DegradationScorer(Scorer):
             x = x.contiguous(memory_format=torch.channels_last)
         s = self.model.intensities(x)
         overall = self.model.overall(s).clamp(0.0, 1.0)
-        out = []
-        for i in range(s.shape[0]):
-            o = float(overall[i])
-            score = 1.0 + 4.0 * o
-            details = {h: round(float(s[i, j]), 6) for j, h in enumerate(self.cfg.heads)}
-            out.append(ScoreResult("", score, o, level_word(score), self.model_id, details=details))
-        return out
+        return degradation_results(s.cpu().numpy(), overall.cpu().numpy(), self.cfg.heads, self.model_id)
 
 
 def save_degradation_model(model: DegradationNet, out_dir: str | os.PathLike, *, extra: dict | None = None) -> Path:

@@ -1,4 +1,4 @@
-"""The degradation model's config, weights file name and resize: everything both runtimes share.
+"""The degradation model's config, weights file name, resize and result rows: what both runtimes share.
 
 Kept free of torch so the numpy runtime (:mod:`.degradation_numpy`) and the synthetic-data
 generator can use them without paying for ``import torch``.
@@ -9,11 +9,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
 from PIL import Image
 
+from ..levels import level_word
+from ..results import ScoreResult
 from .dictconfig import from_dict_strict
 
-__all__ = ["DEFAULT_HEAD_WEIGHTS", "DegradationModelConfig", "WEIGHTS_NAME", "resize_square"]
+__all__ = ["DEFAULT_HEAD_WEIGHTS", "DegradationModelConfig", "WEIGHTS_NAME", "ResizeToArray", "degradation_results",
+           "resize_square"]
 
 WEIGHTS_NAME = "model.safetensors"
 
@@ -90,3 +94,24 @@ def resize_square(img: Image.Image, size: int) -> Image.Image:
     filter here would read as blur. Lanczos after a box reduction to <= 3x the target size.
     """
     return img.resize((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0)
+
+
+class ResizeToArray:
+    """Picklable collate: RGB images -> uint8 array [B, S, S, 3] (whole image squashed to S x S)."""
+
+    def __init__(self, size: int):
+        self.size = size
+
+    def __call__(self, images: list[Image.Image]) -> np.ndarray:
+        return np.stack([np.asarray(resize_square(img, self.size), dtype=np.uint8) for img in images])
+
+
+def degradation_results(intensities: np.ndarray, overall: np.ndarray, heads: tuple[str, ...], model_id: str) -> list[ScoreResult]:
+    """One :class:`ScoreResult` per row: intensities [B, n_heads] and overall [B] in [0, 1]."""
+    out = []
+    for i in range(intensities.shape[0]):
+        o = float(overall[i])
+        score = 1.0 + 4.0 * o
+        details = {h: round(float(intensities[i, j]), 6) for j, h in enumerate(heads)}
+        out.append(ScoreResult("", score, o, level_word(score), model_id, details=details))
+    return out

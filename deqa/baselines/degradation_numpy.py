@@ -21,23 +21,27 @@ from typing import Any
 
 import numpy as np
 
-from ..levels import level_word
 from ..results import ScoreResult
 from ..scorer import Scorer
-from .degradation_config import WEIGHTS_NAME, DegradationModelConfig, resize_square
+from .degradation_config import (
+    WEIGHTS_NAME,
+    DegradationModelConfig,
+    ResizeToArray,
+    degradation_results,
+)
 
 __all__ = ["NumpyDegradationNet", "NumpyDegradationScorer", "load_numpy_degradation_model"]
 
 _BN_EPS = 1e-5  # torch.nn.BatchNorm2d's default, which DegradationNet uses
 
 
-def _fold_bn(weight: np.ndarray, state: dict[str, np.ndarray], bn: str) -> tuple[np.ndarray, np.ndarray]:
-    """conv weight [O, I, kh, kw] + BN ``bn`` -> matmul weight [kh*kw*I, O] and bias [O].
+def _fold_bn(weight: np.ndarray, bn: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """conv weight [O, I, kh, kw] + BN tensors -> matmul weight [kh*kw*I, O] and bias [O].
 
-    The row order (kh, kw, I) matches the im2col patches of :func:`_patches` below.
+    The row order (kh, kw, I) matches the patches of :func:`_conv3x3` and :func:`_patchify`.
     """
-    scale = state[f"{bn}.weight"] / np.sqrt(state[f"{bn}.running_var"] + _BN_EPS)
-    bias = state[f"{bn}.bias"] - state[f"{bn}.running_mean"] * scale
+    scale = bn["weight"] / np.sqrt(bn["running_var"] + _BN_EPS)
+    bias = bn["bias"] - bn["running_mean"] * scale
     w = weight * scale[:, None, None, None]
     o, i, kh, kw = w.shape
     return np.ascontiguousarray(w.transpose(2, 3, 1, 0).reshape(kh * kw * i, o), dtype=np.float32), bias.astype(np.float32)
@@ -102,9 +106,9 @@ class NumpyDegradationNet:
             c = chans[i + 1]
             self.stages.append((
                 k,
-                _fold_bn(stem, self._bn(f"stages.{i}.1", c), f"stages.{i}.1"),
-                _fold_bn(self._get(f"{blk}.conv1.weight", (c, c, 3, 3)), self._bn(f"{blk}.bn1", c), f"{blk}.bn1"),
-                _fold_bn(self._get(f"{blk}.conv2.weight", (c, c, 3, 3)), self._bn(f"{blk}.bn2", c), f"{blk}.bn2"),
+                _fold_bn(stem, self._bn(f"stages.{i}.1", c)),
+                _fold_bn(self._get(f"{blk}.conv1.weight", (c, c, 3, 3)), self._bn(f"{blk}.bn1", c)),
+                _fold_bn(self._get(f"{blk}.conv2.weight", (c, c, 3, 3)), self._bn(f"{blk}.bn2", c)),
             ))
         feat = cfg.widths[-1]
         self.se = (self._linear("se.fc.0", feat, cfg.se_hidden), self._linear("se.fc.2", cfg.se_hidden, feat))
@@ -134,7 +138,7 @@ class NumpyDegradationNet:
         return arr.astype(np.float32, copy=False)
 
     def _bn(self, prefix: str, c: int) -> dict[str, np.ndarray]:
-        return {f"{prefix}.{p}": self._get(f"{prefix}.{p}", (c,)) for p in ("weight", "bias", "running_mean", "running_var")}
+        return {p: self._get(f"{prefix}.{p}", (c,)) for p in ("weight", "bias", "running_mean", "running_var")}
 
     def _linear(self, prefix: str, din: int, dout: int) -> tuple[np.ndarray, np.ndarray]:
         w = self._get(f"{prefix}.weight", (dout, din))
@@ -175,16 +179,6 @@ class NumpyDegradationNet:
         return np.clip(1.0 - intensities @ self.head_weights, 0.0, 1.0)
 
 
-class _ResizeToArray:
-    """Picklable collate: RGB images -> uint8 array [B, S, S, 3] (the scorer's squash-resize)."""
-
-    def __init__(self, size: int):
-        self.size = size
-
-    def __call__(self, images) -> np.ndarray:
-        return np.stack([np.asarray(resize_square(img, self.size), dtype=np.uint8) for img in images])
-
-
 class NumpyDegradationScorer(Scorer):
     """:class:`deqa.scorer.Scorer` around a :class:`NumpyDegradationNet` (no torch needed)."""
 
@@ -196,19 +190,12 @@ class NumpyDegradationScorer(Scorer):
         self.cfg = net.cfg
         self.model_id = model_id
 
-    def make_collate(self) -> _ResizeToArray:
-        return _ResizeToArray(self.cfg.image_size)
+    def make_collate(self) -> ResizeToArray:
+        return ResizeToArray(self.cfg.image_size)
 
     def predict(self, batch: np.ndarray) -> list[ScoreResult]:
         s = self.net.intensities(batch)
-        overall = self.net.overall(s)
-        out = []
-        for i in range(s.shape[0]):
-            o = float(overall[i])
-            score = 1.0 + 4.0 * o
-            details = {h: round(float(s[i, j]), 6) for j, h in enumerate(self.cfg.heads)}
-            out.append(ScoreResult("", score, o, level_word(score), self.model_id, details=details))
-        return out
+        return degradation_results(s, self.net.overall(s), self.cfg.heads, self.model_id)
 
 
 def load_numpy_degradation_model(folder: str | os.PathLike, config: dict[str, Any] | None = None) -> NumpyDegradationNet:

@@ -54,25 +54,20 @@ def diagnose(scorer: Scorer, images: list, *, resize_to: int = 384) -> dict[str,
     report: dict[str, Any] = {"model": scorer.model_id, "n_images": len(pil)}
 
     batch = scorer.make_collate()(pil)
+    # A torch batch is NCHW, the numpy runtime's NHWC: the same statistics over all but the channels.
     if isinstance(batch, torch.Tensor):
-        x = batch.float()
-        if batch.dtype == torch.uint8:
-            x = x / 255.0
+        arr, axes = batch.cpu().numpy(), (0, 2, 3)
+    elif isinstance(batch, np.ndarray):
+        arr, axes = batch, (0, 1, 2)
+    else:
+        arr = None
+    if arr is not None:
+        x = arr.astype(np.float32) / (255.0 if arr.dtype == np.uint8 else 1.0)
         report["input"] = {
             "dtype": str(batch.dtype),
             "shape": list(batch.shape),
-            "channel_mean": [round(float(v), 4) for v in x.mean(dim=(0, 2, 3))],
-            "channel_std": [round(float(v), 4) for v in x.std(dim=(0, 2, 3))],
-            "min": float(x.min()),
-            "max": float(x.max()),
-        }
-    elif isinstance(batch, np.ndarray):  # the numpy runtime's NHWC batch
-        x = batch.astype(np.float32) / (255.0 if batch.dtype == np.uint8 else 1.0)
-        report["input"] = {
-            "dtype": str(batch.dtype),
-            "shape": list(batch.shape),
-            "channel_mean": [round(float(v), 4) for v in x.mean(axis=(0, 1, 2))],
-            "channel_std": [round(float(v), 4) for v in x.std(axis=(0, 1, 2), ddof=1)],
+            "channel_mean": [round(float(v), 4) for v in x.mean(axis=axes)],
+            "channel_std": [round(float(v), 4) for v in x.std(axis=axes, ddof=1)],
             "min": float(x.min()),
             "max": float(x.max()),
         }

@@ -480,9 +480,7 @@ def run_evaluation(
         if proc.world_size > 1 and proc.device is not None:
             kwargs.setdefault("device", proc.device)
         if is_baseline(config.model):  # numpy for a small job, torch for a big one
-            device = baseline_device(kwargs.get("device"), sum(len(es.images) for es in eval_sets))
-            if device is not None:
-                kwargs["device"] = device
+            kwargs["device"] = baseline_device(kwargs.get("device"), sum(len(es.images) for es in eval_sets))
         scorer = load_scorer(config.model, **kwargs)
     out = Path(config.output_dir)
     training_data = config.training_data or model_training_data(scorer)
