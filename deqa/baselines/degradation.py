@@ -29,8 +29,10 @@ from torch import nn
 from ..results import ScoreResult
 from ..scorer import Scorer
 from .degradation_config import (
+    BRANCH_WEIGHTS_NAME,
     DEFAULT_HEAD_WEIGHTS,
     WEIGHTS_NAME,
+    EncoderBranchConfig,
     DegradationModelConfig,
     ResizeToArray,
     degradation_results,
@@ -146,7 +148,9 @@ class DegradationScorer(Scorer):
 
     default_batch_size = 16
 
-    def __init__(self, model: DegradationNet, *, model_id: str = "deqa-degradation", device: str | None = None):
+    def __init__(self, model: nn.Module, *, model_id: str = "deqa-degradation", device: str | None = None):
+        # model: a DegradationNet, or a BranchedDegradationNet (CNN + encoder branch); both have
+        # cfg, intensities() and overall().
         self.device = torch.device(device or "cpu")
         self.model = model.to(self.device).eval()
         if self.device.type == "cpu":
@@ -169,25 +173,71 @@ class DegradationScorer(Scorer):
         return degradation_results(s.cpu().numpy(), overall.cpu().numpy(), self.cfg.heads, self.model_id)
 
 
-def save_degradation_model(model: DegradationNet, out_dir: str | os.PathLike, *, extra: dict | None = None) -> Path:
-    """Write ``deqa_baseline.json`` + ``model.safetensors`` (a folder ``load_scorer`` recognises)."""
+def save_degradation_model(model: nn.Module, out_dir: str | os.PathLike, *, extra: dict | None = None) -> Path:
+    """Write ``deqa_baseline.json`` + ``model.safetensors`` (a folder ``load_scorer`` recognises).
+
+    ``model``: a :class:`DegradationNet`, or a
+    :class:`~deqa.baselines.encoder_branch.BranchedDegradationNet`, whose branch goes to
+    ``branch.safetensors`` (trunk in float16) and its config to the JSON's ``"branch"``.
+    """
     from safetensors.torch import save_file
 
     from ..load import BASELINE_CONFIG_NAME
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    branch = getattr(model, "branch", None)
+    cnn = model.cnn if branch is not None else model
+    state = {k: v.detach().cpu().contiguous() for k, v in cnn.state_dict().items()}
     save_file(state, str(out / WEIGHTS_NAME), metadata={"format": "pt", "type": "degradation"})
-    cfg = {"type": "degradation", "format_version": 1, "model": model.cfg.to_dict(), **(extra or {})}
+    cfg = {"type": "degradation", "format_version": 1, "model": cnn.cfg.to_dict()}
+    if branch is not None:
+        from .encoder_branch import TRUNK_DTYPE
+
+        bstate = {
+            k: (v.to(TRUNK_DTYPE) if k.startswith("trunk.") and v.is_floating_point() else v).detach().cpu().contiguous()
+            for k, v in branch.state_dict().items()
+            if not k.endswith("num_batches_tracked")
+        }
+        save_file(bstate, str(out / BRANCH_WEIGHTS_NAME), metadata={"format": "pt", "type": "degradation-branch"})
+        cfg["branch"] = branch.cfg.to_dict()
+    elif (out / BRANCH_WEIGHTS_NAME).exists():
+        (out / BRANCH_WEIGHTS_NAME).unlink()  # a stale branch must not sit beside a CNN-only config
+    cfg.update(extra or {})
     (out / BASELINE_CONFIG_NAME).write_text(json.dumps(cfg, indent=2) + "\n")
     return out
 
 
-def load_degradation_model(folder: str | os.PathLike, config: dict[str, Any] | None = None) -> DegradationNet:
-    """Rebuild the net from ``deqa_baseline.json`` and load its safetensors weights strictly."""
+def _load_strict(module: nn.Module, path: Path, what: str) -> None:
     from safetensors.torch import load_file
 
+    from ..load import BASELINE_CONFIG_NAME
+
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: missing weights of the {what}")
+    state = load_file(str(path))
+    target = module.state_dict()
+    # The trunk is stored in float16; the module computes in float32.
+    state = {k: v.to(target[k].dtype) if k in target else v for k, v in state.items()}
+    try:
+        missing, unexpected = module.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # shape mismatch
+        raise ValueError(f"{path}: weights do not match the config in {BASELINE_CONFIG_NAME}: {err}") from None
+    missing = [k for k in missing if not k.endswith("num_batches_tracked")]
+    if missing or unexpected:
+        raise ValueError(
+            f"{path}: weights do not match the config in {BASELINE_CONFIG_NAME} "
+            f"(missing {missing[:5]}, unexpected {unexpected[:5]})"
+        )
+
+
+def load_degradation_model(folder: str | os.PathLike, config: dict[str, Any] | None = None, *, cnn_only: bool = False) -> nn.Module:
+    """Rebuild the model from ``deqa_baseline.json`` and load its safetensors weights strictly.
+
+    A :class:`DegradationNet`, or, when the config has an encoder branch (and not ``cnn_only``,
+    as a warm start of the CNN wants), a
+    :class:`~deqa.baselines.encoder_branch.BranchedDegradationNet`; in eval mode.
+    """
     from ..load import BASELINE_CONFIG_NAME
 
     folder = Path(folder)
@@ -195,17 +245,13 @@ def load_degradation_model(folder: str | os.PathLike, config: dict[str, Any] | N
         config = json.loads((folder / BASELINE_CONFIG_NAME).read_text())
     cfg = DegradationModelConfig.from_dict(config["model"])
     model = DegradationNet(cfg)
-    path = folder / WEIGHTS_NAME
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: missing weights of the degradation model")
-    state = load_file(str(path))
-    try:
-        missing, unexpected = model.load_state_dict(state, strict=False)
-    except RuntimeError as err:  # shape mismatch
-        raise ValueError(f"{path}: weights do not match the config in {BASELINE_CONFIG_NAME}: {err}") from None
-    if missing or unexpected:
-        raise ValueError(
-            f"{path}: weights do not match the config in {BASELINE_CONFIG_NAME} "
-            f"(missing {missing[:5]}, unexpected {unexpected[:5]})"
-        )
-    return model.eval()
+    _load_strict(model, folder / WEIGHTS_NAME, "degradation model")
+    if cnn_only or config.get("branch") is None:
+        return model.eval()
+    from .encoder_branch import BranchedDegradationNet, EncoderBranch
+
+    branch_cfg = EncoderBranchConfig.from_dict(config["branch"])
+    branch_cfg.check_heads(cfg.heads)
+    branch = EncoderBranch(branch_cfg, len(cfg.heads), cfg.image_size)
+    _load_strict(branch, folder / BRANCH_WEIGHTS_NAME, "encoder branch")
+    return BranchedDegradationNet(model, branch).eval()

@@ -16,10 +16,11 @@ from ..levels import level_word
 from ..results import ScoreResult
 from .dictconfig import from_dict_strict
 
-__all__ = ["DEFAULT_HEAD_WEIGHTS", "DegradationModelConfig", "WEIGHTS_NAME", "ResizeToArray", "degradation_results",
-           "resize_square"]
+__all__ = ["DEFAULT_HEAD_WEIGHTS", "DegradationModelConfig", "EncoderBranchConfig", "WEIGHTS_NAME", "BRANCH_WEIGHTS_NAME",
+           "ResizeToArray", "degradation_results", "mix_logits", "resize_square"]
 
 WEIGHTS_NAME = "model.safetensors"
+BRANCH_WEIGHTS_NAME = "branch.safetensors"
 
 # The four specified heads carry 0.2/0.3/0.25/0.25; the JPEG and exposure heads added beside them
 # get weights on the same scale, and all are renormalised to sum to 1 (see normalised_weights).
@@ -84,6 +85,71 @@ class DegradationModelConfig:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+
+# EfficientNet-Lite0's depthwise stride per MBConv block (the weights do not record strides).
+LITE0_STRIDES = (1, 2, 1, 2, 1, 2, 1, 1, 1, 1, 1, 2, 1, 1, 1, 1)
+
+
+@dataclass
+class EncoderBranchConfig:
+    """The encoder branch of a degradation model: a frozen ImageNet trunk + one MLP, mixed per head.
+
+    The branch reads the same S x S image as the CNN. ``taps`` name where the trunk's maps are
+    pooled (mean and std over the image, per channel): -1 is the stem, 0.. the MBConv blocks; the
+    trunk runs only up to the last tap. Low and middle taps are the point: the final ImageNet
+    features are built to ignore blur and noise, the early ones are not (on the v6 build's sets,
+    a head on the final 1280-d features graded blur at SRCC 0.84, one on the taps at 0.91).
+    The head is Linear(d, h1) - ReLU - Dropout - Linear(h1, h2) - ReLU - Linear(h2, n_heads) on the
+    standardised features. ``mix[head]`` in [0, 1] is the branch's share of that head's logit:
+    intensity = sigmoid((1 - m) * cnn_logit + m * branch_logit), chosen on the validation set.
+    """
+
+    encoder: str = "efficientnet-lite0"
+    strides: tuple[int, ...] = LITE0_STRIDES
+    taps: tuple[int, ...] = (-1, 0, 2, 4, 7, 10, 14, 15)
+    head_hidden: tuple[int, ...] = (256, 64)
+    dropout: float = 0.1
+    mix: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.strides = tuple(int(s) for s in self.strides)
+        self.taps = tuple(int(t) for t in self.taps)
+        self.head_hidden = tuple(int(h) for h in self.head_hidden)
+        self.mix = {str(k): float(v) for k, v in self.mix.items()}
+        if self.encoder != "efficientnet-lite0":
+            raise ValueError(f"encoder branch: encoder {self.encoder!r} unsupported; only 'efficientnet-lite0' has a numpy runtime")
+        if not self.taps or len(set(self.taps)) != len(self.taps) or min(self.taps) < -1 or max(self.taps) >= len(self.strides):
+            raise ValueError(f"encoder branch: taps {list(self.taps)} must be distinct, -1 (stem) or block indices < {len(self.strides)}")
+        if any(s not in (1, 2) for s in self.strides):
+            raise ValueError(f"encoder branch: strides must be 1 or 2, got {list(self.strides)}")
+        if not self.head_hidden or min(self.head_hidden) < 1 or not 0.0 <= self.dropout < 1.0:
+            raise ValueError("encoder branch: head_hidden must be positive widths and dropout in [0, 1)")
+        bad = {k: v for k, v in self.mix.items() if not 0.0 <= v <= 1.0}
+        if bad:
+            raise ValueError(f"encoder branch: mix weights must be in [0, 1], got {bad}")
+
+    def check_heads(self, heads: tuple[str, ...]) -> None:
+        """Every head needs a mix weight, and no weight may name another head."""
+        if set(self.mix) != set(heads):
+            raise ValueError(f"encoder branch: mix names {sorted(self.mix)}, the model's heads are {list(heads)}")
+
+    def mix_vector(self, heads: tuple[str, ...]) -> np.ndarray:
+        self.check_heads(heads)
+        return np.array([self.mix[h] for h in heads], dtype=np.float32)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> EncoderBranchConfig:
+        return from_dict_strict(cls, d, "encoder branch config")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+
+def mix_logits(cnn: np.ndarray, branch: np.ndarray, mix: np.ndarray) -> np.ndarray:
+    """Per-head blend of two models' logits [B, H] with the branch's share ``mix`` [H]."""
+    return (1.0 - mix) * cnn + mix * branch
 
 
 def resize_square(img: Image.Image, size: int) -> Image.Image:

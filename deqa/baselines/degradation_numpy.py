@@ -24,13 +24,23 @@ import numpy as np
 from ..results import ScoreResult
 from ..scorer import Scorer
 from .degradation_config import (
+    BRANCH_WEIGHTS_NAME,
     WEIGHTS_NAME,
     DegradationModelConfig,
+    EncoderBranchConfig,
     ResizeToArray,
     degradation_results,
+    mix_logits,
 )
+from .effnet_numpy import NumpyEffNetTrunk
 
-__all__ = ["NumpyDegradationNet", "NumpyDegradationScorer", "load_numpy_degradation_model"]
+__all__ = [
+    "NumpyDegradationNet",
+    "NumpyEncoderBranch",
+    "NumpyBranchedDegradationNet",
+    "NumpyDegradationScorer",
+    "load_numpy_degradation_model",
+]
 
 _BN_EPS = 1e-5  # torch.nn.BatchNorm2d's default, which DegradationNet uses
 
@@ -160,15 +170,7 @@ class NumpyDegradationNet:
         f = x.mean(axis=(1, 2))
         (w1, b1), (w2, b2) = self.se
         f = f * _sigmoid(_relu(f @ w1 + b1) @ w2 + b2)
-        out = []
-        for layers in self.heads:
-            h = f
-            for j, (w, b) in enumerate(layers):
-                h = h @ w + b
-                if j < len(layers) - 1:
-                    h = _relu(h)
-            out.append(h)
-        return np.concatenate(out, axis=1)
+        return np.concatenate([_mlp(layers, f) for layers in self.heads], axis=1)
 
     def intensities(self, images: np.ndarray) -> np.ndarray:
         """Per-head degradation intensity in [0, 1]: [B, n_heads]."""
@@ -179,13 +181,88 @@ class NumpyDegradationNet:
         return np.clip(1.0 - intensities @ self.head_weights, 0.0, 1.0)
 
 
+def _mlp(layers: list[tuple[np.ndarray, np.ndarray]], h: np.ndarray) -> np.ndarray:
+    """Linear layers with ReLU between them (dropout is the identity at inference)."""
+    for j, (w, b) in enumerate(layers):
+        h = h @ w + b
+        if j < len(layers) - 1:
+            h = _relu(h)
+    return h
+
+
+class NumpyEncoderBranch:
+    """Forward pass of :class:`~deqa.baselines.encoder_branch.EncoderBranch` on numpy arrays.
+
+    ``state``: ``branch.safetensors`` as numpy arrays (``trunk.*`` in float16 is upcast to
+    float32); strict like the CNN: a missing, wrong-shaped or unused tensor is an error naming it.
+    """
+
+    def __init__(self, cfg: EncoderBranchConfig, n_heads: int, state: dict[str, np.ndarray], *, source: str = "weights"):
+        self.cfg = cfg
+        trunk_state = {k[len("trunk."):]: v for k, v in state.items() if k.startswith("trunk.")}
+        self.trunk = NumpyEffNetTrunk(trunk_state, cfg.strides, cfg.taps, source=source)
+        used = {f"trunk.{k}" for k in self.trunk.used}
+        mean = state.get("feat_mean")
+        if mean is None or state.get("feat_std") is None:
+            raise ValueError(f"{source}: encoder branch tensors 'feat_mean' / 'feat_std' missing")
+        dim = mean.shape[0]
+        self.feat_mean = mean.astype(np.float32)
+        self.feat_std = state["feat_std"].astype(np.float32)
+        used |= {"feat_mean", "feat_std"}
+        dims = (dim, *cfg.head_hidden, n_heads)
+        self.head = []
+        for j in range(len(dims) - 1):
+            key = f"head.{3 * j}"  # nn.Sequential indices: Linear, ReLU, Dropout per hidden layer
+            w, b = state.get(f"{key}.weight"), state.get(f"{key}.bias")
+            if w is None or b is None or w.shape != (dims[j + 1], dims[j]) or b.shape != (dims[j + 1],):
+                raise ValueError(f"{source}: encoder branch tensor {key}.weight/bias missing or not of shape "
+                                 f"({dims[j + 1]}, {dims[j]}) / ({dims[j + 1]},)")
+            self.head.append((np.ascontiguousarray(w.T.astype(np.float32)), b.astype(np.float32)))
+            used |= {f"{key}.weight", f"{key}.bias"}
+        unexpected = sorted(k for k in state if k not in used and not k.endswith("num_batches_tracked"))
+        if unexpected:
+            raise ValueError(f"{source}: encoder branch weights do not match the config: unexpected tensors {unexpected[:5]}")
+
+    def features(self, images: np.ndarray) -> np.ndarray:
+        """uint8 [B, H, W, 3] (or float in [0, 1]) -> pooled trunk features [B, dim]."""
+        x = images.astype(np.float32)
+        if images.dtype == np.uint8:
+            x /= 255.0
+        feats = self.trunk.features((x - 0.5) / 0.5)
+        if feats.shape[1] != self.feat_mean.shape[0]:
+            raise ValueError(f"encoder branch: the trunk gives {feats.shape[1]} features, the head reads {self.feat_mean.shape[0]}")
+        return feats
+
+    def logits(self, images: np.ndarray) -> np.ndarray:
+        return _mlp(self.head, (self.features(images) - self.feat_mean) / self.feat_std)
+
+
+class NumpyBranchedDegradationNet:
+    """CNN + encoder branch blended per head, as :class:`~deqa.baselines.encoder_branch.BranchedDegradationNet`."""
+
+    def __init__(self, cnn: NumpyDegradationNet, branch: NumpyEncoderBranch):
+        self.cnn = cnn
+        self.branch = branch
+        self.cfg = cnn.cfg
+        self.mix = branch.cfg.mix_vector(cnn.cfg.heads)
+
+    def logits(self, images: np.ndarray) -> np.ndarray:
+        return mix_logits(self.cnn.logits(images), self.branch.logits(images), self.mix)
+
+    def intensities(self, images: np.ndarray) -> np.ndarray:
+        return _sigmoid(self.logits(images))
+
+    def overall(self, intensities: np.ndarray) -> np.ndarray:
+        return self.cnn.overall(intensities)
+
+
 class NumpyDegradationScorer(Scorer):
     """:class:`deqa.scorer.Scorer` around a :class:`NumpyDegradationNet` (no torch needed)."""
 
     default_batch_size = 16
     needs_torch = False
 
-    def __init__(self, net: NumpyDegradationNet, *, model_id: str = "deqa-degradation"):
+    def __init__(self, net: NumpyDegradationNet | NumpyBranchedDegradationNet, *, model_id: str = "deqa-degradation"):
         self.net = net
         self.cfg = net.cfg
         self.model_id = model_id
@@ -198,8 +275,11 @@ class NumpyDegradationScorer(Scorer):
         return degradation_results(s, self.net.overall(s), self.cfg.heads, self.model_id)
 
 
-def load_numpy_degradation_model(folder: str | os.PathLike, config: dict[str, Any] | None = None) -> NumpyDegradationNet:
-    """Build the numpy net from a degradation-model folder (``deqa_baseline.json`` + safetensors)."""
+def load_numpy_degradation_model(
+    folder: str | os.PathLike, config: dict[str, Any] | None = None
+) -> NumpyDegradationNet | NumpyBranchedDegradationNet:
+    """Build the numpy net from a degradation-model folder (``deqa_baseline.json`` + safetensors),
+    with its encoder branch when the config has one (``"branch"`` + ``branch.safetensors``)."""
     from safetensors.numpy import load_file
 
     from ..load import BASELINE_CONFIG_NAME
@@ -210,4 +290,13 @@ def load_numpy_degradation_model(folder: str | os.PathLike, config: dict[str, An
     path = folder / WEIGHTS_NAME
     if not path.is_file():
         raise FileNotFoundError(f"{path}: missing weights of the degradation model")
-    return NumpyDegradationNet(config["model"], load_file(str(path)), source=str(path))
+    cnn = NumpyDegradationNet(config["model"], load_file(str(path)), source=str(path))
+    if config.get("branch") is None:
+        return cnn
+    branch_cfg = EncoderBranchConfig.from_dict(config["branch"])
+    branch_cfg.check_heads(cnn.cfg.heads)
+    path = folder / BRANCH_WEIGHTS_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: missing weights of the encoder branch named in {BASELINE_CONFIG_NAME}")
+    branch = NumpyEncoderBranch(branch_cfg, len(cnn.cfg.heads), load_file(str(path)), source=str(path))
+    return NumpyBranchedDegradationNet(cnn, branch)

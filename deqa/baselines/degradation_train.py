@@ -275,7 +275,7 @@ def train_degradation(cfg: DegradationTrainConfig, *, progress: bool = True) -> 
     if cfg.init_from:
         from .degradation import load_degradation_model
 
-        init = load_degradation_model(cfg.init_from)
+        init = load_degradation_model(cfg.init_from, cnn_only=True)
         if init.cfg != mcfg:
             raise ValueError(f"init_from {cfg.init_from}: its model config differs from this run's 'model' config")
         model.load_state_dict(init.state_dict())

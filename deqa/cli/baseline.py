@@ -5,6 +5,7 @@ Subcommands (each parses, builds a config, calls the library):
   photos      collect offline photos (packages + Debian wallpapers and OpenCV samples [+ --hf-dataset]) into a folder
   synth       render a synthetic degradation set from those photos
   train       train the degradation CNN on rendered sets
+  branch-train  add an encoder branch (frozen EfficientNet-Lite0 trunk + MLP) to a trained CNN
   eval        evaluate a degradation model on a rendered set (per-head MAE/SRCC, ROC-AUC)
   embed       cache frozen-encoder embeddings of images
   head-train  train the encoder + MLP head on a CSV/JSONL of (image, score in [0, 1])
@@ -85,6 +86,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--device", default=None)
     p.add_argument("--max-steps", type=int, default=None)
+
+    p = sub.add_parser("branch-train", help="add an encoder branch (frozen ImageNet trunk + MLP) to a degradation CNN")
+    p.add_argument("--cnn", required=True, help="degradation-model folder (its CNN is copied into --out)")
+    p.add_argument("--train-data", nargs="+", required=True, help="rendered training set(s)")
+    p.add_argument("--val-data", required=True, help="rendered validation set (early stopping and the per-head mix)")
+    p.add_argument("--out", required=True, help="folder for the CNN + branch model")
+    p.add_argument("--config", default=None, help="JSON (file or string) of BranchTrainConfig fields")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--device", default=None)
 
     p = sub.add_parser("eval", help="evaluate a degradation model on a rendered set")
     p.add_argument("--model", default=None, help="baseline folder (default: the built-in model)")
@@ -223,6 +234,23 @@ def _train(args) -> int:
             d[key] = val
     summary = train_degradation(DegradationTrainConfig.from_dict(d))
     print(json.dumps(summary))
+    return 0
+
+
+def _branch_train(args) -> int:
+    from ..baselines.branch_train import BranchTrainConfig, train_branch
+
+    d = _json_arg(args.config)
+    d.update(cnn=args.cnn, train_data=args.train_data, val_data=args.val_data, out_dir=args.out)
+    for key, val in (("epochs", args.epochs), ("num_threads", args.threads), ("device", args.device)):
+        if val is not None:
+            d[key] = val
+    try:
+        cfg = BranchTrainConfig.from_dict(d)
+    except ValueError as err:
+        raise SystemExit(f"deqa baseline branch-train: {err}") from None
+    summary = train_branch(cfg)
+    print(json.dumps({k: v for k, v in summary.items() if k != "log"}))
     return 0
 
 
@@ -403,7 +431,7 @@ def _card(args) -> int:
 
 _HEAD_COMMANDS: dict = {"embed": _embed, "head-train": _head_train, "head-score": _head_score,
                         "calibrate": _calibrate, "diagnose": _diagnose, "card": _card}
-_COMMANDS = {"photos": _photos, "synth": _synth, "train": _train, "eval": _eval}
+_COMMANDS = {"photos": _photos, "synth": _synth, "train": _train, "branch-train": _branch_train, "eval": _eval}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,229 @@
+"""Training the encoder branch of a degradation model, on cached trunk features.
+
+The trunk is frozen, so each rendered image's pooled features are computed once and cached
+beside the set (``<set>/branch_features/<trunk id>.npy``, written chunk by chunk, resumable);
+the MLP then trains on the cached matrix in seconds per epoch. After training, the branch's share
+of every head's logit (``mix``) is chosen on the validation set: the value on a 0.05 grid that
+gives that head the lowest validation BCE when blended with the CNN. The result is one model
+folder holding both (:func:`~deqa.baselines.degradation.save_degradation_model`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .degradation import DegradationNet, load_degradation_model, save_degradation_model
+from .degradation_config import EncoderBranchConfig, mix_logits
+from .degradation_train import _schedule, head_loss, predict_intensities
+from .dictconfig import from_dict_strict
+from .encoder_branch import BranchedDegradationNet, EncoderBranch, imagenet_trunk_state
+from .synth import load_synth_dataset
+
+__all__ = ["BranchTrainConfig", "branch_features", "choose_mix", "train_branch"]
+
+MIX_GRID = np.round(np.linspace(0.0, 1.0, 21), 2)
+
+
+@dataclass
+class BranchTrainConfig:
+    """One encoder-branch run; saved as ``branch_train_config.json`` in the output folder."""
+
+    cnn: str  # degradation-model folder whose CNN the branch is blended with (copied into out_dir)
+    train_data: list[str]
+    val_data: str
+    out_dir: str
+    branch: dict[str, Any] = field(default_factory=dict)  # EncoderBranchConfig fields (mix is chosen here)
+    epochs: int = 40
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 1e-3
+    warmup_steps: int = 200
+    min_lr_ratio: float = 0.01
+    loss_weights: dict[str, float] = field(default_factory=lambda: {"watermark": 1.5})
+    seed: int = 0
+    num_threads: int | None = None
+    device: str = "cpu"
+    feature_batch_size: int = 64
+    model_id: str | None = None  # default: the CNN folder's model_id
+
+    def __post_init__(self) -> None:
+        if isinstance(self.train_data, str):
+            self.train_data = [self.train_data]
+        if not self.train_data:
+            raise ValueError("branch training: train_data names no rendered set")
+        for name in ("epochs", "batch_size", "feature_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"branch training: {name} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0 or self.warmup_steps < 0 or not 0 < self.min_lr_ratio <= 1:
+            raise ValueError("branch training: lr must be > 0, warmup_steps >= 0 and min_lr_ratio in (0, 1]")
+        if "mix" in self.branch:
+            raise ValueError("branch training: 'mix' is chosen on the validation set; leave it out of 'branch'")
+        self.branch_config()  # validate the branch fields now
+
+    def branch_config(self, mix: dict[str, float] | None = None) -> EncoderBranchConfig:
+        return EncoderBranchConfig.from_dict({**self.branch, "mix": mix or {}})
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> BranchTrainConfig:
+        return from_dict_strict(cls, d, "branch training config")
+
+
+def _trunk_id(branch: EncoderBranch) -> str:
+    """Hash of the trunk's weights and taps: cached features are only reused under it."""
+    h = hashlib.sha256(json.dumps({"encoder": branch.cfg.encoder, "taps": list(branch.cfg.taps)}).encode())
+    for k, v in sorted(branch.trunk.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().to(torch.float32).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+@torch.no_grad()
+def branch_features(branch: EncoderBranch, data: str | Path, *, batch_size: int = 64, device: str = "cpu",
+                    chunk: int = 1024, progress: bool = True) -> np.ndarray:
+    """Pooled trunk features [N, dim] of a rendered set, cached in ``<data>/branch_features/``.
+
+    Written chunk by chunk into a memory-mapped file with the count done beside it, so an
+    interrupted run resumes; a finished cache is read back without running the trunk.
+    """
+    from tqdm.auto import tqdm
+
+    images, _, _ = load_synth_dataset(data)
+    folder = Path(data) / "branch_features"
+    folder.mkdir(exist_ok=True)
+    tid = _trunk_id(branch)
+    path, done_path = folder / f"{tid}.npy", folder / f"{tid}.done"
+    n = len(images)
+    done = int(done_path.read_text()) if done_path.is_file() and path.is_file() else 0
+    if done == 0:
+        feats = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, branch.dim))
+    else:
+        feats = np.load(path, mmap_mode="r+")
+        if feats.shape != (n, branch.dim):
+            raise ValueError(f"{path}: cached features of shape {feats.shape}, expected {(n, branch.dim)}; delete it")
+    branch = branch.to(device).eval()
+    bar = tqdm(total=n, initial=done, disable=not progress or done >= n, unit="img", desc=f"features {Path(data).name}")
+    for start in range(done, n, chunk):
+        stop = min(start + chunk, n)
+        for s in range(start, stop, batch_size):
+            x = torch.from_numpy(np.array(images[s : min(s + batch_size, stop)])).to(device)
+            x = x.permute(0, 3, 1, 2).float().div_(255.0)
+            feats[s : s + len(x)] = branch.features(x).cpu().numpy()
+            bar.update(len(x))
+        feats.flush()
+        done_path.write_text(str(stop))
+    bar.close()
+    return np.asarray(feats)
+
+
+def choose_mix(cnn_logits: np.ndarray, branch_logits: np.ndarray, labels: np.ndarray, heads: tuple[str, ...]) -> tuple[dict[str, float], dict[str, float]]:
+    """Per head, the branch share on :data:`MIX_GRID` with the lowest BCE on these (validation) rows.
+
+    Returns (mix, bce at the chosen share).
+    """
+    mix, loss = {}, {}
+    y = torch.from_numpy(np.asarray(labels, np.float32))
+    for j, h in enumerate(heads):
+        costs = [
+            F.binary_cross_entropy_with_logits(torch.from_numpy(mix_logits(cnn_logits[:, j], branch_logits[:, j], np.float32(m))), y[:, j]).item()
+            for m in MIX_GRID
+        ]
+        best = int(np.argmin(costs))
+        mix[h], loss[h] = float(MIX_GRID[best]), round(costs[best], 5)
+    return mix, loss
+
+
+def _logits(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p)).astype(np.float32)
+
+
+def train_branch(cfg: BranchTrainConfig, *, progress: bool = True) -> dict[str, Any]:
+    """Features -> MLP -> mix on validation -> ``cfg.out_dir`` holds CNN + branch."""
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "branch_train_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    torch.manual_seed(cfg.seed)
+    cnn = load_degradation_model(cfg.cnn, cnn_only=True)
+    assert isinstance(cnn, DegradationNet)
+    heads = cnn.cfg.heads
+    unknown = sorted(set(cfg.loss_weights) - set(heads))
+    if unknown:
+        raise ValueError(f"branch training: loss_weights names {unknown}, which are not heads {list(heads)}")
+    branch = EncoderBranch(cfg.branch_config(), len(heads), cnn.cfg.image_size)
+    branch.trunk.load_state_dict(imagenet_trunk_state(branch.cfg))
+
+    def rendered(path):
+        images, labels, meta = load_synth_dataset(path)
+        if tuple(meta["config"]["heads"]) != heads:
+            raise ValueError(f"{path}: heads {meta['config']['heads']} differ from the CNN's {list(heads)}")
+        if images.shape[1] != cnn.cfg.image_size:
+            raise ValueError(f"{path}: rendered at {images.shape[1]} px, the model reads {cnn.cfg.image_size} px")
+        feats = branch_features(branch, path, batch_size=cfg.feature_batch_size, device=cfg.device, progress=progress)
+        return feats, labels, images
+
+    parts = [rendered(p) for p in cfg.train_data]
+    x_tr = np.concatenate([p[0] for p in parts])
+    y_tr = np.concatenate([p[1] for p in parts])
+    x_va, y_va, va_images = rendered(cfg.val_data)
+    mean, std = x_tr.mean(0), x_tr.std(0) + 1e-6
+    branch.feat_mean.copy_(torch.from_numpy(mean))
+    branch.feat_std.copy_(torch.from_numpy(std))
+
+    device = torch.device(cfg.device)
+    branch = branch.to(device)
+    xt, yt = torch.from_numpy(x_tr).to(device), torch.from_numpy(y_tr).to(device)
+    xv, yv = torch.from_numpy(x_va).to(device), torch.from_numpy(y_va).to(device)
+    loss_w = torch.tensor([cfg.loss_weights.get(h, 1.0) for h in heads], device=device)
+    opt = torch.optim.AdamW(branch.head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps = math.ceil(len(xt) / cfg.batch_size)
+    sched = _schedule(opt, cfg, steps * cfg.epochs)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    best, best_state, log = float("inf"), None, []
+    t0 = time.perf_counter()
+    for epoch in range(cfg.epochs):
+        branch.train()
+        perm = torch.randperm(len(xt), generator=gen).to(device)
+        for b in range(steps):
+            idx = perm[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+            loss = head_loss(branch.head_logits(xt[idx]), yt[idx], loss_w)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+        branch.eval()
+        with torch.no_grad():
+            val = head_loss(branch.head_logits(xv), yv, loss_w).item()
+        row = {"epoch": epoch + 1, "train_loss": round(loss.item(), 5), "val_loss": round(val, 5), "best": val < best}
+        log.append(row)
+        if val < best:
+            best = val
+            best_state = {k: v.detach().clone() for k, v in branch.head.state_dict().items()}
+    branch.head.load_state_dict(best_state)
+    branch.eval()
+    with torch.no_grad():
+        branch_val = branch.head_logits(xv).cpu().numpy()
+    cnn_val = _logits(predict_intensities(cnn, va_images, device=cfg.device))
+    mix, mix_loss = choose_mix(cnn_val, branch_val, y_va, heads)
+    branch.cfg = cfg.branch_config(mix)
+    model = BranchedDegradationNet(cnn.cpu(), branch.cpu()).eval()
+    model_id = cfg.model_id or json.loads((Path(cfg.cnn) / "deqa_baseline.json").read_text()).get("model_id", "deqa-degradation")
+    save_degradation_model(model, out, extra={"model_id": model_id})
+    summary = {"best_val_loss": round(best, 5), "mix": mix, "val_bce_mixed": mix_loss,
+               "seconds": round(time.perf_counter() - t0, 1), "n_train": len(xt), "log": log}
+    with open(out / "branch_train_log.jsonl", "w") as f:
+        for row in log:
+            f.write(json.dumps(row) + "\n")
+        f.write(json.dumps({k: v for k, v in summary.items() if k != "log"}) + "\n")
+    return summary
