@@ -1,0 +1,237 @@
+"""Encoder branch of the degradation model: config, torch/numpy parity, save/load, training on cached features."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from deqa.baselines import load_baseline
+from deqa.baselines.branch_train import BranchTrainConfig, _trunk_id, branch_features, choose_mix, train_branch
+from deqa.baselines.degradation import (
+    DegradationModelConfig,
+    DegradationNet,
+    load_degradation_model,
+    save_degradation_model,
+)
+from deqa.baselines.degradation_config import BRANCH_WEIGHTS_NAME, EncoderBranchConfig, mix_logits
+from deqa.baselines.degradation_numpy import NumpyBranchedDegradationNet, NumpyDegradationScorer, load_numpy_degradation_model
+from deqa.baselines.encoder_branch import BranchedDegradationNet, EncoderBranch, imagenet_trunk_state
+from deqa.baselines.synth import SynthConfig, render_dataset
+
+HEADS = DegradationModelConfig().heads
+
+
+def _branched(image_size=64, taps=(-1, 0, 2, 4, 7, 10, 14, 15), seed=0, mix=0.5):
+    torch.manual_seed(seed)
+    cfg = DegradationModelConfig(image_size=image_size)
+    bcfg = EncoderBranchConfig(taps=taps, mix={h: mix for h in cfg.heads})
+    branch = EncoderBranch(bcfg, len(cfg.heads), image_size)
+    branch.trunk.load_state_dict(imagenet_trunk_state(bcfg))
+    with torch.no_grad():  # non-trivial standardisation so that a mix-up between the two runtimes shows
+        branch.feat_mean.uniform_(-0.1, 0.1)
+        branch.feat_std.uniform_(0.5, 2.0)
+    return BranchedDegradationNet(DegradationNet(cfg), branch).eval()
+
+
+def _images(n, size, seed=0):
+    return (np.random.default_rng(seed).random((n, size, size, 3)) * 255).astype(np.uint8)
+
+
+def test_config_checks_name_the_field():
+    with pytest.raises(ValueError, match="taps"):
+        EncoderBranchConfig(taps=(0, 16))
+    with pytest.raises(ValueError, match="taps"):
+        EncoderBranchConfig(taps=(2, 2))
+    with pytest.raises(ValueError, match="only 'efficientnet-lite0'"):
+        EncoderBranchConfig(encoder="efficientnet-lite2")
+    with pytest.raises(ValueError, match=r"mix weights must be in \[0, 1\]"):
+        EncoderBranchConfig(mix={"blur": 1.5})
+    with pytest.raises(ValueError, match="unknown key"):
+        EncoderBranchConfig.from_dict({"tap": [0]})
+    with pytest.raises(ValueError, match="mix names"):
+        EncoderBranchConfig(mix={"blur": 0.5}).check_heads(HEADS)
+    np.testing.assert_allclose(mix_logits(np.array([[2.0, -2.0]]), np.array([[0.0, 2.0]]), np.array([0.25, 1.0])), [[1.5, 2.0]])
+
+
+def test_trunk_is_frozen_and_stays_in_eval_mode():
+    model = _branched()
+    model.train()
+    assert not model.branch.trunk.training and model.branch.head.training
+    assert not any(p.requires_grad for p in model.branch.trunk.parameters())
+    assert all(p.requires_grad for p in model.branch.head.parameters())
+    # The tap layout: mean and std of each tap's channels (stem 32, block 0 16, ... block 15 320).
+    assert model.branch.dim == 2 * (32 + 16 + 24 + 40 + 80 + 112 + 192 + 320)
+
+
+@pytest.mark.parametrize(("size", "taps"), [(64, (-1, 0, 2, 4, 7, 10, 14, 15)), (96, (2, 7)), (224, (-1, 15))])
+def test_numpy_runtime_matches_torch(tmp_path, size, taps):
+    model = _branched(size, taps)
+    save_degradation_model(model, tmp_path, extra={"model_id": "unit"})
+    fast = load_numpy_degradation_model(tmp_path)
+    slow = load_degradation_model(tmp_path)
+    assert isinstance(fast, NumpyBranchedDegradationNet) and isinstance(slow, BranchedDegradationNet)
+    x = _images(3, size)
+    with torch.no_grad():
+        xt = torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255
+        f_t, p_t = slow.branch.features(xt).numpy(), slow.intensities(xt).numpy()
+    f_n, p_n = fast.branch.features(x), fast.intensities(x)
+    assert f_n.shape == f_t.shape == (3, slow.branch.dim)
+    np.testing.assert_allclose(f_n, f_t, rtol=1e-4, atol=1e-4 * np.abs(f_t).max())
+    np.testing.assert_allclose(p_n, p_t, atol=2e-5)
+    # The blend is real: the CNN alone gives other intensities.
+    with torch.no_grad():
+        assert np.abs(slow.cnn.intensities(xt).numpy() - p_t).max() > 1e-3
+
+
+def test_save_reload_identical_trunk_float16_and_size(tmp_path):
+    model = _branched()
+    save_degradation_model(model, tmp_path, extra={"model_id": "unit"})
+    cfg = json.loads((tmp_path / "deqa_baseline.json").read_text())
+    assert cfg["branch"]["mix"] == {h: 0.5 for h in HEADS}
+    from safetensors.torch import load_file
+
+    stored = load_file(str(tmp_path / BRANCH_WEIGHTS_NAME))
+    assert stored["trunk._conv_stem.weight"].dtype == torch.float16 and stored["head.0.weight"].dtype == torch.float32
+    again = load_degradation_model(tmp_path)
+    assert torch.equal(again.branch.trunk._conv_stem.weight, stored["trunk._conv_stem.weight"].float())
+    with torch.no_grad():
+        x = torch.rand(2, 3, 64, 64)
+        first = again.intensities(x)
+        again.train()  # BN/dropout mix-ups must not change what the scorer computes
+        scorer = load_baseline(tmp_path, backend="torch")
+        scorer.model.train()
+        assert torch.allclose(scorer.model.eval().intensities(x), first)
+    # The CNN alone loads for a warm start, and a CNN-only save removes a stale branch file.
+    cnn = load_degradation_model(tmp_path, cnn_only=True)
+    assert isinstance(cnn, DegradationNet)
+    save_degradation_model(cnn, tmp_path)
+    assert not (tmp_path / BRANCH_WEIGHTS_NAME).exists()
+    assert isinstance(load_numpy_degradation_model(tmp_path), type(load_numpy_degradation_model(tmp_path)))
+    assert "branch" not in json.loads((tmp_path / "deqa_baseline.json").read_text())
+
+
+def test_load_errors_name_the_tensor_or_file(tmp_path):
+    model = _branched()
+    save_degradation_model(model, tmp_path)
+    from safetensors.torch import load_file, save_file
+
+    path = tmp_path / BRANCH_WEIGHTS_NAME
+    state = load_file(str(path))
+    partial = {k: v for k, v in state.items() if k != "trunk._blocks.3._bn1.running_var"}
+    save_file(partial, str(path))
+    with pytest.raises(ValueError, match=r"_blocks\.3\._bn1\.running_var"):
+        load_numpy_degradation_model(tmp_path)
+    with pytest.raises(ValueError, match=r"_blocks\.3\._bn1\.running_var"):
+        load_degradation_model(tmp_path)
+    save_file({**state, "trunk._conv_head.weight": torch.zeros(1)}, str(path))
+    with pytest.raises(ValueError, match="_conv_head"):
+        load_numpy_degradation_model(tmp_path)
+    with pytest.raises(ValueError, match="_conv_head"):
+        load_degradation_model(tmp_path)
+    path.unlink()
+    with pytest.raises(FileNotFoundError, match=BRANCH_WEIGHTS_NAME):
+        load_numpy_degradation_model(tmp_path)
+    with pytest.raises(FileNotFoundError, match=BRANCH_WEIGHTS_NAME):
+        load_degradation_model(tmp_path)
+    save_degradation_model(model, tmp_path)
+    cfg = json.loads((tmp_path / "deqa_baseline.json").read_text())
+    del cfg["branch"]["mix"]["blur"]
+    (tmp_path / "deqa_baseline.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match="mix names"):
+        load_baseline(tmp_path)
+
+
+def test_choose_mix_picks_the_better_model_per_head():
+    rng = np.random.default_rng(0)
+    y = rng.uniform(0, 1, (400, 2)).astype(np.float32)
+    logit = np.log(y / (1 - y))
+    good = logit + rng.normal(0, 0.1, y.shape)
+    bad = rng.normal(0, 2, y.shape)
+    # head a: the CNN is right, the branch is noise; head b the other way round
+    cnn = np.stack([good[:, 0], bad[:, 1]], 1).astype(np.float32)
+    branch = np.stack([bad[:, 0], good[:, 1]], 1).astype(np.float32)
+    mix, loss = choose_mix(cnn, branch, y, ("a", "b"))
+    assert mix["a"] <= 0.1 and mix["b"] >= 0.9
+    assert set(loss) == {"a", "b"}
+
+
+@pytest.fixture(scope="module")
+def tiny_sets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("branch_synth")
+    from skimage import data
+
+    photo = root / "coffee.png"
+    Image.fromarray(data.coffee()).resize((150, 100)).save(photo)
+    cfg = SynthConfig(size=64)
+    train = render_dataset([photo], root / "train", 96, cfg, seed=1, progress=False)
+    val = render_dataset([photo], root / "val", 32, cfg, seed=2, progress=False)
+    cnn = DegradationNet(DegradationModelConfig(image_size=64))
+    save_degradation_model(cnn, root / "cnn", extra={"model_id": "unit-cnn"})
+    return train, val, root / "cnn"
+
+
+def test_branch_training_end_to_end_and_feature_cache(tiny_sets, tmp_path, monkeypatch):
+    train, val, cnn_dir = tiny_sets
+    cfg = BranchTrainConfig(cnn=str(cnn_dir), train_data=[str(train)], val_data=str(val), out_dir=str(tmp_path / "m"),
+                            epochs=6, batch_size=32, warmup_steps=0, num_threads=1, branch={"taps": [-1, 2, 4]})
+    summary = train_branch(cfg, progress=False)
+    log = [json.loads(x) for x in (tmp_path / "m" / "branch_train_log.jsonl").read_text().splitlines()]
+    assert len(log) == 7 and log[-1]["mix"] == summary["mix"]
+    assert min(r["val_loss"] for r in log[:-1]) < log[0]["val_loss"] or log[-2]["train_loss"] < log[0]["train_loss"]
+    assert set(summary["mix"]) == set(HEADS) and all(0.0 <= m <= 1.0 for m in summary["mix"].values())
+    model = load_degradation_model(tmp_path / "m")
+    assert isinstance(model, BranchedDegradationNet)
+    # Only the head trained: the trunk is ImageNet's (as stored, float16) and the CNN is the one given.
+    ref = imagenet_trunk_state(model.branch.cfg)
+    for k, v in model.branch.trunk.state_dict().items():
+        if v.is_floating_point():
+            assert torch.equal(v, ref[k].half().float()), k
+    cnn = load_degradation_model(cnn_dir)
+    assert all(torch.equal(a, b) for a, b in zip(cnn.state_dict().values(), model.cnn.state_dict().values(), strict=True))
+    assert json.loads((tmp_path / "m" / "deqa_baseline.json").read_text())["model_id"] == "unit-cnn"
+    scorer = load_baseline(tmp_path / "m")
+    assert isinstance(scorer, NumpyDegradationScorer)
+    r = scorer.score([Image.fromarray(_images(1, 80)[0])])[0]
+    assert 1.0 <= r.score <= 5.0 and set(r.details) == set(HEADS)
+    # Second run: the features come from the cache, the trunk never runs.
+    def no_trunk(*a, **k):
+        raise AssertionError("trunk ran although the features are cached")
+
+    monkeypatch.setattr(EncoderBranch, "features", no_trunk)
+    again = train_branch(BranchTrainConfig(**{**cfg.__dict__, "out_dir": str(tmp_path / "m2")}), progress=False)
+    assert again["n_train"] == 96
+
+
+def test_feature_cache_resumes_after_interruption(tiny_sets):
+    train, _, _ = tiny_sets
+    branch = _branched(taps=(0, 2)).branch
+    full = branch_features(branch, train, batch_size=16, chunk=32, progress=False).copy()
+    tid = _trunk_id(branch)  # the set folder also holds the cache of other tests' trunks
+    (train / "branch_features" / f"{tid}.done").write_text("32")  # as if stopped after the first chunk
+    arr = np.load(train / "branch_features" / f"{tid}.npy", mmap_mode="r+")
+    arr[:32] = 7.0  # a marker: the rows already done must be kept, not recomputed
+    arr[32:] = 0.0
+    arr.flush()
+    again = branch_features(branch, train, batch_size=16, chunk=32, progress=False)
+    assert (again[:32] == 7.0).all()
+    np.testing.assert_allclose(again[32:], full[32:], rtol=1e-6, atol=1e-6)
+
+
+def test_branch_config_errors(tiny_sets, tmp_path):
+    train, val, cnn_dir = tiny_sets
+    base = {"cnn": str(cnn_dir), "train_data": [str(train)], "val_data": str(val), "out_dir": str(tmp_path)}
+    with pytest.raises(ValueError, match="unknown key"):
+        BranchTrainConfig.from_dict({**base, "epoch": 3})
+    with pytest.raises(ValueError, match="'mix' is chosen on the validation set"):
+        BranchTrainConfig.from_dict({**base, "branch": {"mix": {"blur": 1.0}}})
+    with pytest.raises(ValueError, match="taps"):
+        BranchTrainConfig.from_dict({**base, "branch": {"taps": [99]}})
+    with pytest.raises(ValueError, match="loss_weights"):
+        train_branch(BranchTrainConfig.from_dict({**base, "loss_weights": {"sharpness": 2.0}}), progress=False)
+    from deqa.cli.baseline import main
+
+    with pytest.raises(SystemExit, match="branch-train: .*unknown key"):
+        main(["branch-train", "--cnn", str(cnn_dir), "--train-data", str(train), "--val-data", str(val),
+              "--out", str(tmp_path / "x"), "--config", '{"epoch": 3}'])
