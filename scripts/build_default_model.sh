@@ -11,8 +11,11 @@
 # TRAIN_SEED (the training crops' render seed, default 101; a continued round can train on a fresh
 # draw of crops: v6's round 5 used 105), HUE_ROTATE (probability of the scene-colour augmentation on the training crops, default 0),
 # INIT_FROM (a degradation-model folder: skip rounds 1-2 and run one more round from its weights;
-# v4 was made this way from v3, v5 from v4 and v6 from v5, see the model card), ROUND (that round's number on
-# the card, default 3; its training seed is ROUND - 1), LINEAGE (the card's words for INIT_FROM).
+# v4 was made this way from v3, v5 from v4 and v6 from v5, see the model card; with EPOCHS3=0 its CNN is
+# used as it is and only the encoder branch is trained: how v7 was made from v6), ROUND (that round's
+# number on the card, default 3; its training seed is ROUND - 1), LINEAGE (the card's words for INIT_FROM),
+# BRANCH (1 = add the encoder branch, a frozen EfficientNet-Lite0 trunk + MLP blended with the CNN per
+# head, default 1; 0 = CNN only), BRANCH_EPOCHS (the branch MLP's epochs, default 40).
 # Deterministic given the same package versions: fixed seeds everywhere, single-process training.
 # Interrupted? Run it again: photos, rendered sets and the training run all resume where they stopped.
 set -euo pipefail
@@ -29,9 +32,19 @@ TRAIN_SEED="${TRAIN_SEED:-101}"
 HUE_ROTATE="${HUE_ROTATE:-0}"
 INIT_FROM="${INIT_FROM:-}"
 ROUND="${ROUND:-3}"
-MODEL_ID=deqa-builtin-degradation-v6
-if [ -n "$INIT_FROM" ] && [ "$EPOCHS3" -le 0 ]; then
-  echo "build_default_model.sh: INIT_FROM=$INIT_FROM skips rounds 1-2, so EPOCHS3 must be > 0 (got $EPOCHS3)" >&2
+BRANCH="${BRANCH:-1}"
+BRANCH_EPOCHS="${BRANCH_EPOCHS:-40}"
+MODEL_ID=deqa-builtin-degradation-v7
+if ! [[ "$BRANCH" =~ ^[01]$ ]]; then
+  echo "build_default_model.sh: BRANCH must be 0 or 1 (got '$BRANCH')" >&2
+  exit 2
+fi
+if ! [[ "$BRANCH_EPOCHS" =~ ^[1-9][0-9]*$ ]]; then
+  echo "build_default_model.sh: BRANCH_EPOCHS must be a whole number >= 1 (got '$BRANCH_EPOCHS')" >&2
+  exit 2
+fi
+if [ -n "$INIT_FROM" ] && [ "$EPOCHS3" -le 0 ] && [ "$BRANCH" = 0 ]; then
+  echo "build_default_model.sh: INIT_FROM=$INIT_FROM skips rounds 1-2, so EPOCHS3 must be > 0 (got $EPOCHS3), or BRANCH=1 to add only the encoder branch" >&2
   exit 2
 fi
 if ! [[ "$ROUND" =~ ^[1-9][0-9]*$ ]]; then
@@ -108,8 +121,22 @@ fi
 # from v4's as round 4 on the larger photo pool, v6 from v5's as round 5 on fresh crops).
 [ "$EPOCHS3" -gt 0 ] && train_round "$WORK/model_r$ROUND" "$EPOCHS3" 1e-3 $((ROUND - 1)) 200 "$FINAL"
 
+# The encoder branch: a frozen ImageNet EfficientNet-Lite0 trunk, pooled at several depths, + an MLP,
+# trained on the trunk's cached features of the same training crops; its share of each head's logit is
+# chosen on the validation set. The CNN above is copied in unchanged.
+CARD_BRANCH=()
+if [ "$BRANCH" = 1 ]; then
+  "${DEQA[@]}" branch-train --cnn "$FINAL" --train-data "$WORK/train" --val-data "$WORK/val" --out "$WORK/model_branch" \
+    --epochs "$BRANCH_EPOCHS" --threads "$THREADS" --device "$DEVICE" --config "{\"model_id\": \"$MODEL_ID\"}"
+  FINAL="$WORK/model_branch"
+  CARD_BRANCH=(--branch-log "$FINAL/branch_train_log.jsonl")
+fi
+
 mkdir -p "$ASSET"
-if [ "$FINAL" != "$ASSET" ]; then cp "$FINAL/deqa_baseline.json" "$FINAL/model.safetensors" "$ASSET/"; fi
+if [ "$FINAL" != "$ASSET" ]; then
+  cp "$FINAL/deqa_baseline.json" "$FINAL/model.safetensors" "$ASSET/"
+  if [ -f "$FINAL/branch.safetensors" ]; then cp "$FINAL/branch.safetensors" "$ASSET/"; else rm -f "$ASSET/branch.safetensors"; fi
+fi
 "${DEQA[@]}" eval --model "$ASSET" --data "$WORK/test/mixed" --sweep "${sweeps[@]}" --out "$WORK/heldout_metrics.json"
 "$PYTHON" bench/baseline_speed.py --threads "$THREADS" --repeats 7 --out "$WORK/speed.json"
 CARD_ARGS=()
@@ -117,5 +144,5 @@ if [ -n "$INIT_FROM" ]; then
   CARD_ARGS=(--first-round "$ROUND" --lineage "${LINEAGE:-weights from $INIT_FROM}")
 fi
 "${DEQA[@]}" card --model "$ASSET" --metrics "$WORK/heldout_metrics.json" --train-logs "${LOGS[@]}" \
-  --photos "$WORK/photos" --speed "$WORK/speed.json" "${CARD_ARGS[@]}"
+  --photos "$WORK/photos" --speed "$WORK/speed.json" "${CARD_ARGS[@]}" "${CARD_BRANCH[@]}"
 echo "built-in model written to $ASSET"

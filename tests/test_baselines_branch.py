@@ -235,3 +235,29 @@ def test_branch_config_errors(tiny_sets, tmp_path):
     with pytest.raises(SystemExit, match="branch-train: .*unknown key"):
         main(["branch-train", "--cnn", str(cnn_dir), "--train-data", str(train), "--val-data", str(val),
               "--out", str(tmp_path / "x"), "--config", '{"epoch": 3}'])
+
+
+def test_model_card_describes_the_branch(tiny_sets, tmp_path):
+    from deqa.baselines.card import write_model_card
+
+    train, val, cnn_dir = tiny_sets
+    out = tmp_path / "m"
+    train_branch(BranchTrainConfig(cnn=str(cnn_dir), train_data=[str(train)], val_data=str(val), out_dir=str(out),
+                                   epochs=2, batch_size=32, warmup_steps=0, num_threads=1, branch={"taps": [-1, 2]}),
+                 progress=False)
+    metrics = {"protocol": "deqa-heldout-v3", "image_size": 64,
+               "mixed": {"n": 4, "overall_srcc_vs_weighted_total": 0.5, "overall_srcc_vs_sum": 0.5,
+                         "heads": {h: {"mae": 0.1, "srcc": 0.5} for h in HEADS}}}
+    (tmp_path / "metrics.json").write_text(json.dumps(metrics))
+    log = out / "branch_train_log.jsonl"
+    mix = json.loads(log.read_text().splitlines()[-1])["mix"]
+    # The CNN taken as it was (no CNN round in this build): lineage + branch log are enough.
+    card = write_model_card(out, tmp_path / "metrics.json", [], lineage="the unit CNN", branch_log=log).read_text()
+    assert "- CNN: taken unchanged from an earlier build (the unit CNN)" in card
+    assert "**Encoder branch**: a frozen efficientnet-lite0 trunk" in card
+    assert "stem (32), block 2 (24)" in card and "112 features" in card
+    assert ", ".join(f"{h} {mix[h]:.2f}" for h in HEADS) in card
+    assert "- Encoder branch: the trunk's pooled features" in card and "2 epochs on 96 crops" in card
+    assert "- Training set: 96 random crops" in card
+    with pytest.raises(ValueError, match="at least one training round"):
+        write_model_card(out, tmp_path / "metrics.json", [], branch_log=log)

@@ -153,12 +153,14 @@ def _add_head_commands(sub) -> None:
     p = sub.add_parser("card", help="write MODEL_CARD.md for a degradation model")
     p.add_argument("--model", required=True)
     p.add_argument("--metrics", required=True, help="held-out metrics JSON from `deqa baseline eval --out`")
-    p.add_argument("--train-logs", nargs="+", required=True, help="train_log.jsonl of each training round, in order")
+    p.add_argument("--train-logs", nargs="*", default=[],
+                   help="train_log.jsonl of each CNN training round, in order (none when the CNN was taken as it is: give --lineage)")
     p.add_argument("--photos", default=None)
     p.add_argument("--speed", default=None, help="JSON from bench/baseline_speed.py --out")
     p.add_argument("--lineage", default=None,
                    help="where the first round's starting weights came from (a build continued from another model)")
     p.add_argument("--first-round", type=int, default=1, help="number of the first round listed in --train-logs")
+    p.add_argument("--branch-log", default=None, help="branch_train_log.jsonl of the model's encoder branch (if it has one)")
 
 
 def _photos(args) -> int:
@@ -423,8 +425,11 @@ def _diagnose(args) -> int:
 def _card(args) -> int:
     from ..baselines.card import write_model_card
 
-    path = write_model_card(args.model, args.metrics, args.train_logs, args.photos, args.speed,
-                            lineage=args.lineage, first_round=args.first_round)
+    try:
+        path = write_model_card(args.model, args.metrics, args.train_logs, args.photos, args.speed,
+                                lineage=args.lineage, first_round=args.first_round, branch_log=args.branch_log)
+    except ValueError as err:
+        raise SystemExit(f"deqa baseline card: {err}") from None
     print(f"wrote {path}")
     return 0
 
