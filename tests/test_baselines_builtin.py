@@ -154,6 +154,7 @@ def test_deqa_score_cli_process_stays_free_of_transformers(run_fresh_python):
      ({"INIT_FROM": "deqa/assets/default_model", "EPOCHS3": "0", "BRANCH": "0"}, "EPOCHS3 must be > 0"),
      ({"BRANCH": "yes"}, "BRANCH must be 0 or 1"),
      ({"BRANCH_EPOCHS": "0"}, "BRANCH_EPOCHS must be a whole number >= 1"),
+     ({"BRANCH_N_EXTRA": "-5"}, "BRANCH_N_EXTRA must be a whole number of crops"),
      ({"ROUND": "four"}, "ROUND must be a round number"),
      ({"HUE_ROTATE": "1.5"}, "HUE_ROTATE must be a probability"),
      ({"TRAIN_SEED": "103"}, "TRAIN_SEED must be a non-negative integer other than the validation/test seeds"),

@@ -26,7 +26,7 @@ from .degradation import DegradationNet, load_degradation_model, save_degradatio
 from .degradation_config import EncoderBranchConfig, mix_logits
 from .degradation_train import _schedule, head_loss, predict_intensities
 from .dictconfig import from_dict_strict
-from .encoder_branch import BranchedDegradationNet, EncoderBranch, imagenet_trunk_state
+from .encoder_branch import TRUNK_DTYPE, BranchedDegradationNet, EncoderBranch, imagenet_trunk_state
 from .synth import load_synth_dataset
 
 __all__ = ["BranchTrainConfig", "branch_features", "choose_mix", "train_branch"]
@@ -162,7 +162,10 @@ def train_branch(cfg: BranchTrainConfig, *, progress: bool = True) -> dict[str, 
     if unknown:
         raise ValueError(f"branch training: loss_weights names {unknown}, which are not heads {list(heads)}")
     branch = EncoderBranch(cfg.branch_config(), len(heads), cnn.cfg.image_size)
-    branch.trunk.load_state_dict(imagenet_trunk_state(branch.cfg))
+    # The trunk is shipped in float16 (TRUNK_DTYPE): the head trains on features of those same
+    # rounded weights, so what it learns on is exactly what both runtimes compute at inference.
+    branch.trunk.load_state_dict({k: v.to(TRUNK_DTYPE).float() if v.is_floating_point() else v
+                                  for k, v in imagenet_trunk_state(branch.cfg).items()})
 
     def rendered(path):
         images, labels, meta = load_synth_dataset(path)
