@@ -14,7 +14,9 @@ Padding is TensorFlow's "same", as the torch package pads.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -29,6 +31,25 @@ def _same_pad(size: int, k: int, s: int) -> tuple[int, int, int]:
     out = -(-size // s)
     total = max((out - 1) * s + k - size, 0)
     return total // 2, total - total // 2, out
+
+
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _threads() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _pool() -> ThreadPoolExecutor:
+    # numpy's elementwise ufuncs run on one core (only its matmuls use the BLAS threads), so the
+    # depthwise convs split a batch's images over threads: the ufuncs release the GIL.
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=_threads(), thread_name_prefix="deqa-depthwise")
+    return _POOL
 
 
 def _relu6(x: np.ndarray) -> np.ndarray:
@@ -98,22 +119,32 @@ class NumpyEffNetTrunk:
         return (cols.reshape(n * oh * ow, k * k * c) @ w + b).reshape(n, oh, ow, -1)
 
     @staticmethod
-    def _depthwise(x: np.ndarray, w: np.ndarray, b: np.ndarray, s: int) -> np.ndarray:
+    def _depthwise(x: np.ndarray, w: np.ndarray, b: np.ndarray, s: int, threads: int | None = None) -> np.ndarray:
+        """Depthwise k x k conv (w: [k, k, C]) with "same" padding and stride ``s`` on NHWC ``x``."""
         n, h, wd, c = x.shape
         k = w.shape[0]
         top, bottom, oh = _same_pad(h, k, s)
         left, right, ow = _same_pad(wd, k, s)
         out = np.empty((n, oh, ow, c), np.float32)
-        xp = np.zeros((h + top + bottom, wd + left + right, c), np.float32)
-        tmp = np.empty((oh, ow, c), np.float32)
-        for m in range(n):  # one image at a time: its padded maps stay in cache across the k*k passes
-            xp[top : top + h, left : left + wd] = x[m]
-            o = out[m]
-            o[:] = b
-            for i in range(k):
-                for j in range(k):
-                    np.multiply(xp[i : i + s * oh : s, j : j + s * ow : s], w[i, j], out=tmp)
-                    o += tmp
+
+        def run(images: range) -> None:
+            xp = np.zeros((h + top + bottom, wd + left + right, c), np.float32)
+            tmp = np.empty((oh, ow, c), np.float32)
+            for m in images:  # one image at a time: its padded maps stay in cache across the k*k passes
+                xp[top : top + h, left : left + wd] = x[m]
+                o = out[m]
+                o[:] = b
+                for i in range(k):
+                    for j in range(k):
+                        np.multiply(xp[i : i + s * oh : s, j : j + s * ow : s], w[i, j], out=tmp)
+                        o += tmp
+
+        parts = min(n, threads if threads is not None else _threads())
+        if parts <= 1:
+            run(range(n))
+        else:
+            for f in [_pool().submit(run, range(i, n, parts)) for i in range(parts)]:
+                f.result()
         return out
 
     def features(self, x: np.ndarray) -> np.ndarray:
