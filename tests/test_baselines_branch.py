@@ -8,7 +8,13 @@ import torch
 from PIL import Image
 
 from deqa.baselines import load_baseline
-from deqa.baselines.branch_train import BranchTrainConfig, _trunk_id, branch_features, choose_mix, train_branch
+from deqa.baselines.branch_train import (
+    BranchTrainConfig,
+    _trunk_id,
+    branch_features,
+    choose_mix,
+    train_branch,
+)
 from deqa.baselines.degradation import (
     DegradationModelConfig,
     DegradationNet,
@@ -16,8 +22,16 @@ from deqa.baselines.degradation import (
     save_degradation_model,
 )
 from deqa.baselines.degradation_config import BRANCH_WEIGHTS_NAME, EncoderBranchConfig, mix_logits
-from deqa.baselines.degradation_numpy import NumpyBranchedDegradationNet, NumpyDegradationScorer, load_numpy_degradation_model
-from deqa.baselines.encoder_branch import BranchedDegradationNet, EncoderBranch, imagenet_trunk_state
+from deqa.baselines.degradation_numpy import (
+    NumpyBranchedDegradationNet,
+    NumpyDegradationScorer,
+    load_numpy_degradation_model,
+)
+from deqa.baselines.encoder_branch import (
+    BranchedDegradationNet,
+    EncoderBranch,
+    imagenet_trunk_state,
+)
 from deqa.baselines.synth import SynthConfig, render_dataset
 
 HEADS = DegradationModelConfig().heads

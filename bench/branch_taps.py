@@ -1,0 +1,88 @@
+"""Where the encoder branch should read the ImageNet trunk: held-out protocol per set of taps.
+
+    python bench/branch_taps.py --build .cache/build --cnn CNN_FOLDER [--variants shipped,deepest,early]
+                                [--train-data train] [--out taps.json]
+
+For each variant the library's own recipe runs (``train_branch``: cached trunk features of the
+build's training crops, the MLP, the per-head blend chosen on validation), then the held-out
+protocol (``evaluate_protocol`` on the build's ``test/`` sets), beside the CNN alone. Variants:
+
+- ``shipped``: the default taps (stem, blocks 0, 2, 4, 7, 10, 14, 15: the end of every stage);
+- ``deepest``: block 15 only, the end of the trunk, closest to the ImageNet classifier's features;
+- ``early``: stem and blocks 0, 2, 4 only (maps at 1/2 to 1/8 of the input size).
+
+Features are cached per trunk and tap set inside the rendered sets, so a second run only trains
+and evaluates. Models go to ``<build>/bench_taps/<variant>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from deqa.baselines.branch_train import BranchTrainConfig, train_branch  # noqa: E402
+from deqa.baselines.degradation import load_degradation_model  # noqa: E402
+from deqa.baselines.degradation_train import evaluate_protocol  # noqa: E402
+
+VARIANTS = {
+    "shipped": None,  # EncoderBranchConfig's default taps
+    "deepest": [15],
+    "early": [-1, 0, 2, 4],
+}
+HEADS = ("colour_cast", "blur", "watermark", "noise", "jpeg", "exposure")
+
+
+def _row(name: str, m: dict) -> str:
+    cells = [f"{m['sweep'][h]['srcc']:.3f} / {m['sweep_isolated'][h]['srcc']:.3f}" for h in HEADS]
+    mixed = m["mixed"]
+    return (f"| {name} | " + " | ".join(cells)
+            + f" | {mixed['heads']['watermark']['roc_auc']:.3f} | {mixed['overall_srcc_vs_weighted_total']:.3f} |")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--build", required=True, help="work folder of scripts/build_default_model.sh")
+    ap.add_argument("--cnn", required=True, help="degradation-model folder whose CNN the branch is blended with")
+    ap.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of {', '.join(VARIANTS)}")
+    ap.add_argument("--train-data", nargs="+", default=["train"], help="training sets, relative to --build")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args(argv)
+
+    build = Path(args.build)
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        ap.error(f"--variants: unknown {unknown}; known: {', '.join(VARIANTS)}")
+    test = build / "test"
+    sweeps = sorted(str(p) for p in test.glob("sweep_*")) + sorted(str(p) for p in test.glob("iso_*"))
+    for need in [test / "mixed", build / "val", *(build / t for t in args.train_data)]:
+        if not (need / "meta.json").is_file():
+            ap.error(f"{need}: missing rendered set (run scripts/build_default_model.sh {build} first)")
+
+    results = {"cnn alone": evaluate_protocol(load_degradation_model(args.cnn, cnn_only=True), test / "mixed", sweeps)}
+    mixes = {}
+    for v in variants:
+        branch = {} if VARIANTS[v] is None else {"taps": VARIANTS[v]}
+        cfg = BranchTrainConfig(cnn=args.cnn, train_data=[str(build / t) for t in args.train_data], val_data=str(build / "val"),
+                                out_dir=str(build / "bench_taps" / v), branch=branch, num_threads=args.threads)
+        summary = train_branch(cfg)
+        mixes[v] = summary["mix"]
+        results[v] = evaluate_protocol(load_degradation_model(cfg.out_dir), test / "mixed", sweeps)
+    print("| model | " + " | ".join(f"{h} (nuisance / isolated)" for h in HEADS) + " | watermark AUC | overall |")
+    print("|---|" + "---|" * (len(HEADS) + 2))
+    for name, m in results.items():
+        print(_row(name if name == "cnn alone" else f"CNN + branch, {name} taps", m))
+    print("mix (branch share per head):", json.dumps(mixes))
+    if args.out:
+        Path(args.out).write_text(json.dumps({"train_data": args.train_data, "mix": mixes, "metrics": results}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
