@@ -58,11 +58,11 @@ if ! [[ "$ROUND" =~ ^[1-9][0-9]*$ ]]; then
   echo "build_default_model.sh: ROUND must be a round number >= 1 (got '$ROUND')" >&2
   exit 2
 fi
-if ! [[ "$TRAIN_SEED" =~ ^[0-9]+$ ]] || [[ "$TRAIN_SEED" =~ ^(102|103|104|11[0-9]|12[0-9])$ ]]; then
-  # 102, 103 and 110-129 render the validation and held-out sets, 104 the encoder branch's extra
-  # training draw: a training set drawn with one of them would repeat their crops (different scenes
-  # for held-out, but the same degradation draws).
-  echo "build_default_model.sh: TRAIN_SEED must be a non-negative integer other than the validation/test seeds 102, 103, 110-129 and the branch's 104 (got '$TRAIN_SEED')" >&2
+if ! [[ "$TRAIN_SEED" =~ ^[0-9]+$ ]] || [[ "$TRAIN_SEED" =~ ^(102|103|104|1[125][0-9]|16[0-9])$ ]]; then
+  # 102, 103, 110-129 and 150-169 render the validation, held-out and validation sweep sets, 104 the
+  # encoder branch's extra training draw: a training set drawn with one of them would repeat their
+  # crops (other scenes for held-out, but the same degradation draws).
+  echo "build_default_model.sh: TRAIN_SEED must be a non-negative integer other than the validation/test seeds 102, 103, 110-129, 150-169 and the branch's 104 (got '$TRAIN_SEED')" >&2
   exit 2
 fi
 if ! [[ "$HUE_ROTATE" =~ ^(0(\.[0-9]+)?|1(\.0+)?)$ ]]; then
@@ -141,7 +141,19 @@ if [ "$BRANCH" = 1 ]; then
     "${DEQA[@]}" synth --photos "$WORK/photos" --split train --out "$WORK/train_branch" --n "$BRANCH_N_EXTRA" --size "$SIZE" --seed 104 --workers 2
     BRANCH_DATA+=("$WORK/train_branch")
   fi
-  "${DEQA[@]}" branch-train --cnn "$FINAL" --train-data "${BRANCH_DATA[@]}" --val-data "$WORK/val" --out "$WORK/model_branch" \
+  # Validation sweeps from the training scenes (other crops), one with nuisance and one isolated per head,
+  # as the held-out protocol renders from the held-out scenes: the branch's share of a head is the one
+  # that grades it best there.
+  VAL_SWEEPS=()
+  for i in "${!HEADS[@]}"; do
+    h="${HEADS[$i]}"
+    "${DEQA[@]}" synth --photos "$WORK/photos" --split train --out "$WORK/val_sweep_$h" --n 500 --size "$SIZE" \
+      --seed $((150 + i)) --workers 2 --sweep "$h"
+    "${DEQA[@]}" synth --photos "$WORK/photos" --split train --out "$WORK/val_iso_$h" --n 500 --size "$SIZE" \
+      --seed $((160 + i)) --workers 2 --sweep "$h" --no-nuisance
+    VAL_SWEEPS+=("$WORK/val_sweep_$h" "$WORK/val_iso_$h")
+  done
+  "${DEQA[@]}" branch-train --cnn "$FINAL" --train-data "${BRANCH_DATA[@]}" --val-data "$WORK/val" --val-sweeps "${VAL_SWEEPS[@]}" --out "$WORK/model_branch" \
     --epochs "$BRANCH_EPOCHS" --threads "$THREADS" --device "$DEVICE" --config "{\"model_id\": \"$MODEL_ID\"}"
   FINAL="$WORK/model_branch"
   CARD_BRANCH=(--branch-log "$FINAL/branch_train_log.jsonl")

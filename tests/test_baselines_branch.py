@@ -166,9 +166,18 @@ def test_choose_mix_picks_the_better_model_per_head():
     # head a: the CNN is right, the branch is noise; head b the other way round
     cnn = np.stack([good[:, 0], bad[:, 1]], 1).astype(np.float32)
     branch = np.stack([bad[:, 0], good[:, 1]], 1).astype(np.float32)
-    mix, loss = choose_mix(cnn, branch, y, ("a", "b"))
+    mix, info = choose_mix(cnn, branch, y, ("a", "b"))
     assert mix["a"] <= 0.1 and mix["b"] >= 0.9
-    assert set(loss) == {"a", "b"}
+    assert info["a"]["by"] == info["b"]["by"] == "bce"
+    # A model that ranks perfectly but is badly calibrated (logits x 6) loses on BCE to a calibrated,
+    # noisier one; graded on a sweep set (the goal's SRCC), the ranking wins.
+    sharp = np.stack([6 * logit[:, 0], bad[:, 1]], 1).astype(np.float32)
+    calibrated = np.stack([logit[:, 0] + rng.normal(0, 0.6, len(y)), good[:, 1]], 1).astype(np.float32)
+    by_bce, _ = choose_mix(sharp, calibrated, y, ("a", "b"))
+    assert by_bce["a"] >= 0.5
+    by_srcc, info = choose_mix(sharp, calibrated, y, ("a", "b"), sweeps={"a": [(sharp, calibrated, y)]})
+    assert by_srcc["a"] == 0.0 and info["a"]["by"] == "srcc" and info["a"]["value"] == pytest.approx(1.0)
+    assert by_srcc["b"] == by_bce["b"] and info["b"]["by"] == "bce"
 
 
 @pytest.fixture(scope="module")
@@ -181,6 +190,7 @@ def tiny_sets(tmp_path_factory):
     cfg = SynthConfig(size=64)
     train = render_dataset([photo], root / "train", 96, cfg, seed=1, progress=False)
     val = render_dataset([photo], root / "val", 32, cfg, seed=2, progress=False)
+    render_dataset([photo], root / "val_sweep_blur", 24, SynthConfig(size=64, sweep="blur"), seed=3, progress=False)
     cnn = DegradationNet(DegradationModelConfig(image_size=64))
     save_degradation_model(cnn, root / "cnn", extra={"model_id": "unit-cnn"})
     return train, val, root / "cnn"
@@ -189,8 +199,10 @@ def tiny_sets(tmp_path_factory):
 def test_branch_training_end_to_end_and_feature_cache(tiny_sets, tmp_path, monkeypatch):
     train, val, cnn_dir = tiny_sets
     cfg = BranchTrainConfig(cnn=str(cnn_dir), train_data=[str(train)], val_data=str(val), out_dir=str(tmp_path / "m"),
+                            val_sweeps=[str(train.parent / "val_sweep_blur")],
                             epochs=6, batch_size=32, warmup_steps=0, num_threads=1, branch={"taps": [-1, 2, 4]})
     summary = train_branch(cfg, progress=False)
+    assert summary["mix_choice"]["blur"]["by"] == "srcc" and summary["mix_choice"]["noise"]["by"] == "bce"
     log = [json.loads(x) for x in (tmp_path / "m" / "branch_train_log.jsonl").read_text().splitlines()]
     assert len(log) == 7 and log[-1]["mix"] == summary["mix"]
     assert min(r["val_loss"] for r in log[:-1]) < log[0]["val_loss"] or log[-2]["train_loss"] < log[0]["train_loss"]
@@ -244,6 +256,8 @@ def test_branch_config_errors(tiny_sets, tmp_path):
         BranchTrainConfig.from_dict({**base, "branch": {"taps": [99]}})
     with pytest.raises(ValueError, match="loss_weights"):
         train_branch(BranchTrainConfig.from_dict({**base, "loss_weights": {"sharpness": 2.0}}), progress=False)
+    with pytest.raises(ValueError, match="not a sweep set"):
+        train_branch(BranchTrainConfig.from_dict({**base, "epochs": 1, "val_sweeps": [str(val)]}), progress=False)
     from deqa.cli.baseline import main
 
     with pytest.raises(SystemExit, match="branch-train: .*unknown key"):
@@ -273,6 +287,7 @@ def test_model_card_describes_the_branch(tiny_sets, tmp_path):
     assert ", ".join(f"{h} {mix[h]:.2f}" for h in HEADS) in card
     assert "- Encoder branch: the trunk's pooled features" in card and "2 epochs on 96 crops" in card
     assert "- Training set: 96 random crops" in card
+    assert "share per head was chosen on validation data: by the lowest validation BCE for colour_cast (" in card
     with pytest.raises(ValueError, match="at least one training round"):
         write_model_card(out, tmp_path / "metrics.json", [], branch_log=log)
 

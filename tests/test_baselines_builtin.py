@@ -158,7 +158,9 @@ def test_deqa_score_cli_process_stays_free_of_transformers(run_fresh_python):
      ({"ROUND": "four"}, "ROUND must be a round number"),
      ({"HUE_ROTATE": "1.5"}, "HUE_ROTATE must be a probability"),
      ({"TRAIN_SEED": "103"}, "TRAIN_SEED must be a non-negative integer other than the validation/test seeds"),
-     ({"TRAIN_SEED": "-1"}, "TRAIN_SEED must be")],
+     ({"TRAIN_SEED": "-1"}, "TRAIN_SEED must be"),
+     ({"TRAIN_SEED": "104"}, "and the branch's 104"),
+     ({"TRAIN_SEED": "155"}, "150-169")],
 )
 def test_build_script_rejects_a_bad_continuation_before_any_download(tmp_path, env, message):
     out = subprocess.run(["bash", str(ROOT / "scripts" / "build_default_model.sh"), str(tmp_path / "work")],

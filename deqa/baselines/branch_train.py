@@ -3,9 +3,12 @@
 The trunk is frozen, so each rendered image's pooled features are computed once and cached
 beside the set (``<set>/branch_features/<trunk id>.npy``, written chunk by chunk, resumable);
 the MLP then trains on the cached matrix in seconds per epoch. After training, the branch's share
-of every head's logit (``mix``) is chosen on the validation set: the value on a 0.05 grid that
-gives that head the lowest validation BCE when blended with the CNN. The result is one model
-folder holding both (:func:`~deqa.baselines.degradation.save_degradation_model`).
+of every head's logit (``mix``) is chosen on validation data, on a 0.05 grid: with validation
+*sweep sets* for a head (that head's intensity uniform in [0, 1], rendered from the training
+scenes like the held-out protocol's sweeps are from the held-out ones), the share that grades that
+head best (mean SRCC over its sweep sets, the quantity the goals are set on); without, the share
+with the lowest BCE on the validation set. The result is one model folder holding both
+(:func:`~deqa.baselines.degradation.save_degradation_model`).
 """
 
 from __future__ import annotations
@@ -42,6 +45,9 @@ class BranchTrainConfig:
     train_data: list[str]
     val_data: str
     out_dir: str
+    # Validation sweep sets (``synth --split train --sweep HEAD``, with or without nuisance): the
+    # mix of a head with sweep sets is chosen by its grading SRCC on them, else by validation BCE.
+    val_sweeps: list[str] = field(default_factory=list)
     branch: dict[str, Any] = field(default_factory=dict)  # EncoderBranchConfig fields (mix is chosen here)
     epochs: int = 40
     batch_size: int = 256
@@ -125,21 +131,36 @@ def branch_features(branch: EncoderBranch, data: str | Path, *, batch_size: int 
     return np.asarray(feats)
 
 
-def choose_mix(cnn_logits: np.ndarray, branch_logits: np.ndarray, labels: np.ndarray, heads: tuple[str, ...]) -> tuple[dict[str, float], dict[str, float]]:
-    """Per head, the branch share on :data:`MIX_GRID` with the lowest BCE on these (validation) rows.
+def choose_mix(cnn_logits: np.ndarray, branch_logits: np.ndarray, labels: np.ndarray, heads: tuple[str, ...],
+               sweeps: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] | None = None) -> tuple[dict[str, float], dict[str, dict]]:
+    """Per head, the branch share on :data:`MIX_GRID` that the validation data prefers.
 
-    Returns (mix, bce at the chosen share).
+    ``cnn_logits``, ``branch_logits``, ``labels``: [N, H] on the validation set. ``sweeps``:
+    head -> [(cnn logits, branch logits, labels) of each of its sweep sets]; for those heads the
+    share with the highest mean grading SRCC over the sets wins (ties: the lower share), for the
+    others the share with the lowest BCE on the validation set. Returns (mix, {head: {"by":
+    "srcc" | "bce", "value": the criterion at the chosen share, "bce": validation BCE there}}).
     """
-    mix, loss = {}, {}
+    from ..metrics import srcc
+
+    sweeps = sweeps or {}
+    mix, info = {}, {}
     y = torch.from_numpy(np.asarray(labels, np.float32))
     for j, h in enumerate(heads):
-        costs = [
+        bce = [
             F.binary_cross_entropy_with_logits(torch.from_numpy(mix_logits(cnn_logits[:, j], branch_logits[:, j], np.float32(m))), y[:, j]).item()
             for m in MIX_GRID
         ]
-        best = int(np.argmin(costs))
-        mix[h], loss[h] = float(MIX_GRID[best]), round(costs[best], 5)
-    return mix, loss
+        if sweeps.get(h):
+            # Ranks do not change under the sigmoid: SRCC of the blended logits is the grading SRCC.
+            grade = [float(np.mean([srcc(mix_logits(c[:, j], b[:, j], m), lab[:, j]) for c, b, lab in sweeps[h]])) for m in MIX_GRID]
+            best = int(np.argmax(grade))
+            info[h] = {"by": "srcc", "value": round(grade[best], 4), "bce": round(bce[best], 5)}
+        else:
+            best = int(np.argmin(bce))
+            info[h] = {"by": "bce", "value": round(bce[best], 5), "bce": round(bce[best], 5)}
+        mix[h] = float(MIX_GRID[best])
+    return mix, info
 
 
 def _logits(p: np.ndarray) -> np.ndarray:
@@ -218,12 +239,21 @@ def train_branch(cfg: BranchTrainConfig, *, progress: bool = True) -> dict[str, 
     with torch.no_grad():
         branch_val = branch.head_logits(xv).cpu().numpy()
     cnn_val = _logits(predict_intensities(cnn, va_images, device=cfg.device))
-    mix, mix_loss = choose_mix(cnn_val, branch_val, y_va, heads)
+    sweeps: dict[str, list] = {}
+    for path in cfg.val_sweeps:
+        head = load_synth_dataset(path)[2]["config"].get("sweep")
+        if head is None:
+            raise ValueError(f"{path}: not a sweep set (render it with `deqa baseline synth --split train --sweep HEAD`)")
+        feats, labels, images = rendered(path)
+        with torch.no_grad():
+            b = branch.head_logits(torch.from_numpy(feats).to(device)).cpu().numpy()
+        sweeps.setdefault(head, []).append((_logits(predict_intensities(cnn, images, device=cfg.device)), b, labels))
+    mix, mix_info = choose_mix(cnn_val, branch_val, y_va, heads, sweeps)
     branch.cfg = cfg.branch_config(mix)
     model = BranchedDegradationNet(cnn.cpu(), branch.cpu()).eval()
     model_id = cfg.model_id or json.loads((Path(cfg.cnn) / "deqa_baseline.json").read_text()).get("model_id", "deqa-degradation")
     save_degradation_model(model, out, extra={"model_id": model_id})
-    summary = {"best_val_loss": round(best, 5), "mix": mix, "val_bce_mixed": mix_loss,
+    summary = {"best_val_loss": round(best, 5), "mix": mix, "mix_choice": mix_info,
                "seconds": round(time.perf_counter() - t0, 1), "n_train": len(xt), "log": log}
     with open(out / "branch_train_log.jsonl", "w") as f:
         for row in log:

@@ -78,8 +78,16 @@ def _branch_lines(cfg: dict[str, Any], mcfg, branch_log: str | Path | None) -> t
                          f"trained on them: AdamW (lr {tc.get('lr')}, weight decay {tc.get('weight_decay')}), batch {tc.get('batch_size')}, "
                          f"warm-up {tc.get('warmup_steps')} steps, cosine to {tc.get('min_lr_ratio')} x lr, BCE with the CNN's per-head "
                          f"weights, {len(epochs)} epochs on {summary.get('n_train', '?')} crops; best validation loss {best['val_loss']:.4f} "
-                         f"at epoch {best['epoch']} (kept). Validation BCE per head after the blend: "
-                         + ", ".join(f"{h} {v:.4f}" for h, v in summary.get("val_bce_mixed", {}).items()) + ".")
+                         f"at epoch {best['epoch']} (kept).")
+        choice = summary.get("mix_choice", {})
+        if choice:
+            by_srcc = [h for h, c in choice.items() if c["by"] == "srcc"]
+            train.append("- The branch's share per head was chosen on validation data: "
+                         + ("by grading SRCC on validation sweep sets rendered from the training scenes (mean of the sets with and "
+                            "without nuisance) for " + ", ".join(f"{h} ({choice[h]['value']:.3f})" for h in by_srcc) if by_srcc else "")
+                         + ("; " if by_srcc and len(by_srcc) < len(choice) else "")
+                         + ("by the lowest validation BCE for " + ", ".join(f"{h} ({c['value']:.4f})" for h, c in choice.items() if c["by"] == "bce")
+                            if len(by_srcc) < len(choice) else "") + ".")
     return arch, train
 
 

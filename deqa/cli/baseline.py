@@ -90,7 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("branch-train", help="add an encoder branch (frozen ImageNet trunk + MLP) to a degradation CNN")
     p.add_argument("--cnn", required=True, help="degradation-model folder (its CNN is copied into --out)")
     p.add_argument("--train-data", nargs="+", required=True, help="rendered training set(s)")
-    p.add_argument("--val-data", required=True, help="rendered validation set (early stopping and the per-head mix)")
+    p.add_argument("--val-data", required=True, help="rendered validation set (early stopping; the mix of heads without sweeps)")
+    p.add_argument("--val-sweeps", nargs="*", default=[],
+                   help="validation sweep sets from the training scenes (synth --split train --sweep HEAD): a head's mix by its grading SRCC")
     p.add_argument("--out", required=True, help="folder for the CNN + branch model")
     p.add_argument("--config", default=None, help="JSON (file or string) of BranchTrainConfig fields")
     p.add_argument("--epochs", type=int, default=None)
@@ -243,7 +245,7 @@ def _branch_train(args) -> int:
     from ..baselines.branch_train import BranchTrainConfig, train_branch
 
     d = _json_arg(args.config)
-    d.update(cnn=args.cnn, train_data=args.train_data, val_data=args.val_data, out_dir=args.out)
+    d.update(cnn=args.cnn, train_data=args.train_data, val_data=args.val_data, out_dir=args.out, val_sweeps=args.val_sweeps)
     for key, val in (("epochs", args.epochs), ("num_threads", args.threads), ("device", args.device)):
         if val is not None:
             d[key] = val
