@@ -20,10 +20,11 @@ def is_baseline(model: str | Path | None) -> bool:
 
 
 # From this many images to score, a baseline with no device named runs its torch build (CUDA when
-# there is one): the numpy runtime of the degradation models starts ~3 s sooner (no torch import)
-# but is ~10 ms slower per image on 2 CPU cores, so torch's import is repaid after ~300-400 images
+# there is one): the numpy runtime of the built-in model starts ~1.6 s sooner (no torch import)
+# but its encoder branch makes it ~26 ms slower per image than torch on 2 CPU cores (16.8 vs 29.9
+# images/s through the whole pipeline), so torch's import is repaid after ~60 images
 # (BENCHMARKS.md, Baselines). Used by deqa-score and deqa-eval.
-TORCH_FROM_N_IMAGES = 500
+TORCH_FROM_N_IMAGES = 64
 
 
 def baseline_device(device: str | None, n_images: int) -> str | None:

@@ -8,7 +8,7 @@ the same state dict as the torch module ``efficientnet_lite_pytorch.EfficientNet
 
 Layout NHWC. Batch norm (eval statistics, eps 1e-3 as in EfficientNet) is folded into the conv
 before it; 1x1 convs are matmuls; the stem is one im2col matmul; depthwise convs accumulate k*k
-shifted slices per image (numpy has no depthwise conv, and one image's maps stay in cache).
+shifted slices per image and band of rows (numpy has no depthwise conv; the band stays in cache).
 Padding is TensorFlow's "same", as the torch package pads.
 """
 
@@ -24,6 +24,7 @@ __all__ = ["NumpyEffNetTrunk", "tap_features", "TAP_STEM"]
 
 _BN_EPS = 1e-3  # EfficientNet's batch_norm_epsilon
 TAP_STEM = -1  # tap index of the stem's output (block taps are 0..n_blocks-1)
+_CHUNK_BYTES = 1 << 20  # input + output bytes of one band of a depthwise conv (see _depthwise)
 
 
 def _same_pad(size: int, k: int, s: int) -> tuple[int, int, int]:
@@ -58,7 +59,13 @@ def _relu6(x: np.ndarray) -> np.ndarray:
 
 def tap_features(x: np.ndarray) -> np.ndarray:
     """Mean and (population) std over H, W of NHWC maps: [N, H, W, C] -> [N, 2C]."""
-    return np.concatenate([x.mean(axis=(1, 2)), x.std(axis=(1, 2))], axis=1)
+    n, h, w, c = x.shape
+    flat = x.reshape(n, h * w, c)
+    mean = flat.mean(axis=1)
+    centred = flat - mean[:, None, :]
+    # einsum's one-pass sum of squares: half the time of ndarray.std over two axes, same values
+    var = np.einsum("npc,npc->nc", centred, centred) / (h * w)
+    return np.concatenate([mean, np.sqrt(var)], axis=1)
 
 
 class NumpyEffNetTrunk:
@@ -119,25 +126,36 @@ class NumpyEffNetTrunk:
         return (cols.reshape(n * oh * ow, k * k * c) @ w + b).reshape(n, oh, ow, -1)
 
     @staticmethod
-    def _depthwise(x: np.ndarray, w: np.ndarray, b: np.ndarray, s: int, threads: int | None = None) -> np.ndarray:
-        """Depthwise k x k conv (w: [k, k, C]) with "same" padding and stride ``s`` on NHWC ``x``."""
+    def _depthwise(x: np.ndarray, w: np.ndarray, b: np.ndarray, s: int, threads: int | None = None, *,
+                   relu6: bool = False) -> np.ndarray:
+        """Depthwise k x k conv (w: [k, k, C]) with "same" padding and stride ``s`` on NHWC ``x``,
+        followed by ReLU6 when ``relu6``."""
         n, h, wd, c = x.shape
         k = w.shape[0]
         top, bottom, oh = _same_pad(h, k, s)
         left, right, ow = _same_pad(wd, k, s)
         out = np.empty((n, oh, ow, c), np.float32)
+        # Output rows per chunk: the k*k passes of one chunk then run on its ~1 MiB of input and
+        # output rows while they sit in L2, not on the whole map (the early blocks' maps are
+        # several MiB per image); ~15-20% faster than whole maps on the 2-core test machine.
+        rows = max(1, min(oh, _CHUNK_BYTES // (ow * c * 4 * (1 + s))))
 
         def run(images: range) -> None:
             xp = np.zeros((h + top + bottom, wd + left + right, c), np.float32)
-            tmp = np.empty((oh, ow, c), np.float32)
-            for m in images:  # one image at a time: its padded maps stay in cache across the k*k passes
+            tmp = np.empty((rows, ow, c), np.float32)
+            for m in images:  # one image at a time, one band of output rows at a time
                 xp[top : top + h, left : left + wd] = x[m]
-                o = out[m]
-                o[:] = b
-                for i in range(k):
-                    for j in range(k):
-                        np.multiply(xp[i : i + s * oh : s, j : j + s * ow : s], w[i, j], out=tmp)
-                        o += tmp
+                for r0 in range(0, oh, rows):
+                    nr = min(rows, oh - r0)
+                    o, t = out[m, r0 : r0 + nr], tmp[:nr]
+                    o[:] = b
+                    for i in range(k):
+                        first = r0 * s + i
+                        for j in range(k):
+                            np.multiply(xp[first : first + s * nr : s, j : j + s * ow : s], w[i, j], out=t)
+                            o += t
+                    if relu6:
+                        _relu6(o)
 
         parts = min(n, threads if threads is not None else _threads())
         if parts <= 1:
@@ -158,7 +176,7 @@ class NumpyEffNetTrunk:
             if expand is not None:
                 n, hh, ww, c = h.shape
                 h = _relu6((h.reshape(-1, c) @ expand[0] + expand[1]).reshape(n, hh, ww, -1))
-            h = _relu6(self._depthwise(h, dw_w, dw_b, stride))
+            h = self._depthwise(h, dw_w, dw_b, stride, relu6=True)
             n, hh, ww, c = h.shape
             h = (h.reshape(-1, c) @ proj_w + proj_b).reshape(n, hh, ww, -1)
             if residual:
