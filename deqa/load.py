@@ -20,9 +20,9 @@ def is_baseline(model: str | Path | None) -> bool:
 
 
 # From this many images to score, a baseline with no device named runs its torch build (CUDA when
-# there is one): the numpy runtime of the built-in model starts ~1.6 s sooner (no torch import)
-# but its encoder branch makes it ~26 ms slower per image than torch on 2 CPU cores (16.8 vs 29.9
-# images/s through the whole pipeline), so torch's import is repaid after ~60 images
+# there is one): the numpy runtime of the built-in model starts ~1.9 s sooner (no torch import)
+# but its encoder branch makes it ~25 ms slower per image than torch on 2 CPU cores (18.6 vs 34.7
+# images/s through the whole pipeline), so torch's import is repaid after ~60-80 images
 # (BENCHMARKS.md, Baselines). Used by deqa-score and deqa-eval.
 TORCH_FROM_N_IMAGES = 64
 

@@ -287,6 +287,8 @@ def test_model_card_describes_the_branch(tiny_sets, tmp_path):
     assert ", ".join(f"{h} {mix[h]:.2f}" for h in HEADS) in card
     assert "- Encoder branch: the trunk's pooled features" in card and "2 epochs on 96 crops" in card
     assert "- Training set: 96 random crops" in card
+    assert "- The CNN was trained by an earlier build (the unit CNN)" in card
+    assert "Encoder branch data" not in card  # one training set: nothing more to say
     assert "share per head was chosen on validation data: by the lowest validation BCE for colour_cast (" in card
     with pytest.raises(ValueError, match="at least one training round"):
         write_model_card(out, tmp_path / "metrics.json", [], branch_log=log)

@@ -27,7 +27,9 @@ def builtin():
 def test_shipped_files_are_small_and_safetensors():
     folder = builtin_model_dir()
     files = {p.name: p.stat().st_size for p in folder.iterdir()}
-    assert {"deqa_baseline.json", "model.safetensors", "MODEL_CARD.md"} <= set(files)
+    assert {"deqa_baseline.json", "model.safetensors", "branch.safetensors", "MODEL_CARD.md"} <= set(files)
+    # The shipped config declares the encoder branch whose weights ship beside the CNN's.
+    assert json.loads((folder / "deqa_baseline.json").read_text())["branch"]["encoder"] == "efficientnet-lite0"
     assert not any(n.endswith((".pt", ".pth", ".bin", ".pkl")) for n in files)
     assert sum(files.values()) < 20e6
     assert EXAMPLE.stat().st_size < 200_000 and (EXAMPLE.parent / "LICENSE.md").is_file()

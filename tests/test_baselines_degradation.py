@@ -265,15 +265,17 @@ def test_model_card_reports_metrics_and_goals(tmp_path):
     # The speed section names the default runtime and, beside it, the torch one.
     t = {"median": 1.0, "best": 0.5}
     speed = {"machine": "m", "threads": 2, "size": 224, "repeats": 3, "runtime": "numpy",
-             "images_per_s": {"median": 50, "best": 60}, "cold_start_deqa_score_s": t,
+             "images_per_s": {"median": 15, "best": 21}, "cold_start_deqa_score_s": t,
              "torch_imported": False, "transformers_or_peft_imported": False,
              "runtimes": {"torch": {"images_per_s": {"median": 100, "best": 110}}},
              "cold_start_deqa_score_device_cpu_s": {"median": 4.0, "best": 3.5}, "import_torch_process_s": t}
     (tmp_path / "speed.json").write_text(json.dumps(speed))
     card = write_model_card(tmp_path / "m", tmp_path / "metrics.json", [tmp_path / "log.jsonl"],
                             speed_path=tmp_path / "speed.json").read_text()
-    assert "runs in numpy by default: 60 images/s at 224 px" in card and "torch imported: no" in card
-    assert "With `--device cpu` the torch module runs instead: 110 images/s (median 100), cold start 3.50 s" in card
+    assert "| numpy | 15.0 (21.0) | – | 1.00 s (0.50 s) |" in card and "torch imported for one photo: no" in card
+    assert "| torch (`--device cpu`) | 100.0 (110.0) | – | 4.00 s (3.50 s) |" in card
+    # The 20 images/s goal is read on the median, per runtime.
+    assert "images/s at 224 px on 2 CPU cores (network, median): **missed** by numpy (15.0); met by torch (100.0)" in card
     with pytest.raises(ValueError, match="first_round must be >= 1, got 0"):
         write_model_card(tmp_path / "m", tmp_path / "metrics.json", [tmp_path / "log.jsonl"], first_round=0)
     with pytest.raises(ValueError, match="held-out protocol"):

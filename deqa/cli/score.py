@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="cpu, cuda, cuda:1, ... (default: CUDA if available; the built-in model and other "
         f"degradation baselines run in numpy on the CPU without importing torch for fewer than {TORCH_FROM_N_IMAGES} "
-        "images, which starts ~1.6 s sooner; naming a device runs their torch build)",
+        "images, which starts ~2 s sooner; naming a device runs their torch build)",
     )
     p.add_argument(
         "--dtype",
