@@ -32,7 +32,7 @@ from .dictconfig import from_dict_strict
 from .encoder_branch import TRUNK_DTYPE, BranchedDegradationNet, EncoderBranch, imagenet_trunk_state
 from .synth import load_synth_dataset
 
-__all__ = ["BranchTrainConfig", "branch_features", "choose_mix", "train_branch"]
+__all__ = ["BranchTrainConfig", "branch_features", "choose_mix", "imagenet_branch", "train_branch", "trunk_id"]
 
 MIX_GRID = np.round(np.linspace(0.0, 1.0, 21), 2)
 
@@ -84,7 +84,17 @@ class BranchTrainConfig:
         return from_dict_strict(cls, d, "branch training config")
 
 
-def _trunk_id(branch: EncoderBranch) -> str:
+def imagenet_branch(bcfg: EncoderBranchConfig, n_heads: int, image_size: int) -> EncoderBranch:
+    """A fresh branch whose trunk holds the ImageNet weights as shipped: rounded to float16
+    (TRUNK_DTYPE), so the head trains on features of the same weights both runtimes use at
+    inference."""
+    branch = EncoderBranch(bcfg, n_heads, image_size)
+    branch.trunk.load_state_dict({k: v.to(TRUNK_DTYPE).float() if v.is_floating_point() else v
+                                  for k, v in imagenet_trunk_state(bcfg).items()})
+    return branch
+
+
+def trunk_id(branch: EncoderBranch) -> str:
     """Hash of the trunk's weights and taps: cached features are only reused under it."""
     h = hashlib.sha256(json.dumps({"encoder": branch.cfg.encoder, "taps": list(branch.cfg.taps)}).encode())
     for k, v in sorted(branch.trunk.state_dict().items()):
@@ -106,7 +116,7 @@ def branch_features(branch: EncoderBranch, data: str | Path, *, batch_size: int 
     images, _, _ = load_synth_dataset(data)
     folder = Path(data) / "branch_features"
     folder.mkdir(exist_ok=True)
-    tid = _trunk_id(branch)
+    tid = trunk_id(branch)
     path, done_path = folder / f"{tid}.npy", folder / f"{tid}.done"
     n = len(images)
     done = int(done_path.read_text()) if done_path.is_file() and path.is_file() else 0
@@ -182,11 +192,7 @@ def train_branch(cfg: BranchTrainConfig, *, progress: bool = True) -> dict[str, 
     unknown = sorted(set(cfg.loss_weights) - set(heads))
     if unknown:
         raise ValueError(f"branch training: loss_weights names {unknown}, which are not heads {list(heads)}")
-    branch = EncoderBranch(cfg.branch_config(), len(heads), cnn.cfg.image_size)
-    # The trunk is shipped in float16 (TRUNK_DTYPE): the head trains on features of those same
-    # rounded weights, so what it learns on is exactly what both runtimes compute at inference.
-    branch.trunk.load_state_dict({k: v.to(TRUNK_DTYPE).float() if v.is_floating_point() else v
-                                  for k, v in imagenet_trunk_state(branch.cfg).items()})
+    branch = imagenet_branch(cfg.branch_config(), len(heads), cnn.cfg.image_size)
 
     def rendered(path):
         images, labels, meta = load_synth_dataset(path)
