@@ -10,10 +10,10 @@ from PIL import Image
 from deqa.baselines import load_baseline
 from deqa.baselines.branch_train import (
     BranchTrainConfig,
-    _trunk_id,
     branch_features,
     choose_mix,
     train_branch,
+    trunk_id,
 )
 from deqa.baselines.degradation import (
     DegradationModelConfig,
@@ -234,7 +234,7 @@ def test_feature_cache_resumes_after_interruption(tiny_sets):
     train, _, _ = tiny_sets
     branch = _branched(taps=(0, 2)).branch
     full = branch_features(branch, train, batch_size=16, chunk=32, progress=False).copy()
-    tid = _trunk_id(branch)  # the set folder also holds the cache of other tests' trunks
+    tid = trunk_id(branch)  # the set folder also holds the cache of other tests' trunks
     (train / "branch_features" / f"{tid}.done").write_text("32")  # as if stopped after the first chunk
     arr = np.load(train / "branch_features" / f"{tid}.npy", mmap_mode="r+")
     arr[:32] = 7.0  # a marker: the rows already done must be kept, not recomputed
