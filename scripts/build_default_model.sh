@@ -96,15 +96,19 @@ TRAIN_AUG=()
 # (grading under nuisance), one with that head alone (grading in isolation, as TID2013 / KADID-10k
 # grade each distortion type).
 "${DEQA[@]}" synth --photos "$WORK/photos" --split heldout --out "$WORK/test/mixed" --n 2000 --size "$SIZE" --seed 103 --workers 2
-sweeps=()
-for i in "${!HEADS[@]}"; do
-  h="${HEADS[$i]}"
-  "${DEQA[@]}" synth --photos "$WORK/photos" --split heldout --out "$WORK/test/sweep_$h" --n 500 --size "$SIZE" \
-    --seed $((110 + i)) --workers 2 --sweep "$h"
-  "${DEQA[@]}" synth --photos "$WORK/photos" --split heldout --out "$WORK/test/iso_$h" --n 500 --size "$SIZE" \
-    --seed $((120 + i)) --workers 2 --sweep "$h" --no-nuisance
-  sweeps+=("$WORK/test/sweep_$h" "$WORK/test/iso_$h")
-done
+render_sweeps() {  # SPLIT PREFIX SEED: per head PREFIX"sweep_"HEAD (seed SEED + i) and PREFIX"iso_"HEAD (SEED + 10 + i)
+  SWEEP_SETS=()
+  for i in "${!HEADS[@]}"; do
+    local h="${HEADS[$i]}"
+    "${DEQA[@]}" synth --photos "$WORK/photos" --split "$1" --out "${2}sweep_$h" --n 500 --size "$SIZE" \
+      --seed $(($3 + i)) --workers 2 --sweep "$h"
+    "${DEQA[@]}" synth --photos "$WORK/photos" --split "$1" --out "${2}iso_$h" --n 500 --size "$SIZE" \
+      --seed $(($3 + 10 + i)) --workers 2 --sweep "$h" --no-nuisance
+    SWEEP_SETS+=("${2}sweep_$h" "${2}iso_$h")
+  done
+}
+render_sweeps heldout "$WORK/test/" 110
+sweeps=("${SWEEP_SETS[@]}")
 
 train_round() {  # OUT EPOCHS LR SEED WARMUP [INIT]
   local init=""
@@ -144,15 +148,8 @@ if [ "$BRANCH" = 1 ]; then
   # Validation sweeps from the training scenes (other crops), one with nuisance and one isolated per head,
   # as the held-out protocol renders from the held-out scenes: the branch's share of a head is the one
   # that grades it best there.
-  VAL_SWEEPS=()
-  for i in "${!HEADS[@]}"; do
-    h="${HEADS[$i]}"
-    "${DEQA[@]}" synth --photos "$WORK/photos" --split train --out "$WORK/val_sweep_$h" --n 500 --size "$SIZE" \
-      --seed $((150 + i)) --workers 2 --sweep "$h"
-    "${DEQA[@]}" synth --photos "$WORK/photos" --split train --out "$WORK/val_iso_$h" --n 500 --size "$SIZE" \
-      --seed $((160 + i)) --workers 2 --sweep "$h" --no-nuisance
-    VAL_SWEEPS+=("$WORK/val_sweep_$h" "$WORK/val_iso_$h")
-  done
+  render_sweeps train "$WORK/val_" 150
+  VAL_SWEEPS=("${SWEEP_SETS[@]}")
   "${DEQA[@]}" branch-train --cnn "$FINAL" --train-data "${BRANCH_DATA[@]}" --val-data "$WORK/val" --val-sweeps "${VAL_SWEEPS[@]}" --out "$WORK/model_branch" \
     --epochs "$BRANCH_EPOCHS" --threads "$THREADS" --device "$DEVICE" --config "{\"model_id\": \"$MODEL_ID\"}"
   FINAL="$WORK/model_branch"
