@@ -400,10 +400,11 @@ def histogram_labels(histogram, values=LEVEL_VALUES, name: str = "histogram") ->
 
 # Feasible variances this close to a bound (in squared units of the half-range of the scale)
 # are given the bound's closed-form distribution: the interior solution would need dual
-# variables of order log(1/gap), and the std error of snapping is at most sqrt(gap) ~ 3e-6.
-_BOUNDARY_GAP = 1e-11
-# Moment residual (scaled units: the scale's half-range = 1) at which a row stops; the mean is
-# then made exact by _fix_mean, and a 1e-10 second-moment residual is a ~1e-9 std error.
+# variables of order log(1/gap), and the std error of snapping is at most sqrt(gap) ~ 3e-7
+# half-ranges (6e-7 on the 1-5 scale).
+_BOUNDARY_GAP = 1e-13
+# Moment residual (scaled units: the scale's half-range = 1) at which a row stops; both moments
+# are then made exact by _fix_moments.
 _NEWTON_TOL = 1e-10
 _NEWTON_MAX_ITER = 100
 
@@ -528,8 +529,34 @@ def moment_labels(mos, std, values=LEVEL_VALUES) -> np.ndarray:
         x = (values - centre) / half
         mx = (mos[inner] - centre) / half
         probs, _ = _solve_maxent(mx, var[inner] / scale2 + mx**2, x)
-        out[inner] = probs
+        out[inner] = _fix_moments(probs, mos[inner], var[inner], values)
     return _fix_mean(out, mos, values)
+
+
+def _fix_moments(probs: np.ndarray, mos: np.ndarray, var: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Remove the solver's residual in the mean and the variance (exact to rounding).
+
+    The solver stops at a second-moment residual of ~1e-10, a std error of ~1e-9 for a usual std
+    but of the order of the std itself for a tiny one (std 1e-5: variance 1e-10). A mass transfer
+    d among three adjacent levels around the mean with sum(d) = 0, d . u = -p . u and
+    d . u^2 = var - p . u^2 (u = level - mos) makes both moments exact; it is O(residual), so the
+    entropy moves by far less than any tolerance. Skipped for a row where a probability would turn
+    negative (then _fix_mean still makes the mean exact).
+    """
+    k = len(values)
+    j, _ = _bracket(mos, values)
+    first = np.clip(j - 1, 0, k - 3)
+    idx = first[:, None] + np.arange(3)  # [N, 3] levels used for the transfer
+    u = values[idx] - mos[:, None]
+    a = np.stack([np.ones_like(u), u, u**2], 1)  # [N, 3 equations, 3 levels]
+    centred = values[None, :] - mos[:, None]
+    rhs = np.stack([np.zeros_like(mos), -(probs * centred).sum(-1), var - (probs * centred**2).sum(-1)], -1)
+    d = np.linalg.solve(a, rhs[..., None])[..., 0]
+    rows = np.arange(len(mos))[:, None]
+    fixed = probs.copy()
+    fixed[rows, idx] += d
+    ok = (fixed >= 0).all(-1)
+    return np.where(ok[:, None], fixed, probs)
 
 
 def _fix_mean(probs: np.ndarray, mos: np.ndarray, values: np.ndarray) -> np.ndarray:
