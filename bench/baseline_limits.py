@@ -1,6 +1,6 @@
 """What limits the built-in degradation model: the measurements behind BENCHMARKS.md "What limits it".
 
-    python bench/baseline_limits.py --build .cache/build [--model M] [--compare M2] [--out limits.json]
+    python bench/baseline_limits.py --build .cache/build [--model M] [--compare M2] [--only A,B] [--out limits.json]
 
 ``--build`` is the work folder of ``scripts/build_default_model.sh`` (photos/, val/, test/ with the
 mixed set and the ``sweep_*`` / ``iso_*`` sets). The script renders what the build does not: the
@@ -27,7 +27,12 @@ build folder; resumable like every rendered set), then reports, per model:
 7. Watermark grading per layout: on the same clean crops, each of the four layouts at a random
    intensity; SRCC of the prediction with t within one layout, and the mean prediction per layout
    (one label spans a faint full-frame tiling and a small corner mark).
-8. Throughput of the frozen EfficientNet-Lite0 encoder (``FrozenEncoder.embed``) at 224 px, the
+8. Watermark label vs rendered strength: on the same clean crops, marks of random layout and
+   intensity t; SRCC of the prediction with t and with what the mark measurably changed (mean
+   absolute luma change over the image, and the share of pixels changed by more than 2%). If the
+   model tracked the rendered change much better than t, the label (not the model) would be what
+   caps watermark grading, and a label on rendered strength would lift it.
+9. Throughput of the frozen EfficientNet-Lite0 encoder (``FrozenEncoder.embed``) at 224 px, the
    candidate second model for "what colour should this be".
 """
 
@@ -256,6 +261,64 @@ def _encoder_speed(threads: int, batch: int = 32, repeats: int = 3) -> dict[str,
     return {"images_per_s_median": round(float(np.median(rates)), 1), "images_per_s_best": round(max(rates), 1)}
 
 
+def _watermark_vs_strength(model, clean: np.ndarray, per_crop: int = 3) -> dict:
+    from scipy.stats import spearmanr
+
+    j = list(model.cfg.heads).index("watermark")
+    rng = np.random.default_rng(13)
+    luma = np.array([0.299, 0.587, 0.114], np.float32)
+    rows, marked = [], []
+    for c in clean:
+        y0 = c @ luma
+        for _ in range(per_crop):
+            t = float(rng.uniform(0.0, 1.0))
+            layout = str(rng.choice(["tiled", "centre", "diagonal", "corner"]))
+            x = (apply_watermark(c, t, rng, layout=layout) * 255).round().astype(np.uint8)
+            d = np.abs(x.astype(np.float32) / 255.0 @ luma - y0)
+            rows.append((t, layout, float(d.mean()), float((d > 0.02).mean())))
+            marked.append(x)
+    pred = predict_intensities(model, np.stack(marked))[:, j]
+    t, layouts, change, share = (np.array([r[i] for r in rows]) for i in range(4))
+
+    def rho(a, b) -> float:
+        return round(float(spearmanr(a, b)[0]), 3)
+
+    out = {"n": len(rows), "srcc_pred_vs_t": rho(pred, t), "srcc_pred_vs_mean_luma_change": rho(pred, change),
+           "srcc_pred_vs_changed_pixel_share": rho(pred, share), "srcc_t_vs_mean_luma_change": rho(t, change),
+           "srcc_t_vs_changed_pixel_share": rho(t, share), "per_layout": {}}
+    for lay in ("tiled", "centre", "diagonal", "corner"):
+        m = layouts == lay
+        out["per_layout"][lay] = {"n": int(m.sum()), "srcc_pred_vs_t": rho(pred[m], t[m]),
+                                  "srcc_pred_vs_mean_luma_change": rho(pred[m], change[m]),
+                                  "srcc_t_vs_mean_luma_change": rho(t[m], change[m])}
+    return out
+
+
+def _model_analyses(model, build: Path, seen: dict, unseen: dict, clean, only: set[str]) -> dict:
+    """The per-model analyses named in ``only``, in the order of the module docstring."""
+    out: dict = {}
+    if "grading" in only:
+        out["isolated_grading_seen_scenes"] = _grading(model, seen)
+        out["isolated_grading_unseen_scenes"] = _grading(model, unseen)
+    if "scene_share" in only:
+        out["per_scene_share_of_residual_variance_unseen"] = _scene_share(model, unseen)
+    if "tricks" in only:
+        out["inference_tricks"] = _tricks(model, build)
+    if "cast_hue" in only:
+        out["colour_cast_by_hue_on_clean_heldout_crops"] = _cast_directions(model, clean)
+    if "cast_delta_e" in only:
+        out["colour_cast_label_vs_delta_e_on_clean_heldout_crops"] = _cast_vs_delta_e(model, clean)
+    if "watermark_layout" in only:
+        out["watermark_by_layout_on_clean_heldout_crops"] = _watermark_by_layout(model, clean)
+    if "watermark_strength" in only:
+        out["watermark_label_vs_rendered_strength_on_clean_heldout_crops"] = _watermark_vs_strength(model, clean)
+    return out
+
+
+ANALYSES = ("grading", "scene_share", "tricks", "cast_hue", "cast_delta_e", "watermark_layout", "watermark_strength",
+            "colour_stats", "gray_edge", "encoder_speed")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--build", required=True, help="work folder of scripts/build_default_model.sh")
@@ -263,32 +326,31 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--compare", default=None, help="a second model folder, reported beside the first")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default=None)
+    p.add_argument("--only", default=",".join(ANALYSES), help=f"comma-separated subset of {', '.join(ANALYSES)}")
     args = p.parse_args(argv)
+    only = {a.strip() for a in args.only.split(",") if a.strip()}
+    if only - set(ANALYSES):
+        p.error(f"--only: unknown {sorted(only - set(ANALYSES))}; known: {', '.join(ANALYSES)}")
     build = Path(args.build)
     for need in ("photos/photos.json", "val/meta.json", "test/mixed/meta.json", "test/sweep_colour_cast/meta.json"):
         if not (build / need).is_file():
             raise SystemExit(f"{build / need}: missing; run scripts/build_default_model.sh {build} first")
     torch.set_num_threads(args.threads)
 
-    seen = _seen_sets(build)
     unseen = {h: build / "test" / f"iso_{h}" for h in HEADS}
+    seen = _seen_sets(build) if only & {"grading", "colour_stats"} else {}
+    clean = _clean_heldout(build) if only & {"cast_hue", "cast_delta_e", "watermark_layout", "watermark_strength"} else None
     res: dict = {"machine": f"{os.cpu_count()}-core CPU, torch {torch.__version__}", "models": {}}
-    clean = _clean_heldout(build)
     for folder in [args.model or str(builtin_model_dir())] + ([args.compare] if args.compare else []):
         model = load_degradation_model(folder)
         name = json.loads((Path(folder) / "deqa_baseline.json").read_text()).get("model_id", folder)
-        res["models"][name] = {
-            "isolated_grading_seen_scenes": _grading(model, seen),
-            "isolated_grading_unseen_scenes": _grading(model, unseen),
-            "per_scene_share_of_residual_variance_unseen": _scene_share(model, unseen),
-            "inference_tricks": _tricks(model, build),
-            "colour_cast_by_hue_on_clean_heldout_crops": _cast_directions(model, clean),
-            "colour_cast_label_vs_delta_e_on_clean_heldout_crops": _cast_vs_delta_e(model, clean),
-            "watermark_by_layout_on_clean_heldout_crops": _watermark_by_layout(model, clean),
-        }
-    res["colour_statistics_grading"] = {"seen": _colour_stats(seen["colour_cast"]), "unseen": _colour_stats(unseen["colour_cast"])}
-    res["gray_edge_deviation_per_photo"] = _gray_edge(build)
-    res["efficientnet_lite0_embed_224px"] = {"threads": args.threads, **_encoder_speed(args.threads)}
+        res["models"][name] = _model_analyses(model, build, seen, unseen, clean, only)
+    if "colour_stats" in only:
+        res["colour_statistics_grading"] = {"seen": _colour_stats(seen["colour_cast"]), "unseen": _colour_stats(unseen["colour_cast"])}
+    if "gray_edge" in only:
+        res["gray_edge_deviation_per_photo"] = _gray_edge(build)
+    if "encoder_speed" in only:
+        res["efficientnet_lite0_embed_224px"] = {"threads": args.threads, **_encoder_speed(args.threads)}
     res["load_avg_1min"] = os.getloadavg()[0]
     text = json.dumps(res, indent=2)
     print(text)
