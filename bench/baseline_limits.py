@@ -32,7 +32,11 @@ build folder; resumable like every rendered set), then reports, per model:
    absolute luma change over the image, and the share of pixels changed by more than 2%). If the
    model tracked the rendered change much better than t, the label (not the model) would be what
    caps watermark grading, and a label on rendered strength would lift it.
-9. Throughput of the frozen EfficientNet-Lite0 encoder (``FrozenEncoder.embed``) at 224 px, the
+9. Watermark size spread: per layout, the same marks (word, font, place, opacity, intensity t)
+   drawn at the generator's random size factor and with that spread removed (``size_jitter`` 0:
+   every mark of one t at one size); grading SRCC with t for both. The gain is what the random
+   size costs the grading, an upper bound on what tying the size to t in the generator can buy.
+10. Throughput of the frozen EfficientNet-Lite0 encoder (``FrozenEncoder.embed``) at 224 px, the
    candidate second model for "what colour should this be".
 """
 
@@ -312,11 +316,33 @@ def _model_analyses(model, build: Path, seen: dict, unseen: dict, clean, only: s
         out["watermark_by_layout_on_clean_heldout_crops"] = _watermark_by_layout(model, clean)
     if "watermark_strength" in only:
         out["watermark_label_vs_rendered_strength_on_clean_heldout_crops"] = _watermark_vs_strength(model, clean)
+    if "watermark_size_spread" in only:
+        out["watermark_size_spread_on_clean_heldout_crops"] = _watermark_size_spread(model, clean)
+    return out
+
+
+def _watermark_size_spread(model, clean: np.ndarray, per_crop: int = 2) -> dict[str, dict[str, float]]:
+    from scipy.stats import spearmanr
+
+    j = list(model.cfg.heads).index("watermark")
+    out = {}
+    for k, layout in enumerate(("tiled", "centre", "diagonal", "corner")):
+        ts, seeds = [], []
+        rng = np.random.default_rng(14 + k)
+        for _ in range(len(clean) * per_crop):
+            ts.append(float(rng.uniform(0.0, 1.0)))
+            seeds.append(int(rng.integers(2**31)))
+        row: dict[str, float] = {"n": len(ts)}
+        for name, jitter in (("srcc_random_size", 1.0), ("srcc_no_size_spread", 0.0)):
+            marked = [(apply_watermark(clean[i // per_crop], t, np.random.default_rng(sd), layout=layout, size_jitter=jitter)
+                       * 255).round().astype(np.uint8) for i, (t, sd) in enumerate(zip(ts, seeds, strict=True))]
+            row[name] = round(float(spearmanr(predict_intensities(model, np.stack(marked))[:, j], ts)[0]), 3)
+        out[layout] = row
     return out
 
 
 ANALYSES = ("grading", "scene_share", "tricks", "cast_hue", "cast_delta_e", "watermark_layout", "watermark_strength",
-            "colour_stats", "gray_edge", "encoder_speed")
+            "watermark_size_spread", "colour_stats", "gray_edge", "encoder_speed")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -339,7 +365,8 @@ def main(argv: list[str] | None = None) -> int:
 
     unseen = {h: build / "test" / f"iso_{h}" for h in HEADS}
     seen = _seen_sets(build) if only & {"grading", "colour_stats"} else {}
-    clean = _clean_heldout(build) if only & {"cast_hue", "cast_delta_e", "watermark_layout", "watermark_strength"} else None
+    clean = (_clean_heldout(build) if only & {"cast_hue", "cast_delta_e", "watermark_layout", "watermark_strength",
+                                                "watermark_size_spread"} else None)
     res: dict = {"machine": f"{os.cpu_count()}-core CPU, torch {torch.__version__}", "models": {}}
     for folder in [args.model or str(builtin_model_dir())] + ([args.compare] if args.compare else []):
         model = load_degradation_model(folder)

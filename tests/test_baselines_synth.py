@@ -108,6 +108,22 @@ def test_watermark_visibility_grows_with_intensity(photo, layout):
     assert diffs[0] > 0
 
 
+@pytest.mark.parametrize("layout", ["tiled", "centre", "diagonal", "corner"])
+def test_watermark_size_jitter(photo, layout):
+    """size_jitter=1 is the training generator bit for bit; 0 draws every mark of one t at one size."""
+    # At the model's 224 px: on the small fixture the tiled text often sits at its 8-px floor.
+    big = np.asarray(Image.fromarray((photo * 255).astype(np.uint8)).resize((224, 224)), np.float32) / 255.0
+
+    def mark(seed, jitter=None):
+        kw = {} if jitter is None else {"size_jitter": jitter}
+        return apply_watermark(big, 0.5, np.random.default_rng(seed), layout=layout, **kw)
+
+    for seed in range(4):
+        np.testing.assert_array_equal(mark(seed, 1.0), mark(seed))
+    # Most seeds draw a size factor off the midpoint: without the spread, their marks change size.
+    assert sum(not np.array_equal(mark(seed, 0.0), mark(seed)) for seed in range(4)) >= 3
+
+
 def test_fonts_found_in_installed_packages():
     fonts = find_fonts()
     assert any("DejaVuSans" in f for f in fonts)

@@ -235,13 +235,25 @@ def _font(path: str | None, size: int) -> ImageFont.FreeTypeFont | ImageFont.Ima
     return ImageFont.truetype(path, size=size)
 
 
-def apply_watermark(img: Array, t: float, rng: np.random.Generator, layout: str | None = None) -> Array:
+def apply_watermark(img: Array, t: float, rng: np.random.Generator, layout: str | None = None, *,
+                    size_jitter: float = 1.0) -> Array:
     """Overlay text: tiled, centred, diagonal or in a corner; opacity and size grow with ``t``.
 
     The text is light on a dark background and dark on a light one (decided by the mean luma
     under the text), as a watermark meant to be seen is: a white mark on a white sky would make
-    the label describe something invisible.
+    the label describe something invisible. The text size is a random factor (per layout, e.g.
+    0.12-0.2 of the short side for a centred word) times ``0.7 + 0.6 t``; ``size_jitter`` scales
+    the random factor's spread about its midpoint (1: the training generator, 0: no spread) and
+    draws the same random numbers either way, so one seed gives the same marks but for their size.
     """
+
+    def size_factor(lo: float, hi: float) -> float:
+        u = float(rng.uniform(lo, hi))
+        if size_jitter == 1.0:
+            return u  # bit for bit the training generator's draw
+        mid = (lo + hi) / 2
+        return mid + size_jitter * (u - mid)
+
     layout = layout or rng.choice(["tiled", "centre", "diagonal", "corner"])
     h, w, _ = img.shape
     short = min(h, w)
@@ -254,7 +266,7 @@ def apply_watermark(img: Array, t: float, rng: np.random.Generator, layout: str 
     layer = Image.new("RGBA", (w, h), (0, 0, 0, 0))
     draw = ImageDraw.Draw(layer)
     if layout == "tiled":
-        font = _font(font_path, max(8, int(short * rng.uniform(0.06, 0.1) * scale)))
+        font = _font(font_path, max(8, int(short * size_factor(0.06, 0.1) * scale)))
         box = draw.textbbox((0, 0), text, font=font)
         tw, th = box[2] - box[0] + int(short * 0.05), box[3] - box[1] + int(short * 0.08)
         offset = int(rng.integers(0, max(tw, 1)))
@@ -264,7 +276,7 @@ def apply_watermark(img: Array, t: float, rng: np.random.Generator, layout: str 
         if rng.random() < 0.5:
             layer = layer.rotate(float(rng.uniform(-35, 35)), resample=Image.Resampling.BILINEAR)
     elif layout in ("centre", "diagonal"):
-        size = int(short * rng.uniform(0.12, 0.2) * scale)
+        size = int(short * size_factor(0.12, 0.2) * scale)
         font = _font(font_path, max(10, size))
         box = draw.textbbox((0, 0), text, font=font)
         # Shrink long words until they fit across the image.
@@ -276,7 +288,7 @@ def apply_watermark(img: Array, t: float, rng: np.random.Generator, layout: str 
         if layout == "diagonal":
             layer = layer.rotate(float(rng.choice([-1, 1]) * rng.uniform(25, 50)), resample=Image.Resampling.BILINEAR)
     elif layout == "corner":
-        font = _font(font_path, max(8, int(short * rng.uniform(0.07, 0.11) * scale)))
+        font = _font(font_path, max(8, int(short * size_factor(0.07, 0.11) * scale)))
         margin = int(short * 0.03)
         corner = int(rng.integers(0, 4))
         anchor = ["la", "ra", "ld", "rd"][corner]
