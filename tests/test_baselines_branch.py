@@ -245,6 +245,28 @@ def test_feature_cache_resumes_after_interruption(tiny_sets):
     np.testing.assert_allclose(again[32:], full[32:], rtol=1e-6, atol=1e-6)
 
 
+def test_feature_cache_follows_the_images(tiny_sets, tmp_path):
+    """A set rendered again with other pixels gets its features recomputed; the same bytes keep them."""
+    import shutil
+
+    train, _, _ = tiny_sets
+    data = tmp_path / "copy"
+    shutil.copytree(train, data, ignore=shutil.ignore_patterns("branch_features"))
+    branch = _branched(taps=(0,)).branch
+    first = branch_features(branch, data, batch_size=16, progress=False).copy()
+    imgs = np.load(data / "images.npy", mmap_mode="r+")
+    imgs[0] = 255 - imgs[0]  # as a re-render that changed one image would
+    imgs.flush()
+    del imgs
+    changed = branch_features(branch, data, batch_size=16, progress=False)
+    assert not np.allclose(changed[0], first[0]) and np.allclose(changed[1:], first[1:], atol=1e-6)
+    # Unchanged images: the cache is read back, the trunk never runs.
+    marker = np.load(data / "branch_features" / f"{trunk_id(branch)}.npy", mmap_mode="r+")
+    marker[:] = 3.0
+    marker.flush()
+    assert (branch_features(branch, data, batch_size=16, progress=False) == 3.0).all()
+
+
 def test_branch_config_errors(tiny_sets, tmp_path):
     train, val, cnn_dir = tiny_sets
     base = {"cnn": str(cnn_dir), "train_data": [str(train)], "val_data": str(val), "out_dir": str(tmp_path)}

@@ -94,6 +94,15 @@ def imagenet_branch(bcfg: EncoderBranchConfig, n_heads: int, image_size: int) ->
     return branch
 
 
+def images_digest(path: str | Path) -> str:
+    """BLAKE2b of a file's bytes (a rendered set's images.npy), read in 16 MiB blocks."""
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        while block := f.read(1 << 24):
+            h.update(block)
+    return h.hexdigest()
+
+
 def trunk_id(branch: EncoderBranch) -> str:
     """Hash of the trunk's weights and taps: cached features are only reused under it."""
     h = hashlib.sha256(json.dumps({"encoder": branch.cfg.encoder, "taps": list(branch.cfg.taps)}).encode())
@@ -109,7 +118,10 @@ def branch_features(branch: EncoderBranch, data: str | Path, *, batch_size: int 
     """Pooled trunk features [N, dim] of a rendered set, cached in ``<data>/branch_features/``.
 
     Written chunk by chunk into a memory-mapped file with the count done beside it, so an
-    interrupted run resumes; a finished cache is read back without running the trunk.
+    interrupted run resumes; a finished cache is read back without running the trunk. The cache
+    is keyed by the trunk (weights and taps) and stamped with a digest of the set's images: a set
+    rendered again (other photo paths, another generator version) gets its features recomputed
+    unless its images came out bit for bit the same.
     """
     from tqdm.auto import tqdm
 
@@ -117,9 +129,14 @@ def branch_features(branch: EncoderBranch, data: str | Path, *, batch_size: int 
     folder = Path(data) / "branch_features"
     folder.mkdir(exist_ok=True)
     tid = trunk_id(branch)
-    path, done_path = folder / f"{tid}.npy", folder / f"{tid}.done"
+    path, done_path, stamp_path = folder / f"{tid}.npy", folder / f"{tid}.done", folder / f"{tid}.json"
     n = len(images)
-    done = int(done_path.read_text()) if done_path.is_file() and path.is_file() else 0
+    digest = images_digest(Path(data) / "images.npy")
+    stamp = json.loads(stamp_path.read_text()) if stamp_path.is_file() else {}
+    fresh = stamp.get("images_blake2b") == digest
+    done = int(done_path.read_text()) if fresh and done_path.is_file() and path.is_file() else 0
+    if not fresh:
+        stamp_path.write_text(json.dumps({"images_blake2b": digest, "n": n}) + "\n")
     if done == 0:
         feats = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, branch.dim))
     else:
