@@ -12,7 +12,8 @@
 # draw of crops: v6's round 5 used 105), HUE_ROTATE (probability of the scene-colour augmentation on the training crops, default 0),
 # INIT_FROM (a degradation-model folder: skip rounds 1-2 and run one more round from its weights;
 # v4 was made this way from v3, v5 from v4 and v6 from v5, see the model card; with EPOCHS3=0 its CNN is
-# used as it is and only the encoder branch is trained: how v7 was made from v6), ROUND (that round's
+# used as it is and only the encoder branch is trained: how v7 was made from v6; v8 is v6 + round 6,
+# EPOCHS3=3 ROUND=6 on the 189-scene training set, + the branch), ROUND (that round's
 # number on the card, default 3; its training seed is ROUND - 1), LINEAGE (the card's words for INIT_FROM),
 # BRANCH (1 = add the encoder branch, a frozen EfficientNet-Lite0 trunk + MLP blended with the CNN per
 # head, default 1; 0 = CNN only), BRANCH_EPOCHS (the branch MLP's epochs, default 40), BRANCH_N_EXTRA
@@ -37,7 +38,7 @@ ROUND="${ROUND:-3}"
 BRANCH="${BRANCH:-1}"
 BRANCH_EPOCHS="${BRANCH_EPOCHS:-40}"
 BRANCH_N_EXTRA="${BRANCH_N_EXTRA:-30000}"
-MODEL_ID=deqa-builtin-degradation-v7
+MODEL_ID=deqa-builtin-degradation-v8
 if ! [[ "$BRANCH" =~ ^[01]$ ]]; then
   echo "build_default_model.sh: BRANCH must be 0 or 1 (got '$BRANCH')" >&2
   exit 2
