@@ -298,29 +298,6 @@ def _watermark_vs_strength(model, clean: np.ndarray, per_crop: int = 3) -> dict:
     return out
 
 
-def _model_analyses(model, build: Path, seen: dict, unseen: dict, clean, only: set[str]) -> dict:
-    """The per-model analyses named in ``only``, in the order of the module docstring."""
-    out: dict = {}
-    if "grading" in only:
-        out["isolated_grading_seen_scenes"] = _grading(model, seen)
-        out["isolated_grading_unseen_scenes"] = _grading(model, unseen)
-    if "scene_share" in only:
-        out["per_scene_share_of_residual_variance_unseen"] = _scene_share(model, unseen)
-    if "tricks" in only:
-        out["inference_tricks"] = _tricks(model, build)
-    if "cast_hue" in only:
-        out["colour_cast_by_hue_on_clean_heldout_crops"] = _cast_directions(model, clean)
-    if "cast_delta_e" in only:
-        out["colour_cast_label_vs_delta_e_on_clean_heldout_crops"] = _cast_vs_delta_e(model, clean)
-    if "watermark_layout" in only:
-        out["watermark_by_layout_on_clean_heldout_crops"] = _watermark_by_layout(model, clean)
-    if "watermark_strength" in only:
-        out["watermark_label_vs_rendered_strength_on_clean_heldout_crops"] = _watermark_vs_strength(model, clean)
-    if "watermark_size_spread" in only:
-        out["watermark_size_spread_on_clean_heldout_crops"] = _watermark_size_spread(model, clean)
-    return out
-
-
 def _watermark_size_spread(model, clean: np.ndarray, per_crop: int = 2) -> dict[str, dict[str, float]]:
     from scipy.stats import spearmanr
 
@@ -339,6 +316,25 @@ def _watermark_size_spread(model, clean: np.ndarray, per_crop: int = 2) -> dict[
             row[name] = round(float(spearmanr(predict_intensities(model, np.stack(marked))[:, j], ts)[0]), 3)
         out[layout] = row
     return out
+
+
+# Per-model analyses: (--only name, JSON key, function, the input it reads besides the model).
+_PER_MODEL = (
+    ("grading", "isolated_grading_seen_scenes", "_grading", "seen"),
+    ("grading", "isolated_grading_unseen_scenes", "_grading", "unseen"),
+    ("scene_share", "per_scene_share_of_residual_variance_unseen", "_scene_share", "unseen"),
+    ("tricks", "inference_tricks", "_tricks", "build"),
+    ("cast_hue", "colour_cast_by_hue_on_clean_heldout_crops", "_cast_directions", "clean"),
+    ("cast_delta_e", "colour_cast_label_vs_delta_e_on_clean_heldout_crops", "_cast_vs_delta_e", "clean"),
+    ("watermark_layout", "watermark_by_layout_on_clean_heldout_crops", "_watermark_by_layout", "clean"),
+    ("watermark_strength", "watermark_label_vs_rendered_strength_on_clean_heldout_crops", "_watermark_vs_strength", "clean"),
+    ("watermark_size_spread", "watermark_size_spread_on_clean_heldout_crops", "_watermark_size_spread", "clean"),
+)
+
+
+def _model_analyses(model, inputs: dict, only: set[str]) -> dict:
+    """The per-model analyses named in ``only``, in the order of the module docstring."""
+    return {key: globals()[fn](model, inputs[arg]) for name, key, fn, arg in _PER_MODEL if name in only}
 
 
 ANALYSES = ("grading", "scene_share", "tricks", "cast_hue", "cast_delta_e", "watermark_layout", "watermark_strength",
@@ -371,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     for folder in [args.model or str(builtin_model_dir())] + ([args.compare] if args.compare else []):
         model = load_degradation_model(folder)
         name = json.loads((Path(folder) / "deqa_baseline.json").read_text()).get("model_id", folder)
-        res["models"][name] = _model_analyses(model, build, seen, unseen, clean, only)
+        res["models"][name] = _model_analyses(model, {"seen": seen, "unseen": unseen, "clean": clean, "build": build}, only)
     if "colour_stats" in only:
         res["colour_statistics_grading"] = {"seen": _colour_stats(seen["colour_cast"]), "unseen": _colour_stats(unseen["colour_cast"])}
     if "gray_edge" in only:
