@@ -60,6 +60,7 @@ from deqa.baselines.degradation import load_degradation_model  # noqa: E402
 from deqa.baselines.degradation_train import predict_intensities  # noqa: E402
 from deqa.baselines.photos import read_photo_index  # noqa: E402
 from deqa.baselines.synth import (  # noqa: E402
+    WATERMARK_LAYOUTS,
     SynthConfig,
     apply_colour_cast,
     apply_watermark,
@@ -69,6 +70,13 @@ from deqa.baselines.synth import (  # noqa: E402
 from deqa.metrics import srcc  # noqa: E402
 
 HEADS = ("colour_cast", "blur", "watermark", "noise", "jpeg", "exposure")
+
+
+def rho(a, b) -> float:
+    """Spearman correlation to 3 decimals (NaN for a constant input, as the reports always showed it)."""
+    from scipy.stats import spearmanr
+
+    return round(float(spearmanr(a, b)[0]), 3)
 
 
 def _seen_sets(build: Path) -> dict[str, Path]:
@@ -208,7 +216,6 @@ def _cast_directions(model, clean: np.ndarray) -> dict:
 
 
 def _cast_vs_delta_e(model, clean: np.ndarray, per_crop: int = 3) -> dict[str, float]:
-    from scipy.stats import spearmanr
     from skimage.color import rgb2lab
 
     j = list(model.cfg.heads).index("colour_cast")
@@ -225,20 +232,16 @@ def _cast_vs_delta_e(model, clean: np.ndarray, per_crop: int = 3) -> dict[str, f
             casts.append(x)
     pred = predict_intensities(model, np.stack(casts))[:, j]
 
-    def rho(a, b) -> float:
-        return round(float(spearmanr(a, b)[0]), 3)
-
     return {"n": len(ts), "srcc_pred_vs_t": rho(pred, ts), "srcc_pred_vs_delta_e_ab": rho(pred, des),
             "srcc_t_vs_delta_e_ab": rho(ts, des), "delta_e_ab_per_unit_t_median": round(float(np.median(np.array(des) / np.maximum(ts, 1e-3))), 1)}
 
 
 def _watermark_by_layout(model, clean: np.ndarray, per_crop: int = 2) -> dict[str, dict[str, float]]:
-    from scipy.stats import spearmanr
 
     j = list(model.cfg.heads).index("watermark")
     rng = np.random.default_rng(12)
     out = {}
-    for layout in ("tiled", "centre", "diagonal", "corner"):
+    for layout in WATERMARK_LAYOUTS:
         ts, marked = [], []
         for c in clean:
             for _ in range(per_crop):
@@ -246,7 +249,7 @@ def _watermark_by_layout(model, clean: np.ndarray, per_crop: int = 2) -> dict[st
                 marked.append((apply_watermark(c, t, rng, layout=layout) * 255).round().astype(np.uint8))
                 ts.append(t)
         pred = predict_intensities(model, np.stack(marked))[:, j]
-        out[layout] = {"n": len(ts), "srcc": round(float(spearmanr(pred, ts)[0]), 3), "mean_pred": round(float(pred.mean()), 3)}
+        out[layout] = {"n": len(ts), "srcc": rho(pred, ts), "mean_pred": round(float(pred.mean()), 3)}
     return out
 
 
@@ -266,7 +269,6 @@ def _encoder_speed(threads: int, batch: int = 32, repeats: int = 3) -> dict[str,
 
 
 def _watermark_vs_strength(model, clean: np.ndarray, per_crop: int = 3) -> dict:
-    from scipy.stats import spearmanr
 
     j = list(model.cfg.heads).index("watermark")
     rng = np.random.default_rng(13)
@@ -276,7 +278,7 @@ def _watermark_vs_strength(model, clean: np.ndarray, per_crop: int = 3) -> dict:
         y0 = c @ luma
         for _ in range(per_crop):
             t = float(rng.uniform(0.0, 1.0))
-            layout = str(rng.choice(["tiled", "centre", "diagonal", "corner"]))
+            layout = str(rng.choice(list(WATERMARK_LAYOUTS)))
             x = (apply_watermark(c, t, rng, layout=layout) * 255).round().astype(np.uint8)
             d = np.abs(x.astype(np.float32) / 255.0 @ luma - y0)
             rows.append((t, layout, float(d.mean()), float((d > 0.02).mean())))
@@ -284,13 +286,10 @@ def _watermark_vs_strength(model, clean: np.ndarray, per_crop: int = 3) -> dict:
     pred = predict_intensities(model, np.stack(marked))[:, j]
     t, layouts, change, share = (np.array([r[i] for r in rows]) for i in range(4))
 
-    def rho(a, b) -> float:
-        return round(float(spearmanr(a, b)[0]), 3)
-
     out = {"n": len(rows), "srcc_pred_vs_t": rho(pred, t), "srcc_pred_vs_mean_luma_change": rho(pred, change),
            "srcc_pred_vs_changed_pixel_share": rho(pred, share), "srcc_t_vs_mean_luma_change": rho(t, change),
            "srcc_t_vs_changed_pixel_share": rho(t, share), "per_layout": {}}
-    for lay in ("tiled", "centre", "diagonal", "corner"):
+    for lay in WATERMARK_LAYOUTS:
         m = layouts == lay
         out["per_layout"][lay] = {"n": int(m.sum()), "srcc_pred_vs_t": rho(pred[m], t[m]),
                                   "srcc_pred_vs_mean_luma_change": rho(pred[m], change[m]),
@@ -299,11 +298,10 @@ def _watermark_vs_strength(model, clean: np.ndarray, per_crop: int = 3) -> dict:
 
 
 def _watermark_size_spread(model, clean: np.ndarray, per_crop: int = 2) -> dict[str, dict[str, float]]:
-    from scipy.stats import spearmanr
 
     j = list(model.cfg.heads).index("watermark")
     out = {}
-    for k, layout in enumerate(("tiled", "centre", "diagonal", "corner")):
+    for k, layout in enumerate(WATERMARK_LAYOUTS):
         ts, seeds = [], []
         rng = np.random.default_rng(14 + k)
         for _ in range(len(clean) * per_crop):
@@ -313,7 +311,7 @@ def _watermark_size_spread(model, clean: np.ndarray, per_crop: int = 2) -> dict[
         for name, jitter in (("srcc_random_size", 1.0), ("srcc_no_size_spread", 0.0)):
             marked = [(apply_watermark(clean[i // per_crop], t, np.random.default_rng(sd), layout=layout, size_jitter=jitter)
                        * 255).round().astype(np.uint8) for i, (t, sd) in enumerate(zip(ts, seeds, strict=True))]
-            row[name] = round(float(spearmanr(predict_intensities(model, np.stack(marked))[:, j], ts)[0]), 3)
+            row[name] = rho(predict_intensities(model, np.stack(marked))[:, j], ts)
         out[layout] = row
     return out
 

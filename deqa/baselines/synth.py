@@ -235,6 +235,9 @@ def _font(path: str | None, size: int) -> ImageFont.FreeTypeFont | ImageFont.Ima
     return ImageFont.truetype(path, size=size)
 
 
+WATERMARK_LAYOUTS = ("tiled", "centre", "diagonal", "corner")
+
+
 def apply_watermark(img: Array, t: float, rng: np.random.Generator, layout: str | None = None, *,
                     size_jitter: float = 1.0) -> Array:
     """Overlay text: tiled, centred, diagonal or in a corner; opacity and size grow with ``t``.
@@ -254,7 +257,7 @@ def apply_watermark(img: Array, t: float, rng: np.random.Generator, layout: str 
         mid = (lo + hi) / 2
         return mid + size_jitter * (u - mid)
 
-    layout = layout or rng.choice(["tiled", "centre", "diagonal", "corner"])
+    layout = layout or rng.choice(list(WATERMARK_LAYOUTS))
     h, w, _ = img.shape
     short = min(h, w)
     fonts = find_fonts()
