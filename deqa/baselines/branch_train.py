@@ -209,6 +209,12 @@ def train_branch(cfg: BranchTrainConfig, *, progress: bool = True) -> dict[str, 
     unknown = sorted(set(cfg.loss_weights) - set(heads))
     if unknown:
         raise ValueError(f"branch training: loss_weights names {unknown}, which are not heads {list(heads)}")
+    # The head each validation sweep set grades, read before any feature or training work: a set
+    # that is not a sweep fails here, not after the MLP's epochs.
+    sweep_heads = [(path, load_synth_dataset(path)[2]["config"].get("sweep")) for path in cfg.val_sweeps]
+    for path, head in sweep_heads:
+        if head is None:
+            raise ValueError(f"{path}: not a sweep set (render it with `deqa baseline synth --split train --sweep HEAD`)")
     branch = imagenet_branch(cfg.branch_config(), len(heads), cnn.cfg.image_size)
 
     def rendered(path):
@@ -263,10 +269,7 @@ def train_branch(cfg: BranchTrainConfig, *, progress: bool = True) -> dict[str, 
         branch_val = branch.head_logits(xv).cpu().numpy()
     cnn_val = _logits(predict_intensities(cnn, va_images, device=cfg.device))
     sweeps: dict[str, list] = {}
-    for path in cfg.val_sweeps:
-        head = load_synth_dataset(path)[2]["config"].get("sweep")
-        if head is None:
-            raise ValueError(f"{path}: not a sweep set (render it with `deqa baseline synth --split train --sweep HEAD`)")
+    for path, head in sweep_heads:
         feats, labels, images = rendered(path)
         with torch.no_grad():
             b = branch.head_logits(torch.from_numpy(feats).to(device)).cpu().numpy()
