@@ -88,13 +88,12 @@ def _branch_lines(cfg: dict[str, Any], mcfg, branch_log: str | Path | None) -> t
                          f"at epoch {best['epoch']} (kept).")
         choice = summary.get("mix_choice", {})
         if choice:
-            by_srcc = [h for h, c in choice.items() if c["by"] == "srcc"]
-            train.append("- The branch's share per head was chosen on validation data: "
-                         + ("by grading SRCC on validation sweep sets rendered from the training scenes (mean of the sets with and "
-                            "without nuisance) for " + ", ".join(f"{h} ({choice[h]['value']:.3f})" for h in by_srcc) if by_srcc else "")
-                         + ("; " if by_srcc and len(by_srcc) < len(choice) else "")
-                         + ("by the lowest validation BCE for " + ", ".join(f"{h} ({c['value']:.4f})" for h, c in choice.items() if c["by"] == "bce")
-                            if len(by_srcc) < len(choice) else "") + ".")
+            by_srcc = [f"{h} ({c['value']:.3f})" for h, c in choice.items() if c["by"] == "srcc"]
+            by_bce = [f"{h} ({c['value']:.4f})" for h, c in choice.items() if c["by"] == "bce"]
+            ways = ([f"by grading SRCC on validation sweep sets rendered from the training scenes (mean of the sets with and "
+                     f"without nuisance) for {', '.join(by_srcc)}"] if by_srcc else []) + \
+                   ([f"by the lowest validation BCE for {', '.join(by_bce)}"] if by_bce else [])
+            train.append("- The branch's share per head was chosen on validation data: " + "; ".join(ways) + ".")
     return arch, train
 
 
