@@ -314,6 +314,9 @@ def test_model_card_describes_the_branch(tiny_sets, tmp_path):
     assert "share per head was chosen on validation data: by the lowest validation BCE for colour_cast (" in card
     with pytest.raises(ValueError, match="at least one training round"):
         write_model_card(out, tmp_path / "metrics.json", [], branch_log=log)
+    # A mistyped branch log is an error naming it, not a card without the branch's training lines.
+    with pytest.raises(ValueError, match="branch log .*nope.jsonl is not a file"):
+        write_model_card(out, tmp_path / "metrics.json", [], lineage="the unit CNN", branch_log=tmp_path / "nope.jsonl")
 
 
 def test_threaded_depthwise_equals_one_thread():

@@ -171,6 +171,12 @@ def test_build_script_rejects_a_bad_continuation_before_any_download(tmp_path, e
     assert not (tmp_path / "work").exists()  # stopped before fetching photos
 
 
+def test_limits_bench_rejects_an_unknown_analysis(tmp_path):
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "baseline_limits.py"), "--build", str(tmp_path),
+                          "--only", "grading,wm"], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 2 and "--only: unknown ['wm']" in out.stderr
+
+
 def test_limits_bench_names_the_missing_build_file(tmp_path):
     out = subprocess.run([sys.executable, str(ROOT / "bench" / "baseline_limits.py"), "--build", str(tmp_path)],
                          capture_output=True, text=True, cwd=ROOT)

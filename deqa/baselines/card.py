@@ -126,6 +126,8 @@ def write_model_card(model_dir: str | Path, metrics_path: str | Path, train_logs
                          "(or, for a model whose CNN was taken as it is, its lineage and the branch log)")
     if first_round < 1:
         raise ValueError(f"write_model_card: first_round must be >= 1, got {first_round}")
+    if branch_log and not Path(branch_log).is_file():
+        raise ValueError(f"write_model_card: branch log {branch_log} is not a file")
     rounds = []
     for path in train_logs:
         cfg_path = Path(path).parent / "train_config.json"
