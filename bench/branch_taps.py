@@ -14,9 +14,9 @@ protocol (``evaluate_protocol`` on the build's ``test/`` sets), beside the CNN a
 Each variant's blend is chosen as the build chooses it: grading SRCC on the build's validation
 sweep sets (``val_sweep_*`` / ``val_iso_*``, training scenes), BCE where a head has none.
 Features are cached per trunk and tap set inside the rendered sets. A variant whose taps are a
-subset of the default ones gets its caches cut out of the default set's finished caches (same
-float16 trunk, columns of the same taps: identical numbers), so only the default set ever runs the
-trunk over the training crops. Models go to ``<build>/bench_taps/<variant>``.
+subset of the default ones gets its caches cut out of the default set's finished, digest-stamped
+caches (same float16 trunk, columns of the same taps: identical numbers), so only the default set
+ever runs the trunk over the training crops. Models go to ``<build>/bench_taps/<variant>``.
 """
 
 from __future__ import annotations
@@ -63,14 +63,17 @@ def _cut_caches(taps: list[int], sets: list[Path], n_heads: int, size: int) -> N
     src_id, dst_id = trunk_id(full), trunk_id(part)
     for d in sets:
         src, dst = d / "branch_features" / f"{src_id}.npy", d / "branch_features" / f"{dst_id}.npy"
-        done = d / "branch_features" / f"{src_id}.done"
-        if dst.is_file() or not src.is_file() or not done.is_file():
+        done, stamp = d / "branch_features" / f"{src_id}.done", d / "branch_features" / f"{src_id}.json"
+        # The source must be finished and stamped with its images' digest (branch_features checks
+        # the stamp): the cut copy carries the same stamp, so it is trusted for the same images.
+        if dst.is_file() or not (src.is_file() and done.is_file() and stamp.is_file()):
             continue
         feats = np.load(src, mmap_mode="r")
         if int(done.read_text()) != len(feats):
             continue  # unfinished: the variant computes its own
         np.save(dst, np.ascontiguousarray(feats[:, cols]))
         (dst.parent / f"{dst_id}.done").write_text(str(len(feats)))
+        (dst.parent / f"{dst_id}.json").write_text(stamp.read_text())
 
 
 def main(argv: list[str] | None = None) -> int:
