@@ -297,6 +297,22 @@ std_st = st.one_of(
 )
 
 
+def test_moment_exact_on_a_log_uniform_std_grid():
+    """Seeded sweep of the whole std range, 30% of means on a level value (where a tiny std is
+    hardest): both moments exact wherever the std is feasible."""
+    rng = np.random.default_rng(0)
+    n = 20000
+    mos = np.where(rng.random(n) < 0.3, rng.integers(1, 6, n).astype(float), rng.uniform(1, 5, n))
+    std = np.exp(rng.uniform(np.log(1e-9), np.log(1e9), n))
+    std[rng.random(n) < 0.05] = 0.0
+    p = moment_labels(mos, std)
+    assert (p >= 0).all()
+    np.testing.assert_allclose(p.sum(-1), 1.0, atol=1e-12)
+    np.testing.assert_allclose(p @ V, mos, atol=1e-9)
+    lo, hi = variance_bounds(mos)
+    np.testing.assert_allclose(score_std(p), np.sqrt(np.clip(std**2, lo, hi)), atol=1e-6)
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.tuples(mos_st, std_st), min_size=1, max_size=40))
 @example([(2.0, 1e-05)])  # a tiny std on a level value: the solver's residual was 1/3 of the std
