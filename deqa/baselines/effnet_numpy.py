@@ -137,7 +137,8 @@ class NumpyEffNetTrunk:
         out = np.empty((n, oh, ow, c), np.float32)
         # Output rows per chunk: the k*k passes of one chunk then run on its ~1 MiB of input and
         # output rows while they sit in L2, not on the whole map (the early blocks' maps are
-        # several MiB per image); ~15-20% faster than whole maps on the 2-core test machine.
+        # several MiB per image). With ReLU6 applied per band and the one-pass std of tap_features,
+        # bench/baseline_speed.py measured the numpy network at 17.5 -> 20.0 images/s (BENCHMARKS.md).
         rows = max(1, min(oh, _CHUNK_BYTES // (ow * c * 4 * (1 + s))))
 
         def run(images: range) -> None:
