@@ -1,6 +1,7 @@
 """Encoder branch of the degradation model: config, torch/numpy parity, save/load, training on cached features."""
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -265,6 +266,39 @@ def test_feature_cache_follows_the_images(tiny_sets, tmp_path):
     marker[:] = 3.0
     marker.flush()
     assert (branch_features(branch, data, batch_size=16, progress=False) == 3.0).all()
+
+
+def test_feature_cache_trusts_the_stamp_only_for_an_unchanged_file(tiny_sets, tmp_path, monkeypatch):
+    """The images' digest is not re-read while size and mtime match a stamp taken well after the
+    last write; a touched file, or a stamp taken right after a write, is hashed again."""
+    import os
+    import shutil
+
+    from deqa.baselines import branch_train
+
+    train, _, _ = tiny_sets
+    data = tmp_path / "copy"
+    shutil.copytree(train, data, ignore=shutil.ignore_patterns("branch_features"))
+    images = data / "images.npy"
+    old = images.stat().st_mtime_ns - 60 * 10**9
+    os.utime(images, ns=(old, old))
+    branch = _branched(taps=(0,)).branch
+    hashed = []
+    real = branch_train.images_digest
+    monkeypatch.setattr(branch_train, "images_digest", lambda p: hashed.append(p) or real(p))
+    first = branch_features(branch, data, batch_size=16, progress=False).copy()
+    assert len(hashed) == 1
+    np.testing.assert_array_equal(branch_features(branch, data, batch_size=16, progress=False), first)
+    assert len(hashed) == 1  # stat unchanged: the stamp's digest is used
+    os.utime(images, ns=(old + 10**9, old + 10**9))  # the same bytes, written again
+    np.testing.assert_array_equal(branch_features(branch, data, batch_size=16, progress=False), first)
+    assert len(hashed) == 2  # hashed again, found equal, cache kept
+    # A write in the last 2 s may share the stamp's clock tick: never trusted.
+    now = time.time_ns()
+    os.utime(images, ns=(now, now))
+    branch_features(branch, data, batch_size=16, progress=False)
+    branch_features(branch, data, batch_size=16, progress=False)
+    assert len(hashed) == 4
 
 
 def test_branch_config_errors(tiny_sets, tmp_path):
