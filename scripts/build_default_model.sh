@@ -17,8 +17,10 @@
 # number on the card, default 3; its training seed is ROUND - 1), LINEAGE (the card's words for INIT_FROM),
 # BRANCH (1 = add the encoder branch, a frozen EfficientNet-Lite0 trunk + MLP blended with the CNN per
 # head, default 1; 0 = CNN only), BRANCH_EPOCHS (the branch MLP's epochs, default 40), BRANCH_N_EXTRA
-# (crops of a second training draw, render seed 104, that only the branch MLP trains on beside the CNN's
-# training set, default 30000; 0 = none).
+# (crops of a second training draw, render seed 104, that the branch MLP trains on beside the CNN's
+# training set, default 30000; 0 = none), ROUND_DATA (what the INIT_FROM round trains on: train = the
+# training set, default; branch = that second draw, so a round from a model whose CNN already saw the
+# training set gets new crops without a new render: v9's round 7).
 # Deterministic given the same package versions: fixed seeds everywhere, single-process training.
 # Interrupted? Run it again: photos, rendered sets and the training run all resume where they stopped.
 set -euo pipefail
@@ -38,6 +40,7 @@ ROUND="${ROUND:-3}"
 BRANCH="${BRANCH:-1}"
 BRANCH_EPOCHS="${BRANCH_EPOCHS:-40}"
 BRANCH_N_EXTRA="${BRANCH_N_EXTRA:-30000}"
+ROUND_DATA="${ROUND_DATA:-train}"
 MODEL_ID=deqa-builtin-degradation-v8
 if ! [[ "$BRANCH" =~ ^[01]$ ]]; then
   echo "build_default_model.sh: BRANCH must be 0 or 1 (got '$BRANCH')" >&2
@@ -51,6 +54,16 @@ if ! [[ "$BRANCH_N_EXTRA" =~ ^[0-9]+$ ]]; then
   echo "build_default_model.sh: BRANCH_N_EXTRA must be a whole number of crops >= 0 (got '$BRANCH_N_EXTRA')" >&2
   exit 2
 fi
+case "$ROUND_DATA" in
+  train) ROUND_SET="$WORK/train" ;;
+  branch)
+    if [ -z "$INIT_FROM" ] || [ "$BRANCH_N_EXTRA" -le 0 ]; then
+      echo "build_default_model.sh: ROUND_DATA=branch trains the INIT_FROM round on the branch's second draw: it needs INIT_FROM and BRANCH_N_EXTRA > 0" >&2
+      exit 2
+    fi
+    ROUND_SET="$WORK/train_branch" ;;
+  *) echo "build_default_model.sh: ROUND_DATA must be train or branch (got '$ROUND_DATA')" >&2; exit 2 ;;
+esac
 if [ -n "$INIT_FROM" ] && [ "$EPOCHS3" -le 0 ] && [ "$BRANCH" = 0 ]; then
   echo "build_default_model.sh: INIT_FROM=$INIT_FROM skips rounds 1-2, so EPOCHS3 must be > 0 (got $EPOCHS3), or BRANCH=1 to add only the encoder branch" >&2
   exit 2
@@ -111,10 +124,15 @@ render_sweeps() {  # SPLIT PREFIX SEED: per head PREFIX"sweep_"HEAD (seed SEED +
 render_sweeps heldout "$WORK/test/" 110
 sweeps=("${SWEEP_SETS[@]}")
 
-train_round() {  # OUT EPOCHS LR SEED WARMUP [INIT]
+render_branch_draw() {  # the second training draw (seed 104); a finished render is not redone
+  "${DEQA[@]}" synth --photos "$WORK/photos" --split train --out "$WORK/train_branch" --n "$BRANCH_N_EXTRA" --size "$SIZE" --seed 104 --workers 2
+}
+[ "$ROUND_DATA" = branch ] && render_branch_draw
+
+train_round() {  # OUT EPOCHS LR SEED WARMUP [INIT] [DATA]
   local init=""
   [ -n "${6:-}" ] && init=", \"init_from\": \"$6\""
-  "${DEQA[@]}" train --train-data "$WORK/train" --val-data "$WORK/val" --out "$1" \
+  "${DEQA[@]}" train --train-data "${7:-$WORK/train}" --val-data "$WORK/val" --out "$1" \
     --epochs "$2" --batch-size 32 --lr "$3" --threads "$THREADS" --device "$DEVICE" \
     --config "{\"model_id\": \"$MODEL_ID\", \"patience\": 2, \"seed\": $4, \"warmup_steps\": $5$init}"
   LOGS+=("$1/train_log.jsonl")
@@ -132,7 +150,7 @@ else
 fi
 # Round 3: a third warm restart, on this generator's data (v4 started here from the v3 weights, v5
 # from v4's as round 4 on the larger photo pool, v6 from v5's as round 5 on fresh crops).
-[ "$EPOCHS3" -gt 0 ] && train_round "$WORK/model_r$ROUND" "$EPOCHS3" 1e-3 $((ROUND - 1)) 200 "$FINAL"
+[ "$EPOCHS3" -gt 0 ] && train_round "$WORK/model_r$ROUND" "$EPOCHS3" 1e-3 $((ROUND - 1)) 200 "$FINAL" "$ROUND_SET"
 
 # The encoder branch: a frozen ImageNet EfficientNet-Lite0 trunk, pooled at several depths, + an MLP,
 # trained on the trunk's cached features of the same training crops; its share of each head's logit is
@@ -143,7 +161,7 @@ if [ "$BRANCH" = 1 ]; then
   if [ "$BRANCH_N_EXTRA" -gt 0 ]; then
     # The MLP sees only pooled features, ~1,600 numbers per crop: more crops of the same scenes keep it
     # from fitting the first draw's (seed-to-seed spread of held-out blur grading on one draw: 0.90-0.92).
-    "${DEQA[@]}" synth --photos "$WORK/photos" --split train --out "$WORK/train_branch" --n "$BRANCH_N_EXTRA" --size "$SIZE" --seed 104 --workers 2
+    render_branch_draw
     BRANCH_DATA+=("$WORK/train_branch")
   fi
   # Validation sweeps from the training scenes (other crops), one with nuisance and one isolated per head,

@@ -162,7 +162,11 @@ def test_deqa_score_cli_process_stays_free_of_transformers(run_fresh_python):
      ({"TRAIN_SEED": "103"}, "TRAIN_SEED must be a non-negative integer other than the validation/test seeds"),
      ({"TRAIN_SEED": "-1"}, "TRAIN_SEED must be"),
      ({"TRAIN_SEED": "104"}, "and the branch's 104"),
-     ({"TRAIN_SEED": "155"}, "150-169")],
+     ({"TRAIN_SEED": "155"}, "150-169"),
+     ({"ROUND_DATA": "extra"}, "ROUND_DATA must be train or branch"),
+     ({"ROUND_DATA": "branch"}, "ROUND_DATA=branch trains the INIT_FROM round"),
+     ({"ROUND_DATA": "branch", "INIT_FROM": "deqa/assets/default_model", "BRANCH_N_EXTRA": "0"},
+      "it needs INIT_FROM and BRANCH_N_EXTRA > 0")],
 )
 def test_build_script_rejects_a_bad_continuation_before_any_download(tmp_path, env, message):
     out = subprocess.run(["bash", str(ROOT / "scripts" / "build_default_model.sh"), str(tmp_path / "work")],
