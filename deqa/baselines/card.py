@@ -187,6 +187,7 @@ def write_model_card(model_dir: str | Path, metrics_path: str | Path, train_logs
         by_origin: dict[str, int] = {}
         for e in used:
             by_origin[e["origin"]] = by_origin.get(e["origin"], 0) + 1
+        registry = any(e["origin"].startswith(("pypi:", "npm:")) for e in used)
         held = sorted({e["group"] for e in used if e["split"] == "heldout"})
         train = sorted({e["group"] for e in used if e["split"] == "train"})
         L += [f"- {len(index)} images found in packages; {len(used)} used, in {len(held) + len(train)} scenes: "
@@ -196,7 +197,9 @@ def write_model_card(model_dir: str | Path, metrics_path: str | Path, train_logs
                   "  `deqa/baselines/photos.py` (mate-backgrounds' `nature/` folder; lists of the Plasma, Lomiri,",
                   "  Enlightenment and LXQt wallpapers, OpenCV samples, jigsaw-game puzzles, GCompris pictures and",
                   "  Plasma / Budgie avatar pictures that are photographs; the scikit-image / scikit-learn / matplotlib",
-                  "  photos); vector art, gradients,",
+                  "  photos" + ("; the photographs listed, with their package file's URL, SHA-256 and licence, in"
+                              "\n  `deqa/baselines/registry_photos.py` (PyPI and npm package files)" if registry else "")
+                  + "); vector art, gradients,",
                   "  renders and drawings are left out, because a degradation label on them describes something the",
                   "  image does not show (blur on a flat gradient), and so are samples that already carry a degradation.",
                   f"  (2) Texture, measured at {cur['crop_size']} px: a crop is *textured* when at least "
