@@ -36,7 +36,14 @@ build folder; resumable like every rendered set), then reports, per model:
    drawn at the generator's random size factor and with that spread removed (``size_jitter`` 0:
    every mark of one t at one size); grading SRCC with t for both. The gain is what the random
    size costs the grading, an upper bound on what tying the size to t in the generator can buy.
-10. Throughput of the frozen EfficientNet-Lite0 encoder (``FrozenEncoder.embed``) at 224 px, the
+11. Colour-cast grading per opponent axis, seen vs unseen: casts of random kind and intensity
+   whose hue lies within 30 degrees of either end of one axis (red-cyan, green-magenta,
+   blue-yellow), on 120 clean crops of the held-out scenes and 120 clean crops of the training
+   scenes (other crops than the model trained on); grading SRCC with t per axis and scene pool.
+   Daylight itself varies along blue-yellow, so a scene the model has never seen can carry such a
+   shift as content: if that axis holds the scene gap, the limit is the reference-free judgement,
+   not the model.
+12. Throughput of the frozen EfficientNet-Lite0 encoder (``FrozenEncoder.embed``) at 224 px, the
    candidate second model for "what colour should this be".
 """
 
@@ -215,6 +222,37 @@ def _cast_directions(model, clean: np.ndarray) -> dict:
     return out
 
 
+# Opponent axes by the hue angles of their two ends (apply_colour_cast: 0 red, 2pi/3 green, 4pi/3 blue).
+CAST_AXES = {"red-cyan": (0.0, np.pi), "green-magenta": (2 * np.pi / 3, 5 * np.pi / 3),
+             "blue-yellow": (4 * np.pi / 3, np.pi / 3)}
+
+
+def _clean_seen(build: Path, n: int = 120) -> np.ndarray:
+    photos = [e["file"] for e in read_photo_index(build / "photos", "train")]
+    path = render_dataset(photos, build / "clean_seen", n, SynthConfig(size=224, count_probs=(1.0,)), seed=141,
+                          workers=2, progress=False)
+    return np.asarray(load_synth_dataset(path)[0], dtype=np.float32) / 255.0
+
+
+def _cast_by_axis(model, pools: dict[str, np.ndarray], per_crop: int = 2) -> dict[str, dict[str, float]]:
+    j = list(model.cfg.heads).index("colour_cast")
+    out: dict[str, dict[str, float]] = {}
+    for k, (axis, ends) in enumerate(CAST_AXES.items()):
+        out[axis] = {}
+        for pool, clean in pools.items():
+            rng = np.random.default_rng(20 + k)  # the same draws for both pools
+            ts, casts = [], []
+            for c in clean:
+                for _ in range(per_crop):
+                    t = float(rng.uniform(0.0, 1.0))
+                    angle = ends[int(rng.integers(2))] + rng.uniform(-np.pi / 6, np.pi / 6)
+                    casts.append((apply_colour_cast(c, t, rng, angle=angle) * 255).round().astype(np.uint8))
+                    ts.append(t)
+            out[axis][pool] = rho(predict_intensities(model, np.stack(casts))[:, j], ts)
+        out[axis]["n_per_pool"] = len(pools["unseen"]) * per_crop
+    return out
+
+
 def _cast_vs_delta_e(model, clean: np.ndarray, per_crop: int = 3) -> dict[str, float]:
     from skimage.color import rgb2lab
 
@@ -327,6 +365,7 @@ _PER_MODEL = (
     ("watermark_layout", "watermark_by_layout_on_clean_heldout_crops", "_watermark_by_layout", "clean"),
     ("watermark_strength", "watermark_label_vs_rendered_strength_on_clean_heldout_crops", "_watermark_vs_strength", "clean"),
     ("watermark_size_spread", "watermark_size_spread_on_clean_heldout_crops", "_watermark_size_spread", "clean"),
+    ("cast_axis", "colour_cast_grading_by_opponent_axis_on_clean_crops", "_cast_by_axis", "clean_pools"),
 )
 
 
@@ -336,7 +375,7 @@ def _model_analyses(model, inputs: dict, only: set[str]) -> dict:
 
 
 ANALYSES = ("grading", "scene_share", "tricks", "cast_hue", "cast_delta_e", "watermark_layout", "watermark_strength",
-            "watermark_size_spread", "colour_stats", "gray_edge", "encoder_speed")
+            "watermark_size_spread", "cast_axis", "colour_stats", "gray_edge", "encoder_speed")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -360,12 +399,14 @@ def main(argv: list[str] | None = None) -> int:
     unseen = {h: build / "test" / f"iso_{h}" for h in HEADS}
     seen = _seen_sets(build) if only & {"grading", "colour_stats"} else {}
     clean = (_clean_heldout(build) if only & {"cast_hue", "cast_delta_e", "watermark_layout", "watermark_strength",
-                                                "watermark_size_spread"} else None)
+                                                "watermark_size_spread", "cast_axis"} else None)
+    clean_pools = {"unseen": clean, "seen": _clean_seen(build)} if "cast_axis" in only else None
     res: dict = {"machine": f"{os.cpu_count()}-core CPU, torch {torch.__version__}", "models": {}}
     for folder in [args.model or str(builtin_model_dir())] + ([args.compare] if args.compare else []):
         model = load_degradation_model(folder)
         name = json.loads((Path(folder) / "deqa_baseline.json").read_text()).get("model_id", folder)
-        res["models"][name] = _model_analyses(model, {"seen": seen, "unseen": unseen, "clean": clean, "build": build}, only)
+        res["models"][name] = _model_analyses(model, {"seen": seen, "unseen": unseen, "clean": clean, "clean_pools": clean_pools,
+                                                         "build": build}, only)
     if "colour_stats" in only:
         res["colour_statistics_grading"] = {"seen": _colour_stats(seen["colour_cast"]), "unseen": _colour_stats(unseen["colour_cast"])}
     if "gray_edge" in only:
