@@ -41,7 +41,7 @@ BRANCH="${BRANCH:-1}"
 BRANCH_EPOCHS="${BRANCH_EPOCHS:-40}"
 BRANCH_N_EXTRA="${BRANCH_N_EXTRA:-30000}"
 ROUND_DATA="${ROUND_DATA:-train}"
-MODEL_ID=deqa-builtin-degradation-v8
+MODEL_ID=deqa-builtin-degradation-v10
 if ! [[ "$BRANCH" =~ ^[01]$ ]]; then
   echo "build_default_model.sh: BRANCH must be 0 or 1 (got '$BRANCH')" >&2
   exit 2

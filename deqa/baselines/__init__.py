@@ -21,7 +21,7 @@ from ..scorer import Scorer
 
 __all__ = ["load_baseline", "builtin_model_dir", "BUILTIN_MODEL_ID"]
 
-BUILTIN_MODEL_ID = "deqa-builtin-degradation-v8"
+BUILTIN_MODEL_ID = "deqa-builtin-degradation-v10"
 
 
 def builtin_model_dir() -> Path:
