@@ -198,9 +198,11 @@ def _gray_edge(build: Path) -> dict[str, float]:
 HUES = {"red": 0.0, "yellow": np.pi / 3, "green": 2 * np.pi / 3, "cyan": np.pi, "blue": 4 * np.pi / 3, "magenta": 5 * np.pi / 3}
 
 
-def _clean_heldout(build: Path, n: int = 120) -> np.ndarray:
-    photos = [e["file"] for e in read_photo_index(build / "photos", "heldout")]
-    path = render_dataset(photos, build / "clean_heldout", n, SynthConfig(size=224, count_probs=(1.0,)), seed=140,
+def _clean_crops(build: Path, split: str, n: int = 120) -> np.ndarray:
+    """Clean crops (no degradation) of one split's scenes in [0, 1]: ``clean_heldout`` (seed 140) or ``clean_seen`` (141)."""
+    folder, seed = {"heldout": ("clean_heldout", 140), "train": ("clean_seen", 141)}[split]
+    photos = [e["file"] for e in read_photo_index(build / "photos", split)]
+    path = render_dataset(photos, build / folder, n, SynthConfig(size=224, count_probs=(1.0,)), seed=seed,
                           workers=2, progress=False)
     return np.asarray(load_synth_dataset(path)[0], dtype=np.float32) / 255.0
 
@@ -225,13 +227,6 @@ def _cast_directions(model, clean: np.ndarray) -> dict:
 # Opponent axes by the hue angles of their two ends (apply_colour_cast: 0 red, 2pi/3 green, 4pi/3 blue).
 CAST_AXES = {"red-cyan": (0.0, np.pi), "green-magenta": (2 * np.pi / 3, 5 * np.pi / 3),
              "blue-yellow": (4 * np.pi / 3, np.pi / 3)}
-
-
-def _clean_seen(build: Path, n: int = 120) -> np.ndarray:
-    photos = [e["file"] for e in read_photo_index(build / "photos", "train")]
-    path = render_dataset(photos, build / "clean_seen", n, SynthConfig(size=224, count_probs=(1.0,)), seed=141,
-                          workers=2, progress=False)
-    return np.asarray(load_synth_dataset(path)[0], dtype=np.float32) / 255.0
 
 
 def _cast_by_axis(model, pools: dict[str, np.ndarray], per_crop: int = 2) -> dict[str, dict[str, float]]:
@@ -398,9 +393,9 @@ def main(argv: list[str] | None = None) -> int:
 
     unseen = {h: build / "test" / f"iso_{h}" for h in HEADS}
     seen = _seen_sets(build) if only & {"grading", "colour_stats"} else {}
-    clean = (_clean_heldout(build) if only & {"cast_hue", "cast_delta_e", "watermark_layout", "watermark_strength",
+    clean = (_clean_crops(build, "heldout") if only & {"cast_hue", "cast_delta_e", "watermark_layout", "watermark_strength",
                                                 "watermark_size_spread", "cast_axis"} else None)
-    clean_pools = {"unseen": clean, "seen": _clean_seen(build)} if "cast_axis" in only else None
+    clean_pools = {"unseen": clean, "seen": _clean_crops(build, "train")} if "cast_axis" in only else None
     res: dict = {"machine": f"{os.cpu_count()}-core CPU, torch {torch.__version__}", "models": {}}
     for folder in [args.model or str(builtin_model_dir())] + ([args.compare] if args.compare else []):
         model = load_degradation_model(folder)
