@@ -11,9 +11,10 @@ and darkest 5% of pixels and of the edges (grey edge); opponent-colour percentil
 colour of near-neutral pixels; luma percentiles, clipped shares and a 16-bin luma histogram (67
 numbers per crop, from every 4th pixel in each direction, in :func:`colour_stats`).
 
-Three MLPs, all with the branch recipe (standardised inputs, MLP d-256-64-6 with dropout 0.1,
-AdamW lr 1e-3 wd 1e-3, batch 256, 200 warm-up steps, cosine to 1%, BCE with watermark x1.5, 40
-epochs, best validation loss kept, seed 0), on the same training crops:
+Three MLPs, all with the branch recipe read from the library (``BranchTrainConfig``'s defaults:
+AdamW, lr, weight decay, batch, warm-up and cosine schedule, BCE with its loss weights, epochs, seed;
+the branch's own MLP, ``branch_head``; standardised inputs; best validation loss kept), on the same
+training crops:
 
 - ``trunk``: the trunk's cached features (the shipped branch's inputs): the control;
 - ``trunk + stats``: those features and the 67 statistics;
@@ -40,10 +41,22 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from deqa.baselines.branch_train import MIX_GRID, _logits, branch_features, imagenet_branch  # noqa: E402
+from deqa.baselines.branch_train import (  # noqa: E402
+    MIX_GRID,
+    BranchTrainConfig,
+    _logits,
+    branch_features,
+    imagenet_branch,
+)
 from deqa.baselines.degradation import load_degradation_model  # noqa: E402
 from deqa.baselines.degradation_config import EncoderBranchConfig, mix_logits  # noqa: E402
-from deqa.baselines.degradation_train import evaluate_degradation, head_loss, predict_intensities  # noqa: E402
+from deqa.baselines.degradation_train import (  # noqa: E402
+    _schedule,
+    evaluate_degradation,
+    head_loss,
+    predict_intensities,
+)
+from deqa.baselines.encoder_branch import branch_head  # noqa: E402
 from deqa.baselines.synth import load_synth_dataset  # noqa: E402
 from deqa.metrics import srcc  # noqa: E402
 
@@ -99,30 +112,28 @@ def set_stats(path: Path) -> np.ndarray:
     return out
 
 
-def train_mlp(x_tr, y_tr, x_va, y_va, heads, *, epochs=40, seed=0):
-    """The branch recipe on a feature matrix; returns a predict(features) -> logits function."""
-    torch.manual_seed(seed)
+def train_mlp(x_tr, y_tr, x_va, y_va, heads, cfg: BranchTrainConfig):
+    """The branch recipe (``cfg``'s lr, weight decay, batch, warm-up, schedule, epochs, seed, loss
+    weights; the branch's own MLP) on a feature matrix; returns a predict(features) -> logits function."""
+    torch.manual_seed(cfg.seed)
     mean, std = x_tr.mean(0), x_tr.std(0) + 1e-6
 
     def norm(a):
         return torch.from_numpy(((a - mean) / std).astype(np.float32))
 
     xt, yt, xv, yv = norm(x_tr), torch.from_numpy(y_tr), norm(x_va), torch.from_numpy(y_va)
-    model = torch.nn.Sequential(torch.nn.Linear(xt.shape[1], 256), torch.nn.ReLU(), torch.nn.Dropout(0.1),
-                                torch.nn.Linear(256, 64), torch.nn.ReLU(), torch.nn.Linear(64, yt.shape[1]))
-    w = torch.tensor([1.5 if h == "watermark" else 1.0 for h in heads])
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-3)
-    steps = math.ceil(len(xt) / 256)
-    sched = torch.optim.lr_scheduler.SequentialLR(
-        opt, [torch.optim.lr_scheduler.LinearLR(opt, 0.01, 1.0, 200),
-              torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps * epochs - 200, 1e-5)], [200])
-    gen = torch.Generator().manual_seed(seed)
+    model = branch_head(cfg.branch_config(), xt.shape[1], yt.shape[1])
+    w = torch.tensor([cfg.loss_weights.get(h, 1.0) for h in heads])
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps = math.ceil(len(xt) / cfg.batch_size)
+    sched = _schedule(opt, cfg, steps * cfg.epochs)
+    gen = torch.Generator().manual_seed(cfg.seed)
     best, state, best_epoch = math.inf, None, 0
-    for epoch in range(epochs):
+    for epoch in range(cfg.epochs):
         model.train()
         perm = torch.randperm(len(xt), generator=gen)
         for s in range(steps):
-            i = perm[s * 256 : (s + 1) * 256]
+            i = perm[s * cfg.batch_size : (s + 1) * cfg.batch_size]
             loss = head_loss(model(xt[i]), yt[i], w)
             opt.zero_grad()
             loss.backward()
@@ -183,9 +194,11 @@ def main(argv: list[str] | None = None) -> int:
         return {"trunk": d["trunk"], "stats": d["stats"], "trunk + stats": np.concatenate([d["trunk"], d["stats"]], 1)}[arm]
 
     y_tr = np.concatenate([d["y"] for d in train])
+    recipe = BranchTrainConfig(cnn=args.cnn, train_data=args.train_data, val_data=str(build / "val"), out_dir=str(build))
     results = {}
     for arm in ARMS:
-        predict, best, best_epoch = train_mlp(np.concatenate([inputs(d, arm) for d in train]), y_tr, inputs(val, arm), val["y"], heads)
+        predict, best, best_epoch = train_mlp(np.concatenate([inputs(d, arm) for d in train]), y_tr, inputs(val, arm), val["y"],
+                                              heads, recipe)
         mix, grading, branch_only = {}, {}, {}
         for j, h in enumerate(heads):
             sets = [d for d in vsw if d["head"] == h]

@@ -20,7 +20,7 @@ from torch import nn
 from .degradation import DegradationNet
 from .degradation_config import EncoderBranchConfig, mix_logits
 
-__all__ = ["EncoderBranch", "BranchedDegradationNet", "build_trunk", "imagenet_trunk_state", "trunk_channels"]
+__all__ = ["EncoderBranch", "BranchedDegradationNet", "branch_head", "build_trunk", "imagenet_trunk_state", "trunk_channels"]
 
 TRUNK_DTYPE = torch.float16  # storage dtype of the trunk in branch.safetensors
 
@@ -56,6 +56,17 @@ def imagenet_trunk_state(cfg: EncoderBranchConfig) -> dict[str, torch.Tensor]:
     return {k: v for k, v in state.items() if k in keep}
 
 
+def branch_head(cfg: EncoderBranchConfig, dim: int, n_heads: int) -> nn.Sequential:
+    """The branch's MLP: Linear-ReLU-Dropout per ``cfg.head_hidden`` width, then Linear to one logit per head."""
+    layers: list[nn.Module] = []
+    d = dim
+    for h in cfg.head_hidden:
+        layers += [nn.Linear(d, h), nn.ReLU(inplace=True), nn.Dropout(cfg.dropout)]
+        d = h
+    layers.append(nn.Linear(d, n_heads))
+    return nn.Sequential(*layers)
+
+
 class EncoderBranch(nn.Module):
     """images [B, 3, S, S] in [0, 1] -> per-head logits [B, n_heads]; the trunk never trains."""
 
@@ -68,13 +79,7 @@ class EncoderBranch(nn.Module):
         dim = 2 * sum(trunk_channels(self.trunk, cfg.taps))
         self.register_buffer("feat_mean", torch.zeros(dim))
         self.register_buffer("feat_std", torch.ones(dim))
-        layers: list[nn.Module] = []
-        d = dim
-        for h in cfg.head_hidden:
-            layers += [nn.Linear(d, h), nn.ReLU(inplace=True), nn.Dropout(cfg.dropout)]
-            d = h
-        layers.append(nn.Linear(d, n_heads))
-        self.head = nn.Sequential(*layers)
+        self.head = branch_head(cfg, dim, n_heads)
         self.dim = dim
 
     def train(self, mode: bool = True) -> EncoderBranch:
