@@ -18,12 +18,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TextIO
 
+from .fileio import write_text_atomic
 from .jsonl import JsonlWriter, cut_torn_tail, iter_jsonl
 from .results import ScoreFailure, ScoreResult
 
@@ -192,9 +192,7 @@ class _JsonWriter(ResultWriter):
     def _flush(self):
         if self.path is None:
             return
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps(self.rows, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        os.replace(tmp, self.path)
+        write_text_atomic(self.path, json.dumps(self.rows, indent=2, ensure_ascii=False) + "\n")
         self.last = time.monotonic()
 
     def write(self, result):

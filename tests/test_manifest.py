@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 
 import pytest
 
@@ -28,13 +29,28 @@ def records():
 def test_round_trip(tmp_path):
     path = tmp_path / "sub" / "m.jsonl"
     assert write_manifest(path, records()) == 2
-    assert not (tmp_path / "sub" / "m.jsonl.tmp").exists()
+    assert os.listdir(tmp_path / "sub") == ["m.jsonl"]  # no temp file left beside it
     back = read_manifest(path)
     assert back == records()
     lines = path.read_text(encoding="utf-8").splitlines()
     first = json.loads(lines[0])
     assert list(first)[: len(MANIFEST_FIELDS)] == list(MANIFEST_FIELDS)
     assert json.loads(lines[1])["std"] is None and "extra" not in json.loads(lines[1])
+
+
+def test_failed_write_keeps_the_old_manifest(tmp_path):
+    path = tmp_path / "m.jsonl"
+    write_manifest(path, records())
+    before = path.read_bytes()
+
+    def failing():
+        yield records()[0]
+        raise RuntimeError("source went away")
+
+    with pytest.raises(RuntimeError, match="went away"):
+        write_manifest(path, failing())
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["m.jsonl"]
 
 
 def test_overwrite_replaces_the_whole_file(tmp_path):

@@ -3,6 +3,7 @@
 import csv
 import io
 import json
+import os
 
 import pytest
 
@@ -101,7 +102,7 @@ def test_json_file_is_always_valid_and_resumes(tmp_path):
     with open_writer("json", path) as w:
         w.write(B)
     assert json.loads(path.read_text()) == [A.to_dict(), B.to_dict()]
-    assert not (tmp_path / "s.json.tmp").exists()
+    assert sorted(os.listdir(tmp_path)) == ["s.json"]  # no temp file left beside it
     path.write_text("[{")
     with pytest.raises(ValueError, match="s.json: not valid JSON"):
         read_records(path, "json")

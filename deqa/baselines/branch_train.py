@@ -25,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..fileio import file_digest, write_text_atomic
 from .degradation import DegradationNet, load_degradation_model, save_degradation_model
 from .degradation_config import EncoderBranchConfig, mix_logits
 from .degradation_train import _schedule, head_loss, predict_intensities
@@ -96,11 +97,7 @@ def imagenet_branch(bcfg: EncoderBranchConfig, n_heads: int, image_size: int) ->
 
 def images_digest(path: str | Path) -> str:
     """BLAKE2b of a file's bytes (a rendered set's images.npy), read in 16 MiB blocks."""
-    h = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as f:
-        while block := f.read(1 << 24):
-            h.update(block)
-    return h.hexdigest()
+    return file_digest(path, "blake2b", digest_size=16, block_size=1 << 24)
 
 
 def _stamped_digest(images_path: Path, stamp: dict) -> tuple[str, dict]:
@@ -155,7 +152,7 @@ def branch_features(branch: EncoderBranch, data: str | Path, *, batch_size: int 
     fresh = stamp.get("images_blake2b") == digest
     done = int(done_path.read_text()) if fresh and done_path.is_file() and path.is_file() else 0
     if not fresh or stamp.get("file") != seen:
-        stamp_path.write_text(json.dumps({"images_blake2b": digest, "n": n, "file": seen}) + "\n")
+        write_text_atomic(stamp_path, json.dumps({"images_blake2b": digest, "n": n, "file": seen}) + "\n")
     if done == 0:
         feats = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, branch.dim))
     else:
@@ -172,7 +169,7 @@ def branch_features(branch: EncoderBranch, data: str | Path, *, batch_size: int 
             feats[s : s + len(x)] = branch.features(x).cpu().numpy()
             bar.update(len(x))
         feats.flush()
-        done_path.write_text(str(stop))
+        write_text_atomic(done_path, str(stop))
     bar.close()
     return np.asarray(feats)
 

@@ -26,6 +26,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from ..fileio import atomic_write, write_text_atomic
 from ..results import ScoreResult
 from ..scorer import Scorer
 from .degradation_config import (
@@ -180,8 +181,6 @@ def save_degradation_model(model: nn.Module, out_dir: str | os.PathLike, *, extr
     :class:`~deqa.baselines.encoder_branch.BranchedDegradationNet`, whose branch goes to
     ``branch.safetensors`` (trunk in float16) and its config to the JSON's ``"branch"``.
     """
-    from safetensors.torch import save_file
-
     from ..load import BASELINE_CONFIG_NAME
 
     out = Path(out_dir)
@@ -189,7 +188,7 @@ def save_degradation_model(model: nn.Module, out_dir: str | os.PathLike, *, extr
     branch = getattr(model, "branch", None)
     cnn = model.cnn if branch is not None else model
     state = {k: v.detach().cpu().contiguous() for k, v in cnn.state_dict().items()}
-    save_file(state, str(out / WEIGHTS_NAME), metadata={"format": "pt", "type": "degradation"})
+    _save_safetensors(out / WEIGHTS_NAME, state, {"format": "pt", "type": "degradation"})
     cfg = {"type": "degradation", "format_version": 1, "model": cnn.cfg.to_dict()}
     if branch is not None:
         from .encoder_branch import TRUNK_DTYPE
@@ -199,13 +198,22 @@ def save_degradation_model(model: nn.Module, out_dir: str | os.PathLike, *, extr
             for k, v in branch.state_dict().items()
             if not k.endswith("num_batches_tracked")
         }
-        save_file(bstate, str(out / BRANCH_WEIGHTS_NAME), metadata={"format": "pt", "type": "degradation-branch"})
+        _save_safetensors(out / BRANCH_WEIGHTS_NAME, bstate, {"format": "pt", "type": "degradation-branch"})
         cfg["branch"] = branch.cfg.to_dict()
     elif (out / BRANCH_WEIGHTS_NAME).exists():
         (out / BRANCH_WEIGHTS_NAME).unlink()  # a stale branch must not sit beside a CNN-only config
     cfg.update(extra or {})
-    (out / BASELINE_CONFIG_NAME).write_text(json.dumps(cfg, indent=2) + "\n")
+    write_text_atomic(out / BASELINE_CONFIG_NAME, json.dumps(cfg, indent=2) + "\n")
     return out
+
+
+def _save_safetensors(path: Path, state: dict, metadata: dict) -> None:
+    """Written whole or not at all: the trainer rewrites the best weights during a run, and a kill
+    mid-write must not leave a torn file that a resumed run keeps as its best."""
+    from safetensors.torch import save
+
+    with atomic_write(path, "wb") as f:
+        f.write(save(state, metadata=metadata))
 
 
 def _load_strict(module: nn.Module, path: Path, what: str) -> None:

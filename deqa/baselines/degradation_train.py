@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..fileio import atomic_write
 from .degradation import DegradationModelConfig, DegradationNet, save_degradation_model
 from .dictconfig import from_dict_strict
 from .synth import load_synth_dataset
@@ -352,15 +353,16 @@ def train_degradation(cfg: DegradationTrainConfig, *, progress: bool = True) -> 
             log.flush()
             state.update(epoch=epoch + 1, step=step)
             state["history"].append(row)
-            torch.save(
-                {
-                    "model": model.state_dict(),
-                    "optimizer": opt.state_dict(),
-                    "scheduler": sched.state_dict(),
-                    "state": json.dumps(state),
-                },
-                state_path,
-            )
+            with atomic_write(state_path, "wb") as f:  # a kill mid-save keeps the last epoch's checkpoint
+                torch.save(
+                    {
+                        "model": model.state_dict(),
+                        "optimizer": opt.state_dict(),
+                        "scheduler": sched.state_dict(),
+                        "state": json.dumps(state),
+                    },
+                    f,
+                )
     finally:
         log.close()
     return {"best_val_loss": state["best_val"], "epochs_run": state["epoch"], "steps": step, "out_dir": str(out)}

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from ..fileio import atomic_write, file_digest
 from ..imageio import load_image
 from ..levels import level_word
 from ..results import ScoreResult
@@ -72,9 +73,7 @@ def image_hash(source: str | os.PathLike | Image.Image) -> str:
         h.update(f"{source.mode}:{source.size}".encode())
         h.update(source.tobytes())
     else:
-        with open(source, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
+        return file_digest(source)
     return h.hexdigest()
 
 
@@ -119,10 +118,8 @@ class EmbeddingCache:
                 out[i] = e
                 p = self._path(keys[i])
                 p.parent.mkdir(exist_ok=True)
-                # Write-then-rename: a killed job never leaves a half-written embedding behind.
-                tmp = p.with_suffix(".tmp.npy")
-                np.save(tmp, e.astype(np.float32), allow_pickle=False)
-                os.replace(tmp, p)
+                with atomic_write(p, "wb") as f:  # a killed job leaves no half-written embedding
+                    np.save(f, e.astype(np.float32), allow_pickle=False)
         return out
 
 
@@ -293,13 +290,14 @@ def save_encoder_head(folder: str | os.PathLike, spec: EncoderSpec, head: Qualit
                       thresholds: ThresholdPolicy | None = None, model_id: str = "deqa-encoder-head",
                       aggregation: str = "median", extra: dict | None = None) -> Path:
     """Write ``deqa_baseline.json`` + ``head.safetensors`` (the encoder is referenced, not copied)."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     from ..load import BASELINE_CONFIG_NAME
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()}, str(folder / HEAD_WEIGHTS_NAME))
+    with atomic_write(folder / HEAD_WEIGHTS_NAME, "wb") as f:
+        f.write(save({k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()}))
     cfg = {
         "type": "encoder_head",
         "format_version": 1,

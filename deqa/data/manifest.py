@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..fileio import atomic_write
 from ..jsonl import iter_jsonl
 
 __all__ = ["ManifestRecord", "MANIFEST_FIELDS", "write_manifest", "read_manifest"]
@@ -68,18 +68,12 @@ def write_manifest(path: str | Path, records: Iterable[ManifestRecord]) -> int:
         )
     if path.parent and not path.parent.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     n = 0
-    try:
-        with tmp.open("w", encoding="utf-8") as f:
-            for rec in records:
-                f.write(json.dumps(rec.to_json(), ensure_ascii=False, allow_nan=False))
-                f.write("\n")
-                n += 1
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # no half-written temp file left beside the target
-        raise
+    with atomic_write(path) as f:  # a bad record raises before the target is touched
+        for rec in records:
+            f.write(json.dumps(rec.to_json(), ensure_ascii=False, allow_nan=False))
+            f.write("\n")
+            n += 1
     return n
 
 
