@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -46,16 +45,12 @@ from deqa.baselines.branch_train import (  # noqa: E402
     BranchTrainConfig,
     _logits,
     branch_features,
+    fit_head,
     imagenet_branch,
 )
 from deqa.baselines.degradation import load_degradation_model  # noqa: E402
 from deqa.baselines.degradation_config import EncoderBranchConfig, mix_logits  # noqa: E402
-from deqa.baselines.degradation_train import (  # noqa: E402
-    _schedule,
-    evaluate_degradation,
-    head_loss,
-    predict_intensities,
-)
+from deqa.baselines.degradation_train import evaluate_degradation, predict_intensities  # noqa: E402
 from deqa.baselines.encoder_branch import branch_head  # noqa: E402
 from deqa.baselines.synth import load_synth_dataset  # noqa: E402
 from deqa.metrics import srcc  # noqa: E402
@@ -113,40 +108,20 @@ def set_stats(path: Path) -> np.ndarray:
 
 
 def train_mlp(x_tr, y_tr, x_va, y_va, heads, cfg: BranchTrainConfig):
-    """The branch recipe (``cfg``'s lr, weight decay, batch, warm-up, schedule, epochs, seed, loss
-    weights; the branch's own MLP) on a feature matrix; returns a predict(features) -> logits function."""
+    """The branch recipe (``fit_head``: the shipped training loop, ``cfg``'s lr, weight decay, batch,
+    warm-up, schedule, epochs, seed, loss weights; the branch's own MLP) on a standardised feature
+    matrix; returns (predict(features) -> logits, best validation loss, its epoch)."""
     torch.manual_seed(cfg.seed)
     mean, std = x_tr.mean(0), x_tr.std(0) + 1e-6
 
     def norm(a):
         return torch.from_numpy(((a - mean) / std).astype(np.float32))
 
-    xt, yt, xv, yv = norm(x_tr), torch.from_numpy(y_tr), norm(x_va), torch.from_numpy(y_va)
-    model = branch_head(cfg.branch_config(), xt.shape[1], yt.shape[1])
+    xt, xv = norm(x_tr), norm(x_va)
+    model = branch_head(cfg.branch_config(), xt.shape[1], y_tr.shape[1])
     w = torch.tensor([cfg.loss_weights.get(h, 1.0) for h in heads])
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps = math.ceil(len(xt) / cfg.batch_size)
-    sched = _schedule(opt, cfg, steps * cfg.epochs)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    best, state, best_epoch = math.inf, None, 0
-    for epoch in range(cfg.epochs):
-        model.train()
-        perm = torch.randperm(len(xt), generator=gen)
-        for s in range(steps):
-            i = perm[s * cfg.batch_size : (s + 1) * cfg.batch_size]
-            loss = head_loss(model(xt[i]), yt[i], w)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-        model.eval()
-        with torch.no_grad():
-            val = head_loss(model(xv), yv, w).item()
-        if val < best:
-            best, best_epoch = val, epoch + 1
-            state = {k: v.clone() for k, v in model.state_dict().items()}
-    model.load_state_dict(state)
-    model.eval()
+    best, log = fit_head(model, model, (xt, torch.from_numpy(y_tr)), (xv, torch.from_numpy(y_va)), w, cfg)
+    best_epoch = min(log, key=lambda r: r["val_loss"])["epoch"]
 
     def predict(a):
         with torch.no_grad():

@@ -13,6 +13,7 @@ from deqa.baselines.branch_train import (
     BranchTrainConfig,
     branch_features,
     choose_mix,
+    fit_head,
     train_branch,
     trunk_id,
 )
@@ -31,6 +32,7 @@ from deqa.baselines.degradation_numpy import (
 from deqa.baselines.encoder_branch import (
     BranchedDegradationNet,
     EncoderBranch,
+    branch_head,
     imagenet_trunk_state,
 )
 from deqa.baselines.synth import SynthConfig, render_dataset
@@ -179,6 +181,34 @@ def test_choose_mix_picks_the_better_model_per_head():
     by_srcc, info = choose_mix(sharp, calibrated, y, ("a", "b"), sweeps={"a": [(sharp, calibrated, y)]})
     assert by_srcc["a"] == 0.0 and info["a"]["by"] == "srcc" and info["a"]["value"] == pytest.approx(1.0)
     assert by_srcc["b"] == by_bce["b"] and info["b"]["by"] == "bce"
+
+
+def test_fit_head_learns_and_keeps_the_best_epoch():
+    # Two heads whose targets are sigmoids of linear features: learnable, so validation loss must fall.
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(600, 12, generator=g)
+    y = torch.sigmoid(x[:, :2] * 2.0)
+    cfg = BranchTrainConfig(cnn="-", train_data=["-"], val_data="-", out_dir="-", epochs=8, batch_size=64,
+                            warmup_steps=5, branch={"head_hidden": [32], "dropout": 0.1})
+    torch.manual_seed(0)
+    head = branch_head(cfg.branch_config(), 12, 2)
+    w = torch.tensor([1.0, 1.5])
+    best, log = fit_head(head, head, (x[:500], y[:500]), (x[500:], y[500:]), w, cfg)
+    assert [r["epoch"] for r in log] == list(range(1, 9))
+    assert best == pytest.approx(min(r["val_loss"] for r in log), abs=1e-5) and best < log[0]["val_loss"] - 0.01
+    assert not head.training  # eval mode: dropout off, so the loss below is the kept epoch's
+    from deqa.baselines.degradation_train import head_loss
+
+    with torch.no_grad():
+        assert head_loss(head(x[500:]), y[500:], w).item() == pytest.approx(best, abs=1e-6)
+    # Validation targets that contradict training: the loss rises as the head learns, so the first
+    # epoch is the best one and its weights, not the last epoch's, are what the head holds after.
+    torch.manual_seed(0)
+    head = branch_head(cfg.branch_config(), 12, 2)
+    best, log = fit_head(head, head, (x[:500], y[:500]), (x[500:], 1 - y[500:]), w, cfg)
+    assert log[0]["best"] and not any(r["best"] for r in log[1:]) and log[-1]["val_loss"] > best + 0.01
+    with torch.no_grad():
+        assert head_loss(head(x[500:]), 1 - y[500:], w).item() == pytest.approx(best, abs=1e-6)
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ import hashlib
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -211,6 +212,47 @@ def _logits(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p)).astype(np.float32)
 
 
+def fit_head(head: torch.nn.Module, logits: Callable[[torch.Tensor], torch.Tensor],
+             train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor],
+             loss_w: torch.Tensor, cfg: BranchTrainConfig) -> tuple[float, list[dict]]:
+    """The branch recipe's training loop over feature tensors already on the device.
+
+    AdamW on ``head``'s parameters (``cfg.lr``, ``cfg.weight_decay``), warm-up + cosine per step
+    (``_schedule``), the per-head weighted BCE, batches shuffled by a generator seeded with
+    ``cfg.seed``; ``logits(x)`` maps a feature batch to logits through ``head`` (for the branch,
+    with its standardisation). After each epoch the validation loss; the best epoch's weights are
+    loaded back into ``head``, left in eval mode. Returns (best validation loss, one row per epoch).
+    ``bench/branch_colour_stats.py`` trains its arms with it, so they follow the shipped recipe.
+    """
+    (xt, yt), (xv, yv) = train, val
+    opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps = math.ceil(len(xt) / cfg.batch_size)
+    sched = _schedule(opt, cfg, steps * cfg.epochs)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    best, best_state, log = float("inf"), None, []
+    for epoch in range(cfg.epochs):
+        head.train()
+        perm = torch.randperm(len(xt), generator=gen).to(xt.device)
+        for b in range(steps):
+            idx = perm[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+            loss = head_loss(logits(xt[idx]), yt[idx], loss_w)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+        head.eval()
+        with torch.no_grad():
+            val_loss = head_loss(logits(xv), yv, loss_w).item()
+        log.append({"epoch": epoch + 1, "train_loss": round(loss.item(), 5), "val_loss": round(val_loss, 5),
+                    "best": val_loss < best})
+        if val_loss < best:
+            best = val_loss
+            best_state = {k: v.detach().clone() for k, v in head.state_dict().items()}
+    head.load_state_dict(best_state)
+    head.eval()
+    return best, log
+
+
 def train_branch(cfg: BranchTrainConfig, *, progress: bool = True) -> dict[str, Any]:
     """Features -> MLP -> mix on validation -> ``cfg.out_dir`` holds CNN + branch."""
     out = Path(cfg.out_dir)
@@ -255,31 +297,8 @@ def train_branch(cfg: BranchTrainConfig, *, progress: bool = True) -> dict[str, 
     xt, yt = torch.from_numpy(x_tr).to(device), torch.from_numpy(y_tr).to(device)
     xv, yv = torch.from_numpy(x_va).to(device), torch.from_numpy(y_va).to(device)
     loss_w = torch.tensor([cfg.loss_weights.get(h, 1.0) for h in heads], device=device)
-    opt = torch.optim.AdamW(branch.head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps = math.ceil(len(xt) / cfg.batch_size)
-    sched = _schedule(opt, cfg, steps * cfg.epochs)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    best, best_state, log = float("inf"), None, []
     t0 = time.perf_counter()
-    for epoch in range(cfg.epochs):
-        branch.train()
-        perm = torch.randperm(len(xt), generator=gen).to(device)
-        for b in range(steps):
-            idx = perm[b * cfg.batch_size : (b + 1) * cfg.batch_size]
-            loss = head_loss(branch.head_logits(xt[idx]), yt[idx], loss_w)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-        branch.eval()
-        with torch.no_grad():
-            val = head_loss(branch.head_logits(xv), yv, loss_w).item()
-        row = {"epoch": epoch + 1, "train_loss": round(loss.item(), 5), "val_loss": round(val, 5), "best": val < best}
-        log.append(row)
-        if val < best:
-            best = val
-            best_state = {k: v.detach().clone() for k, v in branch.head.state_dict().items()}
-    branch.head.load_state_dict(best_state)
+    best, log = fit_head(branch.head, branch.head_logits, (xt, yt), (xv, yv), loss_w, cfg)
     branch.eval()
     with torch.no_grad():
         branch_val = branch.head_logits(xv).cpu().numpy()
