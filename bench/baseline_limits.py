@@ -36,13 +36,19 @@ build folder; resumable like every rendered set), then reports, per model:
    drawn at the generator's random size factor and with that spread removed (``size_jitter`` 0:
    every mark of one t at one size); grading SRCC with t for both. The gain is what the random
    size costs the grading, an upper bound on what tying the size to t in the generator can buy.
-11. Colour-cast grading per opponent axis, seen vs unseen: casts of random kind and intensity
+10. Colour-cast grading per opponent axis, seen vs unseen: casts of random kind and intensity
    whose hue lies within 30 degrees of either end of one axis (red-cyan, green-magenta,
    blue-yellow), on 120 clean crops of the held-out scenes and 120 clean crops of the training
    scenes (other crops than the model trained on); grading SRCC with t per axis and scene pool.
    Daylight itself varies along blue-yellow, so a scene the model has never seen can carry such a
    shift as content: if that axis holds the scene gap, the limit is the reference-free judgement,
    not the model.
+11. Watermark grading with the mark's word, font and size held fixed: 360 marks of random
+   layout and intensity t on the 120 clean held-out crops, drawn as the generator does, then
+   with the same draws but one word ("SAMPLE"), one font (DejaVu Sans), both, and both without the
+   size spread; grading SRCC with t for each. What a condition gains over "as generated" is what
+   that factor's variety costs the grading; what is left with all three fixed is the layout, the
+   placement, the shade and the background.
 12. Throughput of the frozen EfficientNet-Lite0 encoder (``FrozenEncoder.embed``) at 224 px, the
    candidate second model for "what colour should this be".
 """
@@ -71,6 +77,7 @@ from deqa.baselines.synth import (  # noqa: E402
     SynthConfig,
     apply_colour_cast,
     apply_watermark,
+    find_fonts,
     load_synth_dataset,
     render_dataset,
 )
@@ -349,6 +356,24 @@ def _watermark_size_spread(model, clean: np.ndarray, per_crop: int = 2) -> dict[
     return out
 
 
+def _watermark_factors(model, clean: np.ndarray, per_crop: int = 3) -> dict[str, float]:
+    j = list(model.cfg.heads).index("watermark")
+    font = next(f for f in find_fonts() if Path(f).name == "DejaVuSans.ttf")
+    rng = np.random.default_rng(15)
+    draws = [(i // per_crop, float(rng.uniform(0.0, 1.0)), str(rng.choice(list(WATERMARK_LAYOUTS))), int(rng.integers(2**31)))
+             for i in range(len(clean) * per_crop)]
+    ts = [t for _, t, _, _ in draws]
+    conditions = {"as_generated": {}, "one_word": {"text": "SAMPLE"}, "one_font": {"font_path": font},
+                  "one_word_one_font": {"text": "SAMPLE", "font_path": font},
+                  "one_word_one_font_no_size_spread": {"text": "SAMPLE", "font_path": font, "size_jitter": 0.0}}
+    out: dict[str, float] = {"n": len(draws)}
+    for name, kw in conditions.items():
+        marked = [(apply_watermark(clean[c], t, np.random.default_rng(sd), layout=lay, **kw) * 255).round().astype(np.uint8)
+                  for c, t, lay, sd in draws]
+        out[f"srcc_{name}"] = rho(predict_intensities(model, np.stack(marked))[:, j], ts)
+    return out
+
+
 # Per-model analyses: (--only name, JSON key, function, the input it reads besides the model).
 _PER_MODEL = (
     ("grading", "isolated_grading_seen_scenes", "_grading", "seen"),
@@ -361,6 +386,8 @@ _PER_MODEL = (
     ("watermark_strength", "watermark_label_vs_rendered_strength_on_clean_heldout_crops", "_watermark_vs_strength", "clean"),
     ("watermark_size_spread", "watermark_size_spread_on_clean_heldout_crops", "_watermark_size_spread", "clean"),
     ("cast_axis", "colour_cast_grading_by_opponent_axis_on_clean_crops", "_cast_by_axis", "clean_pools"),
+    ("watermark_factors", "watermark_grading_with_word_font_size_held_fixed_on_clean_heldout_crops", "_watermark_factors",
+     "clean"),
 )
 
 
@@ -370,7 +397,7 @@ def _model_analyses(model, inputs: dict, only: set[str]) -> dict:
 
 
 ANALYSES = ("grading", "scene_share", "tricks", "cast_hue", "cast_delta_e", "watermark_layout", "watermark_strength",
-            "watermark_size_spread", "cast_axis", "colour_stats", "gray_edge", "encoder_speed")
+            "watermark_size_spread", "cast_axis", "watermark_factors", "colour_stats", "gray_edge", "encoder_speed")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -394,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
     unseen = {h: build / "test" / f"iso_{h}" for h in HEADS}
     seen = _seen_sets(build) if only & {"grading", "colour_stats"} else {}
     clean = (_clean_crops(build, "heldout") if only & {"cast_hue", "cast_delta_e", "watermark_layout", "watermark_strength",
-                                                "watermark_size_spread", "cast_axis"} else None)
+                                                "watermark_size_spread", "cast_axis", "watermark_factors"} else None)
     clean_pools = {"unseen": clean, "seen": _clean_crops(build, "train")} if "cast_axis" in only else None
     res: dict = {"machine": f"{os.cpu_count()}-core CPU, torch {torch.__version__}", "models": {}}
     for folder in [args.model or str(builtin_model_dir())] + ([args.compare] if args.compare else []):

@@ -9,6 +9,7 @@ from PIL import Image
 from scipy import ndimage
 
 from deqa.baselines.synth import (
+    _WATERMARK_WORDS,
     APPLY_ORDER,
     DEGRADATIONS,
     SynthConfig,
@@ -122,6 +123,26 @@ def test_watermark_size_jitter(photo, layout):
         np.testing.assert_array_equal(mark(seed, 1.0), mark(seed))
     # Most seeds draw a size factor off the midpoint: without the spread, their marks change size.
     assert sum(not np.array_equal(mark(seed, 0.0), mark(seed)) for seed in range(4)) >= 3
+
+
+def test_watermark_fixed_word_and_font_keep_the_random_stream(photo):
+    """text=/font_path= replace the drawn word and font and nothing else."""
+    big = np.asarray(Image.fromarray((photo * 255).astype(np.uint8)).resize((224, 224)), np.float32) / 255.0
+    fonts = find_fonts()
+    changed = 0
+    for seed in range(4):
+        a, b = np.random.default_rng(seed), np.random.default_rng(seed)
+        plain = apply_watermark(big, 0.6, a, layout="centre")
+        fixed = apply_watermark(big, 0.6, b, layout="centre", text="SAMPLE", font_path=fonts[0])
+        assert a.random() == b.random()  # the same number of draws: later samples are unchanged
+        changed += not np.array_equal(plain, fixed)
+        # With the layout given, the generator's first two draws are the font and the word:
+        # handing those back reproduces its mark bit for bit.
+        r = np.random.default_rng(seed)
+        font, word = str(r.choice(fonts)), str(r.choice(_WATERMARK_WORDS))
+        np.testing.assert_array_equal(
+            apply_watermark(big, 0.6, np.random.default_rng(seed), layout="centre", text=word, font_path=font), plain)
+    assert changed >= 3
 
 
 def test_fonts_found_in_installed_packages():

@@ -240,7 +240,7 @@ WATERMARK_LAYOUTS = ("tiled", "centre", "diagonal", "corner")
 
 
 def apply_watermark(img: Array, t: float, rng: np.random.Generator, layout: str | None = None, *,
-                    size_jitter: float = 1.0) -> Array:
+                    size_jitter: float = 1.0, text: str | None = None, font_path: str | None = None) -> Array:
     """Overlay text: tiled, centred, diagonal or in a corner; opacity and size grow with ``t``.
 
     The text is light on a dark background and dark on a light one (decided by the mean luma
@@ -249,6 +249,8 @@ def apply_watermark(img: Array, t: float, rng: np.random.Generator, layout: str 
     0.12-0.2 of the short side for a centred word) times ``0.7 + 0.6 t``; ``size_jitter`` scales
     the random factor's spread about its midpoint (1: the training generator, 0: no spread) and
     draws the same random numbers either way, so one seed gives the same marks but for their size.
+    ``text`` and ``font_path`` replace the drawn word and font after they are drawn (the random
+    stream is the same), so an analysis can hold them fixed and change nothing else.
     """
 
     def size_factor(lo: float, hi: float) -> float:
@@ -262,8 +264,10 @@ def apply_watermark(img: Array, t: float, rng: np.random.Generator, layout: str 
     h, w, _ = img.shape
     short = min(h, w)
     fonts = find_fonts()
-    font_path = str(rng.choice(fonts)) if fonts else None
-    text = str(rng.choice(_WATERMARK_WORDS))
+    drawn_font = str(rng.choice(fonts)) if fonts else None
+    drawn_text = str(rng.choice(_WATERMARK_WORDS))
+    font_path = drawn_font if font_path is None else font_path
+    text = drawn_text if text is None else text
     opacity = 0.2 + 0.65 * t
     scale = 0.7 + 0.6 * t
     fill = (255, 255, 255, int(round(255 * opacity)))  # the shade is set below, from the background
