@@ -9,8 +9,9 @@ Row schema (JSONL / JSON; CSV flattens ``probs`` to ``prob_<word>`` and ``detail
     {"input": "photos/b.jpg", "error": "truncated image data (...)"}
 
 Resuming: :func:`read_records` reads what an earlier (possibly interrupted) run wrote, so the
-caller can skip those inputs; a half-written last line is cut off first. Writers append and
-flush every row, so an interrupted job loses at most the row being written.
+caller can skip those inputs; a half-written last line is cut off, but only after the whole
+file has been checked to be a deqa result file (any other file is refused, untouched). Writers
+append and flush every row, so an interrupted job loses at most the row being written.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import time
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TextIO
@@ -60,40 +63,99 @@ def record_of(result: ScoreResult | ScoreFailure) -> dict[str, Any]:
 
 # -- reading back (resume) --------------------------------------------------------------------
 _RESUME_HINT = "cannot resume into this file"
+# Every CSV deqa writes has these columns (probability/detail columns vary by model).
+_CSV_REQUIRED = (*_BASE_COLUMNS, "model", "error")
+# A JSONL row as deqa writes it starts with this ("input" is ScoreResult/ScoreFailure's first field).
+_JSONL_ROW_START = '{"input": '
+
+
+def _is_result_row(row: Any) -> bool:
+    return isinstance(row, dict) and "input" in row and ("score" in row or "error" in row)
+
+
+def _torn_tail(path: Path) -> bytes:
+    """The bytes after the last newline of ``path`` (b"" when it ends with one)."""
+    with path.open("rb") as f:
+        size = f.seek(0, os.SEEK_END)
+        pos = size
+        while pos > 0:  # scan back block by block: the torn line is at most one record
+            step = min(65536, pos)
+            pos -= step
+            f.seek(pos)
+            idx = f.read(step).rfind(b"\n")
+            if idx >= 0:
+                pos += idx + 1
+                break
+        f.seek(pos)
+        return f.read()
+
+
+def _csv_header(path: Path, text: str) -> list[str]:
+    header = next(csv.reader([text.split("\n", 1)[0].rstrip("\r")]), [])
+    missing = [c for c in _CSV_REQUIRED if c not in header]
+    if missing:
+        raise ValueError(
+            f"{path}: not a deqa result file (its header {header} lacks {missing}); {_RESUME_HINT}"
+        )
+    return header
 
 
 def read_records(path: str | Path, fmt: str) -> list[dict[str, Any]]:
     """Rows already in an output file (empty if it does not exist). Each has ``input`` and
     either ``score`` or ``error``. A half-written last row (a killed run) is cut off the file
-    with a warning, so that input is scored again."""
+    with a warning, so that input is scored again.
+
+    A file that does not look like a deqa result file (a CSV without deqa's header, rows
+    without ``input`` and ``score``/``error``, a last line that is not the start of a deqa row)
+    raises ValueError and is left exactly as it was: nothing is cut before the whole file has
+    been checked."""
     path = Path(path)
     if not path.exists() or path.stat().st_size == 0:
         return []
     if fmt == "jsonl":
+        # Only a prefix of a row deqa was writing may be cut; any other unfinished last line
+        # (a file with no newline at all, say) belongs to some other program's file.
+        tail = _torn_tail(path).decode("utf-8", errors="replace").strip()
+        if tail and not (tail.startswith(_JSONL_ROW_START) or _JSONL_ROW_START.startswith(tail)):
+            raise ValueError(
+                f"{path}: its last line (no newline at the end) is not the start of a deqa "
+                f"result row; {_RESUME_HINT}"
+            )
         rows = []
         for n, row in iter_jsonl(path, skip_torn_tail=True, hint=_RESUME_HINT):
-            if not isinstance(row, dict) or "input" not in row:
+            if not _is_result_row(row):
                 raise ValueError(
-                    f'{path} line {n}: not a deqa result row (no "input"); {_RESUME_HINT}'
+                    f'{path} line {n}: not a deqa result row (no "input" with "score" or "error"); '
+                    f"{_RESUME_HINT}"
                 )
             rows.append(row)
         cut_torn_tail(path)
         return rows
     if fmt == "csv":
-        cut_torn_tail(path)
-        with open(path, newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            if "input" not in (reader.fieldnames or []):
-                raise ValueError(f"{path}: no 'input' column; {_RESUME_HINT}")
-            return [{k: v for k, v in row.items() if v not in (None, "")} for row in reader]
+        try:
+            text = path.read_bytes().decode("utf-8-sig")
+        except UnicodeDecodeError as err:
+            raise ValueError(f"{path}: not UTF-8 text ({err.reason}); {_RESUME_HINT}") from None
+        _csv_header(path, text)
+        if not text.endswith("\n"):
+            cut = text.rfind("\n") + 1
+            warnings.warn(
+                f"{path} line {text.count(chr(10)) + 1}: ignoring an incomplete last row (an "
+                "interrupted write); what it held is redone",
+                stacklevel=2,
+            )
+            cut_torn_tail(path)
+            text = text[:cut]
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        return [{k: v for k, v in row.items() if v not in (None, "")} for row in reader]
     if fmt == "json":
         try:
             rows = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as err:
             raise ValueError(f"{path}: not valid JSON ({err.msg}); {_RESUME_HINT}") from None
-        if not isinstance(rows, list) or not all(
-            isinstance(r, dict) and "input" in r for r in rows
-        ):
+        except UnicodeDecodeError as err:
+            raise ValueError(f"{path}: not UTF-8 text ({err.reason}); {_RESUME_HINT}") from None
+        if not isinstance(rows, list) or not all(_is_result_row(r) for r in rows):
             raise ValueError(f"{path}: not a JSON list of deqa result rows; {_RESUME_HINT}")
         return rows
     raise ValueError(f"cannot read back format {fmt!r}")

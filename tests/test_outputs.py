@@ -136,3 +136,42 @@ def test_table_shows_details_std_and_errors():
 def test_table_is_not_a_file_format(tmp_path):
     with pytest.raises(ValueError, match="table format is for the terminal"):
         open_writer("table", tmp_path / "x.txt")
+
+
+@pytest.mark.parametrize(
+    "name, content, fmt, match",
+    [
+        ("important.csv", b"name,value\nalpha,1\nbeta,2", "csv", r"important.csv: not a deqa result file"),
+        ("notes.csv", b"only one line", "csv", r"notes.csv: not a deqa result file"),
+        ("manifest.csv", b"input,mos\na.jpg,3\nb.jpg,4", "csv", r"lacks \['score'"),
+        ("latin1.csv", "input,score\nä".encode("latin-1"), "csv", r"latin1.csv: not UTF-8"),
+        ("notes.jsonl", b"only one line", "jsonl", r"notes.jsonl: its last line .* not the start of a deqa result row"),
+        ("other.jsonl", b'{"name": "x"}\n{"name": "y"', "jsonl", r"other.jsonl: its last line"),
+        ("manifest.jsonl", b'{"input": "a.jpg"}\n{"input": "b', "jsonl", r'manifest.jsonl line 1: not a deqa result row'),
+        ("rows.jsonl", b'{"input": "a.jpg", "error": "x"}\nsome trailing note', "jsonl", r"rows.jsonl: its last line"),
+        ("list.json", b'[{"input": "a.jpg"}]', "json", r"list.json: not a JSON list of deqa result rows"),
+    ],
+)  # fmt: skip
+def test_a_file_that_is_not_a_deqa_result_file_is_refused_untouched(tmp_path, name, content, fmt, match):
+    # Nothing may be cut off (the "torn last row" repair) before the file is known to be deqa's.
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=match):
+        read_records(path, fmt)
+    assert path.read_bytes() == content
+
+
+def test_torn_rows_of_deqa_files_are_still_cut(tmp_path):
+    path = tmp_path / "s.jsonl"
+    path.write_text('{"input": "a.jpg", "error": "x"}\n{"inp')  # killed within the first bytes
+    with pytest.warns(UserWarning, match="line 2: ignoring an incomplete last line"):
+        assert read_records(path, "jsonl") == [{"input": "a.jpg", "error": "x"}]
+    assert path.read_text() == '{"input": "a.jpg", "error": "x"}\n'
+    path = tmp_path / "s.csv"
+    with open_writer("csv", path) as w:
+        w.write(A)
+    whole = path.read_bytes()
+    path.write_bytes(whole + b"c.jpg,4.5,0.8")
+    with pytest.warns(UserWarning, match=r"s.csv line 3: ignoring an incomplete last row"):
+        assert [r["input"] for r in read_records(path, "csv")] == ["a.jpg"]
+    assert path.read_bytes() == whole
