@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TextIO
 
-from .fileio import write_text_atomic
+from .fileio import atomic_write, write_text_atomic
 from .jsonl import JsonlWriter, cut_torn_tail, iter_jsonl
 from .results import ScoreFailure, ScoreResult
 
@@ -208,14 +208,22 @@ def _csv_row(result: ScoreResult | ScoreFailure) -> dict[str, Any]:
 
 class _CsvWriter(ResultWriter):
     """Columns come from the first scored row (or the existing header when resuming); failures
-    seen before it wait so the header can include the model's probability/detail columns."""
+    seen before it wait so the header can include the model's probability/detail columns.
 
-    def __init__(self, stream: TextIO, owns: bool, columns: list[str] | None):
-        self.stream, self.owns = stream, owns
+    A row with columns the header lacks (a resumed file that an earlier run started with
+    failures only, so its header has no probability/detail columns) widens the header: a file
+    is rewritten once with the wider header (atomically: a kill leaves the old file or the new
+    one), so no value is dropped."""
+
+    def __init__(
+        self, stream: TextIO, owns: bool, columns: list[str] | None, path: Path | None = None
+    ):
+        self.stream, self.owns, self.path = stream, owns, path
         self.writer = (
             csv.DictWriter(stream, fieldnames=columns, extrasaction="ignore") if columns else None
         )
         self.waiting: list[ScoreFailure] = []
+        self.left_out: set[str] = set()
 
     def _start(self, columns: list[str]):
         self.writer = csv.DictWriter(self.stream, fieldnames=columns, extrasaction="ignore")
@@ -224,13 +232,40 @@ class _CsvWriter(ResultWriter):
             self.writer.writerow(_csv_row(failure))
         self.waiting = []
 
+    def _widen(self, extra: list[str]):
+        fields = list(self.writer.fieldnames)
+        # New probability/detail columns go where a fresh file has them: before model, error.
+        at = fields.index("model") if "model" in fields else len(fields)
+        fields[at:at] = extra
+        if self.path is None:  # a stream cannot be rewritten: say what is left out
+            warnings.warn(
+                f"CSV output: columns {extra} are missing from the header already written; "
+                "their values are left out (write to a file with -o to keep them)",
+                stacklevel=3,
+            )
+            self.left_out.update(extra)
+            return
+        self.stream.close()
+        with open(self.path, newline="", encoding="utf-8-sig") as f:
+            rows = list(csv.DictReader(f))
+        with atomic_write(self.path, newline="") as f:
+            rewrite = csv.DictWriter(f, fieldnames=fields)
+            rewrite.writeheader()
+            rewrite.writerows(rows)
+        self.stream = open(self.path, "a", newline="", encoding="utf-8")
+        self.writer = csv.DictWriter(self.stream, fieldnames=fields, extrasaction="ignore")
+
     def write(self, result):
         if self.writer is None:
             if isinstance(result, ScoreFailure):
                 self.waiting.append(result)
                 return
             self._start(_csv_columns(result))
-        self.writer.writerow(_csv_row(result))
+        row = _csv_row(result)
+        extra = [c for c in row if c not in self.writer.fieldnames and c not in self.left_out]
+        if extra:
+            self._widen(extra)
+        self.writer.writerow(row)
         self.stream.flush()
 
     def close(self):
@@ -294,9 +329,11 @@ def open_writer(
     if fmt == "csv":
         columns = None
         if path.exists() and path.stat().st_size > 0:
-            with open(path, newline="", encoding="utf-8") as f:
+            with open(path, newline="", encoding="utf-8-sig") as f:
                 columns = next(csv.reader(f), None)
-        return _CsvWriter(open(path, "a", newline="", encoding="utf-8"), owns=True, columns=columns)
+        return _CsvWriter(
+            open(path, "a", newline="", encoding="utf-8"), owns=True, columns=columns, path=path
+        )
     if fmt == "json":
         return _JsonWriter(path, None, read_records(path, "json"))
     raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")

@@ -175,3 +175,37 @@ def test_torn_rows_of_deqa_files_are_still_cut(tmp_path):
     with pytest.warns(UserWarning, match=r"s.csv line 3: ignoring an incomplete last row"):
         assert [r["input"] for r in read_records(path, "csv")] == ["a.jpg"]
     assert path.read_bytes() == whole
+
+
+def test_csv_header_widens_when_scores_follow_a_failures_only_start(tmp_path):
+    # A first run where every input failed writes a header without detail/prob columns; the
+    # scores of a resumed run must not lose theirs. The file ends up as one run would write it.
+    path = tmp_path / "f.csv"
+    with open_writer("csv", path) as w:
+        w.write(B)
+    with open_writer("csv", path) as w:
+        w.write(C)
+        w.write(ScoreFailure("d.jpg", "no such file"))
+        w.write(ScoreResult("e.jpg", 2.0, 0.25, "poor", "cnn", details={"blur": 1.0, "noise": 2.0}))
+    one_run = tmp_path / "one.csv"
+    with open_writer("csv", one_run) as w:
+        for r in (B, C, ScoreFailure("d.jpg", "no such file")):
+            w.write(r)
+        w.write(ScoreResult("e.jpg", 2.0, 0.25, "poor", "cnn", details={"blur": 1.0, "noise": 2.0}))
+    assert path.read_bytes() == one_run.read_bytes()
+    rows = read_records(path, "csv")
+    assert rows[1] == {
+        "input": "c.jpg", "score": "4.5", "score_0_1": "0.875", "level": "excellent",
+        "detail_blur": "4.8", "detail_noise": "4.2", "model": "cnn",
+    }  # fmt: skip
+    assert sorted(os.listdir(tmp_path)) == ["f.csv", "one.csv"]  # no temp file left beside it
+
+
+def test_csv_stream_says_which_columns_it_cannot_add(tmp_path):
+    buf = io.StringIO()
+    w = open_writer("csv", stream=buf)
+    w.write(A)
+    with pytest.warns(UserWarning, match=r"columns \['detail_blur', 'detail_noise'\] are missing"):
+        w.write(C)
+    w.close()
+    assert [r["input"] for r in csv.DictReader(io.StringIO(buf.getvalue()))] == ["a.jpg", "c.jpg"]
