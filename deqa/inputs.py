@@ -12,7 +12,9 @@ Accepted, in any mix and in the order given:
   ``.jsonl`` (an ``"image"`` field per line). Relative paths in a manifest are resolved against
   the manifest's folder.
 
-Duplicates are dropped (first occurrence kept) because results are keyed by input name.
+Duplicates are dropped (first occurrence kept, under the name it was given) because results are
+keyed by input name. Two names are the same input when they name the same directory entry:
+``sub/../a.jpg`` from a manifest in ``sub/`` and ``a.jpg`` typed on the command line are one.
 Problems with the arguments themselves raise :class:`InputError` naming the argument, file and
 line.
 """
@@ -145,6 +147,17 @@ def _expand_one(arg: str, recursive: bool, extensions: frozenset[str]) -> list[s
     return [arg]
 
 
+def _same_file_key(path: str, folders: dict[str, str]) -> str:
+    # The real path of the folder plus the file's own name: "sub/../a.jpg" and "./a.jpg" meet,
+    # also when "sub" is a symlink (plain normpath would get that wrong), while two differently
+    # named symlinks to one image stay two inputs (each name gets its row, as the user asked).
+    # Folders are cached: a 100k-image directory has one parent.
+    folder, name = os.path.split(os.path.expanduser(path))
+    if folder not in folders:
+        folders[folder] = os.path.realpath(folder or os.curdir)
+    return os.path.join(folders[folder], name)
+
+
 def expand_inputs(
     args: Sequence[str] | Iterable[str],
     *,
@@ -153,8 +166,9 @@ def expand_inputs(
 ) -> list[str]:
     """Expand files, directories, globs and manifests into an ordered, de-duplicated path list."""
     exts = frozenset(e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions)
-    out: dict[str, None] = {}
+    out: dict[str, str] = {}  # same-file key -> the name first given
+    folders: dict[str, str] = {}
     for arg in args:
         for item in _expand_one(str(arg), recursive, exts):
-            out.setdefault(item, None)
-    return list(out)
+            out.setdefault(_same_file_key(item, folders), item)
+    return list(out.values())

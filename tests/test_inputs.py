@@ -118,3 +118,29 @@ def test_non_utf8_manifest(tmp_path):
     m.write_bytes(b"\xff\xfe\x00bad")
     with pytest.raises(InputError, match="not UTF-8"):
         read_manifest(m)
+
+
+def test_one_file_named_two_ways_is_scored_once_under_the_first_name(tree):
+    # A manifest in sub/ lists ../a.jpg; the command line names a.jpg too: one input.
+    m = tree / "sub" / "list.txt"
+    m.write_text("../a.jpg\nc.jpg\n")
+    assert expand_inputs([str(m), str(tree / "a.jpg")]) == [
+        str(tree / "sub" / "../a.jpg"),
+        str(tree / "sub" / "c.jpg"),
+    ]
+    assert expand_inputs([str(tree / "a.jpg"), str(m)]) == [str(tree / "a.jpg"), str(tree / "sub" / "c.jpg")]
+
+
+def test_same_file_check_follows_symlinked_folders(tree):
+    # link -> sub/deep, so link/../c.jpg is sub/c.jpg (not <tree>/c.jpg, as plain normpath says),
+    # and link/../a.jpg is sub/a.jpg, which does not exist: a different input from <tree>/a.jpg.
+    (tree / "link").symlink_to(tree / "sub" / "deep", target_is_directory=True)
+    assert expand_inputs([str(tree / "sub/c.jpg"), str(tree / "link/../c.jpg")]) == [str(tree / "sub/c.jpg")]
+    both = [str(tree / "a.jpg"), str(tree / "link/../a.jpg")]
+    assert expand_inputs(both) == both
+    # Two differently named links to one image are two inputs: each name gets its row.
+    (tree / "alias.jpg").symlink_to(tree / "a.jpg")
+    assert expand_inputs([str(tree / "a.jpg"), str(tree / "alias.jpg")]) == [
+        str(tree / "a.jpg"),
+        str(tree / "alias.jpg"),
+    ]
