@@ -49,6 +49,17 @@ class _Parser(argparse.ArgumentParser):
         self.exit(1, f"{self.prog}: error: {message}\n")
 
 
+def _pixel_limit(text: str) -> int:
+    # An argparse type: a negative limit would refuse every image, one failure at a time.
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0 (0 = no limit), got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="deqa-score",
@@ -122,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--max-pixels",
-        type=int,
+        type=_pixel_limit,
         default=None,
         help="refuse images with more pixels than this (decompression-bomb guard; 0 = no limit)",
     )

@@ -1,0 +1,100 @@
+"""deqa-score -o FILE safety: unrelated files untouched, no resume across models, the same backend
+after a resume, widened CSV headers, and option errors (--device, --max-pixels) as one line.
+
+A stand-in scorer replaces the model (no weights, no torch), so these run in about a second."""
+
+import pytest
+from PIL import Image
+
+import deqa.load
+from deqa.cli.score import main
+from deqa.results import ScoreResult
+from deqa.scorer import Scorer
+
+
+class StandIn(Scorer):
+    needs_torch = False
+
+    def __init__(self, model_id="stand-in"):
+        self.model_id = model_id
+
+    def predict(self, batch):
+        return [
+            ScoreResult("", 4.0, 0.75, "good", self.model_id, details={"blur": 0.5}) for _ in batch
+        ]
+
+
+class Calls(list):
+    model_id: dict
+
+
+@pytest.fixture
+def loads(monkeypatch):
+    """Every load_scorer call deqa-score makes, as (model, kwargs); returns StandIn(model_id)."""
+    calls = Calls()
+    model_id = {"value": "stand-in"}
+
+    def fake(model=None, **kwargs):
+        calls.append((model, kwargs))
+        return StandIn(model_id["value"])
+
+    monkeypatch.setattr(deqa.load, "load_scorer", fake)
+    calls.model_id = model_id
+    return calls
+
+
+@pytest.fixture
+def images(tmp_path):
+    names = []
+    for i in range(3):
+        Image.new("RGB", (8, 8), (40 * i, 90, 90)).save(tmp_path / f"{i}.png")
+        names.append(str(tmp_path / f"{i}.png"))
+    (tmp_path / "empty.png").write_bytes(b"")  # fails to decode: a failure row
+    return names, str(tmp_path / "empty.png")
+
+
+def _run(*argv):
+    return main([*map(str, argv), "--num-workers", "0", "-q"])
+
+
+@pytest.mark.parametrize(
+    "name, content",
+    [
+        ("important.csv", b"name,value\nalpha,1\nbeta,2"),
+        ("notes.csv", b"only one line"),
+        ("notes.jsonl", b"only one line"),
+        ("list.json", b'[{"input": "a.png"}]'),
+    ],
+)
+def test_an_unrelated_output_file_is_refused_untouched(tmp_path, images, loads, capsys, name, content):
+    out = tmp_path / name
+    out.write_bytes(content)
+    assert _run(images[0][0], "-o", out) == 1
+    assert out.read_bytes() == content
+    err = capsys.readouterr().err
+    assert f"error: {out}" in err and "cannot resume into this file" in err
+    assert loads == []  # refused before any model loads
+
+
+def test_csv_started_by_failures_only_keeps_the_detail_columns(tmp_path, images, loads):
+    good, empty = images
+    resumed, one_run = tmp_path / "f1.csv", tmp_path / "f2.csv"
+    assert _run(empty, "-o", resumed) == 2
+    assert _run(empty, good[0], "-o", resumed) == 2
+    assert _run(empty, good[0], "-o", one_run) == 2
+    header = resumed.read_text().splitlines()[0]
+    assert header == "input,score,score_0_1,level,std,detail_blur,model,error"
+    assert resumed.read_bytes() == one_run.read_bytes()
+
+
+@pytest.mark.parametrize("value", ["-5", "-1"])
+def test_negative_max_pixels_is_refused_by_the_parser(images, capsys, value):
+    with pytest.raises(SystemExit) as exit_:
+        _run(images[0][0], "--max-pixels", value)
+    assert exit_.value.code == 1
+    assert f"argument --max-pixels: must be >= 0 (0 = no limit), got {value}" in capsys.readouterr().err
+
+
+def test_max_pixels_zero_still_means_no_limit(images, loads, capsys):
+    assert _run(images[0][0], "--max-pixels", "0") == 0
+    assert images[0][0] in capsys.readouterr().out
