@@ -87,6 +87,33 @@ def test_csv_started_by_failures_only_keeps_the_detail_columns(tmp_path, images,
     assert resumed.read_bytes() == one_run.read_bytes()
 
 
+@pytest.mark.parametrize(
+    "device, message",
+    [
+        ("foo", "--device foo: not a device name"),
+        ("cuda", "--device cuda: CUDA is not available on this machine"),
+        ("cuda:1", "--device cuda:1: CUDA is not available on this machine"),
+    ],
+)
+def test_a_bad_device_is_a_usage_error(images, loads, capsys, monkeypatch, device, message):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # as without an NVIDIA driver
+    assert _run(images[0][0], "--device", device) == 1
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert loads == []
+
+
+def test_a_cuda_index_past_the_last_gpu_is_a_usage_error(images, loads, capsys, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert _run(images[0][0], "--device", "cuda:2") == 1
+    assert "--device cuda:2: this machine has 2 CUDA device(s), cuda:0 to cuda:1" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("value", ["-5", "-1"])
 def test_negative_max_pixels_is_refused_by_the_parser(images, capsys, value):
     with pytest.raises(SystemExit) as exit_:

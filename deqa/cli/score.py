@@ -172,6 +172,36 @@ def _check_model_flags(args) -> None:
         )
 
 
+def _check_device(device: str) -> None:
+    """--device must name a device torch can use on this machine. Checked before any model
+    loads, so a typo or a missing GPU is one line naming the option, not a traceback from deep
+    inside the loader. Only called when --device is given: it imports torch."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ValueError(
+            f"--device {device}: not a device name; use cpu, cuda, cuda:N or mps "
+            "(or leave --device out)"
+        ) from None
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(
+                f"--device {device}: CUDA is not available on this machine (torch finds no "
+                "NVIDIA GPU or driver); use --device cpu, or leave --device out"
+            )
+        if dev.index is not None and dev.index >= count:
+            raise ValueError(
+                f"--device {device}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}"
+            )
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(
+            f"--device {device}: MPS is not available on this machine; use --device cpu"
+        )
+
+
 def _build_scorer(args, device, n_todo: int = 1):
     from ..load import load_scorer
 
@@ -212,6 +242,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.load_in_4bit and args.load_in_8bit:
             raise ValueError("choose one of --load-in-4bit and --load-in-8bit")
         _check_model_flags(args)
+        if args.device == "auto":  # the default, spelt out
+            args.device = None
+        if args.device is not None:
+            _check_device(args.device)
         fmt = args.format or (format_for_path(args.output) if args.output else "table")
         if args.output and fmt == "table":
             raise ValueError(
