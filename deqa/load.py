@@ -29,7 +29,11 @@ TORCH_FROM_N_IMAGES = 64
 
 def baseline_device(device: str | None, n_images: int) -> str | None:
     """The device a baseline should load on for a job of ``n_images``: ``device`` if named, else
-    None (numpy) below :data:`TORCH_FROM_N_IMAGES`, else CUDA if available or the CPU (torch)."""
+    None (numpy) below :data:`TORCH_FROM_N_IMAGES`, else CUDA if available or the CPU (torch).
+
+    ``n_images`` is the size of the whole job (every input asked for), not what is left of it
+    after a resume: the numpy and torch builds agree only to float32 rounding, so a resumed run
+    must use the build the uninterrupted run would have used."""
     if device is not None or n_images < TORCH_FROM_N_IMAGES:
         return device
     import torch

@@ -76,6 +76,22 @@ def test_an_unrelated_output_file_is_refused_untouched(tmp_path, images, loads, 
     assert loads == []  # refused before any model loads
 
 
+def test_a_resumed_run_uses_the_backend_of_the_whole_job(tmp_path, images, loads, monkeypatch):
+    # 3 inputs with the torch threshold at 3: torch. A resume with 2 of them left must use
+    # torch too (numpy and torch differ in float rounding: the file would not be the same).
+    good, _ = images
+    monkeypatch.setattr(deqa.load, "TORCH_FROM_N_IMAGES", 3)
+    torch_device = deqa.load.baseline_device(None, 3)
+    assert torch_device in ("cpu", "cuda")
+    assert _run(*good, "-o", tmp_path / "full.jsonl") == 0
+    out = tmp_path / "resumed.jsonl"
+    assert _run(good[0], "-o", out) == 0  # a 1-image job: numpy
+    assert _run(*good, "-o", out) == 0  # 2 left of a 3-image job
+    assert _run(*good, "-o", out) == 0  # nothing left: no scoring, the quick start is fine
+    assert [kw["device"] for _, kw in loads] == [torch_device, None, torch_device, None]
+    assert deqa.load.baseline_device(None, 2) is None  # what "2 left" would have picked
+
+
 def test_csv_started_by_failures_only_keeps_the_detail_columns(tmp_path, images, loads):
     good, empty = images
     resumed, one_run = tmp_path / "f1.csv", tmp_path / "f2.csv"

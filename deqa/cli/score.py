@@ -202,12 +202,14 @@ def _check_device(device: str) -> None:
         )
 
 
-def _build_scorer(args, device, n_todo: int = 1):
+def _build_scorer(args, device, n_images: int = 1):
+    """``n_images``: the job's size, which picks a baseline's numpy or torch build when no
+    device is named (see :func:`deqa.load.baseline_device`)."""
     from ..load import load_scorer
 
     if is_baseline(args.model):
         try:
-            return load_scorer(args.model, device=baseline_device(device, n_todo))
+            return load_scorer(args.model, device=baseline_device(device, n_images))
         except ImportError as err:
             if "deqa.baselines" in str(err) or (err.name or "").startswith("deqa.baselines"):
                 raise ValueError(
@@ -282,8 +284,13 @@ def main(argv: list[str] | None = None) -> int:
     wanted = set(inputs)
     previous_failures = sum(1 for row in previous if "error" in row and row["input"] in wanted)
 
+    # The backend is chosen from the whole job, not from what is left of it: a resumed run must
+    # use the build an uninterrupted one would (numpy and torch differ in float rounding, and a
+    # resumed file is promised byte-identical). With nothing left to score it does not matter,
+    # and numpy starts sooner.
+    n_images = len(inputs) if len(skip) < len(inputs) else 0
     try:
-        scorer = _build_scorer(args, device, n_todo=len(inputs) - len(skip))
+        scorer = _build_scorer(args, device, n_images=n_images)
     except (ValueError, OSError, ImportError) as err:
         _err(f"error: cannot load model {args.model or 'builtin'!r}: {err}")
         return 1
