@@ -76,6 +76,37 @@ def test_an_unrelated_output_file_is_refused_untouched(tmp_path, images, loads, 
     assert loads == []  # refused before any model loads
 
 
+def test_resuming_into_another_models_file_is_an_error(tmp_path, images, loads, capsys):
+    good, empty = images
+    out = tmp_path / "z.jsonl"
+    loads.model_id["value"] = "model-a"
+    assert _run(*good, "-o", out) == 0
+    before = out.read_bytes()
+    loads.model_id["value"] = "model-b"
+    assert _run(*good, "-o", out) == 1
+    assert out.read_bytes() == before
+    err = capsys.readouterr().err
+    assert f"-o {out} holds scores from model 'model-a', but this run scores with 'model-b'" in err
+    assert "Pick another -o file" in err and "already there" not in err
+    # Failure rows name no model: a file of failures only resumes with any model.
+    fails = tmp_path / "f.jsonl"
+    assert _run(empty, "-o", fails) == 2
+    loads.model_id["value"] = "model-c"
+    assert _run(empty, *good, "-o", fails) == 2
+    assert "1 of 4 inputs already there, 3 to go" in capsys.readouterr().err
+
+
+def test_one_model_folder_spelt_two_ways_resumes(tmp_path, images, loads, monkeypatch, capsys):
+    good, _ = images
+    (tmp_path / "ckpt").mkdir()
+    monkeypatch.chdir(tmp_path)
+    loads.model_id["value"] = str(tmp_path / "ckpt")
+    assert _run(good[0], "-o", "s.jsonl") == 0
+    loads.model_id["value"] = "./ckpt"
+    assert _run(*good, "-o", "s.jsonl") == 0
+    assert "1 of 3 inputs already there, 2 to go" in capsys.readouterr().err
+
+
 def test_a_resumed_run_uses_the_backend_of_the_whole_job(tmp_path, images, loads, monkeypatch):
     # 3 inputs with the torch threshold at 3: torch. A resume with 2 of them left must use
     # torch too (numpy and torch differ in float rounding: the file would not be the same).
@@ -141,3 +172,4 @@ def test_negative_max_pixels_is_refused_by_the_parser(images, capsys, value):
 def test_max_pixels_zero_still_means_no_limit(images, loads, capsys):
     assert _run(images[0][0], "--max-pixels", "0") == 0
     assert images[0][0] in capsys.readouterr().out
+

@@ -202,6 +202,38 @@ def _check_device(device: str) -> None:
         )
 
 
+def _same_model(a: str, b: str) -> bool:
+    # A local model folder spelt two ways (runs/ckpt, ./runs/ckpt, an absolute path) is one model.
+    if a == b:
+        return True
+    try:
+        return os.path.exists(a) and os.path.exists(b) and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _model_mismatch(output: str, previous: list[dict], model_id: str) -> str | None:
+    """An error message when ``output`` holds scores from another model than ``model_id``.
+    Rows are matched on ``input`` only, so resuming into such a file would silently keep the
+    other model's scores (and add this one's beside them). Failure rows name no model and
+    never conflict."""
+    other = next(
+        (
+            row["model"]
+            for row in previous
+            if row.get("model") not in (None, "") and not _same_model(row["model"], model_id)
+        ),
+        None,
+    )
+    if other is None:
+        return None
+    return (
+        f"-o {output} holds scores from model {other!r}, but this run scores with "
+        f"{model_id!r}; its inputs would be skipped as already scored. Pick another -o file "
+        "(or delete this one to start over)"
+    )
+
+
 def _build_scorer(args, device, n_images: int = 1):
     """``n_images``: the job's size, which picks a baseline's numpy or torch build when no
     device is named (see :func:`deqa.load.baseline_device`)."""
@@ -293,6 +325,13 @@ def main(argv: list[str] | None = None) -> int:
         scorer = _build_scorer(args, device, n_images=n_images)
     except (ValueError, OSError, ImportError) as err:
         _err(f"error: cannot load model {args.model or 'builtin'!r}: {err}")
+        return 1
+    mismatch = _model_mismatch(args.output, previous, scorer.model_id) if previous else None
+    if comm is not None:  # every rank stops, not only rank 0 (which alone read the file)
+        mismatch = comm.broadcast(mismatch)
+    if mismatch:
+        if rank0:
+            _err(f"error: {mismatch}")
         return 1
     if args.max_pixels is not None:
         scorer.max_pixels = args.max_pixels or None
