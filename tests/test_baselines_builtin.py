@@ -86,13 +86,40 @@ def test_calibrate_prints_distribution(folder, capsys):
 
 
 def test_head_score_aggregates_groups_and_reports_bad_files(folder, capsys):
-    rc = baseline_main(["head-score", str(folder), "--aggregate", "min"])
+    rc = baseline_main(["head-score", str(folder), "-r", "--aggregate", "min"])
     out, err = capsys.readouterr()
-    assert rc == 1 and "broken.jpg" in err
+    # As deqa-score: the unreadable file is named, the others are scored, exit 2 = partial failure.
+    assert rc == 2 and f"failed: {folder / 'broken.jpg'}: " in err and "1 of 5 inputs could not be scored" in err
     rows = [line.split("\t") for line in out.strip().splitlines()[1:]]
     by_name = {Path(r[0]).name: r for r in rows}
     assert by_name["clip1"][1] == "3"
     assert by_name["clip1"][3] in {"high", "medium", "low", "rejected"}
+    # Without -r a folder gives its own images only, as in deqa-score.
+    assert baseline_main(["head-score", str(folder / "clip1"), str(folder / "ok.png"), "--aggregate"]) == 0
+    out = capsys.readouterr().out
+    assert [Path(r.split("\t")[0]).name for r in out.strip().splitlines()[1:]] == ["clip1", folder.name]
+
+
+def test_head_score_thresholds_override_the_models(folder, capsys):
+    levels = {"levels": [{"label": "keep", "min_score": 1e-9, "action": "use it"},
+                         {"label": "drop", "min_score": 0.0, "action": "bin it"}]}
+    args = ["head-score", str(folder / "ok.png"), "--thresholds", json.dumps(levels)]
+    assert baseline_main(args) == 0
+    row = capsys.readouterr().out.strip().splitlines()[1].split("\t")
+    assert row[-2:] == ["keep", "use it"]
+    assert baseline_main(args[:-1] + ['{"levels": [{"label": "x", "min_score": 0.5, "action": "y"}]}']) == 1
+    out, err = capsys.readouterr()
+    assert "head-score: error: --thresholds: thresholds: the last level ('x') must have min_score 0" in err and out == ""
+
+
+def test_calibrate_hint_gives_thresholds_head_score_accepts(folder, capsys):
+    assert baseline_main(["calibrate", str(folder / "clip1"), str(folder / "ok.png"), "--model", str(builtin_model_dir())]) == 0
+    out = capsys.readouterr().out
+    hint = next(line for line in out.splitlines() if "--thresholds '" in line)
+    thresholds = hint.split("--thresholds '")[1].split("'")[0]
+    assert hint.strip().startswith(f"deqa baseline head-score --model {builtin_model_dir()} --thresholds")
+    assert baseline_main(["head-score", str(folder / "ok.png"), "--thresholds", thresholds]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[1].split("\t")[-2] in {"high", "medium", "low", "rejected"}
 
 
 def test_diagnose_reports_inputs_modes_and_good_vs_bad(capsys):
@@ -113,11 +140,85 @@ def test_diagnose_reports_inputs_modes_and_good_vs_bad(capsys):
     assert torch_report["trainable_params"]["model"] > 2_000_000
 
 
-def test_cli_errors_are_clear(tmp_path):
-    with pytest.raises(SystemExit, match="no such file"):
-        baseline_main(["calibrate", str(tmp_path / "missing")])
-    with pytest.raises(SystemExit, match="no images found"):
-        baseline_main(["calibrate", str(tmp_path)])
+def test_diagnose_names_the_images_a_degraded_copy_did_not_lose_on(folder):
+    """A scorer blind to degradation fails good-vs-bad, and the report says on which images."""
+    import torch
+
+    from deqa.baselines.diagnostics import diagnose
+    from deqa.results import ScoreResult
+    from deqa.scorer import Scorer
+
+    class Blind(Scorer):
+        model_id = "blind"
+
+        def __init__(self):
+            self.head = torch.nn.Dropout(0.1).eval()
+
+        def predict(self, batch):
+            return [ScoreResult("", 3.0, 0.5, "fair", self.model_id) for _ in batch]
+
+    images = [str(folder / "ok.png"), str(folder / "clip1" / "f0.jpg")]
+    report = diagnose(Blind(), images)
+    assert not report["ok"] and report["good_vs_bad"]["good_beats_bad"] == 0.0
+    assert [f["image"] for f in report["good_vs_bad"]["not_beaten"]] == images
+    (problem,) = report["problems"]
+    assert problem.startswith("good_beats_bad 0.000 < 0.9") and f"{images[1]} (0.5000 vs degraded 0.5000)" in problem
+
+
+def test_diagnose_reports_unreadable_inputs_and_goes_on(folder, capsys):
+    rc = baseline_main(["diagnose", str(folder / "ok.png"), str(folder / "broken.jpg"), str(folder / "gone.jpg")])
+    out, err = capsys.readouterr()
+    report = json.loads(out)
+    assert report["n_images"] == 1 and [u["input"] for u in report["unreadable"]] == [
+        str(folder / "broken.jpg"), str(folder / "gone.jpg")]
+    assert f"failed: {folder / 'gone.jpg'}: no such file" in err
+    assert rc == (2 if report["ok"] else 1)
+
+
+def test_cli_errors_are_clear(tmp_path, folder, capsys):
+    assert baseline_main(["calibrate", str(tmp_path / "missing")]) == 1
+    err = capsys.readouterr().err
+    assert f"failed: {tmp_path / 'missing'}: no such file" in err and "calibrate: error: none of the 1 input(s)" in err
+    assert baseline_main(["calibrate", str(tmp_path)]) == 1
+    assert f"calibrate: error: {tmp_path}: directory has no image files" in capsys.readouterr().err
+    # One bad file among good ones: named, the rest calibrated, exit 2 (as deqa-score).
+    assert baseline_main(["calibrate", str(folder / "ok.png"), str(folder / "broken.jpg"), "--json"]) == 2
+    out, err = capsys.readouterr()
+    assert json.loads(out)["count"] == 1 and f"failed: {folder / 'broken.jpg'}: " in err
+    # --trim is checked before anything is scored or printed.
+    assert baseline_main(["head-score", str(folder / "clip1"), "--aggregate", "trimmed_mean", "--trim", "0.6"]) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and "head-score: error: --trim must be in [0, 0.5)" in err
+    assert baseline_main(["head-score", str(folder / "ok.png"), "--aggregate", "mode"]) == 1
+    assert "unknown aggregation 'mode'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:  # argparse errors exit 1 too: 2 means "some inputs failed"
+        baseline_main(["synth", "--photos", str(tmp_path), "--split", "train", "--out", str(tmp_path / "s"), "--n", "0"])
+    assert exc.value.code == 1 and "argument --n: must be >= 1, got 0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["eval", "--model", "{d}/missing", "--data", "{d}"], "--model {d}/missing: not a deqa baseline folder"),
+    (["train", "--train-data", "{d}/nope", "--val-data", "{d}/nope", "--out", "{d}/t"], "{d}/nope: not a rendered data set"),
+    (["synth", "--photos", "{d}/nope", "--split", "train", "--out", "{d}/s", "--n", "2"], "{d}/nope/photos.json: no photo index"),
+    (["embed", "{d}", "--cache", "{d}/c", "--encoder", "hf"], "--encoder hf needs --encoder-path"),
+    (["train", "--train-data", "{d}", "--val-data", "{d}", "--out", "{d}/t", "--config", '{"lrr": 1}'], "--config: degradation training config: unknown key(s) ['lrr']"),
+])
+def test_user_errors_are_one_line_without_traceback(tmp_path, capsys, argv, message):
+    assert baseline_main([a.replace("{d}", str(tmp_path)) for a in argv]) == 1
+    err = capsys.readouterr().err
+    assert f"deqa baseline {argv[0]}: error: {message.replace('{d}', str(tmp_path))}" in err and "Traceback" not in err
+    assert not (tmp_path / "t").exists()  # a failed train writes nothing
+
+
+def test_help_lists_every_subcommand(capsys):
+    with pytest.raises(SystemExit):
+        baseline_main(["--help"])
+    out = capsys.readouterr().out
+    description = out.split("Subcommands")[1].split("Exit codes")[0]
+    from deqa.cli.baseline import _COMMANDS, _HEAD_COMMANDS
+
+    for cmd in [*_COMMANDS, *_HEAD_COMMANDS]:
+        assert f"\n  {cmd} " in description, cmd
 
 
 def test_deqa_score_end_to_end_with_the_builtin_model(tmp_path, capsys):

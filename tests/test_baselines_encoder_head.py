@@ -216,6 +216,26 @@ def test_score_table_reading_and_errors(tmp_path):
         read_score_table(j)
 
 
+def test_score_table_excel_bom_path_aliases_and_missing_images(tmp_path):
+    t = tmp_path / "excel.csv"
+    # Excel's "CSV UTF-8": a byte-order mark before the header, CRLF line ends.
+    t.write_bytes("\ufeffimage,score\r\na.jpg,0.25\r\n".encode())
+    assert read_score_table(t) == ([str(tmp_path / "a.jpg")], pytest.approx([0.25]))
+    # The image column under the names deqa-score manifests accept (any case).
+    t.write_bytes("\ufeffFilename,Score\na.jpg,0.5\n".encode())
+    images, scores = read_score_table(t)
+    assert images == [str(tmp_path / "a.jpg")] and scores.tolist() == [0.5]
+    t.write_text("image,score\na.jpg,0.5\n\n,0.1\n")
+    with pytest.raises(ValueError, match=r"excel.csv:4: empty image path"):
+        read_score_table(t)
+    # check_images: every missing file is named with its row, before anything is embedded.
+    Image.new("RGB", (8, 8)).save(tmp_path / "b.png")
+    t.write_text("image,score\na.jpg,0.5\nb.png,0.1\nc.jpg,1\n")
+    assert read_score_table(t)[0][1] == str(tmp_path / "b.png")
+    with pytest.raises(ValueError, match=r"2 image\(s\) of the table not found: .*excel.csv:2: .*a.jpg; .*excel.csv:4: .*c.jpg$"):
+        read_score_table(t, check_images=True)
+
+
 def test_head_train_and_score_through_the_cli(tiny_dinov2, tmp_path, capsys):
     from deqa.cli.main import main as deqa_main
 
@@ -237,7 +257,57 @@ def test_head_train_and_score_through_the_cli(tiny_dinov2, tmp_path, capsys):
                       str(tmp_path / "im1.png")]) == 0
     out = capsys.readouterr().out.strip().splitlines()
     assert out[0].split("\t") == ["input", "score", "score_0_1", "level", "label", "action"] and len(out) == 3
+    def with_(flag, value, argv=args):  # args with one option set (replaced or appended)
+        i = argv.index(flag) if flag in argv else None
+        return [*argv[:i], flag, value, *argv[i + 2:]] if i is not None else [*argv, flag, value]
+
     bad = tmp_path / "bad.csv"
     bad.write_text("image,score\nim0.png,9\n")
-    with pytest.raises(ValueError, match="bad.csv:2"):
-        deqa_main(args[:3] + [str(bad)] + args[4:])
+    assert deqa_main(with_("--table", str(bad))) == 1
+    assert f"head-train: error: {bad}:2: score 9.0 outside the score range" in capsys.readouterr().err
+    # A missing or an unreadable image: one line naming it, its row and the table; no head is written.
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    for row, message in (("gone.png,3", f"{bad}:3: {tmp_path / 'gone.png'}"),
+                         ("broken.png,3", f"--table {bad}: {tmp_path / 'broken.png'}: ")):
+        bad.write_text(f"image,score\nim0.png,1\n{row}\n")
+        out = tmp_path / "head2"
+        assert deqa_main(with_("--out", str(out), with_("--table", str(bad)))) == 1
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err and not out.exists()
+    for flag, value, message in (("--score-range", "5,1", "--score-range must be 'lo,hi' with hi > lo"),
+                                 ("--thresholds", '{"levels": 3}', '--thresholds: expected {"levels"'),
+                                 ("--config", '{"epochz": 1}', "--config: head training config: unknown key(s) ['epochz']")):
+        assert deqa_main(with_(flag, value)) == 1
+        assert f"head-train: error: {message}" in capsys.readouterr().err
+
+
+def test_embed_goes_on_past_a_broken_image(tiny_dinov2, tmp_path, capsys):
+    from deqa.cli.baseline import main
+
+    for i, img in enumerate(_images(3, seed=9)):
+        img.save(tmp_path / f"im{i}.png")
+    (tmp_path / "im1b.png").write_bytes(b"not a png")
+    argv = ["embed", str(tmp_path), str(tmp_path / "gone.png"), "--cache", str(tmp_path / "cache"),
+            "--encoder", "hf", "--encoder-path", tiny_dinov2, "--batch-size", "2"]
+    assert main(argv) == 2  # as deqa-score: some inputs failed, the others done
+    out, err = capsys.readouterr()
+    assert f"failed: {tmp_path / 'im1b.png'}: " in err and f"failed: {tmp_path / 'gone.png'}: no such file" in err
+    assert "5 images: 0 cached, 3 computed, 2 failed" in out
+    assert main(argv) == 2 and "5 images: 3 cached, 0 computed, 2 failed" in capsys.readouterr().out
+
+
+def test_diagnose_reports_a_head_left_in_train_mode(tiny_dinov2, tmp_path):
+    from deqa.baselines.diagnostics import diagnose
+
+    enc = build_encoder(EncoderSpec(name="hf", path=tiny_dinov2))
+    torch.manual_seed(0)
+    save_encoder_head(tmp_path / "m", enc.spec, QualityHead(enc.dim))
+    scorer = load_baseline(tmp_path / "m")
+    imgs = _images(2, seed=3)
+    assert diagnose(scorer, imgs)["modules_in_train_mode"] == {"encoder": [], "head": []}
+    scorer.head.train()
+    report = diagnose(scorer, imgs)
+    # Reported as found, then switched to eval for the other checks (and the report says so).
+    assert report["modules_in_train_mode"]["head"][:2] == ["QualityHead", "net"] and report["modules_in_train_mode"]["encoder"] == []
+    assert report["modules_set_to_eval"] == ["head"] and not scorer.head.training
+    assert not report["ok"] and any("module 'head' was in training mode" in p for p in report["problems"])

@@ -3,9 +3,14 @@
 - input normalisation: per-channel mean/std of what the model actually receives (a model fed
   [0, 255] pixels, or unnormalised ones, scores everything alike);
 - NaN/Inf in embeddings or outputs;
-- module modes: any BatchNorm/Dropout left in training mode at inference;
+- module modes: any BatchNorm/Dropout left in training mode at inference, recorded as found
+  (then switched to eval for the remaining checks, and the report says which were);
 - known-good vs known-bad: each image is scored clean and after a heavy synthetic degradation
-  (blur + noise + JPEG); a working model ranks the clean one higher nearly always.
+  (blur + noise + JPEG); a working model ranks the clean one higher nearly always (the report
+  names every image where it did not).
+
+``report["problems"]`` says in words why ``report["ok"]`` is false; unreadable inputs are listed
+in ``report["unreadable"]`` and left out of the checks.
 """
 
 from __future__ import annotations
@@ -16,11 +21,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..imageio import load_image
+from ..imageio import ImageLoadError, load_image
 from ..scorer import Scorer
 from .synth import apply_blur, apply_jpeg, apply_noise
 
-__all__ = ["diagnose", "degrade_heavily", "modules_in_train_mode"]
+__all__ = ["diagnose", "degrade_heavily", "modules_in_train_mode", "GOOD_BEATS_BAD_MIN"]
+
+# Share of images whose heavily degraded copy must score lower than the original.
+GOOD_BEATS_BAD_MIN = 0.9
 
 
 def modules_in_train_mode(module: torch.nn.Module) -> list[str]:
@@ -46,12 +54,24 @@ def diagnose(scorer: Scorer, images: list, *, resize_to: int = 384) -> dict[str,
     """Run every check on ``images`` (paths or PIL images); returns a report dict with ``ok``."""
     if not images:
         raise ValueError("diagnose: give at least one image (a folder of known-good photos works best)")
-    pil = []
-    for src in images:
-        img = load_image(src)
+    pil, names, unreadable = [], [], []
+    for i, src in enumerate(images):
+        name = str(src) if not isinstance(src, Image.Image) else f"<PIL image {i}>"
+        try:
+            img = load_image(src)
+        except ImageLoadError as err:  # one bad file must not hide what the others show
+            unreadable.append({"input": name, "error": err.reason})
+            continue
         img.thumbnail((resize_to, resize_to))  # the check is about the model, not about decode time
         pil.append(img)
+        names.append(name)
+    if not pil:
+        raise ValueError(f"diagnose: none of the {len(images)} image(s) could be read: "
+                         + "; ".join(f"{u['input']}: {u['error']}" for u in unreadable[:5]))
     report: dict[str, Any] = {"model": scorer.model_id, "n_images": len(pil)}
+    if unreadable:
+        report["unreadable"] = unreadable
+    problems: list[str] = []
 
     batch = scorer.make_collate()(pil)
     # A torch batch is NCHW, the numpy runtime's NHWC: the same statistics over all but the channels.
@@ -73,9 +93,16 @@ def diagnose(scorer: Scorer, images: list, *, resize_to: int = 384) -> dict[str,
         }
 
     mods = _modules(scorer)
+    # Record the modes as found: that is what the check is about. Only then switch to eval, so the
+    # checks below see the model as inference should (the scorers also force eval in predict()).
+    found = {k: modules_in_train_mode(m) for k, m in mods.items()}
+    report["modules_in_train_mode"] = found
+    report["modules_set_to_eval"] = sorted(k for k, names in found.items() if names)
     for m in mods.values():
         m.eval()
-    report["modules_in_train_mode"] = {k: modules_in_train_mode(m) for k, m in mods.items()}
+    for k in report["modules_set_to_eval"]:
+        problems.append(f"module {k!r} was in training mode ({', '.join(found[k][:5])}"
+                        + (", ..." if len(found[k]) > 5 else "") + "); diagnose switched it to eval for the other checks")
     report["trainable_params"] = {k: int(sum(p.numel() for p in m.parameters() if p.requires_grad)) for k, m in mods.items()}
 
     nonfinite = 0
@@ -92,11 +119,24 @@ def diagnose(scorer: Scorer, images: list, *, resize_to: int = 384) -> dict[str,
     pairs = [(g.score_0_1, b.score_0_1) for g, b in zip(good, bad, strict=True)]
     finite = all(np.isfinite(v) for p in pairs for v in p)
     wins = float(np.mean([g > b for g, b in pairs]))
+    # Every image whose degraded copy did not score lower, so a failed check can be looked at.
+    failed = [{"image": n, "good": round(float(g), 4), "bad": round(float(b), 4)}
+              for n, (g, b) in zip(names, pairs, strict=True) if not g > b]
     report["good_vs_bad"] = {
         "good_mean": float(np.mean([g for g, _ in pairs])),
         "bad_mean": float(np.mean([b for _, b in pairs])),
         "good_beats_bad": wins,
+        "not_beaten": failed,
     }
-    report["ok"] = bool(finite and nonfinite == 0 and wins >= 0.9
-                        and not any(report["modules_in_train_mode"].values()))
+    if nonfinite:
+        problems.append(f"{nonfinite} non-finite value(s) in the embeddings")
+    if not finite:
+        problems.append("non-finite scores: " + ", ".join(n for n, p in zip(names, pairs, strict=True) if not np.isfinite(p).all()))
+    if wins < GOOD_BEATS_BAD_MIN:
+        problems.append(f"good_beats_bad {wins:.3f} < {GOOD_BEATS_BAD_MIN}: the heavily degraded copy scored at least as "
+                        f"high as the original for {len(failed)} of {len(pairs)} image(s): "
+                        + ", ".join(f"{f['image']} ({f['good']:.4f} vs degraded {f['bad']:.4f})" for f in failed[:10])
+                        + (", ..." if len(failed) > 10 else ""))
+    report["problems"] = problems
+    report["ok"] = not problems
     return report

@@ -214,33 +214,47 @@ def train_head(emb: np.ndarray, targets: np.ndarray, cfg: HeadTrainConfig) -> tu
     return head.eval(), history
 
 
-def read_score_table(path: str | os.PathLike, *, score_range: tuple[float, float] = (0.0, 1.0)) -> tuple[list[str], np.ndarray]:
+def read_score_table(path: str | os.PathLike, *, score_range: tuple[float, float] = (0.0, 1.0),
+                     check_images: bool = False) -> tuple[list[str], np.ndarray]:
     """Read ``image,score`` rows from a CSV or JSONL file; relative paths are from the file's folder.
 
-    Scores are mapped from ``score_range`` to [0, 1]; a value outside the range is an error
-    naming its row.
+    The CSV's image column may also be named as in deqa-score manifests (path, image_path, file,
+    filename; any case); a UTF-8 byte-order mark (Excel's "CSV UTF-8") is ignored. Scores are
+    mapped from ``score_range`` to [0, 1]; a value outside the range is an error naming its row.
+    ``check_images``: every image must be an existing file (the error names the rows that are not).
     """
+    from ..inputs import MANIFEST_PATH_COLUMNS
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: score table not found")
     rows: list[dict] = []
-    if path.suffix == ".jsonl":
-        for i, line in enumerate(path.read_text().splitlines(), 1):
-            if line.strip():
-                try:
-                    rows.append({**json.loads(line), "_row": i})
-                except json.JSONDecodeError as err:
-                    raise ValueError(f"{path}:{i}: invalid JSON ({err})") from None
-    else:
-        with open(path, newline="") as f:
-            reader = csv.DictReader(f)
-            if not reader.fieldnames or not {"image", "score"} <= set(reader.fieldnames):
-                raise ValueError(f"{path}: needs columns 'image' and 'score', has {reader.fieldnames}")
-            rows = [{**r, "_row": i} for i, r in enumerate(reader, 2)]
+    try:
+        if path.suffix == ".jsonl":
+            for i, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
+                if line.strip():
+                    try:
+                        rows.append({**json.loads(line), "_row": i})
+                    except (json.JSONDecodeError, TypeError) as err:
+                        raise ValueError(f"{path}:{i}: not a JSON object ({err})") from None
+        else:
+            # utf-8-sig: Excel's "CSV UTF-8" starts with a BOM, which would make the header '\ufeffimage'.
+            with open(path, newline="", encoding="utf-8-sig") as f:
+                reader = csv.DictReader(f)
+                columns = {c.strip().lower(): c for c in (reader.fieldnames or []) if c}
+                image_col = next((columns[c] for c in MANIFEST_PATH_COLUMNS if c in columns), None)
+                score_col = columns.get("score")
+                if image_col is None or score_col is None:
+                    raise ValueError(f"{path}: needs columns 'image' and 'score' (the image column may also be named "
+                                     f"{', '.join(MANIFEST_PATH_COLUMNS[1:])}), has {reader.fieldnames}")
+                # line_num, not a count: blank lines are skipped, and the error must name the file's line.
+                rows = [{"image": r[image_col], "score": r[score_col], "_row": reader.line_num} for r in reader]
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not UTF-8 text ({err.reason}); save it as CSV UTF-8") from None
     lo, hi = score_range
     if not hi > lo:
         raise ValueError(f"score range must have hi > lo, got {score_range}")
-    images, scores = [], []
+    images, scores, missing = [], [], []
     for r in rows:
         if "image" not in r or "score" not in r:
             raise ValueError(f"{path}:{r['_row']}: needs 'image' and 'score'")
@@ -250,11 +264,19 @@ def read_score_table(path: str | os.PathLike, *, score_range: tuple[float, float
             raise ValueError(f"{path}:{r['_row']}: score {r['score']!r} is not a number") from None
         if not lo <= s <= hi:
             raise ValueError(f"{path}:{r['_row']}: score {s} outside the score range [{lo}, {hi}] (set --score-range)")
-        img = Path(r["image"])
-        images.append(str(img if img.is_absolute() else path.parent / img))
+        if not isinstance(r["image"], str) or not r["image"].strip():
+            raise ValueError(f"{path}:{r['_row']}: empty image path")
+        img = Path(r["image"].strip())
+        img = img if img.is_absolute() else path.parent / img
+        if check_images and not img.is_file():
+            missing.append(f"{path}:{r['_row']}: {img}")
+        images.append(str(img))
         scores.append((s - lo) / (hi - lo))
     if not images:
         raise ValueError(f"{path}: no rows")
+    if missing:
+        raise ValueError(f"{len(missing)} image(s) of the table not found: " + "; ".join(missing[:10])
+                         + ("; ..." if len(missing) > 10 else ""))
     return images, np.asarray(scores, dtype=np.float32)
 
 

@@ -12,6 +12,14 @@ Subcommands (each parses, builds a config, calls the library):
   head-score  score images with a trained encoder head (aggregation over frames/crops)
   calibrate   score distribution on a folder (min/max/mean/std, P10..P90) to set thresholds
   diagnose    sanity checks of a baseline: normalisation, NaN/Inf, modes, good vs bad
+  card        write MODEL_CARD.md for a degradation model from its build's files
+
+embed, head-score, calibrate and diagnose take their inputs as deqa-score does: image files,
+folders (-r/--recursive descends into sub-folders), quoted globs and manifests.
+
+Exit codes (as deqa-score's): 0 done; 1 bad arguments, inputs or model (one line
+"error: ..." on stderr), or a diagnose check that failed; 2 some inputs could not be read
+(each named on stderr, the others processed); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -23,24 +31,88 @@ from pathlib import Path
 
 __all__ = ["main", "build_parser"]
 
+# Exit code 2 means "some inputs could not be read" (as for deqa-score); errors get 1.
+EXIT_ERROR, EXIT_PARTIAL, EXIT_INTERRUPTED = 1, 2, 130
 
-def _json_arg(text: str | None) -> dict:
+
+class _Parser(argparse.ArgumentParser):
+    # argparse exits 2 on a bad argument, which here means "some inputs failed": use 1, as deqa-score does.
+    def error(self, message):
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_ERROR, f"{self.prog}: error: {message}\n")
+
+
+def _at_least_one(text: str) -> int:
+    # An argparse type: counts (samples, epochs, batch sizes, threads) of 0 or less are a mistake.
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
+
+
+def _json_arg(text: str | None, option: str = "--config") -> dict:
     if not text:
         return {}
-    p = Path(text)
-    if p.is_file():
-        text = p.read_text()
+    # Inline JSON is never taken for a file name (a long one would make is_file() raise ENAMETOOLONG).
+    if not text.lstrip().startswith("{"):
+        if not Path(text).is_file():
+            raise ValueError(f"{option} {text}: no such file, and not a JSON object")
+        text = Path(text).read_text()
     try:
         d = json.loads(text)
     except json.JSONDecodeError as err:
-        raise SystemExit(f"not valid JSON (or a JSON file): {text[:80]!r}: {err}") from None
+        raise ValueError(f"{option}: not valid JSON (or a JSON file): {text[:80]!r}: {err}") from None
     if not isinstance(d, dict):
-        raise SystemExit(f"expected a JSON object, got {type(d).__name__}")
+        raise ValueError(f"{option}: expected a JSON object, got {type(d).__name__}")
     return d
 
 
+def _config(from_dict, d: dict, option: str = "--config"):
+    """A typed config from a dict; a wrong key or value type is an error naming ``option``."""
+    try:
+        return from_dict(d)
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"{option}: {err}") from None
+
+
+def _thresholds(text: str | None):
+    """The ThresholdPolicy of a --thresholds argument, or None when it is not given."""
+    from ..baselines.thresholds import ThresholdPolicy
+
+    if text is None:
+        return None
+    d = _json_arg(text, "--thresholds")
+    try:
+        return ThresholdPolicy.from_dict(d)
+    except ValueError as err:
+        raise ValueError(f"--thresholds: {err}") from None
+    except (TypeError, KeyError, AttributeError):  # "levels" not a list of objects
+        raise ValueError('--thresholds: expected {"levels": [{"label": ..., "min_score": ..., "action": ...}, ...]}, '
+                         f"got {json.dumps(d)[:120]}") from None
+
+
+def _add_input_args(p) -> None:
+    # The same input expansion as deqa-score (deqa.inputs.expand_inputs).
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="image files, folders, quoted glob patterns, or manifests (.txt, .csv, .tsv, .jsonl)")
+    p.add_argument("-r", "--recursive", action="store_true", help="descend into sub-folders")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="deqa baseline", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = _Parser(prog="deqa baseline", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
 
     p = sub.add_parser("photos", help="collect offline training photos into a folder")
@@ -65,10 +137,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--photos", required=True, help="folder written by `deqa baseline photos`")
     p.add_argument("--split", choices=["train", "heldout"], required=True, help="which photos to crop from")
     p.add_argument("--out", required=True)
-    p.add_argument("--n", type=int, required=True, help="number of samples")
+    p.add_argument("--n", type=_at_least_one, required=True, help="number of samples")
     p.add_argument("--size", type=int, default=224, help="side of the square samples in px (= the model's image_size)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--workers", type=_at_least_one, default=1)
     p.add_argument("--heads", default=None, help="comma-separated degradations (default: all six)")
     p.add_argument("--min-texture", type=float, default=None, help="redraw crops with fewer textured tiles (default 0.3; 0 = off)")
     p.add_argument("--max-aspect", type=float, default=None, help="crop aspect in [1/a, a], squashed to square (default 1.78)")
@@ -83,12 +155,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-data", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--config", default=None, help="JSON (file or string) of DegradationTrainConfig fields")
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--epochs", type=_at_least_one, default=None)
+    p.add_argument("--batch-size", type=_at_least_one, default=None)
+    p.add_argument("--lr", type=_positive_float, default=None)
+    p.add_argument("--threads", type=_at_least_one, default=None)
     p.add_argument("--device", default=None)
-    p.add_argument("--max-steps", type=int, default=None)
+    p.add_argument("--max-steps", type=_at_least_one, default=None)
 
     p = sub.add_parser("branch-train", help="add an encoder branch (frozen ImageNet trunk + MLP) to a degradation CNN")
     p.add_argument("--cnn", required=True, help="degradation-model folder (its CNN is copied into --out)")
@@ -98,8 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="validation sweep sets from the training scenes (synth --split train --sweep HEAD): a head's mix by its grading SRCC")
     p.add_argument("--out", required=True, help="folder for the CNN + branch model")
     p.add_argument("--config", default=None, help="JSON (file or string) of BranchTrainConfig fields")
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--epochs", type=_at_least_one, default=None)
+    p.add_argument("--threads", type=_at_least_one, default=None)
     p.add_argument("--device", default=None)
 
     p = sub.add_parser("eval", help="evaluate a degradation model on a rendered set")
@@ -108,9 +180,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sweep", nargs="*", default=[], metavar="DIR",
                    help="grading sets rendered with `synth --sweep HEAD`: per-head SRCC (the held-out protocol)")
     p.add_argument("--out", default=None, help="write the metrics JSON here")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=_at_least_one, default=64)
     _add_head_commands(sub)
     return ap
+
+
+# --aggregate given without a method: the one saved with the model.
+_SAVED = "<saved>"
 
 
 def _add_head_commands(sub) -> None:
@@ -120,39 +196,44 @@ def _add_head_commands(sub) -> None:
         p.add_argument("--device", default=None)
 
     p = sub.add_parser("embed", help="cache frozen-encoder embeddings of images")
-    p.add_argument("inputs", nargs="+", help="images or folders")
+    _add_input_args(p)
     p.add_argument("--cache", required=True, help="embedding cache folder")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=_at_least_one, default=32)
     encoder_args(p)
 
     p = sub.add_parser("head-train", help="train the MLP head on an image,score table")
-    p.add_argument("--table", required=True, help="CSV (image,score) or JSONL with image and score")
+    p.add_argument("--table", required=True,
+                   help="CSV (image,score; the image column may be named path, image_path, file or filename) "
+                        "or JSONL with image and score")
     p.add_argument("--score-range", default="0,1", help="lo,hi of the table's scores (mapped to [0, 1])")
     p.add_argument("--cache", required=True, help="embedding cache folder")
     p.add_argument("--out", required=True, help="baseline folder to write")
     p.add_argument("--config", default=None, help="JSON (file or string) of HeadTrainConfig fields")
     p.add_argument("--thresholds", default=None, help="JSON (file or string): {levels: [{label, min_score, action}, ...]}")
     p.add_argument("--model-id", default="deqa-encoder-head")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=_at_least_one, default=32)
     encoder_args(p)
 
     p = sub.add_parser("head-score", help="score images with a baseline; aggregate groups (frames, crops)")
-    p.add_argument("inputs", nargs="+", help="images or folders")
+    _add_input_args(p)
     p.add_argument("--model", default=None, help="baseline folder (default: the built-in model)")
-    p.add_argument("--aggregate", default=None, choices=["mean", "median", "min", "trimmed_mean"],
-                   help="one score per folder (e.g. the frames of a video); default: per image")
-    p.add_argument("--trim", type=float, default=0.1, help="trimmed_mean: fraction cut from each tail")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--aggregate", nargs="?", const=_SAVED, default=None, metavar="METHOD",
+                   help="one score per folder (e.g. the frames of a video) by mean, median, min or trimmed_mean; "
+                        "--aggregate alone: the model's saved method (its 'aggregation', else median); default: per image")
+    p.add_argument("--trim", type=float, default=0.1, help="trimmed_mean: fraction cut from each tail, in [0, 0.5)")
+    p.add_argument("--thresholds", default=None,
+                   help="JSON (file or string), as for head-train: labels + actions for this run instead of the model's")
+    p.add_argument("--batch-size", type=_at_least_one, default=16)
     p.add_argument("--device", default=None)
 
     p = sub.add_parser("calibrate", help="score distribution on a folder, to set thresholds")
-    p.add_argument("inputs", nargs="+", help="images or folders")
+    _add_input_args(p)
     p.add_argument("--model", default=None, help="baseline folder (default: the built-in model)")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=_at_least_one, default=16)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     p = sub.add_parser("diagnose", help="sanity checks of a baseline on known-good images")
-    p.add_argument("inputs", nargs="+", help="known-good images or folders")
+    _add_input_args(p)
     p.add_argument("--model", default=None, help="baseline folder (default: the built-in model)")
 
     p = sub.add_parser("card", help="write MODEL_CARD.md for a degradation model")
@@ -246,7 +327,7 @@ def _train(args) -> int:
                      ("num_threads", args.threads), ("device", args.device), ("max_steps", args.max_steps)):
         if val is not None:
             d[key] = val
-    summary = train_degradation(DegradationTrainConfig.from_dict(d))
+    summary = train_degradation(_config(DegradationTrainConfig.from_dict, d))
     print(json.dumps(summary))
     return 0
 
@@ -254,6 +335,7 @@ def _train(args) -> int:
 def _branch_train(args) -> int:
     from ..baselines.branch_train import BranchTrainConfig, train_branch
 
+    _require_degradation_model(args.cnn, "--cnn", "branch-train")
     d = _json_arg(args.config)
     d.update(cnn=args.cnn, train_data=args.train_data, val_data=args.val_data, out_dir=args.out, val_sweeps=args.val_sweeps)
     for key, val in (("epochs", args.epochs), ("num_threads", args.threads), ("device", args.device)):
@@ -274,12 +356,10 @@ def _eval(args) -> int:
     from ..baselines.degradation_train import evaluate_protocol
 
     folder = Path(args.model) if args.model else builtin_model_dir()
+    if args.model:
+        _require_degradation_model(args.model, "--model", "eval")
     model = load_degradation_model(folder)
-    try:
-        res = evaluate_protocol(model, args.data, args.sweep, batch_size=args.batch_size)
-    except ValueError as err:
-        print(f"deqa baseline eval: {err}", file=sys.stderr)
-        return 2
+    res = evaluate_protocol(model, args.data, args.sweep, batch_size=args.batch_size)
     res["model"] = str(folder)
     text = json.dumps(res, indent=2)
     print(text)
@@ -289,37 +369,83 @@ def _eval(args) -> int:
     return 0
 
 
-def _expand(inputs: list[str]) -> list[str]:
-    from ..imageio import IMAGE_EXTENSIONS
+def _require_degradation_model(folder: str, option: str, cmd: str) -> None:
+    """``folder`` must hold a degradation model: an encoder-head folder is a clear error, not a KeyError."""
+    from ..load import BASELINE_CONFIG_NAME
 
-    out = []
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            found = sorted(str(f) for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file())
-            if not found:
-                raise SystemExit(f"{p}: no images found (extensions: {sorted(IMAGE_EXTENSIONS)})")
-            out += found
-        elif p.is_file():
-            out.append(str(p))
-        else:
-            raise SystemExit(f"{p}: no such file or folder")
-    return out
+    cfg_path = Path(folder) / BASELINE_CONFIG_NAME
+    if not cfg_path.is_file():
+        raise ValueError(f"{option} {folder}: not a deqa baseline folder (no {BASELINE_CONFIG_NAME}); "
+                         "give a folder written by `deqa baseline train`")
+    try:
+        kind = json.loads(cfg_path.read_text()).get("type")
+    except (json.JSONDecodeError, AttributeError) as err:
+        raise ValueError(f"{cfg_path}: not a JSON object ({err})") from None
+    if kind != "degradation":
+        what = "an encoder_head baseline" if kind == "encoder_head" else f"a baseline of type {kind!r}"
+        raise ValueError(f"{option} {folder} is {what}; {cmd} needs a degradation model "
+                         "(a folder written by `deqa baseline train` or `branch-train`)")
+
+
+def _expand(args) -> list[str]:
+    from ..inputs import expand_inputs
+
+    return expand_inputs(args.inputs, recursive=args.recursive)
+
+
+def _check_encoder_args(args) -> None:
+    # Before inputs are expanded or anything loads: the library's message names path=, not the option.
+    if args.encoder in ("hf", "resnet50") and not args.encoder_path:
+        what = "a model folder or hub id (e.g. facebook/dinov2-small)" if args.encoder == "hf" else "a local weights file"
+        raise ValueError(f"--encoder {args.encoder} needs --encoder-path: {what}")
 
 
 def _encoder(args):
     from ..baselines.encoders import EncoderSpec, build_encoder
 
+    _check_encoder_args(args)
     return build_encoder(EncoderSpec(name=args.encoder, path=args.encoder_path), args.device)
 
 
-def _embed(args) -> int:
-    from ..baselines.encoder_head import EmbeddingCache
+def _failed(name: str, reason: str) -> None:
+    print(f"failed: {name}: {reason}", file=sys.stderr, flush=True)
 
+
+def _embed(args) -> int:
+    from tqdm.auto import tqdm
+
+    from ..baselines.encoder_head import EmbeddingCache
+    from ..imageio import ImageLoadError
+
+    _check_encoder_args(args)
+    images = _expand(args)
     cache = EmbeddingCache(args.cache, _encoder(args))
-    images = _expand(args.inputs)
-    cache.embed(images, args.batch_size, progress=True)
-    print(f"{len(images)} images: {cache.hits} cached, {cache.misses} computed -> {cache.dir}")
+    failed = [name for name in images if not Path(name).is_file()]
+    for name in failed:
+        _failed(name, "no such file" if not Path(name).exists() else "not a file")
+    missing = set(failed)
+    todo = [name for name in images if name not in missing]
+    for s in tqdm(range(0, len(todo), args.batch_size), desc="embed"):
+        chunk = todo[s : s + args.batch_size]
+        hits, misses = cache.hits, cache.misses
+        try:
+            cache.embed(chunk, args.batch_size)
+        except (ImageLoadError, OSError):
+            # One bad file stops only itself: redo the chunk image by image (nothing of it was
+            # written, so the counts are restored and the good ones are computed once).
+            cache.hits, cache.misses = hits, misses
+            for name in chunk:
+                hits, misses = cache.hits, cache.misses
+                try:
+                    cache.embed([name], 1)
+                except (ImageLoadError, OSError) as err:
+                    cache.hits, cache.misses = hits, misses  # a failed image is neither
+                    _failed(name, getattr(err, "reason", None) or getattr(err, "strerror", None) or str(err))
+                    failed.append(name)
+    print(f"{len(images)} images: {cache.hits} cached, {cache.misses} computed, {len(failed)} failed -> {cache.dir}")
+    if failed:
+        print(f"{len(failed)} of {len(images)} inputs could not be embedded", file=sys.stderr)
+        return EXIT_PARTIAL
     return 0
 
 
@@ -331,18 +457,25 @@ def _head_train(args) -> int:
         save_encoder_head,
         train_head,
     )
-    from ..baselines.thresholds import ThresholdPolicy
+    from ..imageio import ImageLoadError
 
     try:
         lo, hi = (float(v) for v in args.score_range.split(","))
     except ValueError:
-        raise SystemExit(f"--score-range must be 'lo,hi', got {args.score_range!r}") from None
-    cfg = HeadTrainConfig.from_dict(_json_arg(args.config))
-    thresholds = ThresholdPolicy.from_dict(_json_arg(args.thresholds))
-    images, targets = read_score_table(args.table, score_range=(lo, hi))
+        raise ValueError(f"--score-range must be 'lo,hi', got {args.score_range!r}") from None
+    if not hi > lo:
+        raise ValueError(f"--score-range must be 'lo,hi' with hi > lo, got {args.score_range!r}")
+    _check_encoder_args(args)
+    cfg = _config(HeadTrainConfig.from_dict, _json_arg(args.config))
+    thresholds = _thresholds(args.thresholds)
+    # Every image is checked before the encoder loads, so a missing file is named at once with its row.
+    images, targets = read_score_table(args.table, score_range=(lo, hi), check_images=True)
     encoder = _encoder(args)
     cache = EmbeddingCache(args.cache, encoder)
-    emb = cache.embed(images, args.batch_size, progress=True)
+    try:
+        emb = cache.embed(images, args.batch_size, progress=True)
+    except ImageLoadError as err:  # a training set with a bad image stops: the head must see every row
+        raise ValueError(f"--table {args.table}: {err}; fix or remove its row") from None
     head, history = train_head(emb, targets, cfg)
     save_encoder_head(args.out, encoder.spec, head, thresholds=thresholds, model_id=args.model_id,
                       extra={"train": {"table": str(args.table), "score_range": [lo, hi], "config": vars(cfg),
@@ -363,56 +496,89 @@ def _policy(scorer):
     return getattr(scorer, "thresholds", None) or ThresholdPolicy()
 
 
+def _saved_aggregation(model: str | None) -> str:
+    """The aggregation saved in a baseline's ``deqa_baseline.json`` (median when it names none)."""
+    from ..baselines import builtin_model_dir
+    from ..load import BASELINE_CONFIG_NAME
+
+    path = (Path(model) if model else builtin_model_dir()) / BASELINE_CONFIG_NAME
+    method = json.loads(path.read_text()).get("aggregation") or "median"
+    return method
+
+
+def _check_aggregation(method: str, trim: float, where: str) -> None:
+    from ..baselines.thresholds import AGGREGATIONS
+
+    if method not in AGGREGATIONS:
+        raise ValueError(f"{where}: unknown aggregation {method!r}; choose one of {', '.join(AGGREGATIONS)}")
+    if method == "trimmed_mean" and not 0.0 <= trim < 0.5:
+        raise ValueError(f"--trim must be in [0, 0.5) for trimmed_mean, got {trim}")
+
+
 def _head_score(args) -> int:
     from ..baselines.thresholds import aggregate_scores
     from ..results import ScoreFailure
 
+    # Every argument is checked before the model loads and before any row is printed.
+    method = args.aggregate
+    if method is not None and method != _SAVED:
+        _check_aggregation(method, args.trim, "--aggregate")
+    policy = _thresholds(args.thresholds)
+    images = _expand(args)
     scorer = _load(args.model, args.device)
-    policy = _policy(scorer)
-    images = _expand(args.inputs)
+    if method == _SAVED:
+        method = _saved_aggregation(args.model)
+        _check_aggregation(method, args.trim, f"the 'aggregation' saved with {args.model or 'the built-in model'}")
+    policy = policy or _policy(scorer)
     results = list(scorer.iter_score(images, batch_size=args.batch_size))
-    rc = 0
-    if args.aggregate:
+    failed = 0
+    if method:
         groups: dict[str, list[float]] = {}
         for r in results:
             if isinstance(r, ScoreFailure):
-                print(f"{r.input}\terror: {r.error}", file=sys.stderr)
-                rc = 1
+                _failed(r.input, r.error)
+                failed += 1
                 continue
             groups.setdefault(str(Path(r.input).parent), []).append(r.score_0_1)
         print("input\tn\tscore_0_1\tlabel\taction")
         for name, scores in groups.items():
-            s = aggregate_scores(scores, args.aggregate, trim=args.trim)
+            s = aggregate_scores(scores, method, trim=args.trim)
             lv = policy.classify(s)
             print(f"{name}\t{len(scores)}\t{s:.4f}\t{lv.label}\t{lv.action}")
-        return rc
+        return _partial(failed, len(images))
     print("input\tscore\tscore_0_1\tlevel\tlabel\taction")
     for r in results:
         if isinstance(r, ScoreFailure):
-            print(f"{r.input}\terror: {r.error}", file=sys.stderr)
-            rc = 1
+            _failed(r.input, r.error)
+            failed += 1
             continue
         lv = policy.classify(r.score_0_1)
         print(f"{r.input}\t{r.score:.4f}\t{r.score_0_1:.4f}\t{r.level}\t{lv.label}\t{lv.action}")
-    return rc
+    return _partial(failed, len(images))
+
+
+def _partial(failed: int, total: int) -> int:
+    if not failed:
+        return 0
+    print(f"{failed} of {total} inputs could not be scored", file=sys.stderr)
+    return EXIT_PARTIAL
 
 
 def _calibrate(args) -> int:
     from ..baselines.thresholds import score_distribution
     from ..results import ScoreFailure
 
+    images = _expand(args)
     scorer = _load(args.model)
-    images = _expand(args.inputs)
     scores, failed = [], 0
     for r in scorer.iter_score(images, batch_size=args.batch_size, progress=not args.json):
         if isinstance(r, ScoreFailure):
-            print(f"skipped {r.input}: {r.error}", file=sys.stderr)
+            _failed(r.input, r.error)
             failed += 1
         else:
             scores.append(r.score_0_1)
     if not scores:
-        print("no image could be scored", file=sys.stderr)
-        return 1
+        raise ValueError(f"none of the {len(images)} input(s) could be scored")
     dist = score_distribution(scores)
     dist["failed"] = failed
     if args.json:
@@ -422,16 +588,37 @@ def _calibrate(args) -> int:
         for k, v in dist.items():
             if k not in ("count", "failed"):
                 print(f"  {k:>5}: {v:.4f}")
-        print("set thresholds with head-train --thresholds, e.g. high >= P70, medium >= P40, low >= P10")
-    return 0
+        # Thresholds from these deciles, ready to paste: head-score --thresholds applies them to any
+        # baseline (the built-in model included); head-train --thresholds saves them with a new head.
+        cuts = [round(dist[k], 4) for k in ("p70", "p40", "p10")]
+        if cuts[0] > cuts[1] > cuts[2] > 0:  # a valid policy needs strictly decreasing levels above 0
+            example = {"levels": [{"label": "high", "min_score": cuts[0], "action": "accept"},
+                                  {"label": "medium", "min_score": cuts[1], "action": "accept, flag for improvement"},
+                                  {"label": "low", "min_score": cuts[2], "action": "send to manual review"},
+                                  {"label": "rejected", "min_score": 0.0, "action": "reject"}]}
+            model = f" --model {args.model}" if args.model else ""
+            print("to label by these deciles (high >= P70, medium >= P40, low >= P10):\n"
+                  f"  deqa baseline head-score{model} --thresholds '{json.dumps(example)}' INPUTS...\n"
+                  "  (or save them with a new encoder head: head-train --thresholds)")
+        else:
+            print("set thresholds from these deciles with head-score --thresholds (any model) or head-train "
+                  "--thresholds (saved with a new encoder head), e.g. high >= P70, medium >= P40, low >= P10")
+    return _partial(failed, len(images))
 
 
 def _diagnose(args) -> int:
     from ..baselines.diagnostics import diagnose
 
-    report = diagnose(_load(args.model), _expand(args.inputs))
+    images = _expand(args)
+    report = diagnose(_load(args.model), images)
     print(json.dumps(report, indent=2))
-    return 0 if report["ok"] else 1
+    for u in report.get("unreadable", []):
+        _failed(u["input"], u["error"])
+    for problem in report["problems"]:
+        print(f"check failed: {problem}", file=sys.stderr)
+    if not report["ok"]:
+        return EXIT_ERROR
+    return EXIT_PARTIAL if report.get("unreadable") else 0
 
 
 def _card(args) -> int:
@@ -451,11 +638,27 @@ _HEAD_COMMANDS: dict = {"embed": _embed, "head-train": _head_train, "head-score"
 _COMMANDS = {"photos": _photos, "synth": _synth, "train": _train, "branch-train": _branch_train, "eval": _eval}
 
 
+def _message(err: BaseException) -> str:
+    if isinstance(err, OSError) and err.filename and err.strerror:  # "[Errno 2] ..." reads worse
+        return f"{err.filename}: {err.strerror}"
+    return str(err)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.cmd in _COMMANDS:
-        return _COMMANDS[args.cmd](args)
-    return _HEAD_COMMANDS[args.cmd](args)
+    command = _COMMANDS.get(args.cmd) or _HEAD_COMMANDS[args.cmd]
+    try:
+        return command(args)
+    except (ValueError, OSError, FloatingPointError) as err:
+        # What a user can fix (bad option, file, table row, image, config key; deqa's InputError
+        # and ImageLoadError are ValueErrors): one line, no traceback. Anything else is a bug and
+        # keeps its traceback.
+        print(f"deqa baseline {args.cmd}: error: {_message(err)}", file=sys.stderr, flush=True)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        hint = "; run the same command again to resume" if args.cmd in ("train", "synth") else ""
+        print(f"deqa baseline {args.cmd}: interrupted{hint}", file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":
