@@ -1,6 +1,8 @@
 """Degradation CNN: architecture, parameter count, overall formula, training, save/load, scorer."""
 
+import dataclasses
 import json
+import re
 
 import numpy as np
 import pytest
@@ -150,9 +152,25 @@ def test_a_few_training_steps_lower_the_loss_and_resume(tiny_sets, tmp_path):
     # Saved best model loads through the generic entry points.
     scorer = load_scorer(str(tmp_path / "m"))
     assert isinstance(scorer, NumpyDegradationScorer) and scorer.model_id == "deqa-degradation"
-    # Resuming a finished run trains no further.
-    again = train_degradation(cfg, progress=False)
-    assert again["steps"] == 12
+    # The model reads what it was trained on: the data's 64 px, not the config default of 224.
+    saved = json.loads((tmp_path / "m" / "deqa_baseline.json").read_text())
+    assert saved["model"]["image_size"] == 64 and load_degradation_model(tmp_path / "m").cfg.image_size == 64
+    run_config = (tmp_path / "m" / "train_config.json").read_text()
+    assert json.loads(run_config)["model"] == {"image_size": 64}
+    # Resuming a finished run trains no further; threads and device may change on a resume.
+    again = train_degradation(dataclasses.replace(cfg, num_threads=2), progress=False)
+    assert again["steps"] == 12 and len((tmp_path / "m" / "train_log.jsonl").read_text().splitlines()) == 3
+    # A resume with settings that did not train the weights is an error naming them; the run's
+    # record is left as it was.
+    for change, named in (({"lr": 1e-3}, "lr: 0.003 -> 0.001"), ({"val_data": str(train)}, f"val_data: {json.dumps(str(val))}"),
+                          ({"epochs": 5}, "epochs: 3 -> 5"), ({"model": {"dropout": 0.1}}, "model: ")):
+        with pytest.raises(ValueError, match=rf"--out {tmp_path / 'm'} holds a training run with other settings \(.*{re.escape(named)}"):
+            train_degradation(dataclasses.replace(cfg, **change), progress=False)
+    assert (tmp_path / "m" / "train_config.json").read_text() == run_config
+    # A folder with a model but no trainer state (here: the weights without their run) is never overwritten.
+    (tmp_path / "m" / "trainer_state.pt").unlink()
+    with pytest.raises(ValueError, match="already holds a model that this run did not train"):
+        train_degradation(cfg, progress=False)
     # A warm start begins from the saved weights (its first validation is no worse than theirs).
     warm = DegradationTrainConfig(train_data=str(train), val_data=str(val), out_dir=str(tmp_path / "w"),
                                   epochs=1, batch_size=16, lr=1e-5, num_threads=1, init_from=str(tmp_path / "m"))
@@ -166,6 +184,24 @@ def test_a_few_training_steps_lower_the_loss_and_resume(tiny_sets, tmp_path):
                                  model={"stem_stride": 2}, init_from=str(tmp_path / "m"))
     with pytest.raises(ValueError, match="init_from"):
         train_degradation(bad, progress=False)
+
+
+def test_training_image_size_comes_from_the_data(tiny_sets, tmp_path):
+    """A model config naming another size than the data's, or val data of another size than the
+    training data's, is an error before anything is written."""
+    train, val = tiny_sets
+    from skimage import data
+
+    photo = tmp_path / "coffee.png"
+    Image.fromarray(data.coffee()).resize((150, 100)).save(photo)
+    val96 = render_dataset([photo], tmp_path / "val96", 4, SynthConfig(size=96), seed=2, progress=False)
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match=rf"image_size is 224 but train_data {train} is rendered at 64 px; .*--size 224"):
+        train_degradation(DegradationTrainConfig(train_data=str(train), val_data=str(val), out_dir=str(out),
+                                                 model={"image_size": 224}), progress=False)
+    with pytest.raises(ValueError, match=rf"val_data {val96} is rendered at 96 px but train_data {train} at 64 px"):
+        train_degradation(DegradationTrainConfig(train_data=str(train), val_data=str(val96), out_dir=str(out)), progress=False)
+    assert not out.exists()
 
 
 def test_training_config_errors(tiny_sets, tmp_path):
@@ -334,3 +370,19 @@ def test_protocol_on_rendered_sets(tmp_path, tiny_sets):
         evaluate_protocol(DegradationNet(DegradationModelConfig(image_size=96)), mixed)
     with pytest.raises(ValueError, match="not a sweep set"):
         evaluate_protocol(net, mixed, [mixed])
+
+
+def test_cli_eval_and_branch_train_refuse_an_encoder_head_folder(tmp_path, capsys):
+    from deqa.cli.baseline import main
+
+    head = tmp_path / "myhead"
+    head.mkdir()
+    (head / "deqa_baseline.json").write_text(json.dumps({"type": "encoder_head", "encoder": {"name": "efficientnet-lite0"}}))
+    assert main(["eval", "--model", str(head), "--data", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert f"eval: error: --model {head} is an encoder_head baseline; eval needs a degradation model" in err
+    assert "Traceback" not in err
+    assert main(["branch-train", "--cnn", str(head), "--train-data", str(tmp_path), "--val-data", str(tmp_path),
+                 "--out", str(tmp_path / "b")]) == 1
+    assert f"--cnn {head} is an encoder_head baseline; branch-train needs a degradation model" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()

@@ -5,7 +5,11 @@ in-memory uint8 array, so transformers.Trainer would add an import cost and noth
 The recipe: AdamW (weight decay 1e-4), cosine annealing to 1% of the peak learning rate,
 gradient-norm clipping at 1.0, per-head loss weights (watermark 1.5), early stopping on the
 validation loss with the best weights kept. Every epoch writes the best model, a resumable
-trainer state and a JSONL log line, so an interrupted run continues where it stopped.
+trainer state and a JSONL log line, so an interrupted run continues where it stopped: the same
+command again resumes it. An ``out_dir`` holding a run with other settings is an error (naming
+them), never resumed with settings that did not train its weights; to train on from a model,
+start a new ``out_dir`` with ``init_from``. The model's ``image_size`` is the data's unless the
+``model`` config names one (then they must agree).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -246,21 +250,85 @@ def _schedule(opt: torch.optim.Optimizer, cfg: DegradationTrainConfig, total_ste
     return torch.optim.lr_scheduler.SequentialLR(opt, [ramp, cosine], milestones=[warm])
 
 
+# Settings that only say where and how fast a run goes, not what it trains: a resume may change them.
+_RESUME_FREE = ("num_threads", "device")
+
+
+def _model_config(cfg: DegradationTrainConfig, train_size: int, val_size: int) -> DegradationModelConfig:
+    """The model config of a run on data rendered at ``train_size`` px: the data's size unless
+    ``cfg.model`` names one (which must then agree: the degradations are defined in its pixels)."""
+    if val_size != train_size:
+        raise ValueError(f"val_data {cfg.val_data} is rendered at {val_size} px but train_data {cfg.train_data} at "
+                         f"{train_size} px; render both with the same `deqa baseline synth --size`")
+    given = cfg.model.get("image_size")
+    if given is not None and given != train_size:
+        raise ValueError(f"the model config's image_size is {given} but train_data {cfg.train_data} is rendered at "
+                         f"{train_size} px; render it with `deqa baseline synth --size {given}`, or drop image_size "
+                         "from the config to train at the data's size")
+    return DegradationModelConfig.from_dict({**cfg.model, "image_size": train_size})
+
+
+def _resume_mismatch(saved: dict[str, Any], run: dict[str, Any]) -> list[str]:
+    """``key: saved -> now`` for every setting that defines the run and differs."""
+    defaults = {f.name: f.default_factory() if f.default_factory is not MISSING else f.default
+                for f in fields(DegradationTrainConfig) if (f.default, f.default_factory) != (MISSING, MISSING)}
+    saved = {**defaults, **saved}  # a key added since that run was saved: it ran with the default
+    diffs = []
+    for key in sorted(set(saved) | set(run)):
+        if key in _RESUME_FREE:
+            continue
+        a, b = saved.get(key), run.get(key)
+        if key == "model":  # compared as configs: {} and the defaults spelt out are the same model
+            try:  # (a run saved before image_size was recorded trained at the default, as from_dict reads it)
+                same = DegradationModelConfig.from_dict(a or {}) == DegradationModelConfig.from_dict(b)
+            except (TypeError, ValueError):
+                same = False
+        elif key in ("train_data", "val_data", "out_dir", "init_from") and a and b:
+            same = Path(a).resolve() == Path(b).resolve()
+        else:
+            same = json.loads(json.dumps(a)) == json.loads(json.dumps(b))
+        if not same:
+            diffs.append(f"{key}: {json.dumps(a)} -> {json.dumps(b)}")
+    return diffs
+
+
 def train_degradation(cfg: DegradationTrainConfig, *, progress: bool = True) -> dict[str, Any]:
-    """Train, keep the best-validation-loss weights in ``cfg.out_dir``; returns the summary."""
+    """Train, keep the best-validation-loss weights in ``cfg.out_dir``; returns the summary.
+
+    A ``cfg.out_dir`` with a trainer state is resumed when its ``train_config.json`` matches
+    ``cfg`` on everything but ``num_threads`` and ``device``; otherwise a ValueError names the
+    settings that differ. Nothing is written before the data and the config are checked.
+    """
     from tqdm.auto import tqdm
 
+    from ..load import BASELINE_CONFIG_NAME
+
     out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+    tr_images, tr_labels, tr_meta = load_synth_dataset(cfg.train_data)
+    va_images, va_labels, va_meta = load_synth_dataset(cfg.val_data)
+    mcfg = _model_config(cfg, int(tr_images.shape[1]), int(va_images.shape[1]))
+    # What train_config.json records: the run as it trains, image_size included.
+    run_config = {**asdict(cfg), "model": {**cfg.model, "image_size": mcfg.image_size}}
+    state_path = out / "trainer_state.pt"
+    config_path = out / "train_config.json"
+    resuming = state_path.is_file()
+    if resuming:
+        if not config_path.is_file():
+            raise ValueError(f"--out {out} holds a trainer state without train_config.json, so whether it is this run "
+                             "cannot be told; choose a new --out (or delete this one to start over)")
+        diffs = _resume_mismatch(json.loads(config_path.read_text()), run_config)
+        if diffs:
+            raise ValueError(f"--out {out} holds a training run with other settings ({'; '.join(diffs)}); resuming it "
+                             "would train its weights with settings it did not start with. To continue that run, repeat "
+                             "its command; to train anew, choose a new --out (or delete this one); to train on from its "
+                             "weights, use a new --out with init_from")
+    elif (out / BASELINE_CONFIG_NAME).is_file():
+        raise ValueError(f"--out {out} already holds a model that this run did not train (no trainer state); "
+                         "choose a new --out (or delete this one), or pass it as init_from to train on from it")
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     torch.manual_seed(cfg.seed)
     device = torch.device(cfg.device)
-
-    tr_images, tr_labels, tr_meta = load_synth_dataset(cfg.train_data)
-    va_images, va_labels, va_meta = load_synth_dataset(cfg.val_data)
-    mcfg = DegradationModelConfig.from_dict(cfg.model)
     for name, meta in (("train_data", tr_meta), ("val_data", va_meta)):
         if tuple(meta["config"]["heads"]) != mcfg.heads:
             raise ValueError(
@@ -288,9 +356,11 @@ def train_degradation(cfg: DegradationTrainConfig, *, progress: bool = True) -> 
         total_steps = min(total_steps, cfg.max_steps)
     sched = _schedule(opt, cfg, total_steps)
 
-    state_path = out / "trainer_state.pt"
+    out.mkdir(parents=True, exist_ok=True)
+    if not resuming:  # a resumed run keeps the file that describes it
+        config_path.write_text(json.dumps(run_config, indent=2) + "\n")
     state = {"epoch": 0, "step": 0, "best_val": float("inf"), "bad_epochs": 0, "history": []}
-    if state_path.is_file():
+    if resuming:
         # Our own file, written below; weights_only keeps unpickling to tensors and primitives.
         ckpt = torch.load(state_path, map_location=device, weights_only=True)
         model.load_state_dict(ckpt["model"])
@@ -299,6 +369,10 @@ def train_degradation(cfg: DegradationTrainConfig, *, progress: bool = True) -> 
         state = json.loads(ckpt["state"])
         print(f"resuming from {state_path} at epoch {state['epoch']} (step {state['step']})")
 
+    # A fresh run starts a fresh log (lines left by a run killed before its first checkpoint would
+    # read as this run's); a resumed one continues after the checkpoint's epochs.
+    with atomic_write(out / "train_log.jsonl") as f:
+        f.writelines(json.dumps(row) + "\n" for row in state["history"])
     log = open(out / "train_log.jsonl", "a")
     step = state["step"]
     try:
