@@ -386,3 +386,42 @@ def test_cli_eval_and_branch_train_refuse_an_encoder_head_folder(tmp_path, capsy
                  "--out", str(tmp_path / "b")]) == 1
     assert f"--cnn {head} is an encoder_head baseline; branch-train needs a degradation model" in capsys.readouterr().err
     assert not (tmp_path / "b").exists()
+
+
+def test_model_card_of_a_users_model_is_not_the_builtin_card(tmp_path, capsys):
+    """Built-in wording only for the built-in model; the px from the model's config; the size
+    is the weights + config, not the card or logs beside them."""
+    from deqa.baselines import BUILTIN_MODEL_ID
+    from deqa.baselines.card import write_model_card
+    from deqa.cli.baseline import main
+
+    metrics = {"protocol": "deqa-heldout-v3", "image_size": 64,
+               "mixed": {"n": 4, "overall_srcc_vs_weighted_total": 0.5, "overall_srcc_vs_sum": 0.5,
+                         "heads": {"blur": {"mae": 0.1, "srcc": 0.7}, "noise": {"mae": 0.1, "srcc": 0.7}}}}
+    (tmp_path / "metrics.json").write_text(json.dumps(metrics))
+    (tmp_path / "log.jsonl").write_text(json.dumps({"epoch": 1, "val_loss": 0.3}) + "\n")
+    cfg = DegradationModelConfig(heads=("blur", "noise"), image_size=64)
+    mine = tmp_path / "mine"
+    save_degradation_model(DegradationNet(cfg), mine, extra={"model_id": "my-model"})
+    (mine / "train_log.jsonl").write_bytes(b"x" * 1_000_000)  # not part of the model
+    size_mb = sum(p.stat().st_size for p in (mine / "model.safetensors", mine / "deqa_baseline.json")) / 1e6
+    card = write_model_card(mine, tmp_path / "metrics.json", [tmp_path / "log.jsonl"]).read_text()
+    assert "built-in" not in card and "scripts/build_default_model.sh" not in card
+    assert "A degradation model trained with `deqa baseline train`" in card
+    assert "judged on a 64-px view of the whole image" in card and "224-px view" not in card
+    assert f": {size_mb:.1f} MB (safetensors)." in card and f"{size_mb + 1:.1f} MB" not in card
+    # The same folder under the built-in model's id gets the built-in wording.
+    cfg_path = mine / "deqa_baseline.json"
+    cfg_path.write_text(cfg_path.read_text().replace('"my-model"', json.dumps(BUILTIN_MODEL_ID)))
+    card = write_model_card(mine, tmp_path / "metrics.json", [tmp_path / "log.jsonl"]).read_text()
+    assert card.count("The built-in model of deqa: `deqa-score photo.jpg` without `--model` uses it.") == 1
+    assert "- Reproduce: `scripts/build_default_model.sh`" in card
+    # An encoder-head folder or a JSON that is not eval's metrics: a clear error, no card.
+    head = tmp_path / "head"
+    head.mkdir()
+    (head / "deqa_baseline.json").write_text(json.dumps({"type": "encoder_head"}))
+    with pytest.raises(SystemExit, match=f"card: {head} is an encoder_head baseline"):
+        main(["card", "--model", str(head), "--metrics", str(tmp_path / "metrics.json"), "--train-logs", str(tmp_path / "log.jsonl")])
+    (tmp_path / "bad.json").write_text(json.dumps({"mixed": {"heads": {}}}))
+    with pytest.raises(SystemExit, match="bad.json: not the metrics JSON of `deqa baseline eval --out`"):
+        main(["card", "--model", str(mine), "--metrics", str(tmp_path / "bad.json"), "--train-logs", str(tmp_path / "log.jsonl")])

@@ -1,8 +1,9 @@
-"""The built-in model's card: what it is, what it was trained on, and how well it does held out.
+"""A degradation model's card: what it is, what it was trained on, and how well it does held out.
 
-Written by ``deqa baseline card`` at the end of ``scripts/build_default_model.sh`` from the
-files the build produced (config, training log, held-out metrics, photo index), so every
-number in the card comes from the run that made the weights.
+Written by ``deqa baseline card`` at the end of ``scripts/build_default_model.sh`` (the built-in
+model's card) or for any model trained with ``deqa baseline train``, from the files the build
+produced (config, training log, held-out metrics, photo index), so every number in the card
+comes from the run that made the weights. Only the built-in model's card calls it built in.
 """
 
 from __future__ import annotations
@@ -109,15 +110,27 @@ def write_model_card(model_dir: str | Path, metrics_path: str | Path, train_logs
     ``branch_log``: the ``branch_train_log.jsonl`` of the encoder branch, when the model has one.
     """
     from ..load import BASELINE_CONFIG_NAME
+    from . import BUILTIN_MODEL_ID, builtin_model_dir
     from .degradation import DegradationModelConfig, DegradationNet
     from .synth import SynthConfig, find_fonts, jpeg_quality
 
     model_dir = Path(model_dir)
-    cfg = json.loads((model_dir / BASELINE_CONFIG_NAME).read_text())
+    model_cfg_path = model_dir / BASELINE_CONFIG_NAME
+    if not model_cfg_path.is_file():
+        raise ValueError(f"{model_dir}: not a deqa baseline folder (no {BASELINE_CONFIG_NAME})")
+    cfg = json.loads(model_cfg_path.read_text())
+    if cfg.get("type") != "degradation" or "model" not in cfg:
+        raise ValueError(f"{model_dir} is {'an encoder_head' if cfg.get('type') == 'encoder_head' else 'not a degradation'} "
+                         "baseline; the card describes degradation models")
+    builtin = model_dir.resolve() == builtin_model_dir().resolve() or cfg.get("model_id") == BUILTIN_MODEL_ID
     mcfg = DegradationModelConfig.from_dict(cfg["model"])
     n_params = sum(p.numel() for p in DegradationNet(mcfg).parameters())
     branch_arch, branch_train = _branch_lines(cfg, mcfg, branch_log) if cfg.get("branch") else ([], [])
     metrics = json.loads(Path(metrics_path).read_text())
+    try:  # a JSON that is not `deqa baseline eval` output fails here, before anything is written
+        check_goals(metrics)
+    except (KeyError, TypeError, AttributeError) as err:
+        raise ValueError(f"{metrics_path}: not the metrics JSON of `deqa baseline eval --out` (no {err})") from None
     def read_log(path) -> list[dict]:
         return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
@@ -138,7 +151,8 @@ def write_model_card(model_dir: str | Path, metrics_path: str | Path, train_logs
         if bcfg_path.is_file():
             bt = json.loads(bcfg_path.read_text())
             tcfg = {**tcfg, "train_data": bt["train_data"][0], "val_data": bt["val_data"]}
-    weights_mb = sum(p.stat().st_size for p in model_dir.iterdir() if p.is_file()) / 1e6
+    # The weights and the config only: the card itself and any logs in the folder are not the model.
+    weights_mb = sum(p.stat().st_size for p in [*model_dir.glob("*.safetensors"), model_cfg_path]) / 1e6
 
     def meta(path: str | None) -> dict:
         if not path:
@@ -150,7 +164,8 @@ def write_model_card(model_dir: str | Path, metrics_path: str | Path, train_logs
     w = dict(zip(mcfg.heads, mcfg.normalised_weights(), strict=True))
     L: list[str] = []
     L += [f"# Model card: {cfg.get('model_id', 'deqa degradation model')}", ""]
-    L += ["The built-in model of deqa: `deqa-score photo.jpg` without `--model` uses it. A small CNN"
+    L += [("The built-in model of deqa: `deqa-score photo.jpg` without `--model` uses it. A small CNN" if builtin else
+           "A degradation model trained with `deqa baseline train`; `deqa-score --model <this folder> photo.jpg` scores with it. A small CNN")
           + (" (with an encoder branch, below)" if branch_arch else "") + " that",
           "estimates how strongly an image suffers from each of six degradations (intensity 0 = none,",
           "1 = as strong as the training generator goes) and an overall quality",
@@ -258,8 +273,10 @@ def write_model_card(model_dir: str | Path, metrics_path: str | Path, train_logs
                  f"{best['val_loss']:.4f} at epoch {best['epoch']}; per epoch: "
                  + ", ".join(f"{r['val_loss']:.4f}" for r in rows) + ".")
     L += branch_train
-    L += ["- Reproduce: `scripts/build_default_model.sh` (downloads the Debian packages that hold the photos, curates the",
-          "  photos, renders the sets, trains, evaluates and rewrites this card; every step resumes).", ""]
+    if builtin:
+        L += ["- Reproduce: `scripts/build_default_model.sh` (downloads the Debian packages that hold the photos, curates the",
+              "  photos, renders the sets, trains, evaluates and rewrites this card; every step resumes)."]
+    L += [""]
     mixed, sweep, isolated = metrics["mixed"], metrics.get("sweep", {}), metrics.get("sweep_isolated", {})
     mixed_meta = meta(mixed.get("data"))
     L += ["## Held-out metrics", "",
@@ -297,7 +314,7 @@ def write_model_card(model_dir: str | Path, metrics_path: str | Path, train_logs
     if speed_path and Path(speed_path).is_file():
         L += _speed_lines(json.loads(Path(speed_path).read_text()))
     L += ["", "## Limitations", "",
-          "- Intensities are relative to the generator above, judged on a 224-px view of the whole image: a",
+          f"- Intensities are relative to the generator above, judged on a {mcfg.image_size}-px view of the whole image: a",
           "  large photo's pixel-level noise mostly vanishes at that scale and is not penalised.",
           "- Colour cast and exposure are learnt against photos whose own colours and brightness count as",
           "  neutral; strongly tinted or low-key photos read as somewhat cast / under-exposed.",
