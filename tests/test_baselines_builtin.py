@@ -100,6 +100,20 @@ def test_head_score_aggregates_groups_and_reports_bad_files(folder, capsys):
     assert [Path(r.split("\t")[0]).name for r in out.strip().splitlines()[1:]] == ["clip1", folder.name]
 
 
+def test_head_score_aggregate_alone_uses_the_models_saved_method(folder, tmp_path, capsys):
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(builtin_model_dir(), model)
+    cfg = json.loads((model / "deqa_baseline.json").read_text())
+    (model / "deqa_baseline.json").write_text(json.dumps({**cfg, "aggregation": "min"}))
+    rows = {}
+    for how in (["--aggregate"], ["--aggregate", "min"], ["--aggregate", "median"]):
+        assert baseline_main(["head-score", str(folder / "clip1"), "--model", str(model), *how]) == 0
+        rows[" ".join(how)] = capsys.readouterr().out.strip().splitlines()[1]
+    assert rows["--aggregate"] == rows["--aggregate min"] != rows["--aggregate median"]
+
+
 def test_head_score_thresholds_override_the_models(folder, capsys):
     levels = {"levels": [{"label": "keep", "min_score": 1e-9, "action": "use it"},
                          {"label": "drop", "min_score": 0.0, "action": "bin it"}]}
@@ -265,6 +279,7 @@ def test_deqa_score_cli_process_stays_free_of_transformers(run_fresh_python):
      ({"TRAIN_SEED": "104"}, "and the branch's 104"),
      ({"TRAIN_SEED": "155"}, "150-169"),
      ({"ROUND_DATA": "extra"}, "ROUND_DATA must be train or branch"),
+     ({"VIEWS_GRID": "10"}, "VIEWS_GRID must be 0 (no windows) or a grid size 1-9"),
      ({"ROUND_DATA": "branch"}, "ROUND_DATA=branch trains the INIT_FROM round"),
      ({"ROUND_DATA": "branch", "INIT_FROM": "deqa/assets/default_model", "BRANCH_N_EXTRA": "0"},
       "it needs INIT_FROM and BRANCH_N_EXTRA > 0")],

@@ -219,7 +219,8 @@ def _add_head_commands(sub) -> None:
     p.add_argument("--model", default=None, help="baseline folder (default: the built-in model)")
     p.add_argument("--aggregate", nargs="?", const=_SAVED, default=None, metavar="METHOD",
                    help="one score per folder (e.g. the frames of a video) by mean, median, min or trimmed_mean; "
-                        "--aggregate alone: the model's saved method (its 'aggregation', else median); default: per image")
+                        "--aggregate alone (after the inputs): the model's saved method (its 'aggregation', else median); "
+                        "default: per image")
     p.add_argument("--trim", type=float, default=0.1, help="trimmed_mean: fraction cut from each tail, in [0, 0.5)")
     p.add_argument("--thresholds", default=None,
                    help="JSON (file or string), as for head-train: labels + actions for this run instead of the model's")
@@ -425,12 +426,14 @@ def _embed(args) -> int:
         _failed(name, "no such file" if not Path(name).exists() else "not a file")
     missing = set(failed)
     todo = [name for name in images if name not in missing]
+    # Errors of one input file (a cache write that fails, e.g. a full disk, still stops the job).
+    unreadable = (ImageLoadError, FileNotFoundError, IsADirectoryError, PermissionError)
     for s in tqdm(range(0, len(todo), args.batch_size), desc="embed"):
         chunk = todo[s : s + args.batch_size]
         hits, misses = cache.hits, cache.misses
         try:
             cache.embed(chunk, args.batch_size)
-        except (ImageLoadError, OSError):
+        except unreadable:
             # One bad file stops only itself: redo the chunk image by image (nothing of it was
             # written, so the counts are restored and the good ones are computed once).
             cache.hits, cache.misses = hits, misses
@@ -438,7 +441,7 @@ def _embed(args) -> int:
                 hits, misses = cache.hits, cache.misses
                 try:
                     cache.embed([name], 1)
-                except (ImageLoadError, OSError) as err:
+                except unreadable as err:
                     cache.hits, cache.misses = hits, misses  # a failed image is neither
                     _failed(name, getattr(err, "reason", None) or getattr(err, "strerror", None) or str(err))
                     failed.append(name)
