@@ -20,7 +20,9 @@
 # (crops of a second training draw, render seed 104, that the branch MLP trains on beside the CNN's
 # training set, default 30000; 0 = none), ROUND_DATA (what the INIT_FROM round trains on: train = the
 # training set, default; branch = that second draw, so a round from a model whose CNN already saw the
-# training set gets new crops without a new render: v9's round 7).
+# training set gets new crops without a new render: v9's round 7), VIEWS_GRID (the shipped config's
+# full-resolution windows for the noise and JPEG heads of photos >= 448 px: VIEWS_GRID x VIEWS_GRID
+# windows, default 2; 0 = none, every image read at 224 px only; an inference setting, not weights).
 # Deterministic given the same package versions: fixed seeds everywhere, single-process training.
 # Interrupted? Run it again: photos, rendered sets and the training run all resume where they stopped.
 set -euo pipefail
@@ -41,13 +43,18 @@ BRANCH="${BRANCH:-1}"
 BRANCH_EPOCHS="${BRANCH_EPOCHS:-40}"
 BRANCH_N_EXTRA="${BRANCH_N_EXTRA:-30000}"
 ROUND_DATA="${ROUND_DATA:-train}"
-MODEL_ID=deqa-builtin-degradation-v10
+VIEWS_GRID="${VIEWS_GRID:-2}"
+MODEL_ID=deqa-builtin-degradation-v11
 if ! [[ "$BRANCH" =~ ^[01]$ ]]; then
   echo "build_default_model.sh: BRANCH must be 0 or 1 (got '$BRANCH')" >&2
   exit 2
 fi
 if ! [[ "$BRANCH_EPOCHS" =~ ^[1-9][0-9]*$ ]]; then
   echo "build_default_model.sh: BRANCH_EPOCHS must be a whole number >= 1 (got '$BRANCH_EPOCHS')" >&2
+  exit 2
+fi
+if ! [[ "$VIEWS_GRID" =~ ^[0-9]$ ]]; then
+  echo "build_default_model.sh: VIEWS_GRID must be 0 (no windows) or a grid size 1-9 (got '$VIEWS_GRID')" >&2
   exit 2
 fi
 if ! [[ "$BRANCH_N_EXTRA" =~ ^[0-9]+$ ]]; then
@@ -181,6 +188,23 @@ if [ "$FINAL" != "$ASSET" ]; then
   cp "$FINAL/deqa_baseline.json" "$FINAL/model.safetensors" "$ASSET/"
   if [ -f "$FINAL/branch.safetensors" ]; then cp "$FINAL/branch.safetensors" "$ASSET/"; else rm -f "$ASSET/branch.safetensors"; fi
 fi
+# Large photos: noise and JPEG blocks made at full resolution vanish at 224 px, so the shipped config
+# also reads full-resolution windows for those two heads (bench/native_resolution.py, BENCHMARKS.md).
+# The held-out sets are 224-px crops, read whole either way: the metrics below do not depend on it.
+"$PYTHON" - "$ASSET/deqa_baseline.json" "$VIEWS_GRID" <<'PY'
+import json
+import sys
+
+from deqa.baselines.degradation_config import DetailViews
+from deqa.fileio import write_text_atomic
+
+path, grid = sys.argv[1], int(sys.argv[2])
+cfg = json.loads(open(path).read())
+cfg.pop("views", None)
+if grid:
+    cfg["views"] = DetailViews(grid=grid).to_dict()
+write_text_atomic(path, json.dumps(cfg, indent=2) + "\n")
+PY
 "${DEQA[@]}" eval --model "$ASSET" --data "$WORK/test/mixed" --sweep "${sweeps[@]}" --out "$WORK/heldout_metrics.json"
 "$PYTHON" bench/baseline_speed.py --threads "$THREADS" --repeats 7 --out "$WORK/speed.json"
 CARD_ARGS=()

@@ -21,7 +21,7 @@ from ..scorer import Scorer
 
 __all__ = ["load_baseline", "builtin_model_dir", "BUILTIN_MODEL_ID"]
 
-BUILTIN_MODEL_ID = "deqa-builtin-degradation-v10"
+BUILTIN_MODEL_ID = "deqa-builtin-degradation-v11"
 
 
 def builtin_model_dir() -> Path:
@@ -30,20 +30,30 @@ def builtin_model_dir() -> Path:
 
 
 BACKENDS = ("auto", "numpy", "torch")
+VIEWS = ("auto", "whole", "windows")
 
 
-def load_baseline(path: str | os.PathLike | None = None, *, device: str | None = None, backend: str = "auto") -> Scorer:
+def load_baseline(path: str | os.PathLike | None = None, *, device: str | None = None, backend: str = "auto",
+                  views: str = "auto") -> Scorer:
     """Load a baseline scorer from a folder with ``deqa_baseline.json``; ``None`` = built-in model.
 
     ``backend`` (degradation models only): ``"numpy"`` runs the network without torch (no
     ``import torch``: what makes the built-in model start fast), ``"torch"`` runs the torch module on
     ``device`` (faster per image on a big folder, and the only choice on a GPU); ``"auto"`` is numpy
     unless a ``device`` is named. Encoder-head models always run in torch.
+
+    ``views`` (degradation models only): ``"whole"`` reads every image resized to the model's size;
+    ``"windows"`` also reads full-resolution windows of large images for the pixel-scale heads
+    (:class:`~.degradation_config.DetailViews`, with the settings of the folder's ``"views"``
+    entry or the defaults); ``"auto"`` is ``"windows"`` when the folder's config has a ``"views"``
+    entry (the built-in model's does), else ``"whole"``.
     """
     from ..load import BASELINE_CONFIG_NAME
 
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if views not in VIEWS:
+        raise ValueError(f"views must be one of {', '.join(VIEWS)}, got {views!r}")
     if backend == "numpy" and device not in (None, "cpu"):
         raise ValueError(f"backend 'numpy' runs on the CPU only; device {device!r} needs backend 'torch'")
 
@@ -62,16 +72,31 @@ def load_baseline(path: str | os.PathLike | None = None, *, device: str | None =
         raise ValueError(f"{cfg_path}: invalid JSON ({err})") from None
     kind = config.get("type")
     if kind == "degradation":
+        from .degradation_config import DetailViews
+
         model_id = config.get("model_id") or (BUILTIN_MODEL_ID if path is None else folder.name)
+        detail = None
+        if views == "windows" or (views == "auto" and config.get("views") is not None):
+            try:
+                detail = DetailViews.from_dict(config.get("views") or {})
+            except (TypeError, ValueError) as err:
+                raise ValueError(f"{cfg_path}: {err}") from None
+        if (detail is None) != (config.get("views") is None):
+            # Not the folder's own reading: the results say so, and deqa-score will not resume a
+            # file of the one reading with the other.
+            model_id += "+whole" if detail is None else "+windows"
         if backend == "numpy" or (backend == "auto" and device is None):
             from .degradation_numpy import NumpyDegradationScorer, load_numpy_degradation_model
 
-            return NumpyDegradationScorer(load_numpy_degradation_model(folder, config), model_id=model_id)
+            return NumpyDegradationScorer(load_numpy_degradation_model(folder, config), model_id=model_id, views=detail)
         from .degradation import DegradationScorer, load_degradation_model
 
-        return DegradationScorer(load_degradation_model(folder, config), model_id=model_id, device=device)
+        return DegradationScorer(load_degradation_model(folder, config), model_id=model_id, device=device, views=detail)
     if kind == "encoder_head":
         from .encoder_head import load_encoder_head_scorer
+
+        if views != "auto":
+            raise ValueError(f"views={views!r}: only degradation models read windows; {folder} is an encoder-head baseline")
 
         return load_encoder_head_scorer(folder, config, device=device)
     raise ValueError(f"{cfg_path}: unknown baseline type {kind!r}; expected 'degradation' or 'encoder_head'")

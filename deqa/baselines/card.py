@@ -187,6 +187,7 @@ def write_model_card(model_dir: str | Path, metrics_path: str | Path, train_logs
           f"- Input: the whole image resized to {mcfg.image_size}x{mcfg.image_size} (no crop, so corner watermarks stay in view) with",
           "  the Lanczos resize that made the training crops, which were rendered at this same size (the",
           "  degradations are defined in the pixels the model sees); ImageNet mean/std stored with the weights.",
+          *_window_input_lines(cfg, mcfg.image_size),
           "- Head weights (renormalised to sum to 1): "
           + ", ".join(f"{h} {mcfg.weights[h]:g} -> {w[h]:.3f}" for h in mcfg.heads) + ".", *branch_arch, ""]
     L += ["## Data", ""]
@@ -314,8 +315,7 @@ def write_model_card(model_dir: str | Path, metrics_path: str | Path, train_logs
     if speed_path and Path(speed_path).is_file():
         L += _speed_lines(json.loads(Path(speed_path).read_text()))
     L += ["", "## Limitations", "",
-          f"- Intensities are relative to the generator above, judged on a {mcfg.image_size}-px view of the whole image: a",
-          "  large photo's pixel-level noise mostly vanishes at that scale and is not penalised.",
+          *_view_lines(cfg, mcfg.image_size),
           "- Colour cast and exposure are learnt against photos whose own colours and brightness count as",
           "  neutral; strongly tinted or low-key photos read as somewhat cast / under-exposed.",
           f"- Trained on {n_train_scenes} scenes (the photographs that ship in packages: nature, animals, buildings,",
@@ -324,6 +324,42 @@ def write_model_card(model_dir: str | Path, metrics_path: str | Path, train_logs
     path = model_dir / "MODEL_CARD.md"
     path.write_text("\n".join(L))
     return path
+
+
+def _head_names(heads) -> str:
+    return " and ".join("JPEG" if h == "jpeg" else h.replace("_", " ") for h in heads)
+
+
+def _window_input_lines(cfg: dict[str, Any], size: int) -> list[str]:
+    """The Architecture entry on the full-resolution windows, when the config reads them."""
+    if not cfg.get("views"):
+        return []
+    from .degradation_config import DetailViews
+
+    v = DetailViews.from_dict(cfg["views"])
+    n = v.grid * v.grid
+    return [f"- Full-resolution windows (`views`): for a photo whose short side is >= {v.min_side} px the same network also",
+            f"  reads {n} windows of {size} x {size} px cut from the photo at its own resolution ({v.grid} x {v.grid}, corner",
+            f"  to corner), and {_head_names(v.heads)} are the mean of their window intensities: the training crops were",
+            f"  degraded after the resize, so those defects are learnt at the pixel scale a resize to {size} px removes.",
+            f"  Costs {n} more passes per large photo; `deqa-score --views whole` reads the {size}-px view only."]
+
+
+def _view_lines(cfg: dict[str, Any], size: int) -> list[str]:
+    """The Limitations entry on what the intensities describe: the S-px view, and the
+    full-resolution windows when the config reads them (``"views"``)."""
+    views = cfg.get("views")
+    if not views:
+        return [f"- Intensities are relative to the generator above, judged on a {size}-px view of the whole image: a",
+                "  large photo's pixel-level noise mostly vanishes at that scale and is not penalised."]
+    from .degradation_config import DetailViews
+
+    v = DetailViews.from_dict(views)
+    return [f"- Intensities are relative to the generator above, judged on a {size}-px view of the whole image, except",
+            f"  {_head_names(v.heads)} of photos whose short side is >= {v.min_side} px: those are the mean over {v.grid} x {v.grid}",
+            f"  full-resolution {size}-px windows (`views` in deqa_baseline.json; `deqa-score --views whole` turns",
+            "  them off), so a large photo's sensor noise and JPEG blocks count. The other heads, blur included, are",
+            f"  judged at {size} px: softness or blur that only shows at full resolution is not penalised."]
 
 
 def _speed_lines(sp: dict[str, Any]) -> list[str]:

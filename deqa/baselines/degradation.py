@@ -22,6 +22,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
 from torch import nn
@@ -34,8 +35,10 @@ from .degradation_config import (
     DEFAULT_HEAD_WEIGHTS,
     WEIGHTS_NAME,
     DegradationModelConfig,
+    DetailViews,
     EncoderBranchConfig,
     ResizeToArray,
+    WindowedBatch,
     degradation_results,
     resize_square,
 )
@@ -140,8 +143,14 @@ class ResizeCollate(ResizeToArray):
     to a square the same way.
     """
 
-    def __call__(self, images: list[Image.Image]) -> torch.Tensor:
-        return torch.from_numpy(super().__call__(images)).permute(0, 3, 1, 2).contiguous()
+    def __call__(self, images: list[Image.Image]) -> torch.Tensor | WindowedBatch:
+        def chw(a: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(a).permute(0, 3, 1, 2).contiguous()
+
+        out = super().__call__(images)
+        if isinstance(out, WindowedBatch):
+            return WindowedBatch(chw(out.whole), chw(out.windows), out.counts)
+        return chw(out)
 
 
 class DegradationScorer(Scorer):
@@ -149,7 +158,8 @@ class DegradationScorer(Scorer):
 
     default_batch_size = 16
 
-    def __init__(self, model: nn.Module, *, model_id: str = "deqa-degradation", device: str | None = None):
+    def __init__(self, model: nn.Module, *, model_id: str = "deqa-degradation", device: str | None = None,
+                 views: DetailViews | None = None):
         # model: a DegradationNet, or a BranchedDegradationNet (CNN + encoder branch); both have
         # cfg, intensities() and overall().
         self.device = torch.device(device or "cpu")
@@ -158,18 +168,31 @@ class DegradationScorer(Scorer):
             self.model = self.model.to(memory_format=torch.channels_last)
         self.model_id = model_id
         self.cfg = model.cfg
+        if views is not None:
+            views.check_heads(self.cfg.heads)
+        self.views = views
 
     def make_collate(self) -> ResizeCollate:
-        return ResizeCollate(self.cfg.image_size)
+        return ResizeCollate(self.cfg.image_size, self.views)
 
-    @torch.inference_mode()
-    def predict(self, batch: torch.Tensor) -> list[ScoreResult]:
-        # A caller may have flipped the module to train mode; BN/dropout must not run that way.
-        self.model.eval()
+    def _intensities(self, batch: torch.Tensor) -> torch.Tensor:
         x = batch.to(self.device, non_blocking=True).float().div_(255.0)
         if self.device.type == "cpu":
             x = x.contiguous(memory_format=torch.channels_last)
-        s = self.model.intensities(x)
+        return self.model.intensities(x)
+
+    @torch.inference_mode()
+    def predict(self, batch: torch.Tensor | WindowedBatch) -> list[ScoreResult]:
+        # A caller may have flipped the module to train mode; BN/dropout must not run that way.
+        self.model.eval()
+        if isinstance(batch, WindowedBatch):
+            s = self._intensities(batch.whole)
+            if len(batch.windows):
+                combined = self.views.combine(self.cfg.heads, s.cpu().numpy(), self._intensities(batch.windows).cpu().numpy(),
+                                              batch.counts)
+                s = torch.from_numpy(combined).to(s.device)
+        else:
+            s = self._intensities(batch)
         overall = self.model.overall(s).clamp(0.0, 1.0)
         return degradation_results(s.cpu().numpy(), overall.cpu().numpy(), self.cfg.heads, self.model_id)
 

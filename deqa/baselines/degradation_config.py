@@ -17,7 +17,7 @@ from ..results import ScoreResult
 from .dictconfig import from_dict_strict
 
 __all__ = ["DEFAULT_HEAD_WEIGHTS", "DegradationModelConfig", "EncoderBranchConfig", "WEIGHTS_NAME", "BRANCH_WEIGHTS_NAME",
-           "ResizeToArray", "degradation_results", "mix_logits", "resize_square"]
+           "DetailViews", "WindowedBatch", "ResizeToArray", "degradation_results", "mix_logits", "resize_square"]
 
 WEIGHTS_NAME = "model.safetensors"
 BRANCH_WEIGHTS_NAME = "branch.safetensors"
@@ -162,14 +162,92 @@ def resize_square(img: Image.Image, size: int) -> Image.Image:
     return img.resize((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0)
 
 
+@dataclass
+class DetailViews:
+    """Full-resolution windows for the heads whose defects live at pixel scale.
+
+    Training crops are resized to S px *before* they are degraded, so every intensity describes
+    the image as seen at S px; a camera photo shrunk 10x to S px loses its sensor noise and JPEG
+    blocks to the resize. For images whose short side is at least ``min_side``, ``grid`` x
+    ``grid`` windows of S x S are also read at full resolution (evenly spaced, corner to corner)
+    and each head in ``heads`` takes the mean of its window intensities; the other heads (colour
+    cast, exposure, watermark: judged on the whole scene) and smaller images keep the whole view.
+    Blur is left on the whole view: at full resolution most photos are softer than at viewing
+    size, and the windows read that softness as blur (``bench/native_resolution.py``).
+    """
+
+    grid: int = 3
+    heads: tuple[str, ...] = ("noise", "jpeg")
+    min_side: int = 448
+
+    def __post_init__(self) -> None:
+        self.heads = tuple(self.heads)
+        if self.grid < 1:
+            raise ValueError(f"views.grid must be >= 1, got {self.grid}")
+        if self.min_side < 1:
+            raise ValueError(f"views.min_side must be >= 1, got {self.min_side}")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DetailViews:
+        return from_dict_strict(cls, d, "views")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"grid": self.grid, "heads": list(self.heads), "min_side": self.min_side}
+
+    def check_heads(self, heads: tuple[str, ...]) -> None:
+        unknown = [h for h in self.heads if h not in heads]
+        if unknown:
+            raise ValueError(f"views.heads {unknown} are not heads of the model {list(heads)}")
+
+    def windows(self, img: Image.Image, size: int) -> list[np.ndarray]:
+        """The full-resolution S x S windows of one image ([] when it is read whole only)."""
+        w, h = img.size
+        if min(w, h) < max(self.min_side, size):
+            return []
+        a = np.asarray(img, dtype=np.uint8)
+        ys = np.linspace(0, h - size, self.grid).round().astype(int)
+        xs = np.linspace(0, w - size, self.grid).round().astype(int)
+        return [a[y : y + size, x : x + size] for y in ys for x in xs]
+
+    def combine(self, model_heads: tuple[str, ...], whole: np.ndarray, windows: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        """Whole-view intensities [B, H] with ``heads`` replaced by the window means of each image
+        that has windows (``counts[i]`` of them, in order, in ``windows`` [sum(counts), H])."""
+        out = np.array(whole, dtype=np.float32, copy=True)
+        cols = [model_heads.index(h) for h in self.heads]
+        start = 0
+        for i, c in enumerate(np.asarray(counts, dtype=int)):
+            if c:
+                out[i, cols] = windows[start : start + c][:, cols].mean(0)
+            start += c
+        return out
+
+
+@dataclass
+class WindowedBatch:
+    """A collated batch with full-resolution windows: whole views [B, S, S, 3], the windows of
+    every image in order [sum(counts), S, S, 3], and how many windows each image has [B]."""
+
+    whole: Any
+    windows: Any
+    counts: np.ndarray
+
+
 class ResizeToArray:
-    """Picklable collate: RGB images -> uint8 array [B, S, S, 3] (whole image squashed to S x S)."""
+    """Picklable collate: RGB images -> uint8 array [B, S, S, 3] (whole image squashed to S x S),
+    or with ``views`` a :class:`WindowedBatch` that adds each large image's full-resolution windows."""
 
-    def __init__(self, size: int):
+    def __init__(self, size: int, views: DetailViews | None = None):
         self.size = size
+        self.views = views
 
-    def __call__(self, images: list[Image.Image]) -> np.ndarray:
-        return np.stack([np.asarray(resize_square(img, self.size), dtype=np.uint8) for img in images])
+    def __call__(self, images: list[Image.Image]) -> np.ndarray | WindowedBatch:
+        whole = np.stack([np.asarray(resize_square(img, self.size), dtype=np.uint8) for img in images])
+        if self.views is None:
+            return whole
+        per_image = [self.views.windows(img, self.size) for img in images]
+        flat = [w for ws in per_image for w in ws]
+        windows = np.stack(flat) if flat else np.zeros((0, self.size, self.size, 3), np.uint8)
+        return WindowedBatch(whole, windows, np.array([len(ws) for ws in per_image], dtype=np.int64))
 
 
 def degradation_results(intensities: np.ndarray, overall: np.ndarray, heads: tuple[str, ...], model_id: str) -> list[ScoreResult]:

@@ -27,8 +27,10 @@ from .degradation_config import (
     BRANCH_WEIGHTS_NAME,
     WEIGHTS_NAME,
     DegradationModelConfig,
+    DetailViews,
     EncoderBranchConfig,
     ResizeToArray,
+    WindowedBatch,
     degradation_results,
     mix_logits,
 )
@@ -262,16 +264,25 @@ class NumpyDegradationScorer(Scorer):
     default_batch_size = 16
     needs_torch = False
 
-    def __init__(self, net: NumpyDegradationNet | NumpyBranchedDegradationNet, *, model_id: str = "deqa-degradation"):
+    def __init__(self, net: NumpyDegradationNet | NumpyBranchedDegradationNet, *, model_id: str = "deqa-degradation",
+                 views: DetailViews | None = None):
         self.net = net
         self.cfg = net.cfg
         self.model_id = model_id
+        if views is not None:
+            views.check_heads(self.cfg.heads)
+        self.views = views
 
     def make_collate(self) -> ResizeToArray:
-        return ResizeToArray(self.cfg.image_size)
+        return ResizeToArray(self.cfg.image_size, self.views)
 
-    def predict(self, batch: np.ndarray) -> list[ScoreResult]:
-        s = self.net.intensities(batch)
+    def predict(self, batch: np.ndarray | WindowedBatch) -> list[ScoreResult]:
+        if isinstance(batch, WindowedBatch):
+            s = self.net.intensities(batch.whole)
+            if len(batch.windows):
+                s = self.views.combine(self.cfg.heads, s, self.net.intensities(batch.windows), batch.counts)
+        else:
+            s = self.net.intensities(batch)
         return degradation_results(s, self.net.overall(s), self.cfg.heads, self.model_id)
 
 

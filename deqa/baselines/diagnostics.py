@@ -23,6 +23,7 @@ from PIL import Image
 
 from ..imageio import ImageLoadError, load_image
 from ..scorer import Scorer
+from .degradation_config import WindowedBatch
 from .synth import apply_blur, apply_jpeg, apply_noise
 
 __all__ = ["diagnose", "degrade_heavily", "modules_in_train_mode", "GOOD_BEATS_BAD_MIN"]
@@ -74,6 +75,8 @@ def diagnose(scorer: Scorer, images: list, *, resize_to: int = 384) -> dict[str,
     problems: list[str] = []
 
     batch = scorer.make_collate()(pil)
+    if isinstance(batch, WindowedBatch):  # the whole views are the input every image gets
+        batch = batch.whole
     # A torch batch is NCHW, the numpy runtime's NHWC: the same statistics over all but the channels.
     if isinstance(batch, torch.Tensor):
         arr, axes = batch.cpu().numpy(), (0, 2, 3)

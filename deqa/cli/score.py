@@ -101,6 +101,14 @@ def build_parser() -> argparse.ArgumentParser:
         "images, which starts ~2 s sooner; naming a device runs their torch build)",
     )
     p.add_argument(
+        "--views",
+        default=None,
+        choices=["whole", "windows"],
+        help="degradation baselines: 'whole' reads each image resized to 224 px only; 'windows' also "
+        "reads full-resolution windows of photos >= 448 px for the noise and JPEG heads, which a resize "
+        "hides (default: the model's setting; the built-in model uses windows)",
+    )
+    p.add_argument(
         "--dtype",
         default=None,
         choices=["auto", "bf16", "fp16", "fp32", "bfloat16", "float16", "float32"],
@@ -159,6 +167,8 @@ def _default_workers() -> int:
 
 def _check_model_flags(args) -> None:
     if not is_baseline(args.model):
+        if args.views is not None:
+            raise ValueError(f"--views {args.views}: only degradation baselines read windows, not the VLM {args.model}")
         return
     used = [flag for attr, flag in _VLM_ONLY.items() if getattr(args, attr) not in (None, False)]
     if used:
@@ -241,7 +251,8 @@ def _build_scorer(args, device, n_images: int = 1):
 
     if is_baseline(args.model):
         try:
-            return load_scorer(args.model, device=baseline_device(device, n_images))
+            views = {} if args.views is None else {"views": args.views}
+            return load_scorer(args.model, device=baseline_device(device, n_images), **views)
         except ImportError as err:
             if "deqa.baselines" in str(err) or (err.name or "").startswith("deqa.baselines"):
                 raise ValueError(
