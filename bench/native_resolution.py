@@ -18,7 +18,8 @@ product's scorer (torch runtime; the numpy one agrees to float32 rounding) under
 
 Per view and head: SRCC of the intensity with t, the mean intensity at t >= 0.5 (does a strong
 defect read as strong?) and on the clean photos (false alarms), the clean photos' mean overall
-score, and seconds per image. Scene-level heads (colour cast, exposure, watermark) are not
+score, and seconds per image. ``--speed-photos N`` also times both runtimes' whole pipeline on N
+photos of the build (short side >= ``--min-side``) with and without the windows. Scene-level heads (colour cast, exposure, watermark) are not
 tested: they are read from the whole view under every setting.
 """
 
@@ -54,6 +55,34 @@ VIEWS = {
 }
 
 
+def _speed(folder: str, build: str, n: int, min_side: int) -> dict:
+    """Images/s through ``Scorer.score`` (JPEG/PNG decode, resize, windows, network) on large photos."""
+    from deqa.baselines import load_baseline
+
+    big = []
+    for e in read_photo_index(Path(build) / "photos"):
+        with Image.open(e["file"]) as im:
+            if min(im.size) >= min_side:
+                big.append(e["file"])
+        if len(big) == n:
+            break
+    if not big:
+        raise SystemExit(f"--speed-photos: no photo of {build}/photos has a short side >= {min_side} px")
+    out: dict = {"photos": len(big), "short_side_px_median": int(np.median([min(Image.open(p).size) for p in big]))}
+    for backend in ("numpy", "torch"):
+        for views in ("whole", "windows"):
+            scorer = load_baseline(folder, backend=backend, views=views)
+            scorer.score(big[:2], batch_size=8, num_workers=0)  # warm-up
+            times = []
+            for _ in range(3):
+                t0 = time.perf_counter()
+                scorer.score(big, batch_size=8, num_workers=0)
+                times.append(time.perf_counter() - t0)
+            out[f"{backend} {views}"] = round(len(big) / float(np.median(times)), 2)
+            print(backend, views, out[f"{backend} {views}"], "img/s", file=sys.stderr, flush=True)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--build", required=True, help="work folder of scripts/build_default_model.sh (its photos/)")
@@ -61,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--per-photo", type=int, default=2, help="draws per photo and head")
     ap.add_argument("--min-side", type=int, default=448)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--speed-photos", type=int, default=0,
+                    help="also time the whole pipeline (decode + views + network) on this many photos of the build with "
+                         "a short side >= --min-side, both runtimes, whole view vs windows (median of 3 runs)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -77,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     for path, _ in photos:
         with Image.open(path) as im:
             clean = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+        if args.per_photo == 0:
+            break
         cases.append(("clean", 0.0, clean))
         for h, fn in TESTED.items():
             for _ in range(args.per_photo):
@@ -92,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
                                                            "max": max(s for _, s in photos)},
                  "per_photo": args.per_photo, "images": len(images),
                  "machine": f"{os.cpu_count()}-core CPU, torch {torch.__version__}, {args.threads} threads", "views": {}}
-    for name, views in VIEWS.items():
+    for name, views in VIEWS.items() if images else ():  # --per-photo 0: the speed run only
         scorer = DegradationScorer(model, device="cpu", views=views)
         t0 = time.perf_counter()
         results = scorer.score(images, batch_size=8)
@@ -108,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
                       "mean_on_clean": r3(s[kind == "clean", j].mean())}
         res["views"][name] = row
         print(name, json.dumps(row), file=sys.stderr, flush=True)
+    if args.speed_photos:
+        res["speed"] = _speed(folder, args.build, args.speed_photos, args.min_side)
     text = json.dumps(res, indent=2)
     print(text)
     if args.out:
