@@ -207,10 +207,11 @@ write_text_atomic(path, json.dumps(cfg, indent=2) + "\n")
 PY
 "${DEQA[@]}" eval --model "$ASSET" --data "$WORK/test/mixed" --sweep "${sweeps[@]}" --out "$WORK/heldout_metrics.json"
 "$PYTHON" bench/baseline_speed.py --threads "$THREADS" --repeats 7 --out "$WORK/speed.json"
+"$PYTHON" bench/native_resolution.py --build "$WORK" --model "$ASSET" --threads "$THREADS" --out "$WORK/native.json"
 CARD_ARGS=()
 if [ -n "$INIT_FROM" ]; then
   CARD_ARGS=(--first-round "$ROUND" --lineage "${LINEAGE:-weights from $INIT_FROM}")
 fi
 "${DEQA[@]}" card --model "$ASSET" --metrics "$WORK/heldout_metrics.json" --train-logs "${LOGS[@]}" \
-  --photos "$WORK/photos" --speed "$WORK/speed.json" "${CARD_ARGS[@]}" "${CARD_BRANCH[@]}"
+  --photos "$WORK/photos" --speed "$WORK/speed.json" --native "$WORK/native.json" "${CARD_ARGS[@]}" "${CARD_BRANCH[@]}"
 echo "built-in model written to $ASSET"

@@ -137,3 +137,30 @@ def test_shipped_model_reads_full_resolution_noise_and_jpeg():
     assert wn[0].details["noise"] > ww[0].details["noise"] + 0.2
     assert wn[1].details["jpeg"] > ww[1].details["jpeg"] + 0.2
     assert wn[0].score < ww[0].score and wn[1].score < ww[1].score
+
+
+def test_card_describes_the_windows_and_their_measurement(tmp_path, tiny_model):
+    from deqa.baselines.card import write_model_card
+
+    metrics = {
+        "protocol": "deqa-heldout-v3", "image_size": 64,
+        "mixed": {"n": 10, "overall_srcc_vs_weighted_total": 0.95, "overall_srcc_vs_sum": 0.9,
+                  "heads": {h: {"mae": 0.1, "srcc": 0.7, "roc_auc": 0.97} for h in HEADS}},
+        "sweep": {h: {"srcc": 0.93, "mae": 0.05, "n": 20} for h in HEADS},
+        "sweep_isolated": {h: {"srcc": 0.95, "mae": 0.04, "n": 20} for h in HEADS},
+    }
+    (tmp_path / "metrics.json").write_text(json.dumps(metrics))
+    (tmp_path / "log.jsonl").write_text(json.dumps({"epoch": 1, "val_loss": 0.3}) + "\n")
+    row = {h: {"srcc_with_t": 0.8, "mean_at_t_ge_0.5": 0.2, "mean_on_clean": 0.001} for h in ("noise", "jpeg", "blur")}
+    wrow = {**row, "noise": {"srcc_with_t": 0.957, "mean_at_t_ge_0.5": 0.739, "mean_on_clean": 0.01}}
+    native = {"photos": 57, "short_side_px": {"min": 480, "median": 576, "max": 905}, "per_photo": 2,
+              "views": {"whole": row, "windows 2x2": wrow, "windows 3x3": wrow}}
+    (tmp_path / "native.json").write_text(json.dumps(native))
+    card = write_model_card(tiny_model, tmp_path / "metrics.json", [tmp_path / "log.jsonl"],
+                            native_path=tmp_path / "native.json").read_text()
+    assert "reads 4 windows of 64 x 64 px" in card and "noise and JPEG are the mean of their window intensities" in card
+    assert "| **windows 2x2** (this model) | 0.957 / 0.739 / 0.010 | 0.800 / 0.200 / 0.001 | 0.800 / 0.200 / 0.001 |" in card
+    assert "| whole | 0.800 / 0.200 / 0.001 |" in card and "57 held-out photographs with a short side of 480-905 px" in card
+    (tmp_path / "native.json").write_text(json.dumps({**native, "views": {}}))
+    with pytest.raises(ValueError, match="no 'views' results"):
+        write_model_card(tiny_model, tmp_path / "metrics.json", [tmp_path / "log.jsonl"], native_path=tmp_path / "native.json")

@@ -100,7 +100,8 @@ def _branch_lines(cfg: dict[str, Any], mcfg, branch_log: str | Path | None) -> t
 
 def write_model_card(model_dir: str | Path, metrics_path: str | Path, train_logs: list[str | Path],
                      photo_dir: str | Path | None = None, speed_path: str | Path | None = None,
-                     lineage: str | None = None, first_round: int = 1, branch_log: str | Path | None = None) -> Path:
+                     lineage: str | None = None, first_round: int = 1, branch_log: str | Path | None = None,
+                     native_path: str | Path | None = None) -> Path:
     """Render ``MODEL_CARD.md`` into ``model_dir``; returns its path.
 
     ``train_logs``: the ``train_log.jsonl`` of each training round, in order (a ``train_config.json``
@@ -108,6 +109,7 @@ def write_model_card(model_dir: str | Path, metrics_path: str | Path, train_logs
     started from came from, when it warm-started from a model this build did not train;
     ``first_round``: the number of the first listed round (a continued build lists its later rounds).
     ``branch_log``: the ``branch_train_log.jsonl`` of the encoder branch, when the model has one.
+    ``native_path``: ``bench/native_resolution.py --out`` JSON (degradations made at full resolution).
     """
     from ..load import BASELINE_CONFIG_NAME
     from . import BUILTIN_MODEL_ID, builtin_model_dir
@@ -312,6 +314,8 @@ def write_model_card(model_dir: str | Path, metrics_path: str | Path, train_logs
         L += ["", f"The validation loss was still falling at the last epoch ({log[-1]['val_loss']:.4f}). It is measured on",
               "other crops of the *training* scenes, so it says how well those scenes are fit, not how the model",
               "does on unseen ones: compare the held-out numbers of each round (BENCHMARKS.md) before buying epochs."]
+    if native_path:
+        L += _native_lines(json.loads(Path(native_path).read_text()), cfg)
     if speed_path and Path(speed_path).is_file():
         L += _speed_lines(json.loads(Path(speed_path).read_text()))
     L += ["", "## Limitations", "",
@@ -360,6 +364,33 @@ def _view_lines(cfg: dict[str, Any], size: int) -> list[str]:
             f"  full-resolution {size}-px windows (`views` in deqa_baseline.json; `deqa-score --views whole` turns",
             "  them off), so a large photo's sensor noise and JPEG blocks count. The other heads, blur included, are",
             f"  judged at {size} px: softness or blur that only shows at full resolution is not penalised."]
+
+
+def _native_lines(nat: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
+    """The card's section on degradations made at a photo's full resolution (``bench/native_resolution.py``)."""
+    views = nat.get("views") or {}
+    if "whole" not in views:
+        raise ValueError("native-resolution JSON: no 'views' results (run bench/native_resolution.py with --per-photo >= 1)")
+    shipped = None
+    if cfg.get("views"):
+        from .degradation_config import DetailViews
+
+        v = DetailViews.from_dict(cfg["views"])
+        shipped = f"windows {v.grid}x{v.grid}" if tuple(v.heads) == ("noise", "jpeg") else None
+    heads = [h for h in ("noise", "jpeg", "blur") if h in views["whole"]]
+    ss = nat["short_side_px"]
+    L = ["", "## Degradations made at full resolution", "",
+         f"`bench/native_resolution.py`: {nat['photos']} held-out photographs with a short side of {ss['min']}-{ss['max']} px "
+         f"(median {ss['median']}), each clean and with {nat['per_photo']} draws per head of the generator's noise, JPEG and blur",
+         "at a random intensity t applied at the photo's own resolution, read through the scorer: grading SRCC with t, the",
+         "mean intensity at t >= 0.5 and on the clean photos.", "",
+         "| view | " + " | ".join(f"{'JPEG' if h == 'jpeg' else h} SRCC / at t >= 0.5 / clean" for h in heads) + " |",
+         "| --- |" + " --- |" * len(heads)]
+    for name, row in views.items():
+        label = f"**{name}** (this model)" if name == shipped or (shipped is None and name == "whole") else name
+        L.append(f"| {label} | " + " | ".join(f"{row[h]['srcc_with_t']:.3f} / {row[h]['mean_at_t_ge_0.5']:.3f} / {row[h]['mean_on_clean']:.3f}"
+                                              for h in heads) + " |")
+    return L
 
 
 def _speed_lines(sp: dict[str, Any]) -> list[str]:
