@@ -164,3 +164,27 @@ def test_card_describes_the_windows_and_their_measurement(tmp_path, tiny_model):
     (tmp_path / "native.json").write_text(json.dumps({**native, "views": {}}))
     with pytest.raises(ValueError, match="no 'views' results"):
         write_model_card(tiny_model, tmp_path / "metrics.json", [tmp_path / "log.jsonl"], native_path=tmp_path / "native.json")
+
+
+def test_deqa_score_views_option(tmp_path, capsys):
+    from skimage import data
+
+    from deqa.baselines import BUILTIN_MODEL_ID
+    from deqa.cli.score import main
+
+    img = tmp_path / "astronaut.png"
+    Image.fromarray(data.astronaut()).save(img)
+    rows = {}
+    for views in (None, "whole", "windows"):
+        argv = [str(img), "--format", "jsonl", "--num-workers", "0", "-q"] + ([] if views is None else ["--views", views])
+        assert main(argv) == 0
+        rows[views] = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    # The built-in model reads windows by default; --views whole is another reading and says so.
+    assert rows[None]["model"] == rows["windows"]["model"] == BUILTIN_MODEL_ID
+    assert rows["whole"]["model"] == BUILTIN_MODEL_ID + "+whole"
+    assert rows[None]["score"] == rows["windows"]["score"] != rows["whole"]["score"]
+    # And deqa-score will not resume a file of one reading with the other.
+    out = tmp_path / "s.jsonl"
+    assert main([str(img), "-o", str(out), "--num-workers", "0", "-q"]) == 0
+    assert main([str(img), "-o", str(out), "--num-workers", "0", "-q", "--views", "whole"]) == 1
+    assert "holds scores from model" in capsys.readouterr().err

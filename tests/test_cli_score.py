@@ -246,6 +246,7 @@ def test_hard_killed_run_resumes_to_the_same_file(tmp_path, capsys):
             "choose one of --load-in-4bit and --load-in-8bit",
         ),
         (["nothing/*.png"], "pattern matches no files"),
+        (["x.jpg", "--model", "m", "--views", "whole"], "--views whole: only degradation baselines read windows"),
     ],
 )
 def test_usage_errors_exit_1(argv, message, capsys, tmp_path, monkeypatch):
