@@ -204,10 +204,10 @@ class DetailViews:
         w, h = img.size
         if min(w, h) < max(self.min_side, size):
             return []
-        a = np.asarray(img, dtype=np.uint8)
         ys = np.linspace(0, h - size, self.grid).round().astype(int)
         xs = np.linspace(0, w - size, self.grid).round().astype(int)
-        return [a[y : y + size, x : x + size] for y in ys for x in xs]
+        # Cropped in PIL: a 100-MP photo is not copied whole into an array for a few small windows.
+        return [np.asarray(img.crop((int(x), int(y), int(x) + size, int(y) + size)), dtype=np.uint8) for y in ys for x in xs]
 
     def combine(self, model_heads: tuple[str, ...], whole: np.ndarray, windows: np.ndarray, counts: np.ndarray) -> np.ndarray:
         """Whole-view intensities [B, H] with ``heads`` replaced by the window means of each image
