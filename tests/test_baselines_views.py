@@ -154,12 +154,15 @@ def test_card_describes_the_windows_and_their_measurement(tmp_path, tiny_model):
     row = {h: {"srcc_with_t": 0.8, "mean_at_t_ge_0.5": 0.2, "mean_on_clean": 0.001} for h in ("noise", "jpeg", "blur")}
     wrow = {**row, "noise": {"srcc_with_t": 0.957, "mean_at_t_ge_0.5": 0.739, "mean_on_clean": 0.01}}
     native = {"photos": 57, "short_side_px": {"min": 480, "median": 576, "max": 905}, "per_photo": 2,
-              "views": {"whole": row, "windows 2x2": wrow, "windows 3x3": wrow}}
+              "views": {"whole": row, "windows 2x2": wrow, "windows 3x3": wrow}, "machine": "2-core CPU",
+              "speed": {"photos": 24, "short_side_px_median": 661, "numpy whole": 14.63, "numpy windows": 3.98,
+                        "torch whole": 19.0, "torch windows": 6.58}}
     (tmp_path / "native.json").write_text(json.dumps(native))
     card = write_model_card(tiny_model, tmp_path / "metrics.json", [tmp_path / "log.jsonl"],
                             native_path=tmp_path / "native.json").read_text()
     assert "reads 4 windows of 64 x 64 px" in card and "noise and JPEG are the mean of their window intensities" in card
     assert "| **windows 2x2** (this model) | 0.957 / 0.739 / 0.010 | 0.800 / 0.200 / 0.001 | 0.800 / 0.200 / 0.001 |" in card
+    assert "numpy 14.6 -> 4.0 images/s, torch 19.0 -> 6.6 images/s (2-core CPU)" in card
     assert "| whole | 0.800 / 0.200 / 0.001 |" in card and "57 held-out photographs with a short side of 480-905 px" in card
     (tmp_path / "native.json").write_text(json.dumps({**native, "views": {}}))
     with pytest.raises(ValueError, match="no 'views' results"):

@@ -390,6 +390,11 @@ def _native_lines(nat: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
         label = f"**{name}** (this model)" if name == shipped or (shipped is None and name == "whole") else name
         L.append(f"| {label} | " + " | ".join(f"{row[h]['srcc_with_t']:.3f} / {row[h]['mean_at_t_ge_0.5']:.3f} / {row[h]['mean_on_clean']:.3f}"
                                               for h in heads) + " |")
+    sp = nat.get("speed")
+    if sp and sp.get("photos"):
+        L += ["", f"Cost of the windows, whole pipeline (decode, views, network) on {sp['photos']} photos of short side "
+              f"~{sp['short_side_px_median']} px, median of 3 runs: numpy {sp['numpy whole']:.1f} -> {sp['numpy windows']:.1f} "
+              f"images/s, torch {sp['torch whole']:.1f} -> {sp['torch windows']:.1f} images/s ({nat.get('machine', '')})."]
     return L
 
 
