@@ -55,3 +55,43 @@ def test_aggregations_by_hand():
         aggregate_scores(s, "trimmed_mean", trim=0.5)
     with pytest.raises(ValueError, match="no scores"):
         aggregate_scores([], "mean")
+
+
+def test_head_limits_send_one_ruined_aspect_to_the_last_level():
+    p = ThresholdPolicy.from_dict({"head_limits": {"blur": 0.6, "exposure": 0.6}})
+    ok = {"blur": 0.1, "exposure": 0.59, "noise": 0.9}  # noise is not limited
+    assert p.classify(0.9, ok).label == "high"
+    assert p.classify(0.9, {**ok, "blur": 0.6}).label == "rejected"  # the limit itself is reached
+    assert p.classify(0.9, {**ok, "exposure": 0.95}).action == "reject"
+    assert ThresholdPolicy.from_dict(p.to_dict()) == p and p.to_dict()["head_limits"] == {"blur": 0.6, "exposure": 0.6}
+    assert "head_limits" not in ThresholdPolicy().to_dict()  # saved policies without limits are unchanged
+    with pytest.raises(ValueError, match="no intensity for"):
+        p.classify(0.9, None)  # a model that reports no intensities cannot be checked
+    with pytest.raises(ValueError, match=r"in \(0, 1\]"):
+        ThresholdPolicy.from_dict({"head_limits": {"blur": 1.5}})
+    with pytest.raises(ValueError, match="head_limits"):
+        ThresholdPolicy.from_dict({"head_limits": [0.5]})
+    with pytest.raises(ValueError, match=r"names \['grain'\], which m does not report"):
+        ThresholdPolicy.from_dict({"head_limits": {"grain": 0.5}}).check_heads(("blur", "noise"), "m")
+    with pytest.raises(ValueError, match="reports no per-degradation intensities"):
+        p.check_heads(None, "an encoder head")
+
+
+def test_head_score_with_head_limits_rejects_a_black_frame(tmp_path, capsys):
+    from PIL import Image
+
+    from deqa.cli.baseline import main
+
+    Image.new("RGB", (320, 240)).save(tmp_path / "black.png")
+    limits = '{"head_limits": {"exposure": 0.6}}'
+    assert main(["head-score", str(tmp_path / "black.png")]) == 0
+    plain = capsys.readouterr().out.strip().splitlines()[-1].split("\t")
+    assert plain[4] == "high"  # the overall score alone passes it: exposure weighs 0.14 of the score
+    assert main(["head-score", str(tmp_path / "black.png"), "--thresholds", limits]) == 0
+    gated = capsys.readouterr().out.strip().splitlines()[-1].split("\t")
+    assert gated[2] == plain[2] and gated[4:] == ["rejected", "reject"]
+    # Per folder too: the folder's exposure (its aggregate) is over the limit.
+    assert main(["head-score", str(tmp_path), "--aggregate", "median", "--thresholds", limits]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1].split("\t")[3] == "rejected"
+    assert main(["head-score", str(tmp_path / "black.png"), "--thresholds", '{"head_limits": {"grain": 0.5}}']) == 1
+    assert "which the built-in model does not report" in capsys.readouterr().err

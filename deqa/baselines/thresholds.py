@@ -37,9 +37,16 @@ def _default_levels() -> list[ThresholdLevel]:
 
 @dataclass
 class ThresholdPolicy:
-    """Ordered levels, best first; the last level must start at 0 so every score gets a label."""
+    """Ordered levels, best first; the last level must start at 0 so every score gets a label.
+
+    ``head_limits`` (degradation models): an input any of whose listed intensities reaches its
+    limit gets the last level whatever its score. The overall score is a weighted mean of six
+    intensities, so one ruined aspect (a black frame, heavy blur) lowers it by at most that
+    head's weight and would otherwise still pass; e.g. ``{"blur": 0.6, "exposure": 0.6}``.
+    """
 
     levels: list[ThresholdLevel] = field(default_factory=_default_levels)
+    head_limits: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.levels = [lv if isinstance(lv, ThresholdLevel) else ThresholdLevel(**lv) for lv in self.levels]
@@ -52,33 +59,60 @@ class ThresholdPolicy:
             raise ValueError(f"thresholds: the last level ({self.levels[-1].label!r}) must have min_score 0, got {mins[-1]}")
         if len({lv.label for lv in self.levels}) != len(self.levels):
             raise ValueError("thresholds: labels must be distinct")
+        self.head_limits = {str(h): float(v) for h, v in self.head_limits.items()}
+        bad = {h: v for h, v in self.head_limits.items() if not 0.0 < v <= 1.0}
+        if bad:
+            raise ValueError(f"thresholds.head_limits: each limit must be in (0, 1] (an intensity), got {bad}")
 
-    def classify(self, score_0_1: float) -> ThresholdLevel:
-        """The first level whose ``min_score`` the score reaches."""
+    def check_heads(self, heads: Sequence[str] | None, model: str) -> None:
+        """Raise unless every head in ``head_limits`` is one the model reports (``heads``: its
+        intensity names, None for a model with none, e.g. an encoder head)."""
+        unknown = sorted(set(self.head_limits) - set(heads or ()))
+        if unknown:
+            has = f"its heads are {list(heads)}" if heads else "it reports no per-degradation intensities"
+            raise ValueError(f"thresholds.head_limits names {unknown}, which {model} does not report ({has})")
+
+    def classify(self, score_0_1: float, details: dict[str, float] | None = None) -> ThresholdLevel:
+        """The first level whose ``min_score`` the score reaches; the last level when one of
+        ``details`` (the per-degradation intensities) reaches its ``head_limits`` entry."""
         if not np.isfinite(score_0_1):
             raise ValueError(f"cannot label a non-finite score {score_0_1}")
+        if self.head_limits:
+            missing = sorted(set(self.head_limits) - set(details or {}))
+            if missing:
+                raise ValueError(f"thresholds.head_limits: no intensity for {missing} to check")
+            if any(details[h] >= lim for h, lim in self.head_limits.items()):
+                return self.levels[-1]
         for lv in self.levels:
             if score_0_1 >= lv.min_score:
                 return lv
         return self.levels[-1]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"levels": [vars(lv) for lv in self.levels]}
+        d: dict[str, Any] = {"levels": [vars(lv) for lv in self.levels]}
+        if self.head_limits:
+            d["head_limits"] = dict(self.head_limits)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ThresholdPolicy:
         if not d:
             return cls()
-        unknown = sorted(set(d) - {"levels"})
+        unknown = sorted(set(d) - {"levels", "head_limits"})
         if unknown:
-            raise ValueError(f"thresholds: unknown key(s) {unknown}; expected 'levels'")
+            raise ValueError(f"thresholds: unknown key(s) {unknown}; expected 'levels' (and optionally 'head_limits')")
+        limits = d.get("head_limits") or {}
+        if not isinstance(limits, dict):
+            raise ValueError(f'thresholds.head_limits: expected {{"head": limit, ...}}, got {limits!r}')
+        if "levels" not in d:
+            return cls(head_limits=limits)
         levels = []
         for i, lv in enumerate(d["levels"]):
             extra = sorted(set(lv) - {"label", "min_score", "action"})
             if extra or not {"label", "min_score", "action"} <= set(lv):
                 raise ValueError(f"thresholds.levels[{i}]: needs exactly label, min_score, action; got {sorted(lv)}")
             levels.append(ThresholdLevel(str(lv["label"]), float(lv["min_score"]), str(lv["action"])))
-        return cls(levels)
+        return cls(levels, limits)
 
 
 def score_distribution(scores: Sequence[float]) -> dict[str, float]:

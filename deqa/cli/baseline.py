@@ -472,6 +472,8 @@ def _head_train(args) -> int:
     _check_encoder_args(args)
     cfg = _config(HeadTrainConfig.from_dict, _json_arg(args.config))
     thresholds = _thresholds(args.thresholds)
+    if thresholds is not None:
+        thresholds.check_heads(None, "an encoder head")  # one score, no per-degradation intensities
     # Every image is checked before the encoder loads, so a missing file is named at once with its row.
     images, targets = read_score_table(args.table, score_range=(lo, hi), check_images=True)
     encoder = _encoder(args)
@@ -534,21 +536,29 @@ def _head_score(args) -> int:
         method = _saved_aggregation(args.model)
         _check_aggregation(method, args.trim, f"the 'aggregation' saved with {args.model or 'the built-in model'}")
     policy = policy or _policy(scorer)
+    # Degradation models report one intensity per head; a head_limits entry must name one of them.
+    heads = tuple(getattr(getattr(scorer, "cfg", None), "heads", None) or ())
+    policy.check_heads(heads, args.model or "the built-in model")
     results = list(scorer.iter_score(images, batch_size=args.batch_size))
     failed = 0
     if method:
-        groups: dict[str, list[float]] = {}
+        groups: dict[str, list] = {}
         for r in results:
             if isinstance(r, ScoreFailure):
                 _failed(r.input, r.error)
                 failed += 1
                 continue
-            groups.setdefault(str(Path(r.input).parent), []).append(r.score_0_1)
+            groups.setdefault(str(Path(r.input).parent), []).append(r)
+        # Intensities are badness: the strict "min" of scores pairs with the max of intensities.
+        detail_method = "max" if method == "min" else method
         print("input\tn\tscore_0_1\tlabel\taction")
-        for name, scores in groups.items():
-            s = aggregate_scores(scores, method, trim=args.trim)
-            lv = policy.classify(s)
-            print(f"{name}\t{len(scores)}\t{s:.4f}\t{lv.label}\t{lv.action}")
+        for name, rows in groups.items():
+            s = aggregate_scores([r.score_0_1 for r in rows], method, trim=args.trim)
+            details = {h: (max(r.details[h] for r in rows) if detail_method == "max"
+                           else aggregate_scores([r.details[h] for r in rows], detail_method, trim=args.trim))
+                       for h in policy.head_limits}
+            lv = policy.classify(s, details)
+            print(f"{name}\t{len(rows)}\t{s:.4f}\t{lv.label}\t{lv.action}")
         return _partial(failed, len(images))
     print("input\tscore\tscore_0_1\tlevel\tlabel\taction")
     for r in results:
@@ -556,7 +566,7 @@ def _head_score(args) -> int:
             _failed(r.input, r.error)
             failed += 1
             continue
-        lv = policy.classify(r.score_0_1)
+        lv = policy.classify(r.score_0_1, r.details)
         print(f"{r.input}\t{r.score:.4f}\t{r.score_0_1:.4f}\t{r.level}\t{lv.label}\t{lv.action}")
     return _partial(failed, len(images))
 
