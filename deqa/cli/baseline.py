@@ -29,38 +29,13 @@ import json
 import sys
 from pathlib import Path
 
+from .args import EXIT_ERROR, Parser, int_at_least, positive_float
+
 __all__ = ["main", "build_parser"]
 
 # Exit code 2 means "some inputs could not be read" (as for deqa-score); errors get 1.
-EXIT_ERROR, EXIT_PARTIAL, EXIT_INTERRUPTED = 1, 2, 130
-
-
-class _Parser(argparse.ArgumentParser):
-    # argparse exits 2 on a bad argument, which here means "some inputs failed": use 1, as deqa-score does.
-    def error(self, message):
-        self.print_usage(sys.stderr)
-        self.exit(EXIT_ERROR, f"{self.prog}: error: {message}\n")
-
-
-def _at_least_one(text: str) -> int:
-    # An argparse type: counts (samples, epochs, batch sizes, threads) of 0 or less are a mistake.
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
-    return value
+EXIT_PARTIAL, EXIT_INTERRUPTED = 2, 130
+_AT_LEAST_ONE = int_at_least(1)  # counts (samples, epochs, batch sizes, threads) of 0 or less are a mistake
 
 
 def _json_arg(text: str | None, option: str = "--config") -> dict:
@@ -112,7 +87,7 @@ def _add_input_args(p) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = _Parser(prog="deqa baseline", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = Parser(prog="deqa baseline", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
 
     p = sub.add_parser("photos", help="collect offline training photos into a folder")
@@ -137,10 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--photos", required=True, help="folder written by `deqa baseline photos`")
     p.add_argument("--split", choices=["train", "heldout"], required=True, help="which photos to crop from")
     p.add_argument("--out", required=True)
-    p.add_argument("--n", type=_at_least_one, required=True, help="number of samples")
+    p.add_argument("--n", type=_AT_LEAST_ONE, required=True, help="number of samples")
     p.add_argument("--size", type=int, default=224, help="side of the square samples in px (= the model's image_size)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=_at_least_one, default=1)
+    p.add_argument("--workers", type=_AT_LEAST_ONE, default=1)
     p.add_argument("--heads", default=None, help="comma-separated degradations (default: all six)")
     p.add_argument("--min-texture", type=float, default=None, help="redraw crops with fewer textured tiles (default 0.3; 0 = off)")
     p.add_argument("--max-aspect", type=float, default=None, help="crop aspect in [1/a, a], squashed to square (default 1.78)")
@@ -155,12 +130,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-data", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--config", default=None, help="JSON (file or string) of DegradationTrainConfig fields")
-    p.add_argument("--epochs", type=_at_least_one, default=None)
-    p.add_argument("--batch-size", type=_at_least_one, default=None)
-    p.add_argument("--lr", type=_positive_float, default=None)
-    p.add_argument("--threads", type=_at_least_one, default=None)
+    p.add_argument("--epochs", type=_AT_LEAST_ONE, default=None)
+    p.add_argument("--batch-size", type=_AT_LEAST_ONE, default=None)
+    p.add_argument("--lr", type=positive_float, default=None)
+    p.add_argument("--threads", type=_AT_LEAST_ONE, default=None)
     p.add_argument("--device", default=None)
-    p.add_argument("--max-steps", type=_at_least_one, default=None)
+    p.add_argument("--max-steps", type=_AT_LEAST_ONE, default=None)
 
     p = sub.add_parser("branch-train", help="add an encoder branch (frozen ImageNet trunk + MLP) to a degradation CNN")
     p.add_argument("--cnn", required=True, help="degradation-model folder (its CNN is copied into --out)")
@@ -170,8 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="validation sweep sets from the training scenes (synth --split train --sweep HEAD): a head's mix by its grading SRCC")
     p.add_argument("--out", required=True, help="folder for the CNN + branch model")
     p.add_argument("--config", default=None, help="JSON (file or string) of BranchTrainConfig fields")
-    p.add_argument("--epochs", type=_at_least_one, default=None)
-    p.add_argument("--threads", type=_at_least_one, default=None)
+    p.add_argument("--epochs", type=_AT_LEAST_ONE, default=None)
+    p.add_argument("--threads", type=_AT_LEAST_ONE, default=None)
     p.add_argument("--device", default=None)
 
     p = sub.add_parser("eval", help="evaluate a degradation model on a rendered set")
@@ -180,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sweep", nargs="*", default=[], metavar="DIR",
                    help="grading sets rendered with `synth --sweep HEAD`: per-head SRCC (the held-out protocol)")
     p.add_argument("--out", default=None, help="write the metrics JSON here")
-    p.add_argument("--batch-size", type=_at_least_one, default=64)
+    p.add_argument("--batch-size", type=_AT_LEAST_ONE, default=64)
     _add_head_commands(sub)
     return ap
 
@@ -198,7 +173,7 @@ def _add_head_commands(sub) -> None:
     p = sub.add_parser("embed", help="cache frozen-encoder embeddings of images")
     _add_input_args(p)
     p.add_argument("--cache", required=True, help="embedding cache folder")
-    p.add_argument("--batch-size", type=_at_least_one, default=32)
+    p.add_argument("--batch-size", type=_AT_LEAST_ONE, default=32)
     encoder_args(p)
 
     p = sub.add_parser("head-train", help="train the MLP head on an image,score table")
@@ -211,7 +186,7 @@ def _add_head_commands(sub) -> None:
     p.add_argument("--config", default=None, help="JSON (file or string) of HeadTrainConfig fields")
     p.add_argument("--thresholds", default=None, help="JSON (file or string): {levels: [{label, min_score, action}, ...]}")
     p.add_argument("--model-id", default="deqa-encoder-head")
-    p.add_argument("--batch-size", type=_at_least_one, default=32)
+    p.add_argument("--batch-size", type=_AT_LEAST_ONE, default=32)
     encoder_args(p)
 
     p = sub.add_parser("head-score", help="score images with a baseline; aggregate groups (frames, crops)")
@@ -224,13 +199,13 @@ def _add_head_commands(sub) -> None:
     p.add_argument("--trim", type=float, default=0.1, help="trimmed_mean: fraction cut from each tail, in [0, 0.5)")
     p.add_argument("--thresholds", default=None,
                    help="JSON (file or string), as for head-train: labels + actions for this run instead of the model's")
-    p.add_argument("--batch-size", type=_at_least_one, default=16)
+    p.add_argument("--batch-size", type=_AT_LEAST_ONE, default=16)
     p.add_argument("--device", default=None)
 
     p = sub.add_parser("calibrate", help="score distribution on a folder, to set thresholds")
     _add_input_args(p)
     p.add_argument("--model", default=None, help="baseline folder (default: the built-in model)")
-    p.add_argument("--batch-size", type=_at_least_one, default=16)
+    p.add_argument("--batch-size", type=_AT_LEAST_ONE, default=16)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     p = sub.add_parser("diagnose", help="sanity checks of a baseline on known-good images")

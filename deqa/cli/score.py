@@ -26,6 +26,7 @@ from ..inputs import InputError, expand_inputs
 from ..load import TORCH_FROM_N_IMAGES, baseline_device, is_baseline
 from ..outputs import FORMATS, format_for_path, format_table, open_writer, read_records
 from ..results import ScoreFailure
+from .args import Parser, int_at_least
 
 __all__ = ["main", "build_parser"]
 
@@ -42,26 +43,8 @@ _VLM_ONLY = {
 }
 
 
-class _Parser(argparse.ArgumentParser):
-    # Exit code 2 means "some inputs failed"; argument errors get 1 so scripts can tell them apart.
-    def error(self, message):
-        self.print_usage(sys.stderr)
-        self.exit(1, f"{self.prog}: error: {message}\n")
-
-
-def _pixel_limit(text: str) -> int:
-    # An argparse type: a negative limit would refuse every image, one failure at a time.
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0 (0 = no limit), got {value}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = Parser(
         prog="deqa-score",
         description="Score image quality (1 = bad ... 5 = excellent). Results stream to -o FILE "
         "(resumable) or print as a table.",
@@ -141,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--max-pixels",
-        type=_pixel_limit,
+        type=int_at_least(0, "0 = no limit"),
         default=None,
         help="refuse images with more pixels than this (decompression-bomb guard; 0 = no limit)",
     )

@@ -1,0 +1,45 @@
+"""What the console commands share in argument parsing: exit code 1 for a bad argument (2 means
+"some inputs failed" in deqa-score and deqa baseline) and bounded number types."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+__all__ = ["Parser", "EXIT_ERROR", "int_at_least", "positive_float"]
+
+EXIT_ERROR = 1
+
+
+class Parser(argparse.ArgumentParser):
+    # argparse exits 2 on a bad argument, which these commands use for "some inputs failed".
+    def error(self, message):
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_ERROR, f"{self.prog}: error: {message}\n")
+
+
+def int_at_least(minimum: int, note: str = "") -> Callable[[str], int]:
+    """An argparse type: an int >= ``minimum`` (``note`` says what the bound means, e.g. "0 = no limit")."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}{f' ({note})' if note else ''}, got {value}")
+        return value
+
+    return parse
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a finite float > 0 (a learning rate, a step)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
