@@ -89,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default=None, help="degradation-model folder (default: the built-in model)")
     ap.add_argument("--per-photo", type=int, default=2, help="draws per photo and head")
     ap.add_argument("--min-side", type=int, default=448)
+    ap.add_argument("--originals", action="store_true",
+                    help="read the held-out photos' original files (as their packages ship them, often camera size) "
+                         "instead of the build's curated copies")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--speed-photos", type=int, default=0,
                     help="also time the whole pipeline (decode + views + network) on this many photos of the build with "
@@ -101,9 +104,10 @@ def main(argv: list[str] | None = None) -> int:
     heads = list(model.cfg.heads)
     photos = []
     for e in read_photo_index(Path(args.build) / "photos", "heldout"):
-        with Image.open(e["file"]) as im:
+        path = e["path"] if args.originals else e["file"]
+        with Image.open(path) as im:
             if min(im.size) >= args.min_side:
-                photos.append((e["file"], min(im.size)))
+                photos.append((path, min(im.size)))
     rng = np.random.default_rng(0)
     cases = []  # (head or "clean", t, PIL image)
     for path, _ in photos:
@@ -124,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     res: dict = {"model": json.loads((Path(folder) / "deqa_baseline.json").read_text()).get("model_id", folder),
                  "photos": len(photos), "short_side_px": {"min": min(s for _, s in photos), "median": int(np.median([s for _, s in photos])),
                                                            "max": max(s for _, s in photos)},
-                 "per_photo": args.per_photo, "images": len(images),
+                 "per_photo": args.per_photo, "images": len(images), "originals": args.originals,
                  "machine": f"{os.cpu_count()}-core CPU, torch {torch.__version__}, {args.threads} threads", "views": {}}
     for name, views in VIEWS.items() if images else ():  # --per-photo 0: the speed run only
         scorer = DegradationScorer(model, device="cpu", views=views)
