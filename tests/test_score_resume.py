@@ -173,3 +173,49 @@ def test_max_pixels_zero_still_means_no_limit(images, loads, capsys):
     assert _run(images[0][0], "--max-pixels", "0") == 0
     assert images[0][0] in capsys.readouterr().out
 
+
+
+def test_a_refused_output_file_stops_every_rank(tmp_path, images, loads, monkeypatch, capsys):
+    """Under accelerate launch only rank 0 reads -o; when it refuses the file, the other ranks must
+    stop too instead of waiting for rank 0 at the next collective (30 s barrier timeout here)."""
+    import threading
+
+    from test_parallel import run_ranks
+
+    import deqa.parallel
+
+    good, _ = images
+    out = tmp_path / "notes.csv"
+    out.write_text("name,value\nalpha,1\n")  # not a deqa result file: refused untouched
+    comms = {}
+
+    monkeypatch.setattr(deqa.parallel, "distributed_comm", lambda: (comms[threading.get_ident()], "cpu"))
+
+    def rank(comm):
+        comms[threading.get_ident()] = comm
+        return _run(*good, "-o", out)
+
+    assert run_ranks(2, rank) == [1, 1]
+    assert out.read_text() == "name,value\nalpha,1\n"
+    assert capsys.readouterr().err.count("not a deqa result file") == 1  # said once, by rank 0
+
+
+def test_an_unwritable_output_stops_every_rank(tmp_path, images, loads, monkeypatch, capsys):
+    import threading
+
+    from test_parallel import run_ranks
+
+    import deqa.parallel
+
+    good, _ = images
+    (tmp_path / "a_file").write_text("x")
+    out = tmp_path / "a_file" / "scores.jsonl"  # its folder is a file: rank 0 cannot open it
+    comms = {}
+    monkeypatch.setattr(deqa.parallel, "distributed_comm", lambda: (comms[threading.get_ident()], "cpu"))
+
+    def rank(comm):
+        comms[threading.get_ident()] = comm
+        return _run(*good, "-o", out)
+
+    assert run_ranks(2, rank) == [1, 1]
+    assert capsys.readouterr().err.count("cannot write -o") == 1

@@ -295,16 +295,23 @@ def main(argv: list[str] | None = None) -> int:
     rank0 = comm is None or comm.rank == 0
 
     previous: list[dict] = []
+    read_error = None
     if args.output and rank0:
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 previous = read_records(args.output, fmt)
         except (ValueError, OSError) as err:
-            _err(f"error: {err}")
-            return 1
-        for w in caught:  # e.g. a half-written last row of a killed run, cut and redone
-            _err(f"warning: {w.message}")
+            read_error = str(err)
+        else:
+            for w in caught:  # e.g. a half-written last row of a killed run, cut and redone
+                _err(f"warning: {w.message}")
+    if comm is not None:  # only rank 0 reads the file; a refusal must stop every rank, or they wait for it
+        read_error = comm.broadcast(read_error)
+    if read_error is not None:
+        if rank0:
+            _err(f"error: {read_error}")
+        return 1
     done = {row["input"] for row in previous}
     skip = {i for i, name in enumerate(inputs) if name in done}
     wanted = set(inputs)
@@ -339,15 +346,21 @@ def main(argv: list[str] | None = None) -> int:
     failures = 0
     collected = []
     writer = None
+    open_error = None
     if rank0:
         if args.output:
             try:
                 writer = open_writer(fmt, args.output)
             except OSError as err:
-                _err(f"error: cannot write -o {args.output}: {err.strerror or err}")
-                return 1
+                open_error = f"cannot write -o {args.output}: {err.strerror or err}"
         elif fmt != "table":
             writer = open_writer(fmt, stream=sys.stdout)
+    if comm is not None:  # as for reading: every rank stops when rank 0 cannot write
+        open_error = comm.broadcast(open_error)
+    if open_error is not None:
+        if rank0:
+            _err(f"error: {open_error}")
+        return 1
     progress = rank0 and not args.quiet
     try:
         if comm is None:
