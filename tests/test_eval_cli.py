@@ -347,3 +347,36 @@ def test_two_gloo_processes_shard_and_merge(mini, tmp_path):
     a = json.loads((single / "results.json").read_text())["datasets"][0]
     b = json.loads((out / "results.json").read_text())["datasets"][0]
     assert a["metrics"] == b["metrics"] and a["ci"] == b["ci"]
+
+
+def test_another_models_output_stops_every_rank(mini, scorers, tmp_path, capsys, monkeypatch):
+    """Under accelerate launch every rank checks the output folder: a refusal on the main process
+    alone would leave the others at its barrier (here a 20 s timeout)."""
+    import threading
+
+    import deqa.evaluation.runner as runner
+    from deqa.evaluation.distributed import ProcessInfo
+
+    out = tmp_path / "out"
+    assert eval_cli.main(_argv(mini, out, "--bootstrap", "0")) == 0
+    argv = _argv(mini, out, "--bootstrap", "0")
+    argv[argv.index("--model") + 1] = "another"
+    barrier = threading.Barrier(2, timeout=20)
+    procs = {}
+    monkeypatch.setattr(runner, "process_info", lambda: procs[threading.get_ident()])
+    codes = [None, None]
+
+    def rank(r):
+        procs[threading.get_ident()] = ProcessInfo(rank=r, world_size=2, barrier=barrier.wait)
+        try:
+            codes[r] = eval_cli.main(argv)
+        except threading.BrokenBarrierError:
+            codes[r] = "waited"
+
+    threads = [threading.Thread(target=rank, args=(r,)) for r in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert codes == [2, 2]
+    assert "holds predictions of another model" in capsys.readouterr().err

@@ -426,9 +426,9 @@ def build_eval_sets(config: EvalConfig) -> list[EvalSet]:
     return sets
 
 
-def _prepare_output(
-    out: Path, meta: dict[str, Any], eval_sets: list[EvalSet], overwrite: bool
-) -> None:
+def _check_output(out: Path, meta: dict[str, Any], overwrite: bool) -> None:
+    """Refuse an output folder holding another model's predictions. Read-only, so every rank runs
+    it: a refusal on the main process alone would leave the others waiting at its barrier."""
     run_file = out / "run.json"
     if run_file.is_file() and not overwrite:
         old = json.loads(run_file.read_text(encoding="utf-8"))
@@ -438,6 +438,12 @@ def _prepare_output(
                     f"{out} holds predictions of another model ({key}: {old.get(key)!r}, now {meta.get(key)!r}); "
                     "choose another --output, or pass --overwrite to discard them"
                 )
+
+
+def _prepare_output(
+    out: Path, meta: dict[str, Any], eval_sets: list[EvalSet], overwrite: bool
+) -> None:
+    run_file = out / "run.json"
     if overwrite:
         for s in eval_sets:
             shutil.rmtree(out / s.name, ignore_errors=True)
@@ -493,6 +499,8 @@ def run_evaluation(
         "world_size": proc.world_size,
         "config": config.to_dict(),
     }
+    _check_output(out, meta, config.overwrite)
+    proc.barrier()  # every rank has read run.json before the main process rewrites it
     if proc.is_main:
         _prepare_output(out, meta, eval_sets, config.overwrite)
     proc.barrier()
