@@ -380,3 +380,51 @@ def test_another_models_output_stops_every_rank(mini, scorers, tmp_path, capsys,
         t.join(60)
     assert codes == [2, 2]
     assert "holds predictions of another model" in capsys.readouterr().err
+
+
+def test_a_main_process_failure_stops_every_rank(mini, scorers, tmp_path, capsys, monkeypatch):
+    """A step only the main process runs (here the metrics of a data set) raises: the other rank
+    must stop with an error naming it, not wait at the next barrier (a 20 s timeout here)."""
+    import threading
+
+    import deqa.evaluation.runner as runner
+    from deqa.evaluation.distributed import ProcessInfo
+
+    barrier = threading.Barrier(2, timeout=20)
+    box = {}
+
+    def share(rank):
+        def fn(obj):
+            if rank == 0:
+                box["v"] = obj
+            barrier.wait()
+            out = box["v"]
+            barrier.wait()
+            return out
+
+        return fn
+
+    def broken_finalize(*args, **kwargs):
+        raise ValueError("metrics exploded")
+
+    procs = {}
+    monkeypatch.setattr(runner, "process_info", lambda: procs[threading.get_ident()])
+    monkeypatch.setattr(runner, "finalize_dataset", broken_finalize)
+    codes = [None, None]
+
+    def rank(r):
+        procs[threading.get_ident()] = ProcessInfo(rank=r, world_size=2, barrier=barrier.wait, share=share(r))
+        try:
+            codes[r] = eval_cli.main(_argv(mini, tmp_path / "out", "--bootstrap", "0"))
+        except threading.BrokenBarrierError:
+            codes[r] = "waited"
+
+    threads = [threading.Thread(target=rank, args=(r,)) for r in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert codes == [2, 2]
+    err = capsys.readouterr().err
+    assert "deqa-eval: error: metrics exploded" in err
+    assert "deqa-eval: error: the main process stopped: ValueError: metrics exploded" in err

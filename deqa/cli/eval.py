@@ -155,6 +155,7 @@ def _default_output(model: str | None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from ..evaluation.distributed import MainProcessFailed
     from ..evaluation.runner import EvalConfig, run_evaluation
 
     try:
@@ -182,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
             progress=not args.no_progress,
         )
         report = run_evaluation(config)
-    except (ValueError, OSError, ImportError) as err:
+    except (ValueError, OSError, ImportError, MainProcessFailed) as err:
         print(f"deqa-eval: error: {err}", file=sys.stderr)
         return 2
     if not report.tables:  # not the main process

@@ -12,11 +12,12 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from ..parallel import accelerate_state
 
-__all__ = ["ProcessInfo", "SINGLE_PROCESS", "process_info", "shard", "shard_file", "shard_files"]
+__all__ = ["ProcessInfo", "SINGLE_PROCESS", "MainProcessFailed", "process_info", "on_main", "shard", "shard_file",
+           "shard_files"]
 
 T = TypeVar("T")
 
@@ -25,14 +26,24 @@ def _no_barrier() -> None:
     return None
 
 
+def _same(obj: Any) -> Any:
+    return obj
+
+
+class MainProcessFailed(RuntimeError):
+    """Raised on the other ranks when a step that only the main process runs failed there."""
+
+
 @dataclass(frozen=True)
 class ProcessInfo:
-    """Where this process sits in the job. ``barrier`` blocks until every process reaches it."""
+    """Where this process sits in the job. ``barrier`` blocks until every process reaches it;
+    ``share(obj)`` returns the main process's ``obj`` on every rank (a collective, like barrier)."""
 
     rank: int = 0
     world_size: int = 1
     device: str | None = None
     barrier: Callable[[], None] = field(default=_no_barrier, repr=False, compare=False)
+    share: Callable[[Any], Any] = field(default=_same, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.world_size < 1 or not 0 <= self.rank < self.world_size:
@@ -61,7 +72,38 @@ def process_info() -> ProcessInfo:
         world_size=state.num_processes,
         device=str(state.device),
         barrier=state.wait_for_everyone,
+        share=_broadcast_from_main,
     )
+
+
+def _broadcast_from_main(obj: Any) -> Any:
+    import torch.distributed as dist
+
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)  # the process group accelerate's PartialState set up
+    return box[0]
+
+
+def on_main(proc: ProcessInfo, fn: Callable[[], T]) -> T | None:
+    """Run ``fn`` on the main process only; every rank learns whether it failed.
+
+    A main-only step that raises would otherwise leave the other ranks waiting at the next
+    barrier for a process that is gone. The main process re-raises its own error; the others
+    raise :class:`MainProcessFailed` naming it. Returns ``fn()``'s result on the main process,
+    None elsewhere.
+    """
+    result, error = None, None
+    if proc.is_main:
+        try:
+            result = fn()
+        except Exception as err:  # re-raised below, once the others have been told
+            error = err
+    told = proc.share(None if error is None else f"{type(error).__name__}: {error}")
+    if error is not None:
+        raise error
+    if told is not None:
+        raise MainProcessFailed(f"the main process stopped: {told}")
+    return result
 
 
 def shard(items: Sequence[T], rank: int, world_size: int) -> list[T]:

@@ -40,7 +40,15 @@ from ..metrics import (
 )
 from ..scorer import Scorer
 from .datasets import EvalSet, load_eval_set, parse_split, resolve_datasets
-from .distributed import SINGLE_PROCESS, ProcessInfo, process_info, shard, shard_file, shard_files
+from .distributed import (
+    SINGLE_PROCESS,
+    ProcessInfo,
+    on_main,
+    process_info,
+    shard,
+    shard_file,
+    shard_files,
+)
 from .plots import plot_histogram, plot_scatter
 from .predictions import (
     PREDICTIONS_FILE,
@@ -195,9 +203,12 @@ def score_missing(
     rank reads only that file, which no rank writes while scoring.
     """
     folder = Path(folder)
-    if proc.is_main:
+
+    def merge():
         folder.mkdir(parents=True, exist_ok=True)
         merge_prediction_files(folder / PREDICTIONS_FILE, shard_files(folder))
+
+    on_main(proc, merge)
     proc.barrier()
     done = _done_images(folder)
     missing = [
@@ -368,8 +379,8 @@ def evaluate_dataset(
         progress=progress,
     )
     proc.barrier()
-    result = None
-    if proc.is_main:
+
+    def finalize() -> DatasetResult:
         if stats.n_missing:
             log(
                 f"{eval_set.name}: {stats.n_missing} of {stats.n_labels} images not found under "
@@ -393,6 +404,9 @@ def evaluate_dataset(
             log(
                 f"{eval_set.name}: {result.metrics.fit.message}; PLCC (logistic) uses a linear mapping"
             )
+        return result
+
+    result = on_main(proc, finalize)
     proc.barrier()
     return result
 
@@ -501,8 +515,7 @@ def run_evaluation(
     }
     _check_output(out, meta, config.overwrite)
     proc.barrier()  # every rank has read run.json before the main process rewrites it
-    if proc.is_main:
-        _prepare_output(out, meta, eval_sets, config.overwrite)
+    on_main(proc, lambda: _prepare_output(out, meta, eval_sets, config.overwrite))
     proc.barrier()
 
     results: list[DatasetResult] = []
