@@ -260,6 +260,17 @@ def _err(msg: str) -> None:
     print(f"deqa-score: {msg}", file=sys.stderr, flush=True)
 
 
+def _stops_every_rank(comm, error: str | None) -> bool:
+    """Whether rank 0's ``error`` (about the -o file, which only rank 0 reads and writes) stops
+    the job; rank 0 prints it. Broadcast first: if rank 0 stopped alone, the other ranks would
+    wait for it at the next collective."""
+    if comm is not None:
+        error = comm.broadcast(error)
+    if error is not None and (comm is None or comm.rank == 0):
+        _err(f"error: {error}")
+    return error is not None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -306,11 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             for w in caught:  # e.g. a half-written last row of a killed run, cut and redone
                 _err(f"warning: {w.message}")
-    if comm is not None:  # only rank 0 reads the file; a refusal must stop every rank, or they wait for it
-        read_error = comm.broadcast(read_error)
-    if read_error is not None:
-        if rank0:
-            _err(f"error: {read_error}")
+    if _stops_every_rank(comm, read_error):
         return 1
     done = {row["input"] for row in previous}
     skip = {i for i, name in enumerate(inputs) if name in done}
@@ -328,11 +335,7 @@ def main(argv: list[str] | None = None) -> int:
         _err(f"error: cannot load model {args.model or 'builtin'!r}: {err}")
         return 1
     mismatch = _model_mismatch(args.output, previous, scorer.model_id) if previous else None
-    if comm is not None:  # every rank stops, not only rank 0 (which alone read the file)
-        mismatch = comm.broadcast(mismatch)
-    if mismatch:
-        if rank0:
-            _err(f"error: {mismatch}")
+    if _stops_every_rank(comm, mismatch):
         return 1
     if args.max_pixels is not None:
         scorer.max_pixels = args.max_pixels or None
@@ -355,11 +358,7 @@ def main(argv: list[str] | None = None) -> int:
                 open_error = f"cannot write -o {args.output}: {err.strerror or err}"
         elif fmt != "table":
             writer = open_writer(fmt, stream=sys.stdout)
-    if comm is not None:  # as for reading: every rank stops when rank 0 cannot write
-        open_error = comm.broadcast(open_error)
-    if open_error is not None:
-        if rank0:
-            _err(f"error: {open_error}")
+    if _stops_every_rank(comm, open_error):
         return 1
     progress = rank0 and not args.quiet
     try:
