@@ -156,6 +156,27 @@ def test_cache_hit_on_second_pass_and_keyed_by_content(tiny_dinov2, tmp_path):
     assert EmbeddingCache(tmp_path / "cache", enc).dir != cache.dir
 
 
+def test_embed_records_unreadable_inputs_when_asked(tiny_dinov2, tmp_path):
+    from deqa.imageio import ImageLoadError
+
+    enc = build_encoder(EncoderSpec(name="hf", path=tiny_dinov2))
+    good = []
+    for i, img in enumerate(_images(2, seed=4)):
+        good.append(tmp_path / f"g{i}.png")
+        img.save(good[-1])
+    (tmp_path / "bad.png").write_bytes(b"not a png")
+    sources = [good[0], tmp_path / "gone.png", tmp_path / "bad.png", good[1]]
+    cache = EmbeddingCache(tmp_path / "cache", enc)
+    with pytest.raises(ImageLoadError):  # without a failures list, the first bad input raises
+        cache.embed([good[0], tmp_path / "bad.png"])
+    failures = []
+    out = EmbeddingCache(tmp_path / "cache2", enc).embed(sources, batch_size=4, failures=failures)
+    assert [(i, r) for i, r in failures if i == 1] == [(1, "no such file")] and [i for i, _ in failures] == [1, 2]
+    assert not out[1].any() and not out[2].any() and out[0].any() and out[3].any()
+    # The good ones are what a clean run computes.
+    np.testing.assert_array_equal(out[[0, 3]], EmbeddingCache(tmp_path / "cache3", enc).embed([good[0], good[1]]))
+
+
 def test_head_trains_on_cached_embeddings_and_round_trips(tiny_dinov2, tmp_path):
     enc = build_encoder(EncoderSpec(name="hf", path=tiny_dinov2))
     rng = np.random.default_rng(0)

@@ -26,7 +26,7 @@ from PIL import Image
 from torch import nn
 
 from ..fileio import atomic_write, file_digest
-from ..imageio import load_image
+from ..imageio import ImageLoadError, load_image
 from ..levels import level_word
 from ..results import ScoreResult
 from ..scorer import Scorer
@@ -68,12 +68,11 @@ class QualityHead(nn.Module):
 
 def image_hash(source: str | os.PathLike | Image.Image) -> str:
     """sha256 of a file's bytes, or of a PIL image's mode, size and pixels."""
-    h = hashlib.sha256()
-    if isinstance(source, Image.Image):
-        h.update(f"{source.mode}:{source.size}".encode())
-        h.update(source.tobytes())
-    else:
+    if not isinstance(source, Image.Image):
         return file_digest(source)
+    h = hashlib.sha256()
+    h.update(f"{source.mode}:{source.size}".encode())
+    h.update(source.tobytes())
     return h.hexdigest()
 
 
@@ -94,26 +93,52 @@ class EmbeddingCache:
     def _path(self, key: str) -> Path:
         return self.dir / key[:2] / f"{key}.npy"
 
-    def embed(self, sources: list, batch_size: int = 32, progress: bool = False) -> np.ndarray:
-        """Embeddings [N, dim] for image paths / PIL images, computing only the missing ones."""
+    def embed(self, sources: list, batch_size: int = 32, progress: bool = False,
+              failures: list[tuple[int, str]] | None = None) -> np.ndarray:
+        """Embeddings [N, dim] for image paths / PIL images, computing only the missing ones.
+
+        An input that cannot be read (missing, a folder, not an image) raises, unless a
+        ``failures`` list is given: then it is appended as ``(index, reason)``, its row stays
+        zero, and the others are embedded (a cache write that fails still raises). ``misses``
+        counts the embeddings computed, ``hits`` those read from the cache.
+        """
         from tqdm.auto import tqdm
 
-        keys = [image_hash(s) for s in sources]
+        def read(i: int, fn):
+            try:
+                return fn(sources[i])
+            except (ImageLoadError, OSError) as err:
+                if failures is None:
+                    raise
+                reason = ("no such file" if isinstance(err, FileNotFoundError) else
+                          "not a file" if isinstance(err, IsADirectoryError) else
+                          getattr(err, "reason", None) or getattr(err, "strerror", None) or str(err))
+                failures.append((i, reason))
+                return None
+
         out = np.zeros((len(sources), self.encoder.dim), dtype=np.float32)
+        keys: dict[int, str] = {}
         todo = []
-        for i, k in enumerate(keys):
+        for i in range(len(sources)):
+            k = read(i, image_hash)
+            if k is None:
+                continue
+            keys[i] = k
             p = self._path(k)
             if p.is_file():
                 out[i] = np.load(p, allow_pickle=False)
                 self.hits += 1
             else:
                 todo.append(i)
-        self.misses += len(todo)
         device = next(self.encoder.parameters(), torch.zeros(())).device
         for s in tqdm(range(0, len(todo), batch_size), disable=not progress, desc="embed"):
-            idx = todo[s : s + batch_size]
-            imgs = [load_image(sources[i]) for i in idx]
+            loaded = [(i, read(i, load_image)) for i in todo[s : s + batch_size]]
+            idx = [i for i, img in loaded if img is not None]
+            if not idx:
+                continue
+            imgs = [img for _, img in loaded if img is not None]
             emb = self.encoder.embed(self.encoder.preprocess.collate(imgs).to(device)).cpu().numpy()
+            self.misses += len(idx)
             for i, e in zip(idx, emb, strict=True):
                 out[i] = e
                 p = self._path(keys[i])

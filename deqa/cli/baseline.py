@@ -389,41 +389,18 @@ def _failed(name: str, reason: str) -> None:
 
 
 def _embed(args) -> int:
-    from tqdm.auto import tqdm
-
     from ..baselines.encoder_head import EmbeddingCache
-    from ..imageio import ImageLoadError
 
     _check_encoder_args(args)
     images = _expand(args)
     cache = EmbeddingCache(args.cache, _encoder(args))
-    failed = [name for name in images if not Path(name).is_file()]
-    for name in failed:
-        _failed(name, "no such file" if not Path(name).exists() else "not a file")
-    missing = set(failed)
-    todo = [name for name in images if name not in missing]
-    # Errors of one input file (a cache write that fails, e.g. a full disk, still stops the job).
-    unreadable = (ImageLoadError, FileNotFoundError, IsADirectoryError, PermissionError)
-    for s in tqdm(range(0, len(todo), args.batch_size), desc="embed"):
-        chunk = todo[s : s + args.batch_size]
-        hits, misses = cache.hits, cache.misses
-        try:
-            cache.embed(chunk, args.batch_size)
-        except unreadable:
-            # One bad file stops only itself: redo the chunk image by image (nothing of it was
-            # written, so the counts are restored and the good ones are computed once).
-            cache.hits, cache.misses = hits, misses
-            for name in chunk:
-                hits, misses = cache.hits, cache.misses
-                try:
-                    cache.embed([name], 1)
-                except unreadable as err:
-                    cache.hits, cache.misses = hits, misses  # a failed image is neither
-                    _failed(name, getattr(err, "reason", None) or getattr(err, "strerror", None) or str(err))
-                    failed.append(name)
-    print(f"{len(images)} images: {cache.hits} cached, {cache.misses} computed, {len(failed)} failed -> {cache.dir}")
-    if failed:
-        print(f"{len(failed)} of {len(images)} inputs could not be embedded", file=sys.stderr)
+    failures: list[tuple[int, str]] = []
+    cache.embed(images, args.batch_size, progress=True, failures=failures)
+    for i, reason in failures:
+        _failed(images[i], reason)
+    print(f"{len(images)} images: {cache.hits} cached, {cache.misses} computed, {len(failures)} failed -> {cache.dir}")
+    if failures:
+        print(f"{len(failures)} of {len(images)} inputs could not be embedded", file=sys.stderr)
         return EXIT_PARTIAL
     return 0
 
