@@ -420,8 +420,10 @@ def test_model_card_of_a_users_model_is_not_the_builtin_card(tmp_path, capsys):
     head = tmp_path / "head"
     head.mkdir()
     (head / "deqa_baseline.json").write_text(json.dumps({"type": "encoder_head"}))
-    with pytest.raises(SystemExit, match=f"card: {head} is an encoder_head baseline"):
-        main(["card", "--model", str(head), "--metrics", str(tmp_path / "metrics.json"), "--train-logs", str(tmp_path / "log.jsonl")])
+    assert main(["card", "--model", str(head), "--metrics", str(tmp_path / "metrics.json"),
+                 "--train-logs", str(tmp_path / "log.jsonl")]) == 1
+    assert f"deqa baseline card: error: {head} is an encoder_head baseline" in capsys.readouterr().err
     (tmp_path / "bad.json").write_text(json.dumps({"mixed": {"heads": {}}}))
-    with pytest.raises(SystemExit, match="bad.json: not the metrics JSON of `deqa baseline eval --out`"):
-        main(["card", "--model", str(mine), "--metrics", str(tmp_path / "bad.json"), "--train-logs", str(tmp_path / "log.jsonl")])
+    assert main(["card", "--model", str(mine), "--metrics", str(tmp_path / "bad.json"),
+                 "--train-logs", str(tmp_path / "log.jsonl")]) == 1
+    assert "bad.json: not the metrics JSON of `deqa baseline eval --out`" in capsys.readouterr().err
