@@ -349,42 +349,9 @@ def test_two_gloo_processes_shard_and_merge(mini, tmp_path):
     assert a["metrics"] == b["metrics"] and a["ci"] == b["ci"]
 
 
-def test_another_models_output_stops_every_rank(mini, scorers, tmp_path, capsys, monkeypatch):
-    """Under accelerate launch every rank checks the output folder: a refusal on the main process
-    alone would leave the others at its barrier (here a 20 s timeout)."""
-    import threading
-
-    import deqa.evaluation.runner as runner
-    from deqa.evaluation.distributed import ProcessInfo
-
-    out = tmp_path / "out"
-    assert eval_cli.main(_argv(mini, out, "--bootstrap", "0")) == 0
-    argv = _argv(mini, out, "--bootstrap", "0")
-    argv[argv.index("--model") + 1] = "another"
-    barrier = threading.Barrier(2, timeout=20)
-    procs = {}
-    monkeypatch.setattr(runner, "process_info", lambda: procs[threading.get_ident()])
-    codes = [None, None]
-
-    def rank(r):
-        procs[threading.get_ident()] = ProcessInfo(rank=r, world_size=2, barrier=barrier.wait)
-        try:
-            codes[r] = eval_cli.main(argv)
-        except threading.BrokenBarrierError:
-            codes[r] = "waited"
-
-    threads = [threading.Thread(target=rank, args=(r,)) for r in (0, 1)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert codes == [2, 2]
-    assert "holds predictions of another model" in capsys.readouterr().err
-
-
-def test_a_main_process_failure_stops_every_rank(mini, scorers, tmp_path, capsys, monkeypatch):
-    """A step only the main process runs (here the metrics of a data set) raises: the other rank
-    must stop with an error naming it, not wait at the next barrier (a 20 s timeout here)."""
+def _eval_on_two_ranks(monkeypatch, argv):
+    """deqa-eval's exit codes on two ranks run as threads: a real barrier and broadcast (20 s
+    timeout), so a rank left waiting for a main process that has gone reads "waited"."""
     import threading
 
     import deqa.evaluation.runner as runner
@@ -404,18 +371,14 @@ def test_a_main_process_failure_stops_every_rank(mini, scorers, tmp_path, capsys
 
         return fn
 
-    def broken_finalize(*args, **kwargs):
-        raise ValueError("metrics exploded")
-
     procs = {}
     monkeypatch.setattr(runner, "process_info", lambda: procs[threading.get_ident()])
-    monkeypatch.setattr(runner, "finalize_dataset", broken_finalize)
     codes = [None, None]
 
     def rank(r):
         procs[threading.get_ident()] = ProcessInfo(rank=r, world_size=2, barrier=barrier.wait, share=share(r))
         try:
-            codes[r] = eval_cli.main(_argv(mini, tmp_path / "out", "--bootstrap", "0"))
+            codes[r] = eval_cli.main(argv)
         except threading.BrokenBarrierError:
             codes[r] = "waited"
 
@@ -424,7 +387,30 @@ def test_a_main_process_failure_stops_every_rank(mini, scorers, tmp_path, capsys
         t.start()
     for t in threads:
         t.join(60)
-    assert codes == [2, 2]
+    return codes
+
+
+def test_another_models_output_stops_every_rank(mini, scorers, tmp_path, capsys, monkeypatch):
+    """Under accelerate launch every rank checks the output folder: a refusal on the main process
+    alone would leave the others at its barrier."""
+    out = tmp_path / "out"
+    assert eval_cli.main(_argv(mini, out, "--bootstrap", "0")) == 0
+    argv = _argv(mini, out, "--bootstrap", "0")
+    argv[argv.index("--model") + 1] = "another"
+    assert _eval_on_two_ranks(monkeypatch, argv) == [2, 2]
+    assert "holds predictions of another model" in capsys.readouterr().err
+
+
+def test_a_main_process_failure_stops_every_rank(mini, scorers, tmp_path, capsys, monkeypatch):
+    """A step only the main process runs (here the metrics of a data set) raises: the other rank
+    must stop with an error naming it, not wait at the next barrier."""
+    import deqa.evaluation.runner as runner
+
+    def broken_finalize(*args, **kwargs):
+        raise ValueError("metrics exploded")
+
+    monkeypatch.setattr(runner, "finalize_dataset", broken_finalize)
+    assert _eval_on_two_ranks(monkeypatch, _argv(mini, tmp_path / "out", "--bootstrap", "0")) == [2, 2]
     err = capsys.readouterr().err
     assert "deqa-eval: error: metrics exploded" in err
     assert "deqa-eval: error: the main process stopped: ValueError: metrics exploded" in err

@@ -175,47 +175,38 @@ def test_max_pixels_zero_still_means_no_limit(images, loads, capsys):
 
 
 
-def test_a_refused_output_file_stops_every_rank(tmp_path, images, loads, monkeypatch, capsys):
-    """Under accelerate launch only rank 0 reads -o; when it refuses the file, the other ranks must
-    stop too instead of waiting for rank 0 at the next collective (30 s barrier timeout here)."""
+def _on_two_ranks(monkeypatch, *argv):
+    """deqa-score's exit codes on two ranks (threads with real collective semantics)."""
     import threading
 
     from test_parallel import run_ranks
 
     import deqa.parallel
 
-    good, _ = images
-    out = tmp_path / "notes.csv"
-    out.write_text("name,value\nalpha,1\n")  # not a deqa result file: refused untouched
     comms = {}
-
     monkeypatch.setattr(deqa.parallel, "distributed_comm", lambda: (comms[threading.get_ident()], "cpu"))
 
     def rank(comm):
         comms[threading.get_ident()] = comm
-        return _run(*good, "-o", out)
+        return _run(*argv)
 
-    assert run_ranks(2, rank) == [1, 1]
+    return run_ranks(2, rank)
+
+
+def test_a_refused_output_file_stops_every_rank(tmp_path, images, loads, monkeypatch, capsys):
+    """Under accelerate launch only rank 0 reads -o; when it refuses the file, the other ranks must
+    stop too instead of waiting for rank 0 at the next collective (30 s barrier timeout here)."""
+    good, _ = images
+    out = tmp_path / "notes.csv"
+    out.write_text("name,value\nalpha,1\n")  # not a deqa result file: refused untouched
+    assert _on_two_ranks(monkeypatch, *good, "-o", out) == [1, 1]
     assert out.read_text() == "name,value\nalpha,1\n"
     assert capsys.readouterr().err.count("not a deqa result file") == 1  # said once, by rank 0
 
 
 def test_an_unwritable_output_stops_every_rank(tmp_path, images, loads, monkeypatch, capsys):
-    import threading
-
-    from test_parallel import run_ranks
-
-    import deqa.parallel
-
     good, _ = images
     (tmp_path / "a_file").write_text("x")
     out = tmp_path / "a_file" / "scores.jsonl"  # its folder is a file: rank 0 cannot open it
-    comms = {}
-    monkeypatch.setattr(deqa.parallel, "distributed_comm", lambda: (comms[threading.get_ident()], "cpu"))
-
-    def rank(comm):
-        comms[threading.get_ident()] = comm
-        return _run(*good, "-o", out)
-
-    assert run_ranks(2, rank) == [1, 1]
+    assert _on_two_ranks(monkeypatch, *good, "-o", out) == [1, 1]
     assert capsys.readouterr().err.count("cannot write -o") == 1
