@@ -88,15 +88,14 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
     import torch
 
+    from threadpoolctl import threadpool_limits
+
     from deqa.baselines import load_baseline
+    from deqa.baselines.numpy_parallel import set_num_threads
 
     torch.set_num_threads(args.threads)
-    try:  # numpy's BLAS pool, held to the same thread count as torch's
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(args.threads)
-    except ImportError:
-        pass
+    threadpool_limits(args.threads)  # numpy's BLAS pool, held to the same thread count as torch's
+    set_num_threads(args.threads)  # and the numpy runtime's data-parallel threads
     paths = [str(EXAMPLE)] * args.n
     runtimes = {}
     for backend in ("numpy", "torch"):

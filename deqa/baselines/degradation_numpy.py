@@ -10,6 +10,7 @@ outputs (float32 rounding apart) for every configuration the torch module accept
 
 Layout is NHWC throughout. Batch norm is folded into the preceding conv (eval mode: the running
 statistics, which is what the torch scorer always uses); dropout is the identity at inference.
+A batch is split over threads by :func:`~deqa.baselines.numpy_parallel.map_batch`.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from .degradation_config import (
     mix_logits,
 )
 from .effnet_numpy import NumpyEffNetTrunk
+from .numpy_parallel import map_batch
 
 __all__ = [
     "NumpyDegradationNet",
@@ -160,6 +162,9 @@ class NumpyDegradationNet:
         """images [B, H, W, 3] uint8 (or float in [0, 1]) -> per-head logits [B, n_heads]."""
         if images.ndim != 4 or images.shape[-1] != 3:
             raise ValueError(f"expected images of shape [B, H, W, 3], got {images.shape}")
+        return map_batch(self._logits, images)
+
+    def _logits(self, images: np.ndarray) -> np.ndarray:
         x = images.astype(np.float32)
         if images.dtype == np.uint8:
             x /= 255.0
@@ -249,7 +254,8 @@ class NumpyBranchedDegradationNet:
         self.mix = branch.cfg.mix_vector(cnn.cfg.heads)
 
     def logits(self, images: np.ndarray) -> np.ndarray:
-        return mix_logits(self.cnn.logits(images), self.branch.logits(images), self.mix)
+        # One split for both networks: each thread runs the CNN and the trunk on its share.
+        return map_batch(lambda part: mix_logits(self.cnn.logits(part), self.branch.logits(part), self.mix), images)
 
     def intensities(self, images: np.ndarray) -> np.ndarray:
         return _sigmoid(self.logits(images))

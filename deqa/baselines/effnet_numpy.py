@@ -9,16 +9,17 @@ the same state dict as the torch module ``efficientnet_lite_pytorch.EfficientNet
 Layout NHWC. Batch norm (eval statistics, eps 1e-3 as in EfficientNet) is folded into the conv
 before it; 1x1 convs are matmuls; the stem is one im2col matmul; depthwise convs accumulate k*k
 shifted slices per image and band of rows (numpy has no depthwise conv; the band stays in cache).
-Padding is TensorFlow's "same", as the torch package pads.
+Padding is TensorFlow's "same", as the torch package pads. A batch is split over threads by
+:func:`~deqa.baselines.numpy_parallel.map_batch` (every op here is single-core work otherwise).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+
+from .numpy_parallel import map_batch
 
 __all__ = ["NumpyEffNetTrunk", "tap_features", "TAP_STEM"]
 
@@ -32,25 +33,6 @@ def _same_pad(size: int, k: int, s: int) -> tuple[int, int, int]:
     out = -(-size // s)
     total = max((out - 1) * s + k - size, 0)
     return total // 2, total - total // 2, out
-
-
-_POOL: ThreadPoolExecutor | None = None
-
-
-def _threads() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-def _pool() -> ThreadPoolExecutor:
-    # numpy's elementwise ufuncs run on one core (only its matmuls use the BLAS threads), so the
-    # depthwise convs split a batch's images over threads: the ufuncs release the GIL.
-    global _POOL
-    if _POOL is None:
-        _POOL = ThreadPoolExecutor(max_workers=_threads(), thread_name_prefix="deqa-depthwise")
-    return _POOL
 
 
 def _relu6(x: np.ndarray) -> np.ndarray:
@@ -126,8 +108,7 @@ class NumpyEffNetTrunk:
         return (cols.reshape(n * oh * ow, k * k * c) @ w + b).reshape(n, oh, ow, -1)
 
     @staticmethod
-    def _depthwise(x: np.ndarray, w: np.ndarray, b: np.ndarray, s: int, threads: int | None = None, *,
-                   relu6: bool = False) -> np.ndarray:
+    def _depthwise(x: np.ndarray, w: np.ndarray, b: np.ndarray, s: int, *, relu6: bool = False) -> np.ndarray:
         """Depthwise k x k conv (w: [k, k, C]) with "same" padding and stride ``s`` on NHWC ``x``,
         followed by ReLU6 when ``relu6``."""
         n, h, wd, c = x.shape
@@ -141,33 +122,28 @@ class NumpyEffNetTrunk:
         # bench/baseline_speed.py measured the numpy network at 17.5 -> 20.0 images/s (BENCHMARKS.md).
         rows = max(1, min(oh, _CHUNK_BYTES // (ow * c * 4 * (1 + s))))
 
-        def run(images: range) -> None:
-            xp = np.zeros((h + top + bottom, wd + left + right, c), np.float32)
-            tmp = np.empty((rows, ow, c), np.float32)
-            for m in images:  # one image at a time, one band of output rows at a time
-                xp[top : top + h, left : left + wd] = x[m]
-                for r0 in range(0, oh, rows):
-                    nr = min(rows, oh - r0)
-                    o, t = out[m, r0 : r0 + nr], tmp[:nr]
-                    o[:] = b
-                    for i in range(k):
-                        first = r0 * s + i
-                        for j in range(k):
-                            np.multiply(xp[first : first + s * nr : s, j : j + s * ow : s], w[i, j], out=t)
-                            o += t
-                    if relu6:
-                        _relu6(o)
-
-        parts = min(n, threads if threads is not None else _threads())
-        if parts <= 1:
-            run(range(n))
-        else:
-            for f in [_pool().submit(run, range(i, n, parts)) for i in range(parts)]:
-                f.result()
+        xp = np.zeros((h + top + bottom, wd + left + right, c), np.float32)
+        tmp = np.empty((rows, ow, c), np.float32)
+        for m in range(n):  # one image at a time, one band of output rows at a time
+            xp[top : top + h, left : left + wd] = x[m]
+            for r0 in range(0, oh, rows):
+                nr = min(rows, oh - r0)
+                o, t = out[m, r0 : r0 + nr], tmp[:nr]
+                o[:] = b
+                for i in range(k):
+                    first = r0 * s + i
+                    for j in range(k):
+                        np.multiply(xp[first : first + s * nr : s, j : j + s * ow : s], w[i, j], out=t)
+                        o += t
+                if relu6:
+                    _relu6(o)
         return out
 
     def features(self, x: np.ndarray) -> np.ndarray:
         """x: [N, H, W, 3] float32, already normalised -> [N, sum over taps of 2C] pooled features."""
+        return map_batch(self._features, x)
+
+    def _features(self, x: np.ndarray) -> np.ndarray:
         feats = {}
         h = _relu6(self._stem(x))
         if TAP_STEM in self.taps:
