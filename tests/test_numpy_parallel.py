@@ -10,7 +10,7 @@ from threadpoolctl import threadpool_info
 
 from deqa.baselines import builtin_model_dir, numpy_parallel
 from deqa.baselines.degradation_numpy import load_numpy_degradation_model
-from deqa.baselines.numpy_parallel import map_batch, num_threads, set_num_threads
+from deqa.baselines.numpy_parallel import CHUNK, map_batch, num_threads, set_num_threads
 
 
 @pytest.fixture
@@ -24,7 +24,7 @@ def _blas_threads() -> list[int]:
     return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
 
 
-def test_split_keeps_order_runs_in_threads_with_single_threaded_blas(threads):
+def test_chunks_keep_order_run_in_threads_with_single_threaded_blas(threads):
     threads(3)
     before = _blas_threads()
     seen = []
@@ -33,33 +33,34 @@ def test_split_keeps_order_runs_in_threads_with_single_threaded_blas(threads):
         seen.append((threading.current_thread().name, len(part), _blas_threads()))
         return part * 2
 
-    x = np.arange(7 * 2, dtype=np.float32).reshape(7, 2)
+    x = np.arange((3 * CHUNK + 1) * 2, dtype=np.float32).reshape(-1, 2)
     np.testing.assert_array_equal(map_batch(fn, x), x * 2)
-    assert sorted(n for _, n, _ in seen) == [2, 2, 3]  # contiguous shares, all of the batch
+    assert sorted(n for _, n, _ in seen) == [1] + [CHUNK] * 3  # fixed chunks, all of the batch
     assert all(name.startswith("deqa-numpy") for name, _, _ in seen)
     assert all(blas and set(blas) == {1} for _, _, blas in seen)  # no oversubscription inside the threads
     assert _blas_threads() == before  # and BLAS as it was once the batch is done
 
 
-def test_no_split_for_one_image_one_thread_or_nested_calls(threads):
+def test_one_chunk_runs_directly_one_thread_runs_the_same_chunks(threads):
     calls = []
 
     def fn(part):
         calls.append((threading.current_thread().name, len(part)))
         return part
 
+    here = threading.current_thread().name
     threads(2)
-    map_batch(fn, np.zeros((1, 3)))
-    assert calls == [(threading.current_thread().name, 1)]
+    map_batch(fn, np.zeros((CHUNK, 3)))
+    assert calls == [(here, CHUNK)]
     threads(1)
     calls.clear()
-    map_batch(fn, np.zeros((4, 3)))
-    assert calls == [(threading.current_thread().name, 4)]
-    # A network calling its sub-networks: the inner map_batch runs in the outer thread, whole.
+    map_batch(fn, np.zeros((2 * CHUNK, 3)))
+    assert calls == [(here, CHUNK), (here, CHUNK)]  # the chunks do not depend on the thread count
+    # A network calling its sub-networks on a chunk: the inner map_batch runs in the outer thread.
     threads(2)
     calls.clear()
-    map_batch(lambda part: map_batch(fn, part), np.zeros((4, 3)))
-    assert sorted(n for _, n in calls) == [2, 2] and all(name.startswith("deqa-numpy") for name, _ in calls)
+    map_batch(lambda part: map_batch(fn, part), np.zeros((2 * CHUNK, 3)))
+    assert [n for _, n in calls] == [CHUNK, CHUNK] and all(name.startswith("deqa-numpy") for name, _ in calls)
 
 
 def test_errors_in_a_thread_reach_the_caller(threads):
@@ -88,13 +89,14 @@ def test_thread_count_follows_setting_then_omp_num_threads(monkeypatch, threads)
         set_num_threads(0)
 
 
-def test_builtin_model_split_matches_unsplit(threads):
+def test_builtin_model_outputs_do_not_depend_on_the_thread_count(threads):
     """The shipped network (CNN + EfficientNet trunk) over 2 or 3 threads gives the one-thread
-    outputs, in order, up to float32 rounding."""
+    outputs bit for bit, and each chunk's outputs are those of the chunk scored alone."""
     net = load_numpy_degradation_model(builtin_model_dir())
-    x = np.random.default_rng(0).integers(0, 256, (5, 96, 96, 3), dtype=np.uint8)
+    x = np.random.default_rng(0).integers(0, 256, (2 * CHUNK + 1, 96, 96, 3), dtype=np.uint8)
     threads(1)
     one = net.intensities(x)
     for n in (2, 3):
         threads(n)
-        np.testing.assert_allclose(net.intensities(x), one, rtol=0, atol=2e-6)
+        np.testing.assert_array_equal(net.intensities(x), one)
+    np.testing.assert_array_equal(net.intensities(x[CHUNK : 2 * CHUNK]), one[CHUNK : 2 * CHUNK])

@@ -8,27 +8,31 @@ threads do not oversubscribe the cores, uses every core for every op (the ufuncs
 release the GIL): bench/baseline_speed.py measured the built-in model's numpy network at
 16.0 -> 25.7 images/s on 2 cores (BENCHMARKS.md).
 
-An image's outputs are the same up to float32 rounding however the batch is split, as they
-already were for different batch sizes (BLAS picks its kernels by the matrix shapes; measured
-differences <= 6e-7 in an intensity either way); the parts are concatenated in order.
+A batch is cut into fixed chunks of :data:`CHUNK` images whatever the thread count, so the
+outputs do not depend on it: BLAS picks its kernels by the matrix shapes, and an image's outputs
+move by float32 rounding (<= 6e-7 in an intensity, measured) when its batch is cut differently.
+A resumed ``deqa-score`` run on a machine with other cores therefore still matches, byte for byte.
 """
 
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["num_threads", "set_num_threads", "map_batch"]
+__all__ = ["CHUNK", "num_threads", "set_num_threads", "map_batch"]
+
+# Images per chunk. Small enough that one photo's 2 x 2 full-resolution windows (plus the whole
+# view) split over 2 cores, large enough that a chunk's matmuls stay efficient: bench/baseline_speed.py
+# measured 2, 4 and 8 alike at batch 16 on 2 cores (BENCHMARKS.md).
+CHUNK = 2
 
 _configured: int | None = None
 _pool: ThreadPoolExecutor | None = None
 _pool_size = 0
-_local = threading.local()
 
 
 def num_threads() -> int:
@@ -72,25 +76,25 @@ def _controller():
 
 
 def map_batch(fn: Callable[[np.ndarray], np.ndarray], images: np.ndarray) -> np.ndarray:
-    """``fn(images)``, computed as ``fn`` of contiguous shares of the batch in parallel threads and
-    concatenated along axis 0. Runs ``fn`` directly for one image, one thread, or when called from
-    inside another ``map_batch`` (a network calling its sub-networks splits once, at the top).
+    """``fn(images)``, computed as ``fn`` of consecutive chunks of :data:`CHUNK` images, run in
+    parallel threads and concatenated along axis 0.
+
+    The chunks are the same whatever the thread count, so the outputs are too, bit for bit: the
+    thread count only decides how many chunks run at once. A batch of one chunk runs ``fn``
+    directly, with BLAS's own threads (one photo: its matmuls still use every core); so does a
+    network's call of its sub-networks on a chunk (a batch splits once, at the top).
 
     The BLAS limit is process-wide while the threads run (threadpoolctl has no per-thread one):
     another thread doing BLAS work at the same moment runs single-threaded meanwhile, correctly.
     """
-    parts = min(len(images), num_threads())
-    if parts <= 1 or getattr(_local, "inside", False):
+    n = len(images)
+    if n <= CHUNK:
         return fn(images)
-    bounds = np.linspace(0, len(images), parts + 1).round().astype(int)
-
-    def work(i: int) -> np.ndarray:
-        _local.inside = True
-        try:
-            return fn(images[bounds[i] : bounds[i + 1]])
-        finally:
-            _local.inside = False
-
-    with _controller().limit(limits=1, user_api="blas"):
-        outs = list(_executor(parts).map(work, range(parts)))
+    chunks = [images[i : i + CHUNK] for i in range(0, n, CHUNK)]
+    threads = min(len(chunks), num_threads())
+    if threads <= 1:
+        outs = [fn(c) for c in chunks]
+    else:
+        with _controller().limit(limits=1, user_api="blas"):
+            outs = list(_executor(threads).map(fn, chunks))
     return np.concatenate(outs, axis=0)
