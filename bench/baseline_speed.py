@@ -87,7 +87,6 @@ def main(argv: list[str] | None = None) -> int:
 
     import numpy as np
     import torch
-
     from threadpoolctl import threadpool_limits
 
     from deqa.baselines import load_baseline
