@@ -33,7 +33,7 @@ def test_umbrella_lists_dispatches_and_rejects(capsys, tmp_path):
     assert umbrella.main([]) == 2 and "give a command" in capsys.readouterr().err
     assert umbrella.main(["scroe"]) == 2 and "unknown command 'scroe'" in capsys.readouterr().err
     # `deqa labels ...` is deqa-labels: same parser, same errors.
-    assert umbrella.main(["labels", "--dataset", "nope", "-o", str(tmp_path / "m.jsonl")]) == 2
+    assert umbrella.main(["labels", "--dataset", "nope", "-o", str(tmp_path / "m.jsonl")]) == 1
     assert "unknown data set 'nope'" in capsys.readouterr().err
 
 
@@ -56,8 +56,8 @@ def files(tmp_path_factory):
         ("eval", ["--datasets", "koniq10k", "--image-roots", "{d}/bad.yaml"], 2, "{d}/bad.yaml: not valid YAML"),
         ("eval", ["--datasets", "koniq10k", "--image-root", "{d}", "--output", "{d}/a.png"], 2, "--output {d}/a.png is a file"),
         ("eval", ["--datasets", "koniq10k", "--image-root", "{d}", "--model-arg", "dtpye=bf16"], 2, "option(s) dtpye not accepted by the built-in model"),
-        ("labels", ["--dataset", "koniq10k", "-o", "{d}"], 2, "{d} is a folder; give the manifest a file name"),
-        ("labels", ["{d}/none.csv", "-o", "{d}/m.jsonl"], 2, "label file not found: {d}/none.csv"),
+        ("labels", ["--dataset", "koniq10k", "-o", "{d}"], 1, "{d} is a folder; give the manifest a file name"),
+        ("labels", ["{d}/none.csv", "-o", "{d}/m.jsonl"], 1, "label file not found: {d}/none.csv"),
         ("train", ["--config", "{d}/none.yaml"], 2, "{d}/none.yaml"),
         ("export", ["{d}/none", "--merge", "-o", "{d}/out"], 2, "checkpoint {d}/none: no such folder"),
     ],

@@ -1,6 +1,7 @@
 """deqa-labels end to end: every input format, the registry, options and bad input."""
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -207,6 +208,8 @@ def test_observed_range_and_std_scale(tmp_path, capsys):
             "none",
             "--default-std",
             0.25,
+            "--no-std-policy",
+            "dataset_mean_std",
             "-o",
             tmp_path / "m.jsonl",
         ],
@@ -252,12 +255,12 @@ def test_observed_range_and_std_scale(tmp_path, capsys):
         (["{dir}/missing.csv", "--mos-range", "0", "1"], "label file not found"),
     ],
 )
-def test_bad_input_exits_2_with_message(tmp_path, capsys, argv, pattern):
+def test_bad_input_exits_1_with_message(tmp_path, capsys, argv, pattern):
     src = tmp_path / "l.csv"
     src.write_text("image,mos\na,20\nb,80\n")
     argv = [a.format(csv=src, dir=tmp_path) for a in argv] + ["-o", str(tmp_path / "m.jsonl")]
     rc, _, err = run(argv, capsys)
-    assert rc == 2
+    assert rc == 1
     assert err.startswith("deqa-labels: error: ")
     assert re.search(pattern, err), err
     assert not (tmp_path / "m.jsonl").exists()
@@ -265,7 +268,7 @@ def test_bad_input_exits_2_with_message(tmp_path, capsys, argv, pattern):
 
 def test_split_filter_with_no_match(tmp_path, capsys):
     rc, _, err = run(["--dataset", "livec", "--split", "train", "-o", tmp_path / "m.jsonl"], capsys)
-    assert rc == 2 and "no rows with split in ['train']" in err
+    assert rc == 1 and "--split train: no row has 'train' in its split column; values present: ['test']" in err
 
 
 def test_umbrella_command_and_module_entry_point(tmp_path, capsys):
@@ -286,3 +289,79 @@ def test_umbrella_command_and_module_entry_point(tmp_path, capsys):
     )
     assert proc.returncode == 0, proc.stderr
     assert "wrote 779 records" in proc.stdout
+
+
+def test_duplicate_image_rows_are_refused_naming_both(tmp_path, capsys):
+    src = tmp_path / "dup.csv"
+    src.write_text("image,mos,std,split\na.jpg,3,0.5,train\nb.jpg,2,0.5,train\na.jpg,2,0.5,test\n")
+    rc, _, err = run([src, "--mos-range", 1, 5, "-o", tmp_path / "d.jsonl"], capsys)
+    assert rc == 1 and "line 4 (image 'a.jpg'): the image already has a label row (line 2)" in err
+    assert not (tmp_path / "d.jsonl").exists()
+    # one split of it is fine
+    rc, _, _ = run([src, "--mos-range", 1, 5, "--split", "test", "-o", tmp_path / "d.jsonl"], capsys)
+    assert rc == 0 and [r.image for r in read_manifest(tmp_path / "d.jsonl")] == ["a.jpg"]
+
+
+def test_split_names_what_exists_and_selects_on_other_columns(tmp_path, capsys):
+    src = tmp_path / "l.csv"
+    src.write_text("image,mos,split,official_split\na,1,training,train\nb,2,validation,val\nc,3,test,test\n")
+    base = [src, "--mos-range", 1, 5, "-o", tmp_path / "m.jsonl"]
+    rc, _, err = run([*base, "--split", "train"], capsys)
+    assert rc == 1 and "no row has 'train' in its split column; values present: ['test', 'training', 'validation']" in err
+    rc, _, _ = run([*base, "--split", "official_split=train,official_split=val"], capsys)
+    assert rc == 0 and [r.image for r in read_manifest(tmp_path / "m.jsonl")] == ["a", "b"]
+    rc, _, err = run([*base, "--split", "offical_split=test"], capsys)
+    assert rc == 1 and "no column 'offical_split', or select on one of ['official_split']" in err
+    rc, _, err = run([*base, "--split", "official_split=x"], capsys)
+    assert rc == 1 and "no row has 'x' in its column 'official_split'; values present: ['test', 'train', 'val']" in err
+
+
+@pytest.mark.parametrize(
+    "extra, pattern",
+    [
+        (["--mos-range", "5", "1"], r"score range \[5, 1\] \(--mos-range\): LO must be below HI"),
+        (["--mos-range", "1", "5", "--std-scale", "5:1"], r"std scale \[5, 1\] .*LO must be below HI"),
+        (["--mos-range", "1", "5", "--density", "interval"], "--density interval is an option of --method deqa only"),
+    ],
+)
+def test_option_mistakes_are_named(tmp_path, capsys, extra, pattern):
+    src = tmp_path / "l.csv"
+    src.write_text("image,mos\na,2\nb,4\n")
+    rc, _, err = run([src, *extra, "-o", tmp_path / "m.jsonl"], capsys)
+    assert rc == 1 and re.search(pattern, err), err
+
+
+def test_range_error_points_at_where_the_range_was_declared(tmp_path, capsys):
+    src = tmp_path / "l.csv"
+    src.write_text("image,mos\na,20\nb,180\n")
+    rc, _, err = run([src, "--dataset", "livec", "-o", tmp_path / "m.jsonl"], capsys)
+    assert rc == 1 and "fix the row or the range (mos_range of data set 'livec' in the registry; --mos-range LO HI overrides it)" in err
+
+
+def test_deqa_json_without_std_norm_maps_its_raw_std(tmp_path, capsys):
+    # gt_score_norm = 1 + 4 (gt_score - 0) / 100: the std maps by the same slope, 0.04.
+    rows = [{"image": f"{k}.jpg", "gt_score": g, "gt_score_norm": 1 + 0.04 * g, "std": s}
+            for k, g, s in (("a", 20.0, 12.0), ("b", 50.0, 15.0), ("c", 90.0, 5.0))]
+    src = tmp_path / "d.json"
+    src.write_text(json.dumps(rows))
+    rc, out, _ = run([src, "-o", tmp_path / "m.jsonl"], capsys)
+    recs = read_manifest(tmp_path / "m.jsonl")
+    assert rc == 0 and [r.std_norm for r in recs] == pytest.approx([0.48, 0.6, 0.2]) and "std imputed          0 rows" in out
+    # A map that is not affine says nothing about the std: imputed, as before.
+    rows[1]["gt_score_norm"] = 2.5
+    src.write_text(json.dumps(rows))
+    rc, out, _ = run([src, "-o", tmp_path / "m.jsonl"], capsys)
+    assert rc == 0 and "std imputed          3 rows" in out
+
+
+@pytest.mark.parametrize("unbuffered", ["", "1"])
+def test_report_into_a_closed_pipe_is_quiet(tmp_path, unbuffered):
+    # `| true` reads nothing and exits at once: every write of the report meets a closed pipe.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    if unbuffered:
+        env["PYTHONUNBUFFERED"] = unbuffered
+    cmd = f"{sys.executable} -m deqa.cli.labels --dataset csiq -o {tmp_path / 'c.jsonl'} | true; echo rc=${{PIPESTATUS[0]}}"
+    proc = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, env=env,
+                          cwd=Path(__file__).resolve().parent.parent)
+    assert proc.stdout == "rc=0\n" and proc.stderr == ""
+    assert len(read_manifest(tmp_path / "c.jsonl")) == 866

@@ -123,8 +123,11 @@ def test_no_std_policies_through_build_labels(tmp_path):
     labels = build_labels(t, MosScale((0, 100)), "moment", no_std_policy="binary")
     np.testing.assert_allclose(labels.probs[0], [0, 0, 0.5, 0.5, 0])
     assert all(r.std_norm is None for r in labels.records())
-    labels = build_labels(t, MosScale((0, 100)), "moment", default_std=0.3)
+    labels = build_labels(t, MosScale((0, 100)), "moment", default_std=0.3, no_std_policy="dataset_mean_std")
     np.testing.assert_allclose(labels.std_used, [0.3, 0.3])
+    # sos (default): 0.3 at mid-scale, less toward the ends (MOS 3.5 and 2 on the level scale)
+    labels = build_labels(t, MosScale((0, 100)), "moment", default_std=0.3)
+    np.testing.assert_allclose(labels.std_used, 0.3 * np.sqrt(np.array([2.5 * 1.5, 1 * 3]) / 4))
     with pytest.raises(
         ValueError, match=r"line 2 \(image 'a'\): no std given and no_std_policy is 'error'"
     ):

@@ -14,6 +14,7 @@ from scipy.optimize import brentq
 
 from deqa.levels import (
     DEFAULT_LEVELS,
+    DEFAULT_MID_STD,
     DEFAULT_STD,
     LEVEL_VALUES,
     LEVEL_WORDS,
@@ -404,12 +405,50 @@ def test_soft_labels_scalar_and_shapes():
 
 def test_no_std_policy_dataset_mean_std():
     mos = np.array([2.0, 3.0, 4.0])
-    p = soft_labels(mos, [0.4, np.nan, 0.8], "moment")  # NaN -> mean of the others (0.6)
+    pol = {"no_std_policy": "dataset_mean_std"}
+    p = soft_labels(mos, [0.4, np.nan, 0.8], "moment", **pol)  # NaN -> mean of the others (0.6)
     np.testing.assert_allclose(p[1], moment_labels([3.0], [0.6])[0])
-    p = soft_labels(mos, None, "gaussian")  # no std at all -> DEFAULT_STD
+    p = soft_labels(mos, None, "gaussian", **pol)  # no std at all -> DEFAULT_STD
     np.testing.assert_allclose(p, gaussian_labels(mos, np.full(3, DEFAULT_STD)))
-    p = soft_labels(mos, None, "moment", default_std=0.3)
+    p = soft_labels(mos, None, "moment", default_std=0.3, **pol)
     np.testing.assert_allclose(score_std(p), [0.3, 0.3, 0.3], atol=1e-8)
+
+
+def test_no_std_policy_sos_is_the_default():
+    # Fitted to the rows that have a std: a = mean(std^2) / mean((m-1)(5-m)) = 0.4 / 3.
+    p = soft_labels([2.0, 3.0, 4.0], [0.4, np.nan, 0.8], "moment")
+    np.testing.assert_allclose(score_std(p), [0.4, np.sqrt(0.4 / 3 * 4), 0.8], atol=1e-8)
+    # None has one: DEFAULT_MID_STD at mid-scale (or default_std), shrinking to 0 at the ends.
+    mos = np.array([1.0, 2.0, 3.0, 4.75, 5.0])
+    room = (mos - 1) * (5 - mos)
+    filled, _ = impute_std(np.full(5, np.nan), "sos", mos=mos)
+    np.testing.assert_allclose(filled, DEFAULT_MID_STD * np.sqrt(room / 4))
+    # the labels carry it where a label can (at 4.75 the least spread one is 0.433, levels 4 and 5)
+    lo, _ = variance_bounds(mos)
+    np.testing.assert_allclose(score_std(soft_labels(mos, None, "moment")), np.sqrt(np.maximum(filled**2, lo)), atol=1e-8)
+    filled, _ = impute_std(np.full(5, np.nan), "sos", 0.3, mos=mos)
+    np.testing.assert_allclose(filled, 0.3 * np.sqrt(room / 4))
+    # Other level values: the same law on their own range.
+    filled, missing = impute_std([np.nan], "sos", mos=[2.0], values=[0.0, 1.0, 2.0, 3.0, 4.0])
+    np.testing.assert_allclose(filled, DEFAULT_MID_STD * np.sqrt(2.0 * 2.0 / 4))
+    assert missing.all()
+    with pytest.raises(ValueError, match="needs the MOS"):
+        impute_std([np.nan], "sos")
+
+
+def _two_peaked(p: np.ndarray) -> np.ndarray:
+    """Rows with an interior dip: a level less likely than levels on both sides of it."""
+    left = np.maximum.accumulate(p, axis=1)
+    right = np.maximum.accumulate(p[:, ::-1], axis=1)[:, ::-1]
+    return (np.minimum(left, right) - p > 1e-9).any(1)
+
+
+def test_sos_imputation_keeps_labels_one_peaked_where_a_constant_std_does_not():
+    # The reviewer's case: no std in the file, MOS near the top of the scale.
+    mos = np.linspace(1.0, 5.0, 401)
+    constant = soft_labels(mos, None, "moment", no_std_policy="dataset_mean_std")
+    assert _two_peaked(constant).sum() > 0 and _two_peaked(constant[mos == 4.75]).all()
+    assert not _two_peaked(soft_labels(mos, None, "moment")).any()
 
 
 def test_no_std_policy_binary_and_error():
@@ -421,7 +460,7 @@ def test_no_std_policy_binary_and_error():
 
 
 def test_impute_std_validates_its_arguments():
-    filled, missing = impute_std([np.nan, 1.0, 2.0])
+    filled, missing = impute_std([np.nan, 1.0, 2.0], "dataset_mean_std")
     np.testing.assert_allclose(filled, [1.5, 1.0, 2.0])
     assert missing.tolist() == [True, False, False]
     with pytest.raises(ValueError, match="no_std_policy"):

@@ -15,7 +15,7 @@ from deqa.data.registry import (
     list_datasets,
     load_registry,
 )
-from deqa.levels import DEFAULT_STD, LEVEL_VALUES, rescale_mos
+from deqa.levels import DEFAULT_MID_STD, DEFAULT_STD, LEVEL_VALUES, impute_std, rescale_mos
 
 # Row counts of the label files (table in the data README that came with them).
 EXPECTED_ROWS = {
@@ -123,6 +123,23 @@ def test_default_std_is_the_average_rating_spread(tables):
     assert abs(np.mean(list(means.values())) - DEFAULT_STD) < 0.01
 
 
+def test_default_mid_std_is_the_average_sos_fit(tables):
+    # DEFAULT_MID_STD (deqa.levels, the 'sos' no-std policy) and the errors quoted beside it: the
+    # SOS fit std^2 = a (m - 1)(5 - m) on each data set's own stds, and how well it predicts them.
+    mids, errors = {}, {}
+    for name in ("koniq10k", "kadid10k", "livec"):
+        spec = get_dataset(name)
+        m, s = rescale_mos(tables[name].mos, tables[name].std, mos_range=spec.mos_range, std_range=spec.std_range)
+        mids[name] = float(np.sqrt(4 * (s**2).mean() / ((m - 1) * (5 - m)).mean()))
+        # every std hidden: the policy's fill from the MOS alone, with that data set's mid-scale std
+        sos, _ = impute_std(np.full_like(s, np.nan), "sos", default_std=mids[name], mos=m)
+        errors[name] = (np.abs(s - sos).mean(), np.abs(s - s.mean()).mean())
+    assert [round(mids[n], 2) for n in ("koniq10k", "kadid10k", "livec")] == [0.62, 0.93, 0.86]
+    assert abs(np.mean(list(mids.values())) - DEFAULT_MID_STD) < 0.01
+    assert [tuple(round(e, 3) for e in errors[n]) for n in ("koniq10k", "kadid10k", "livec")] == [
+        (0.050, 0.051), (0.097, 0.160), (0.053, 0.087)]
+
+
 @pytest.mark.parametrize(
     "alias, name",
     [
@@ -212,3 +229,22 @@ def test_label_files_are_declared_package_data():
         rel = get_dataset(name).label_path.relative_to(package).as_posix()
         assert any(fnmatch(rel, pat) for pat in patterns), rel
     assert any(fnmatch(REGISTRY_PATH.relative_to(package).as_posix(), pat) for pat in patterns)
+
+
+def test_imputed_stds_give_one_peaked_labels_on_every_data_set_without_std(tables):
+    # The README's numbers: a constant std (the old default) made these labels two-peaked; the
+    # SOS fill (the default) makes none. KADID's 7 come from its own published stds, untouched.
+    from deqa.data.labeling import MosScale, build_labels
+
+    def two_peaked(p):
+        left, right = np.maximum.accumulate(p, 1), np.maximum.accumulate(p[:, ::-1], 1)[:, ::-1]
+        return int((np.minimum(left, right) - p > 1e-9).any(1).sum())
+
+    counts = {}
+    for name in ("spaq", "kadid10k", "csiq", "pipal", "agiqa3k"):
+        spec = get_dataset(name)
+        scale = MosScale.from_dataset(spec)
+        constant = build_labels(tables[name], scale, "moment", no_std_policy="dataset_mean_std")
+        sos = build_labels(tables[name], scale, "moment")
+        counts[name] = (two_peaked(constant.probs), two_peaked(sos.probs))
+    assert counts == {"spaq": (35, 0), "kadid10k": (7, 7), "csiq": (162, 0), "pipal": (24, 0), "agiqa3k": (32, 0)}

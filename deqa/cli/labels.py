@@ -8,21 +8,24 @@ deqa-labels train_koniq.json --format qalign-json --mos-range 0 100 -o train.jso
 
 from __future__ import annotations
 
-import argparse
+import os
 import sys
 from pathlib import Path
+
+import numpy as np
 
 from ..data.formats import LABEL_FORMATS, read_labels
 from ..data.labeling import MosScale, build_labels
 from ..data.manifest import write_manifest
 from ..data.registry import get_dataset
-from ..levels import DEFAULT_STD, NO_STD_POLICIES, SOFT_LABEL_METHODS
+from ..levels import DEFAULT_MID_STD, DEFAULT_STD, NO_STD_POLICIES, SOFT_LABEL_METHODS
+from .args import EXIT_ERROR, Parser
 
 __all__ = ["main", "build_parser"]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+def build_parser() -> Parser:
+    p = Parser(
         prog="deqa-labels",
         description="Build soft labels (a JSONL manifest) from an IQA label file and print label-quality statistics.",
     )
@@ -77,22 +80,28 @@ def build_parser() -> argparse.ArgumentParser:
         "--density",
         default="pdf",
         choices=("pdf", "interval"),
-        help="the deqa method's density (default: pdf)",
+        help="the deqa method's density (default: pdf; only --method deqa has one)",
     )
     lab.add_argument(
         "--no-std-policy",
-        default="dataset_mean_std",
+        default="sos",
         choices=NO_STD_POLICIES,
-        help="what to do for rows without std",
+        help="what to do for rows without std: sos (default) = the std the SOS hypothesis predicts for "
+        "the row's MOS, smaller toward the scale's ends, fitted to the rows that have one; "
+        "dataset_mean_std = their mean; binary = two-level labels; error",
     )
     lab.add_argument(
         "--default-std",
         type=float,
-        help=f"std on the 1-5 scale when the data set has none (default {DEFAULT_STD})",
+        help=f"when no row has a std: the std at mid-scale (MOS 3) for sos (default {DEFAULT_MID_STD}), "
+        f"the std of every row for dataset_mean_std (default {DEFAULT_STD}); on the 1-5 scale",
     )
     sel = p.add_argument_group("columns and rows")
     sel.add_argument(
-        "--split", action="append", help="keep only these splits (repeat or comma-separate)"
+        "--split",
+        action="append",
+        help="keep only these splits (repeat or comma-separate); COLUMN=VALUE selects on another "
+        "column, e.g. official_split=test",
     )
     sel.add_argument("--image-column", help="CSV column with the image path")
     sel.add_argument("--score-column", help="CSV column with the score")
@@ -137,12 +146,41 @@ def _resolve_scale(args, spec, table) -> MosScale | None:
         if args.mos_range:
             raise ValueError("give either --mos-range or --observed-range, not both")
         obs = MosScale.observed(table, lower_better, std_range)
-        return MosScale(obs.mos_range, lower_better, std_range, ignore_std)
+        return MosScale(obs.mos_range, lower_better, std_range, ignore_std, source="the file's own min/max, --observed-range")
     if args.mos_range:
         return MosScale(tuple(args.mos_range), lower_better, std_range, ignore_std)
     if base is not None:
-        return MosScale(base.mos_range, lower_better, std_range, ignore_std)
+        return MosScale(base.mos_range, lower_better, std_range, ignore_std,
+                        source=f"{base.source}; --mos-range LO HI overrides it")
     return None  # the file must carry level-scale values (DeQA-Score JSON); checked downstream
+
+
+def _split_mask(table, items: list[str]) -> np.ndarray:
+    """Rows whose split is one of ``items`` ("test", or "COLUMN=VALUE" for another column)."""
+    mask = np.zeros(len(table), bool)
+    for item in (part.strip() for text in items for part in text.split(",")):
+        if not item:
+            continue
+        column, value = (x.strip() for x in item.split("=", 1)) if "=" in item else (None, item)
+        if column is None:
+            labels, where = table.split, "split column"
+            if labels is None:
+                raise ValueError(f"{table.path}: --split {item}: the file has no split column (name it with "
+                                 f"--split-column{_columns_hint(table)})")
+        else:
+            labels, where = table.extra.get(column), f"column {column!r}"
+            if labels is None:
+                raise ValueError(f"{table.path}: --split {item}: the file has no column {column!r}{_columns_hint(table)}")
+        hit = np.array([str(v) == value for v in labels])
+        if not hit.any():
+            raise ValueError(f"{table.path}: --split {item}: no row has {value!r} in its {where}; "
+                             f"values present: {sorted({str(v) for v in labels})}")
+        mask |= hit
+    return mask
+
+
+def _columns_hint(table) -> str:
+    return f", or select on one of {sorted(table.extra)} with --split COLUMN=VALUE" if table.extra else ""
 
 
 def _fmt(value, pct: bool = False) -> str:
@@ -168,16 +206,11 @@ def run(args) -> int:
             std_column=args.std_column,
             split_column=args.split_column,
         )
+    if args.density != "pdf" and args.method != "deqa":
+        raise ValueError(f"--density {args.density} is an option of --method deqa only (got --method {args.method})")
     scale = _resolve_scale(args, spec, table)
     if args.split:
-        wanted = {s.strip() for item in args.split for s in item.split(",") if s.strip()}
-        if table.split is None:
-            raise ValueError(
-                f"{table.path}: --split given but the file has no split column (use --split-column)"
-            )
-        table = table.select([s in wanted for s in table.split])
-        if len(table) == 0:
-            raise ValueError(f"no rows with split in {sorted(wanted)}")
+        table = table.select(_split_mask(table, args.split))
     labels = build_labels(
         table,
         scale,
@@ -219,10 +252,17 @@ def run(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return run(args)
+        rc = run(args)
+        sys.stdout.flush()  # a broken pipe shows here, not in Python's own flush at exit
+        return rc
+    except BrokenPipeError:
+        # The reader of the report left (`| head`); the manifest was written before the first print.
+        # Point stdout at devnull so that Python's flush at exit does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (ValueError, OSError) as exc:
         print(f"deqa-labels: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_ERROR
 
 
 if __name__ == "__main__":

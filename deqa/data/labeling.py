@@ -42,11 +42,25 @@ class MosScale:
     lower_better: bool = False
     std_range: tuple[float, float] | None = None
     ignore_std: bool = False
+    # Where the range was declared, for the error that tells how to fix a score outside it.
+    source: str = "--mos-range"
+
+    def __post_init__(self) -> None:
+        lo, hi = self.mos_range
+        if not (np.isfinite([lo, hi]).all() and lo < hi):
+            raise ValueError(f"score range [{lo:g}, {hi:g}] ({self.source}): LO must be below HI "
+                             "(for DMOS, where lower is better, keep LO < HI and set lower_better / --lower-better)")
+        if self.std_range is not None:
+            lo, hi = self.std_range
+            if not (np.isfinite([lo, hi]).all() and lo < hi):
+                raise ValueError(f"std scale [{lo:g}, {hi:g}] (--std-scale LO:HI, or std_range in the registry): "
+                                 "LO must be below HI")
 
     @classmethod
     def from_dataset(cls, spec) -> MosScale:
         """The scale of a registered :class:`~deqa.data.registry.DatasetSpec`."""
-        return cls(spec.mos_range, spec.lower_better, spec.std_range, ignore_std=not spec.has_std)
+        return cls(spec.mos_range, spec.lower_better, spec.std_range, ignore_std=not spec.has_std,
+                   source=f"mos_range of data set {spec.name!r} in the registry")
 
     @classmethod
     def observed(cls, table: LabelTable, lower_better: bool = False, std_range=None) -> MosScale:
@@ -70,13 +84,49 @@ def _raise_row(table: LabelTable, mask: np.ndarray, message: str, values=None) -
         raise ValueError(f"{table.where(i)}: {text}{more}")
 
 
+def _std_from_raw(table: LabelTable) -> np.ndarray:
+    """Level-scale std of a file with gt_score_norm but no std_norm, from its raw std.
+
+    DeQA-Score's gt_score_norm is an affine (min-max) map of gt_score, so the raw std maps by
+    the same slope: it is read off the rows themselves and used only when the map fits every
+    row to rounding. Otherwise (or without a raw std) the std stays missing (NaN) and the no-std
+    policy applies.
+    """
+    n = len(table)
+    missing = np.full(n, np.nan)
+    if table.std is None or not np.isfinite(table.std).any():
+        return missing
+    raw, norm = table.mos, table.mos_norm
+    ok = np.isfinite(raw) & np.isfinite(norm)
+    if ok.sum() < 2 or np.ptp(raw[ok]) == 0:
+        return missing
+    slope, offset = np.polyfit(raw[ok], norm[ok], 1)
+    if np.abs(slope * raw[ok] + offset - norm[ok]).max() > 1e-6 * max(np.ptp(norm[ok]), 1.0):
+        return missing
+    return table.std * abs(slope)
+
+
+def _raise_duplicates(table: LabelTable) -> None:
+    """One label row per image: a second row would give one image two targets."""
+    first: dict[str, int] = {}
+    for i, name in enumerate(table.images):
+        j = first.setdefault(name, i)
+        if j != i:
+            loc = table.locations[j] if j < len(table.locations) else f"row {j}"
+            raise ValueError(
+                f"{table.where(i)}: the image already has a label row ({loc}); keep one row per image "
+                "(e.g. merge the ratings), or select one split (--split)"
+            )
+
+
 def normalize_table(
     table: LabelTable, scale: MosScale | None, levels: LevelScale = DEFAULT_LEVELS
 ) -> tuple[np.ndarray, np.ndarray]:
     """(mos_norm [N], std_norm [N]) on the level scale; std_norm NaN where no std is given.
 
     ``scale`` None uses the file's own level-scale values (DeQA-Score JSON's gt_score_norm /
-    std_norm) and fails if the file has none. Errors name the file, line and image.
+    std_norm; a raw std without std_norm is mapped by the file's own gt_score -> gt_score_norm
+    map when that is affine) and fails if the file has none. Errors name the file, line and image.
     """
     target = (levels.lo, levels.hi)
     n = len(table)
@@ -95,7 +145,7 @@ def normalize_table(
             "gt_score_norm = {value!r} is outside " + f"[{lo:g}, {hi:g}]",
             m,
         )
-        std_norm = table.std_norm if table.std_norm is not None else np.full(n, np.nan)
+        std_norm = table.std_norm if table.std_norm is not None else _std_from_raw(table)
         _raise_row(
             table,
             np.isinf(std_norm) | (std_norm < 0),
@@ -112,7 +162,7 @@ def normalize_table(
         table,
         (mos < lo - tol) | (mos > hi + tol),
         "score = {value!r} is outside the declared range "
-        + f"[{lo:g}, {hi:g}]; fix the row or the range (--mos-range)",
+        + f"[{lo:g}, {hi:g}]; fix the row or the range ({scale.source})",
         mos,
     )
     std = None if (scale.ignore_std or table.std is None) else table.std
@@ -249,7 +299,7 @@ def build_labels(
     method: str = "moment",
     *,
     levels: LevelScale = DEFAULT_LEVELS,
-    no_std_policy: str = "dataset_mean_std",
+    no_std_policy: str = "sos",
     default_std: float | None = None,
     density: str = "pdf",
 ) -> LabelSet:
@@ -258,6 +308,7 @@ def build_labels(
     ``scale`` None: use the file's level-scale values (DeQA-Score JSON). ``method="histogram"``
     needs a table with rating histograms. See :func:`deqa.levels.soft_labels` for the rest.
     """
+    _raise_duplicates(table)
     mos_norm, std_norm = normalize_table(table, scale, levels)
     values = levels.array
     if method == "histogram":
@@ -291,7 +342,7 @@ def build_labels(
                 np.isnan(std_norm),
                 f"no std given and no_std_policy is 'error' (method {method!r} needs one)",
             )
-        std_used, missing = impute_std(std_norm, no_std_policy, default_std)
+        std_used, missing = impute_std(std_norm, no_std_policy, default_std, mos=mos_norm, values=values)
         imputed = missing & np.isfinite(std_used)
     else:
         std_used, imputed = std_norm.copy(), np.zeros(len(table), bool)
