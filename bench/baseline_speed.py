@@ -3,7 +3,8 @@
     python bench/baseline_speed.py [--threads 2] [--batch-size 16] [--n 256] [--out speed.json]
 
 Both runtimes of the network are measured: numpy (the default without ``--device``, no torch
-import) and torch (``--device cpu``). Throughput twice each: the network alone on a uint8 batch
+import) and torch (``--device cpu``); the numpy network also with other chunk sizes of its
+data-parallel batches (``deqa.baselines.numpy_parallel.CHUNK``). Throughput twice each: the network alone on a uint8 batch
 (what the 20 img/s goal is about) and the whole Scorer pipeline (decode + resize + network) on
 the bundled example JPEG. Cold start = wall time of a fresh ``python -m deqa.cli.score
 example.jpg`` process (what ``deqa-score photo.jpg`` runs), with and without ``--device cpu``; a
@@ -116,6 +117,25 @@ def main(argv: list[str] | None = None) -> int:
         pipe_ips = _rates(lambda scorer=scorer: len(list(scorer.iter_score(paths, batch_size=args.batch_size))), args.repeats)
         runtimes[backend] = {"images_per_s": net_ips, "pipeline_images_per_s": pipe_ips}
 
+    # Why numpy_parallel.CHUNK is what it is: the numpy network with other chunk sizes (a chunk as
+    # large as the batch = no data parallelism, every op as numpy and BLAS run it alone).
+    import deqa.baselines.numpy_parallel as npp
+
+    scorer = load_baseline(None, backend="numpy")
+    batch = np.random.default_rng(0).integers(0, 256, (args.batch_size, size, size, 3), dtype=np.uint8)
+    shipped, chunks = npp.CHUNK, {}
+
+    def numpy_run(scorer=scorer, batch=batch, reps=reps):
+        for _ in range(reps):
+            scorer.predict(batch)
+        return reps * args.batch_size
+
+    for chunk in sorted({1, 2, 4, 8, args.batch_size}):
+        npp.CHUNK = chunk
+        scorer.predict(batch)
+        chunks[f"chunk_{chunk}"] = _rates(numpy_run, args.repeats)
+    npp.CHUNK = shipped
+
     # Why the first stage is a stride-4 patchify conv: the same network with stride 1 or 2 stems
     # (random weights; speed does not depend on them).
     from deqa.baselines.degradation import DegradationModelConfig, DegradationNet
@@ -177,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
         "torch_imported": torch_leaked,
         "transformers_or_peft_imported": leaked,
         "stems": stems,
+        "numpy_chunk": shipped,
+        "numpy_chunks": chunks,
         "load_avg_1min": os.getloadavg()[0],
     }
     print(json.dumps(res, indent=2))
