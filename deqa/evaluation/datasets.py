@@ -154,7 +154,8 @@ def _key(name: str) -> str:
 
 def load_extra_registry(path: str | Path) -> dict[str, Any]:
     """Data sets of a user registry YAML (the packaged registry's schema). Relative ``labels``
-    paths are taken relative to that YAML file (the packaged ones are relative to deqa/data/)."""
+    paths are taken relative to that YAML file (the packaged ones are relative to deqa/data/);
+    ``~`` is expanded first, so ``labels: ~/x.csv`` is in the home folder."""
     from ..data.registry import load_registry
 
     path = Path(path)
@@ -162,10 +163,10 @@ def load_extra_registry(path: str | Path) -> dict[str, Any]:
         raise FileNotFoundError(f"--registry file {path} does not exist")
     specs = load_registry(path)
     for name, spec in specs.items():
-        if not Path(spec.labels).expanduser().is_absolute():
-            specs[name] = dataclasses.replace(
-                spec, labels=str((path.parent / spec.labels).resolve())
-            )
+        labels = Path(spec.labels).expanduser()
+        if not labels.is_absolute():
+            labels = (path.parent / labels).resolve()
+        specs[name] = dataclasses.replace(spec, labels=str(labels))
     return specs
 
 
