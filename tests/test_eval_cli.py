@@ -275,6 +275,92 @@ def test_koniq_official_split_is_selectable(tmp_path):
     assert len(load_eval_set(spec, tmp_path, "all")) == spec.num_rows
 
 
+PLAIN = """\
+plain:
+  title: Plain
+  labels: plain.csv
+  image_column: image
+  score_column: mos
+  mos_range: [0, 100]
+"""
+
+
+@pytest.fixture
+def plain(mini, tmp_path):
+    """The mini labels in a file without a split column (a 'batch' column instead), registered
+    without split_column: the default, "split", names a column the file lacks."""
+    with (tmp_path / "plain.csv").open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["image", "mos", "batch"])
+        w.writerows([r["image"], r["mos"], "ab"[i % 2]] for i, r in enumerate(mini["rows"]))
+    (tmp_path / "reg.yaml").write_text(PLAIN)
+    return tmp_path / "reg.yaml"
+
+
+def test_split_all_needs_no_split_column(mini, scorers, plain, tmp_path, capsys):
+    argv = _argv(mini, tmp_path / "out", "--bootstrap", "0", "--no-plots", "--split", "all")
+    argv[argv.index("--registry") + 1] = str(plain)
+    argv[argv.index("--datasets") + 1] = "plain"
+    assert eval_cli.main(argv) == 0
+    (row,) = list(csv.DictReader((tmp_path / "out" / "results.csv").open()))
+    assert row["split"] == "all" and row["n"] == "24"
+    argv[argv.index("--split") + 1] = "batch=a"
+    assert eval_cli.main(argv) == 0
+    (row,) = list(csv.DictReader((tmp_path / "out" / "results.csv").open()))
+    assert row["split"] == "batch=a" and row["n"] == "12"
+
+    # The default --split test: the message says why and what to do.
+    del argv[argv.index("--split") : argv.index("--split") + 2]
+    assert eval_cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert (
+        "data set 'plain' has no split column 'split' (the registry's split_column, 'split' when "
+        "the entry does not set it); columns: ['batch']; evaluate every row with --split all, pick "
+        "rows with --split COLUMN=VALUE, or set split_column in the registry entry to the column "
+        "that holds 'test' (null when the file has none)"
+    ) in err
+
+
+def test_split_column_null_names_the_fix(mini, plain):
+    from deqa.evaluation.datasets import resolve_datasets
+
+    plain.write_text(PLAIN + "  split_column: null\n")
+    (spec,) = resolve_datasets(["plain"], str(plain))
+    with pytest.raises(ValueError) as err:
+        load_eval_set(spec, mini["images"], "test")
+    assert "None" not in str(err.value)
+    assert (
+        "data set 'plain' has no split column (its registry entry sets split_column: null and the "
+        "file has no 'split' column), so --split test selects nothing; evaluate every row with "
+        "--split all, or pick rows with --split COLUMN=VALUE; columns: ['batch']"
+    ) in str(err.value)
+    assert len(load_eval_set(spec, mini["images"], "all")) == 24
+    assert len(load_eval_set(spec, mini["images"], "batch=b")) == 12
+
+
+def test_readme_registry_example_parses_with_the_documented_defaults(tmp_path):
+    import re
+    from pathlib import Path
+
+    from deqa.data.registry import load_registry
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("Data sets of your own") :]
+    (tmp_path / "reg.yaml").write_text(re.search(r"```yaml\n(.*?)```", section, flags=re.S).group(1))
+    spec = load_registry(tmp_path / "reg.yaml")["mydata"]
+    assert spec.split_column == "split" and spec.std_column == "std" and spec.mos_range == (0, 100)
+
+
+def test_the_registry_split_column_also_selects_as_column_value(mini):
+    """--split split=train is --split train (the split column was missing from COLUMN=VALUE)."""
+    from deqa.evaluation.datasets import resolve_datasets
+
+    (spec,) = resolve_datasets(["blurmini"], str(mini["registry"]))
+    by_value = load_eval_set(spec, mini["images"], "train")
+    by_column = load_eval_set(spec, mini["images"], "split=train")
+    assert by_column.images == by_value.images and len(by_value) == 8
+
+
 def test_shipped_references_name_registered_data_sets():
     refs = load_references(default_reference_path())
     assert {r.dataset for r in refs} <= set(list_datasets())

@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--split",
         default="test",
-        help="split to evaluate: 'test' (default), 'train', 'all', or COLUMN=VALUE",
+        help="rows to evaluate: a value of the registry's split column ('test', the default, or "
+        "'train'), 'all' (every row; needs no split column), or COLUMN=VALUE",
     )
     p.add_argument(
         "--image-root",
