@@ -156,13 +156,13 @@ def test_end_to_end_tables_plots_and_compare(mini, scorers, tmp_path, capsys):
     assert meta["model"] == "sharpness" and meta["config"]["datasets"] == ["blur-mini"]
 
 
-def test_interrupted_cli_run_resumes_to_the_same_table(mini, scorers, tmp_path):
+def test_interrupted_cli_run_resumes_to_the_same_table(mini, scorers, tmp_path, capsys):
     full = tmp_path / "full"
     assert eval_cli.main(_argv(mini, full)) == 0
     out = tmp_path / "resumed"
     scorers.fail_after = 6  # Ctrl-C after 6 images
-    with pytest.raises(KeyboardInterrupt):
-        eval_cli.main(_argv(mini, out))
+    assert eval_cli.main(_argv(mini, out)) == 130
+    assert "interrupted; the predictions so far are in" in capsys.readouterr().err
     n_before = len(read_predictions(out / "blurmini" / "predictions.jsonl"))
     assert 0 < n_before < 16
     scorers.fail_after = None
@@ -174,20 +174,46 @@ def test_interrupted_cli_run_resumes_to_the_same_table(mini, scorers, tmp_path):
     assert (full / "results.csv").read_text() == (out / "results.csv").read_text()
 
 
-def test_missing_images_are_reported_and_the_run_continues(mini, scorers, tmp_path, capsys):
+@pytest.mark.parametrize("damage", ["missing", "undecodable"])
+def test_images_not_scored_are_reported_and_exit_2(mini, scorers, tmp_path, capsys, damage):
+    """Like deqa-score: the rest is evaluated and written, the exit code says some inputs failed."""
     images = tmp_path / "images"
     images.mkdir()
     test_rows = [r for r in mini["rows"] if r["split"] == "test"]
     for r in test_rows[3:]:
         (images / r["image"]).write_bytes((mini["images"] / r["image"]).read_bytes())
+    if damage == "undecodable":
+        for r in test_rows[:3]:
+            (images / r["image"]).write_bytes(b"not a png")
     argv = _argv(mini, tmp_path / "out")
     argv[argv.index("--image-root") + 1] = f"blurmini={images}"
-    assert eval_cli.main(argv) == 0
+    assert eval_cli.main(argv) == 2
     err = capsys.readouterr().err
-    assert f"blurmini: 3 of 16 images not found under {images}" in err
-    assert test_rows[0]["image"] in err and "evaluating the rest" in err
+    if damage == "missing":
+        assert f"blurmini: 3 of 16 images not found under {images}" in err
+        assert test_rows[0]["image"] in err and "evaluating the rest" in err
+    else:
+        assert f"blurmini: 3 images could not be scored (first: {test_rows[0]['image']}: " in err
+    n_missing, n_failed = (3, 0) if damage == "missing" else (0, 3)
+    assert err.rstrip().endswith(
+        f"deqa-eval: 3 images could not be scored and are left out of the metrics (blurmini: "
+        f"{n_missing} missing, {n_failed} failed of 16; named in each data set's metrics.json)"
+    )
     (row,) = list(csv.DictReader((tmp_path / "out" / "results.csv").open()))
-    assert row["n"] == "13" and row["n_missing"] == "3"
+    assert row["n"] == "13" and row["n_missing"] == str(n_missing) and row["n_failed"] == str(n_failed)
+    assert (tmp_path / "out" / "blurmini" / "scatter.png").is_file()  # everything else written
+
+
+def test_a_data_set_that_cannot_be_evaluated_exits_1(mini, scorers, tmp_path, capsys):
+    images = tmp_path / "images"
+    images.mkdir()
+    for r in [r for r in mini["rows"] if r["split"] == "test"][:2]:
+        (images / r["image"]).write_bytes((mini["images"] / r["image"]).read_bytes())
+    argv = _argv(mini, tmp_path / "out")
+    argv[argv.index("--image-root") + 1] = str(images)
+    assert eval_cli.main(argv) == 1
+    err = capsys.readouterr().err
+    assert "deqa-eval: blurmini: not evaluated:" in err and "14 images could not be scored" in err
 
 
 @pytest.mark.parametrize(
@@ -213,18 +239,41 @@ def test_bad_arguments_fail_before_scoring(mini, scorers, tmp_path, capsys, chan
         argv[argv.index(change[0]) + 1] = change[1]
     else:
         argv += list(change)
-    assert eval_cli.main(argv) == 2
+    assert eval_cli.main(argv) == 1
     assert message in capsys.readouterr().err
     assert not scorers  # no model was loaded
+
+
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("--bootstrap", "-1", "argument --bootstrap: must be >= 0 (0 = no CIs), got -1"),
+        ("--limit", "2", "argument --limit: must be >= 3 (correlations need 3 images), got 2"),
+        ("--batch-size", "0", "argument --batch-size: must be >= 1, got 0"),
+        ("--num-workers", "two", "argument --num-workers: invalid int value: 'two'"),
+        ("--alpha", "0", "argument --alpha: must be > 0, got 0"),
+        ("--split", None, "argument --split: expected one argument"),
+    ],
+)
+def test_bad_argument_values_exit_1_like_the_other_commands(
+    mini, scorers, tmp_path, capsys, option, value, message
+):
+    """deqa-eval parses with the shared Parser: exit 1 on a bad argument (2 = some images failed)."""
+    argv = _argv(mini, tmp_path / "out") + [option] + ([value] if value is not None else [])
+    with pytest.raises(SystemExit) as exc:
+        eval_cli.main(argv)
+    assert exc.value.code == 1
+    assert f"deqa-eval: error: {message}" in capsys.readouterr().err
+    assert not scorers
 
 
 def test_image_root_needs_a_name_with_several_data_sets(mini, scorers, tmp_path, capsys):
     argv = _argv(mini, tmp_path / "out")
     argv[argv.index("--datasets") + 1 : argv.index("--datasets") + 2] = ["blurmini", "koniq"]
-    assert eval_cli.main(argv) == 2
+    assert eval_cli.main(argv) == 1
     assert "with several data sets, write NAME=DIR" in capsys.readouterr().err
     argv[argv.index("--image-root") + 1] = f"blurmini={mini['images']}"
-    assert eval_cli.main(argv) == 2
+    assert eval_cli.main(argv) == 1
     assert (
         "no image folder for data set 'koniq10k': pass --image-root koniq10k=DIR"
         in capsys.readouterr().err
@@ -236,7 +285,7 @@ def test_output_of_another_model_is_not_mixed_in(mini, scorers, tmp_path, capsys
     assert eval_cli.main(_argv(mini, out, "--bootstrap", "0")) == 0
     argv = _argv(mini, out, "--bootstrap", "0")
     argv[argv.index("--model") + 1] = "another"
-    assert eval_cli.main(argv) == 2
+    assert eval_cli.main(argv) == 1
     assert "holds predictions of another model" in capsys.readouterr().err
     assert eval_cli.main(argv + ["--overwrite"]) == 0
 
@@ -311,7 +360,7 @@ def test_split_all_needs_no_split_column(mini, scorers, plain, tmp_path, capsys)
 
     # The default --split test: the message says why and what to do.
     del argv[argv.index("--split") : argv.index("--split") + 2]
-    assert eval_cli.main(argv) == 2
+    assert eval_cli.main(argv) == 1
     err = capsys.readouterr().err
     assert (
         "data set 'plain' has no split column 'split' (the registry's split_column, 'split' when "
@@ -483,7 +532,7 @@ def test_another_models_output_stops_every_rank(mini, scorers, tmp_path, capsys,
     assert eval_cli.main(_argv(mini, out, "--bootstrap", "0")) == 0
     argv = _argv(mini, out, "--bootstrap", "0")
     argv[argv.index("--model") + 1] = "another"
-    assert _eval_on_two_ranks(monkeypatch, argv) == [2, 2]
+    assert _eval_on_two_ranks(monkeypatch, argv) == [1, 1]
     assert "holds predictions of another model" in capsys.readouterr().err
 
 
@@ -496,7 +545,7 @@ def test_a_main_process_failure_stops_every_rank(mini, scorers, tmp_path, capsys
         raise ValueError("metrics exploded")
 
     monkeypatch.setattr(runner, "finalize_dataset", broken_finalize)
-    assert _eval_on_two_ranks(monkeypatch, _argv(mini, tmp_path / "out", "--bootstrap", "0")) == [2, 2]
+    assert _eval_on_two_ranks(monkeypatch, _argv(mini, tmp_path / "out", "--bootstrap", "0")) == [1, 1]
     err = capsys.readouterr().err
     assert "deqa-eval: error: metrics exploded" in err
     assert "deqa-eval: error: the main process stopped: ValueError: metrics exploded" in err

@@ -173,7 +173,13 @@ class EvalReport:
 
     @property
     def ok(self) -> bool:
+        """Every data set was evaluated (has metrics)."""
         return all(r.ok for r in self.results)
+
+    @property
+    def n_not_scored(self) -> int:
+        """Images of the evaluated data sets left out of the metrics: missing or failed."""
+        return sum(r.n_missing + r.n_failed for r in self.results)
 
 
 # --------------------------------------------------------------------------------------------
