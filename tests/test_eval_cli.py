@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -286,7 +287,139 @@ def test_output_of_another_model_is_not_mixed_in(mini, scorers, tmp_path, capsys
     argv = _argv(mini, out, "--bootstrap", "0")
     argv[argv.index("--model") + 1] = "another"
     assert eval_cli.main(argv) == 1
-    assert "holds predictions of another model" in capsys.readouterr().err
+    assert (
+        f"{out} holds predictions of another model (model: 'sharpness', now 'another'); choose "
+        "another --output, or pass --overwrite to discard them" in capsys.readouterr().err
+    )
+    assert len(scorers) == 1  # refused from the arguments, before loading the model
+    assert eval_cli.main(argv + ["--overwrite"]) == 0
+
+
+def test_output_of_the_builtin_model_is_named_and_refused_before_loading(
+    mini, scorers, tmp_path, capsys
+):
+    out = tmp_path / "out"
+    argv = _argv(mini, out, "--bootstrap", "0", "--no-plots")
+    del argv[argv.index("--model") : argv.index("--model") + 2]  # the built-in model
+    assert eval_cli.main(argv) == 0
+    assert eval_cli.main(argv + ["--model", "builtin"]) == 0  # the same model, spelt out
+    assert scorers[-1][2].seen == 0  # and its predictions are reused
+    assert eval_cli.main(argv + ["--model", "/tmp/rv/tiny-qwen"]) == 1
+    assert (
+        "holds predictions of another model (model: the built-in model, now '/tmp/rv/tiny-qwen')"
+        in capsys.readouterr().err
+    )
+    assert len(scorers) == 2  # the refused run loaded nothing
+
+
+def test_model_id_is_still_checked_once_the_model_is_loaded(mini, scorers, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert eval_cli.main(_argv(mini, out, "--bootstrap", "0", "--no-plots")) == 0
+    run = json.loads((out / "run.json").read_text())
+    (out / "run.json").write_text(json.dumps({**run, "model_id": "sharpness-v0"}))
+    assert eval_cli.main(_argv(mini, out, "--bootstrap", "0", "--no-plots")) == 1
+    assert "(model_id: 'sharpness-v0', now 'test-sharpness')" in capsys.readouterr().err
+
+
+def _with_root(argv, root):
+    argv = list(argv)
+    argv[argv.index("--image-root") + 1] = str(root)
+    return argv
+
+
+def test_predictions_from_another_image_folder_are_not_reused(mini, scorers, tmp_path, capsys):
+    """The reviewer's case: the same file names in another folder (another resolution) must be
+    scored, not answered with the first folder's predictions."""
+    from PIL import Image
+
+    small = tmp_path / "imgs_small"
+    small.mkdir()
+    for r in mini["rows"]:
+        with Image.open(mini["images"] / r["image"]) as im:
+            im.resize((48, 48)).save(small / r["image"])
+    out = tmp_path / "out"
+    argv = _argv(mini, out, "--split", "all", "--bootstrap", "0", "--no-plots")
+    assert eval_cli.main(argv) == 0
+    first = read_predictions(out / "blurmini" / "predictions.jsonl")
+    source = json.loads((out / "blurmini" / "source.json").read_text())
+    assert source["image_root"] == str(mini["images"].resolve()) and source["model"] == "sharpness"
+
+    assert eval_cli.main(_with_root(argv, small)) == 1
+    err = capsys.readouterr().err
+    assert (
+        f"{out / 'blurmini'} holds predictions of 'blurmini' scored from the images in "
+        f"{mini['images'].resolve()}, not {small.resolve()} (--image-root)" in err
+    )
+    assert f"Choose another --output for this image folder, or delete {out / 'blurmini'}" in err
+    assert len(scorers) == 1  # refused before loading the model
+    assert read_predictions(out / "blurmini" / "predictions.jsonl") == first  # untouched
+
+    # Either way out scores the small images.
+    other = tmp_path / "out_small"
+    assert eval_cli.main(_with_root(argv + ["--output", str(other)], small)) == 0
+    assert scorers[-1][2].seen == 24
+    small_preds = read_predictions(other / "blurmini" / "predictions.jsonl")
+    assert small_preds.keys() == first.keys() and small_preds != first
+    shutil.rmtree(out / "blurmini")
+    assert eval_cli.main(_with_root(argv, small)) == 0
+    assert scorers[-1][2].seen == 24
+    assert read_predictions(out / "blurmini" / "predictions.jsonl") == small_preds
+    assert eval_cli.main(argv + ["--overwrite"]) == 0  # back to the first folder
+    assert read_predictions(out / "blurmini" / "predictions.jsonl") == first
+
+
+def test_the_same_image_folder_named_otherwise_resumes(mini, scorers, tmp_path, monkeypatch):
+    """A relative path, a trailing slash or a symlink to the same folder are the same images; a
+    --limit or --split that asks for more of them scores only those without a prediction."""
+    out = tmp_path / "out"
+    argv = _argv(mini, out, "--bootstrap", "0", "--no-plots")
+    assert eval_cli.main(argv + ["--limit", "5"]) == 0
+    assert scorers[-1][2].seen == 5
+    link = tmp_path / "link"
+    link.symlink_to(mini["images"])
+    assert eval_cli.main(_with_root(argv, str(link) + "/")) == 0  # the 16 test images
+    assert scorers[-1][2].seen == 11
+    monkeypatch.chdir(mini["images"].parent)
+    assert eval_cli.main(_with_root(argv + ["--split", "all"], mini["images"].name)) == 0
+    assert scorers[-1][2].seen == 8  # the 8 train images
+    (row,) = list(csv.DictReader((out / "results.csv").open()))
+    assert row["split"] == "all" and row["n"] == "24"
+
+
+def test_overwriting_one_data_set_does_not_adopt_another(mini, scorers, tmp_path, capsys):
+    """--overwrite discards only the data sets it evaluates: the others keep the record of the
+    model that made them, so a later run of the new model does not take them as its own."""
+    registry = tmp_path / "two.yaml"
+    labels = mini["root"] / "labels.csv"
+    registry.write_text(
+        mini["registry"].read_text().replace("labels.csv", str(labels))
+        + f"blurtwo:\n  title: Blur two\n  labels: {labels}\n  image_column: image\n"
+        "  score_column: mos\n  mos_range: [0, 100]\n"
+    )
+    base = ["--registry", str(registry), "--output", str(tmp_path / "out"), "--bootstrap", "0",
+            "--num-workers", "0", "--no-progress", "--no-plots"]  # fmt: skip
+    both = [*base, "--datasets", "blurmini", "blurtwo", "--image-root", f"blurmini={mini['images']}",
+            "--image-root", f"blurtwo={mini['images']}"]  # fmt: skip
+    assert eval_cli.main(["--model", "a", *both]) == 0
+    one = [*base, "--datasets", "blurmini", "--image-root", str(mini["images"])]
+    assert eval_cli.main(["--model", "b", *one, "--overwrite"]) == 0
+    two = [*base, "--datasets", "blurtwo", "--image-root", str(mini["images"])]
+    assert eval_cli.main(["--model", "b", *two]) == 1
+    assert (
+        f"{tmp_path / 'out' / 'blurtwo'} holds predictions of another model (model: 'a', now 'b')"
+        in capsys.readouterr().err
+    )
+
+
+def test_predictions_without_a_source_record_are_refused(mini, scorers, tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = _argv(mini, out, "--bootstrap", "0", "--no-plots")
+    assert eval_cli.main(argv) == 0
+    (out / "blurmini" / "source.json").unlink()  # as an older deqa left it
+    assert eval_cli.main(argv) == 1
+    assert "holds predictions of 'blurmini' but no source.json, so which model and images they" in (
+        capsys.readouterr().err
+    )
     assert eval_cli.main(argv + ["--overwrite"]) == 0
 
 
@@ -532,8 +665,21 @@ def test_another_models_output_stops_every_rank(mini, scorers, tmp_path, capsys,
     assert eval_cli.main(_argv(mini, out, "--bootstrap", "0")) == 0
     argv = _argv(mini, out, "--bootstrap", "0")
     argv[argv.index("--model") + 1] = "another"
-    assert _eval_on_two_ranks(monkeypatch, argv) == [1, 1]
+    assert _eval_on_two_ranks(monkeypatch, argv) == [1, 1]  # known from the arguments
     assert "holds predictions of another model" in capsys.readouterr().err
+    run = json.loads((out / "run.json").read_text())
+    (out / "run.json").write_text(json.dumps({**run, "model_id": "sharpness-v0"}))
+    assert _eval_on_two_ranks(monkeypatch, _argv(mini, out, "--bootstrap", "0")) == [1, 1]  # once loaded
+    assert capsys.readouterr().err.count("(model_id: 'sharpness-v0', now 'test-sharpness')") == 2
+
+
+def test_another_image_folder_stops_every_rank(mini, scorers, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "out"
+    assert eval_cli.main(_argv(mini, out, "--bootstrap", "0")) == 0
+    copy = tmp_path / "copy"
+    shutil.copytree(mini["images"], copy)
+    assert _eval_on_two_ranks(monkeypatch, _with_root(_argv(mini, out, "--bootstrap", "0"), copy)) == [1, 1]
+    assert capsys.readouterr().err.count(f"scored from the images in {mini['images'].resolve()}") == 2
 
 
 def test_a_main_process_failure_stops_every_rank(mini, scorers, tmp_path, capsys, monkeypatch):
