@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -156,13 +157,13 @@ def test_end_to_end_tables_plots_and_compare(mini, scorers, tmp_path, capsys):
     assert meta["model"] == "sharpness" and meta["config"]["datasets"] == ["blur-mini"]
 
 
-def test_interrupted_cli_run_resumes_to_the_same_table(mini, scorers, tmp_path):
+def test_interrupted_cli_run_resumes_to_the_same_table(mini, scorers, tmp_path, capsys):
     full = tmp_path / "full"
     assert eval_cli.main(_argv(mini, full)) == 0
     out = tmp_path / "resumed"
     scorers.fail_after = 6  # Ctrl-C after 6 images
-    with pytest.raises(KeyboardInterrupt):
-        eval_cli.main(_argv(mini, out))
+    assert eval_cli.main(_argv(mini, out)) == 130
+    assert "interrupted; the predictions so far are in" in capsys.readouterr().err
     n_before = len(read_predictions(out / "blurmini" / "predictions.jsonl"))
     assert 0 < n_before < 16
     scorers.fail_after = None
@@ -174,20 +175,46 @@ def test_interrupted_cli_run_resumes_to_the_same_table(mini, scorers, tmp_path):
     assert (full / "results.csv").read_text() == (out / "results.csv").read_text()
 
 
-def test_missing_images_are_reported_and_the_run_continues(mini, scorers, tmp_path, capsys):
+@pytest.mark.parametrize("damage", ["missing", "undecodable"])
+def test_images_not_scored_are_reported_and_exit_2(mini, scorers, tmp_path, capsys, damage):
+    """Like deqa-score: the rest is evaluated and written, the exit code says some inputs failed."""
     images = tmp_path / "images"
     images.mkdir()
     test_rows = [r for r in mini["rows"] if r["split"] == "test"]
     for r in test_rows[3:]:
         (images / r["image"]).write_bytes((mini["images"] / r["image"]).read_bytes())
+    if damage == "undecodable":
+        for r in test_rows[:3]:
+            (images / r["image"]).write_bytes(b"not a png")
     argv = _argv(mini, tmp_path / "out")
     argv[argv.index("--image-root") + 1] = f"blurmini={images}"
-    assert eval_cli.main(argv) == 0
+    assert eval_cli.main(argv) == 2
     err = capsys.readouterr().err
-    assert f"blurmini: 3 of 16 images not found under {images}" in err
-    assert test_rows[0]["image"] in err and "evaluating the rest" in err
+    if damage == "missing":
+        assert f"blurmini: 3 of 16 images not found under {images}" in err
+        assert test_rows[0]["image"] in err and "evaluating the rest" in err
+    else:
+        assert f"blurmini: 3 images could not be scored (first: {test_rows[0]['image']}: " in err
+    n_missing, n_failed = (3, 0) if damage == "missing" else (0, 3)
+    assert err.rstrip().endswith(
+        f"deqa-eval: 3 images could not be scored and are left out of the metrics (blurmini: "
+        f"{n_missing} missing, {n_failed} failed of 16; named in each data set's metrics.json)"
+    )
     (row,) = list(csv.DictReader((tmp_path / "out" / "results.csv").open()))
-    assert row["n"] == "13" and row["n_missing"] == "3"
+    assert row["n"] == "13" and row["n_missing"] == str(n_missing) and row["n_failed"] == str(n_failed)
+    assert (tmp_path / "out" / "blurmini" / "scatter.png").is_file()  # everything else written
+
+
+def test_a_data_set_that_cannot_be_evaluated_exits_1(mini, scorers, tmp_path, capsys):
+    images = tmp_path / "images"
+    images.mkdir()
+    for r in [r for r in mini["rows"] if r["split"] == "test"][:2]:
+        (images / r["image"]).write_bytes((mini["images"] / r["image"]).read_bytes())
+    argv = _argv(mini, tmp_path / "out")
+    argv[argv.index("--image-root") + 1] = str(images)
+    assert eval_cli.main(argv) == 1
+    err = capsys.readouterr().err
+    assert "deqa-eval: blurmini: not evaluated:" in err and "14 images could not be scored" in err
 
 
 @pytest.mark.parametrize(
@@ -213,18 +240,41 @@ def test_bad_arguments_fail_before_scoring(mini, scorers, tmp_path, capsys, chan
         argv[argv.index(change[0]) + 1] = change[1]
     else:
         argv += list(change)
-    assert eval_cli.main(argv) == 2
+    assert eval_cli.main(argv) == 1
     assert message in capsys.readouterr().err
     assert not scorers  # no model was loaded
+
+
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("--bootstrap", "-1", "argument --bootstrap: must be >= 0 (0 = no CIs), got -1"),
+        ("--limit", "2", "argument --limit: must be >= 3 (correlations need 3 images), got 2"),
+        ("--batch-size", "0", "argument --batch-size: must be >= 1, got 0"),
+        ("--num-workers", "two", "argument --num-workers: invalid int value: 'two'"),
+        ("--alpha", "0", "argument --alpha: must be > 0, got 0"),
+        ("--split", None, "argument --split: expected one argument"),
+    ],
+)
+def test_bad_argument_values_exit_1_like_the_other_commands(
+    mini, scorers, tmp_path, capsys, option, value, message
+):
+    """deqa-eval parses with the shared Parser: exit 1 on a bad argument (2 = some images failed)."""
+    argv = _argv(mini, tmp_path / "out") + [option] + ([value] if value is not None else [])
+    with pytest.raises(SystemExit) as exc:
+        eval_cli.main(argv)
+    assert exc.value.code == 1
+    assert f"deqa-eval: error: {message}" in capsys.readouterr().err
+    assert not scorers
 
 
 def test_image_root_needs_a_name_with_several_data_sets(mini, scorers, tmp_path, capsys):
     argv = _argv(mini, tmp_path / "out")
     argv[argv.index("--datasets") + 1 : argv.index("--datasets") + 2] = ["blurmini", "koniq"]
-    assert eval_cli.main(argv) == 2
+    assert eval_cli.main(argv) == 1
     assert "with several data sets, write NAME=DIR" in capsys.readouterr().err
     argv[argv.index("--image-root") + 1] = f"blurmini={mini['images']}"
-    assert eval_cli.main(argv) == 2
+    assert eval_cli.main(argv) == 1
     assert (
         "no image folder for data set 'koniq10k': pass --image-root koniq10k=DIR"
         in capsys.readouterr().err
@@ -236,8 +286,140 @@ def test_output_of_another_model_is_not_mixed_in(mini, scorers, tmp_path, capsys
     assert eval_cli.main(_argv(mini, out, "--bootstrap", "0")) == 0
     argv = _argv(mini, out, "--bootstrap", "0")
     argv[argv.index("--model") + 1] = "another"
-    assert eval_cli.main(argv) == 2
-    assert "holds predictions of another model" in capsys.readouterr().err
+    assert eval_cli.main(argv) == 1
+    assert (
+        f"{out} holds predictions of another model (model: 'sharpness', now 'another'); choose "
+        "another --output, or pass --overwrite to discard them" in capsys.readouterr().err
+    )
+    assert len(scorers) == 1  # refused from the arguments, before loading the model
+    assert eval_cli.main(argv + ["--overwrite"]) == 0
+
+
+def test_output_of_the_builtin_model_is_named_and_refused_before_loading(
+    mini, scorers, tmp_path, capsys
+):
+    out = tmp_path / "out"
+    argv = _argv(mini, out, "--bootstrap", "0", "--no-plots")
+    del argv[argv.index("--model") : argv.index("--model") + 2]  # the built-in model
+    assert eval_cli.main(argv) == 0
+    assert eval_cli.main(argv + ["--model", "builtin"]) == 0  # the same model, spelt out
+    assert scorers[-1][2].seen == 0  # and its predictions are reused
+    assert eval_cli.main(argv + ["--model", "/tmp/rv/tiny-qwen"]) == 1
+    assert (
+        "holds predictions of another model (model: the built-in model, now '/tmp/rv/tiny-qwen')"
+        in capsys.readouterr().err
+    )
+    assert len(scorers) == 2  # the refused run loaded nothing
+
+
+def test_model_id_is_still_checked_once_the_model_is_loaded(mini, scorers, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert eval_cli.main(_argv(mini, out, "--bootstrap", "0", "--no-plots")) == 0
+    run = json.loads((out / "run.json").read_text())
+    (out / "run.json").write_text(json.dumps({**run, "model_id": "sharpness-v0"}))
+    assert eval_cli.main(_argv(mini, out, "--bootstrap", "0", "--no-plots")) == 1
+    assert "(model_id: 'sharpness-v0', now 'test-sharpness')" in capsys.readouterr().err
+
+
+def _with_root(argv, root):
+    argv = list(argv)
+    argv[argv.index("--image-root") + 1] = str(root)
+    return argv
+
+
+def test_predictions_from_another_image_folder_are_not_reused(mini, scorers, tmp_path, capsys):
+    """The reviewer's case: the same file names in another folder (another resolution) must be
+    scored, not answered with the first folder's predictions."""
+    from PIL import Image
+
+    small = tmp_path / "imgs_small"
+    small.mkdir()
+    for r in mini["rows"]:
+        with Image.open(mini["images"] / r["image"]) as im:
+            im.resize((48, 48)).save(small / r["image"])
+    out = tmp_path / "out"
+    argv = _argv(mini, out, "--split", "all", "--bootstrap", "0", "--no-plots")
+    assert eval_cli.main(argv) == 0
+    first = read_predictions(out / "blurmini" / "predictions.jsonl")
+    source = json.loads((out / "blurmini" / "source.json").read_text())
+    assert source["image_root"] == str(mini["images"].resolve()) and source["model"] == "sharpness"
+
+    assert eval_cli.main(_with_root(argv, small)) == 1
+    err = capsys.readouterr().err
+    assert (
+        f"{out / 'blurmini'} holds predictions of 'blurmini' scored from the images in "
+        f"{mini['images'].resolve()}, not {small.resolve()} (--image-root)" in err
+    )
+    assert f"Choose another --output for this image folder, or delete {out / 'blurmini'}" in err
+    assert len(scorers) == 1  # refused before loading the model
+    assert read_predictions(out / "blurmini" / "predictions.jsonl") == first  # untouched
+
+    # Either way out scores the small images.
+    other = tmp_path / "out_small"
+    assert eval_cli.main(_with_root(argv + ["--output", str(other)], small)) == 0
+    assert scorers[-1][2].seen == 24
+    small_preds = read_predictions(other / "blurmini" / "predictions.jsonl")
+    assert small_preds.keys() == first.keys() and small_preds != first
+    shutil.rmtree(out / "blurmini")
+    assert eval_cli.main(_with_root(argv, small)) == 0
+    assert scorers[-1][2].seen == 24
+    assert read_predictions(out / "blurmini" / "predictions.jsonl") == small_preds
+    assert eval_cli.main(argv + ["--overwrite"]) == 0  # back to the first folder
+    assert read_predictions(out / "blurmini" / "predictions.jsonl") == first
+
+
+def test_the_same_image_folder_named_otherwise_resumes(mini, scorers, tmp_path, monkeypatch):
+    """A relative path, a trailing slash or a symlink to the same folder are the same images; a
+    --limit or --split that asks for more of them scores only those without a prediction."""
+    out = tmp_path / "out"
+    argv = _argv(mini, out, "--bootstrap", "0", "--no-plots")
+    assert eval_cli.main(argv + ["--limit", "5"]) == 0
+    assert scorers[-1][2].seen == 5
+    link = tmp_path / "link"
+    link.symlink_to(mini["images"])
+    assert eval_cli.main(_with_root(argv, str(link) + "/")) == 0  # the 16 test images
+    assert scorers[-1][2].seen == 11
+    monkeypatch.chdir(mini["images"].parent)
+    assert eval_cli.main(_with_root(argv + ["--split", "all"], mini["images"].name)) == 0
+    assert scorers[-1][2].seen == 8  # the 8 train images
+    (row,) = list(csv.DictReader((out / "results.csv").open()))
+    assert row["split"] == "all" and row["n"] == "24"
+
+
+def test_overwriting_one_data_set_does_not_adopt_another(mini, scorers, tmp_path, capsys):
+    """--overwrite discards only the data sets it evaluates: the others keep the record of the
+    model that made them, so a later run of the new model does not take them as its own."""
+    registry = tmp_path / "two.yaml"
+    labels = mini["root"] / "labels.csv"
+    registry.write_text(
+        mini["registry"].read_text().replace("labels.csv", str(labels))
+        + f"blurtwo:\n  title: Blur two\n  labels: {labels}\n  image_column: image\n"
+        "  score_column: mos\n  mos_range: [0, 100]\n"
+    )
+    base = ["--registry", str(registry), "--output", str(tmp_path / "out"), "--bootstrap", "0",
+            "--num-workers", "0", "--no-progress", "--no-plots"]  # fmt: skip
+    both = [*base, "--datasets", "blurmini", "blurtwo", "--image-root", f"blurmini={mini['images']}",
+            "--image-root", f"blurtwo={mini['images']}"]  # fmt: skip
+    assert eval_cli.main(["--model", "a", *both]) == 0
+    one = [*base, "--datasets", "blurmini", "--image-root", str(mini["images"])]
+    assert eval_cli.main(["--model", "b", *one, "--overwrite"]) == 0
+    two = [*base, "--datasets", "blurtwo", "--image-root", str(mini["images"])]
+    assert eval_cli.main(["--model", "b", *two]) == 1
+    assert (
+        f"{tmp_path / 'out' / 'blurtwo'} holds predictions of another model (model: 'a', now 'b')"
+        in capsys.readouterr().err
+    )
+
+
+def test_predictions_without_a_source_record_are_refused(mini, scorers, tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = _argv(mini, out, "--bootstrap", "0", "--no-plots")
+    assert eval_cli.main(argv) == 0
+    (out / "blurmini" / "source.json").unlink()  # as an older deqa left it
+    assert eval_cli.main(argv) == 1
+    assert "holds predictions of 'blurmini' but no source.json, so which model and images they" in (
+        capsys.readouterr().err
+    )
     assert eval_cli.main(argv + ["--overwrite"]) == 0
 
 
@@ -273,6 +455,92 @@ def test_koniq_official_split_is_selectable(tmp_path):
         n = sum(1 for r in csv.DictReader(f) if r["official_split"] == "test")
     assert len(load_eval_set(spec, tmp_path, "official_split=test")) == n > 0
     assert len(load_eval_set(spec, tmp_path, "all")) == spec.num_rows
+
+
+PLAIN = """\
+plain:
+  title: Plain
+  labels: plain.csv
+  image_column: image
+  score_column: mos
+  mos_range: [0, 100]
+"""
+
+
+@pytest.fixture
+def plain(mini, tmp_path):
+    """The mini labels in a file without a split column (a 'batch' column instead), registered
+    without split_column: the default, "split", names a column the file lacks."""
+    with (tmp_path / "plain.csv").open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["image", "mos", "batch"])
+        w.writerows([r["image"], r["mos"], "ab"[i % 2]] for i, r in enumerate(mini["rows"]))
+    (tmp_path / "reg.yaml").write_text(PLAIN)
+    return tmp_path / "reg.yaml"
+
+
+def test_split_all_needs_no_split_column(mini, scorers, plain, tmp_path, capsys):
+    argv = _argv(mini, tmp_path / "out", "--bootstrap", "0", "--no-plots", "--split", "all")
+    argv[argv.index("--registry") + 1] = str(plain)
+    argv[argv.index("--datasets") + 1] = "plain"
+    assert eval_cli.main(argv) == 0
+    (row,) = list(csv.DictReader((tmp_path / "out" / "results.csv").open()))
+    assert row["split"] == "all" and row["n"] == "24"
+    argv[argv.index("--split") + 1] = "batch=a"
+    assert eval_cli.main(argv) == 0
+    (row,) = list(csv.DictReader((tmp_path / "out" / "results.csv").open()))
+    assert row["split"] == "batch=a" and row["n"] == "12"
+
+    # The default --split test: the message says why and what to do.
+    del argv[argv.index("--split") : argv.index("--split") + 2]
+    assert eval_cli.main(argv) == 1
+    err = capsys.readouterr().err
+    assert (
+        "data set 'plain' has no split column 'split' (the registry's split_column, 'split' when "
+        "the entry does not set it); columns: ['batch']; evaluate every row with --split all, pick "
+        "rows with --split COLUMN=VALUE, or set split_column in the registry entry to the column "
+        "that holds 'test' (null when the file has none)"
+    ) in err
+
+
+def test_split_column_null_names_the_fix(mini, plain):
+    from deqa.evaluation.datasets import resolve_datasets
+
+    plain.write_text(PLAIN + "  split_column: null\n")
+    (spec,) = resolve_datasets(["plain"], str(plain))
+    with pytest.raises(ValueError) as err:
+        load_eval_set(spec, mini["images"], "test")
+    assert "None" not in str(err.value)
+    assert (
+        "data set 'plain' has no split column (its registry entry sets split_column: null and the "
+        "file has no 'split' column), so --split test selects nothing; evaluate every row with "
+        "--split all, or pick rows with --split COLUMN=VALUE; columns: ['batch']"
+    ) in str(err.value)
+    assert len(load_eval_set(spec, mini["images"], "all")) == 24
+    assert len(load_eval_set(spec, mini["images"], "batch=b")) == 12
+
+
+def test_readme_registry_example_parses_with_the_documented_defaults(tmp_path):
+    import re
+    from pathlib import Path
+
+    from deqa.data.registry import load_registry
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("Data sets of your own") :]
+    (tmp_path / "reg.yaml").write_text(re.search(r"```yaml\n(.*?)```", section, flags=re.S).group(1))
+    spec = load_registry(tmp_path / "reg.yaml")["mydata"]
+    assert spec.split_column == "split" and spec.std_column == "std" and spec.mos_range == (0, 100)
+
+
+def test_the_registry_split_column_also_selects_as_column_value(mini):
+    """--split split=train is --split train (the split column was missing from COLUMN=VALUE)."""
+    from deqa.evaluation.datasets import resolve_datasets
+
+    (spec,) = resolve_datasets(["blurmini"], str(mini["registry"]))
+    by_value = load_eval_set(spec, mini["images"], "train")
+    by_column = load_eval_set(spec, mini["images"], "split=train")
+    assert by_column.images == by_value.images and len(by_value) == 8
 
 
 def test_shipped_references_name_registered_data_sets():
@@ -397,8 +665,21 @@ def test_another_models_output_stops_every_rank(mini, scorers, tmp_path, capsys,
     assert eval_cli.main(_argv(mini, out, "--bootstrap", "0")) == 0
     argv = _argv(mini, out, "--bootstrap", "0")
     argv[argv.index("--model") + 1] = "another"
-    assert _eval_on_two_ranks(monkeypatch, argv) == [2, 2]
+    assert _eval_on_two_ranks(monkeypatch, argv) == [1, 1]  # known from the arguments
     assert "holds predictions of another model" in capsys.readouterr().err
+    run = json.loads((out / "run.json").read_text())
+    (out / "run.json").write_text(json.dumps({**run, "model_id": "sharpness-v0"}))
+    assert _eval_on_two_ranks(monkeypatch, _argv(mini, out, "--bootstrap", "0")) == [1, 1]  # once loaded
+    assert capsys.readouterr().err.count("(model_id: 'sharpness-v0', now 'test-sharpness')") == 2
+
+
+def test_another_image_folder_stops_every_rank(mini, scorers, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "out"
+    assert eval_cli.main(_argv(mini, out, "--bootstrap", "0")) == 0
+    copy = tmp_path / "copy"
+    shutil.copytree(mini["images"], copy)
+    assert _eval_on_two_ranks(monkeypatch, _with_root(_argv(mini, out, "--bootstrap", "0"), copy)) == [1, 1]
+    assert capsys.readouterr().err.count(f"scored from the images in {mini['images'].resolve()}") == 2
 
 
 def test_a_main_process_failure_stops_every_rank(mini, scorers, tmp_path, capsys, monkeypatch):
@@ -410,7 +691,7 @@ def test_a_main_process_failure_stops_every_rank(mini, scorers, tmp_path, capsys
         raise ValueError("metrics exploded")
 
     monkeypatch.setattr(runner, "finalize_dataset", broken_finalize)
-    assert _eval_on_two_ranks(monkeypatch, _argv(mini, tmp_path / "out", "--bootstrap", "0")) == [2, 2]
+    assert _eval_on_two_ranks(monkeypatch, _argv(mini, tmp_path / "out", "--bootstrap", "0")) == [1, 1]
     err = capsys.readouterr().err
     assert "deqa-eval: error: metrics exploded" in err
     assert "deqa-eval: error: the main process stopped: ValueError: metrics exploded" in err

@@ -193,6 +193,28 @@ def test_load_registry_custom_file(tmp_path):
     assert load_registry() == load_registry(REGISTRY_PATH)
 
 
+def test_label_path_expands_the_home_folder(tmp_path, monkeypatch):
+    """``labels: ~/x.csv`` is in the home folder, not in deqa/data/~/."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    spec = load_registry(_write(tmp_path, GOOD.replace("/abs/labels.csv", "~/x.csv")))["mine"]
+    assert spec.label_path == tmp_path / "home" / "x.csv"
+
+
+def test_extra_registry_labels_home_relative_and_absolute(tmp_path, monkeypatch):
+    """--registry: relative label paths are relative to the YAML, ``~`` is the home folder."""
+    from deqa.evaluation.datasets import load_extra_registry
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    text = GOOD + GOOD.replace("mine", "home").replace("/abs/labels.csv", "~/x.csv")
+    text += GOOD.replace("mine", "rel").replace("/abs/labels.csv", "sub/y.csv")
+    (tmp_path / "reg").mkdir()
+    specs = load_extra_registry(_write(tmp_path / "reg", text))
+    assert specs["home"].labels == str(tmp_path / "home" / "x.csv")
+    assert specs["home"].label_path == tmp_path / "home" / "x.csv"
+    assert specs["rel"].label_path == tmp_path / "reg" / "sub" / "y.csv"
+    assert specs["mine"].label_path == Path("/abs/labels.csv")
+
+
 @pytest.mark.parametrize(
     "extra, pattern",
     [

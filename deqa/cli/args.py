@@ -1,5 +1,5 @@
 """What the console commands share in argument parsing: exit code 1 for a bad argument (2 means
-"some inputs failed" in deqa-score and deqa baseline) and bounded number types."""
+"some inputs failed" in deqa-score, deqa-eval and deqa baseline) and bounded number types."""
 
 from __future__ import annotations
 

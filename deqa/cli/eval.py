@@ -8,6 +8,9 @@ Examples::
     accelerate launch --num_processes 4 -m deqa.cli.eval --model ... --datasets pipal ...
 
 The run resumes: rerunning the same command scores only the images without a prediction.
+Exit codes: 0 every image scored, 2 some images missing or unreadable (left out of the metrics;
+everything else written), 1 bad arguments or inputs, a model that does not load, a refused output
+folder, or a data set that could not be evaluated; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -19,11 +22,16 @@ from pathlib import Path
 
 import yaml
 
+from .args import EXIT_ERROR, Parser, int_at_least, positive_float
+
 __all__ = ["main", "build_parser"]
+
+# As deqa-score and deqa baseline: 2 = some inputs (here images) could not be scored.
+EXIT_PARTIAL, EXIT_INTERRUPTED = 2, 130
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="deqa-eval",
         description="Evaluate a quality model (fine-tuned or base VLM, baseline, built-in) on IQA data sets: "
         "SRCC/KRCC/PLCC (raw and after the 4-parameter logistic), RMSE, bootstrap CIs, distribution gaps, "
@@ -51,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--split",
         default="test",
-        help="split to evaluate: 'test' (default), 'train', 'all', or COLUMN=VALUE",
+        help="rows to evaluate: a value of the registry's split column ('test', the default, or "
+        "'train'), 'all' (every row; needs no split column), or COLUMN=VALUE",
     )
     p.add_argument(
         "--image-root",
@@ -69,29 +78,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", metavar="DIR", help="output folder (default: runs/eval/<model>)")
     p.add_argument(
         "--batch-size",
-        type=int,
+        type=int_at_least(1),
         default=None,
         help="images per forward pass (default: the model's)",
     )
     p.add_argument(
-        "--num-workers", type=int, default=2, help="DataLoader workers for decoding (default 2)"
+        "--num-workers",
+        type=int_at_least(0),
+        default=2,
+        help="DataLoader workers for decoding (default 2)",
     )
     p.add_argument(
         "--bootstrap",
-        type=int,
+        type=int_at_least(0, "0 = no CIs"),
         default=1000,
         help="bootstrap resamples for the CIs; 0 = none (default 1000)",
     )
     p.add_argument(
         "--alpha",
-        type=float,
+        type=positive_float,
         default=0.05,
         help="1 - confidence level of the CIs (default 0.05: 95%%)",
     )
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     p.add_argument(
         "--limit",
-        type=int,
+        type=int_at_least(3, "correlations need 3 images"),
         default=None,
         help="only the first N images of each split (a quick look)",
     )
@@ -158,13 +170,14 @@ def main(argv: list[str] | None = None) -> int:
     from ..evaluation.distributed import MainProcessFailed
     from ..evaluation.runner import EvalConfig, run_evaluation
 
+    output_dir = args.output or _default_output(args.model)
     try:
         config = EvalConfig(
             datasets=list(args.datasets),
             image_roots=_parse_image_roots(
                 args.image_root, args.image_roots, list(args.datasets), args.registry
             ),
-            output_dir=args.output or _default_output(args.model),
+            output_dir=output_dir,
             model=args.model,
             model_kwargs=_parse_model_args(args.model_arg),
             split=args.split,
@@ -183,9 +196,16 @@ def main(argv: list[str] | None = None) -> int:
             progress=not args.no_progress,
         )
         report = run_evaluation(config)
+    except KeyboardInterrupt:
+        print(
+            f"deqa-eval: interrupted; the predictions so far are in {output_dir}: run the same "
+            "command again to resume",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
     except (ValueError, OSError, ImportError, MainProcessFailed) as err:
         print(f"deqa-eval: error: {err}", file=sys.stderr)
-        return 2
+        return EXIT_ERROR
     if not report.tables:  # not the main process
         return 0
     print(report.tables["md"].read_text(encoding="utf-8"), end="")
@@ -197,7 +217,20 @@ def main(argv: list[str] | None = None) -> int:
             print(f"deqa-eval: {r.dataset}: not evaluated: {r.error}", file=sys.stderr)
     print(f"\nresults: {report.output_dir}/results.{{md,csv,json}}; per data set: predictions.jsonl, metrics.json, plots",
           file=sys.stderr)  # fmt: skip
-    return 0 if report.ok else 1
+    if report.n_not_scored:
+        where = "; ".join(
+            f"{r.dataset}: {r.n_missing} missing, {r.n_failed} failed of {r.n_labels}"
+            for r in report.results
+            if r.n_missing or r.n_failed
+        )
+        print(
+            f"deqa-eval: {report.n_not_scored} images could not be scored and are left out of the "
+            f"metrics ({where}; named in each data set's metrics.json)",
+            file=sys.stderr,
+        )
+    if not report.ok:
+        return EXIT_ERROR
+    return EXIT_PARTIAL if report.n_not_scored else 0
 
 
 if __name__ == "__main__":

@@ -80,8 +80,8 @@ class DatasetSpec:
 
     @property
     def label_path(self) -> Path:
-        """Absolute path of the label file (relative paths are inside deqa/data/)."""
-        path = Path(self.labels)
+        """Absolute path of the label file (``~`` expanded; relative paths are inside deqa/data/)."""
+        path = Path(self.labels).expanduser()
         return path if path.is_absolute() else REGISTRY_PATH.parent / path
 
     @property

@@ -107,27 +107,49 @@ def parse_split(split: str) -> tuple[str | None, str | None]:
 
 def load_eval_set(spec, image_root: str | os.PathLike, split: str = "test") -> EvalSet:
     """The rows of ``split`` of a registered data set (a ``DatasetSpec``), with its images under
-    ``image_root``. Scores are validated and mapped to [1, 5] by the registry's scale."""
+    ``image_root``. Scores are validated and mapped to [1, 5] by the registry's scale.
+
+    ``split`` names a value of the registry's split column (``spec.split_column``; when null, a
+    column named "split" if the file has one), ``COLUMN=VALUE`` or ``all``. Only a split that
+    selects rows needs its column: ``all`` evaluates a label file that has none."""
     from ..data.labeling import MosScale, normalize_table
 
-    table = spec.read_labels()
     column, value = parse_split(split)
+    # Read the split column like any other column rather than through the reader's split_column,
+    # which fails on a file without it: whether it is needed depends on --split (checked below).
+    table = dataclasses.replace(spec, split_column=None).read_labels()
     if value is not None:
+        columns = _columns(table)
+        others = f"; columns: {sorted(columns)}" if columns else ""
         if column is None:
-            labels = table.split
-            where = f"split column {spec.split_column!r}"
+            column = spec.split_column or table.columns.get("split") or None
+            if column is None:
+                raise ValueError(
+                    f"{spec.label_path}: data set {spec.name!r} has no split column (its registry "
+                    f"entry sets split_column: null and the file has no 'split' column), so --split "
+                    f"{split} selects nothing; evaluate every row with --split all, or pick rows "
+                    f"with --split COLUMN=VALUE{others}"
+                )
+            where = f"split column {column!r}"
+            if column not in columns:
+                raise ValueError(
+                    f"{spec.label_path}: data set {spec.name!r} has no {where} (the registry's "
+                    f"split_column, 'split' when the entry does not set it){others}; evaluate every "
+                    f"row with --split all, pick rows with --split COLUMN=VALUE, or set split_column "
+                    f"in the registry entry to the column that holds {value!r} (null when the file "
+                    "has none)"
+                )
         else:
-            labels = table.extra.get(column)
             where = f"column {column!r}"
-        if labels is None:
-            known = sorted(table.extra)
-            raise ValueError(
-                f"{spec.label_path}: data set {spec.name!r} has no {where}; use --split all"
-                + (f" or COLUMN=VALUE with one of {known}" if known else "")
-            )
-        mask = np.array([s == value for s in labels])
+            if column not in columns:
+                raise ValueError(
+                    f"{spec.label_path}: data set {spec.name!r} has no {where}{others}; use "
+                    "--split all for every row, or COLUMN=VALUE with one of those columns"
+                )
+        labels = columns[column]
+        mask = np.array([str(s).strip() == value for s in labels])
         if not mask.any():
-            found = sorted(set(labels))
+            found = sorted({str(s).strip() for s in labels})
             raise ValueError(
                 f"{spec.label_path}: no row of {spec.name!r} has {where} = {value!r}; values present: {found}"
             )
@@ -148,13 +170,23 @@ def load_eval_set(spec, image_root: str | os.PathLike, split: str = "test") -> E
     )
 
 
+def _columns(table) -> dict[str, list]:
+    """The per-row columns of a label table besides image, score, std and histogram, by name: the
+    reader keeps a column named "split" apart from the others (``extra``)."""
+    columns = dict(table.extra)
+    if table.split is not None:
+        columns[table.columns.get("split") or "split"] = table.split
+    return columns
+
+
 def _key(name: str) -> str:
     return str(name).lower().replace("-", "").replace("_", "").strip()
 
 
 def load_extra_registry(path: str | Path) -> dict[str, Any]:
     """Data sets of a user registry YAML (the packaged registry's schema). Relative ``labels``
-    paths are taken relative to that YAML file (the packaged ones are relative to deqa/data/)."""
+    paths are taken relative to that YAML file (the packaged ones are relative to deqa/data/);
+    ``~`` is expanded first, so ``labels: ~/x.csv`` is in the home folder."""
     from ..data.registry import load_registry
 
     path = Path(path)
@@ -162,10 +194,10 @@ def load_extra_registry(path: str | Path) -> dict[str, Any]:
         raise FileNotFoundError(f"--registry file {path} does not exist")
     specs = load_registry(path)
     for name, spec in specs.items():
-        if not Path(spec.labels).expanduser().is_absolute():
-            specs[name] = dataclasses.replace(
-                spec, labels=str((path.parent / spec.labels).resolve())
-            )
+        labels = Path(spec.labels).expanduser()
+        if not labels.is_absolute():
+            labels = (path.parent / labels).resolve()
+        specs[name] = dataclasses.replace(spec, labels=str(labels))
     return specs
 
 

@@ -6,13 +6,15 @@ Layout of an output folder::
     run.json                       what produced it (model, config, deqa version)
     results.md / .csv / .json      the cross-data-set table
     compare.md                     this run beside the published numbers (with compare=True)
+    <dataset>/source.json          what its predictions were made by and from (model, image folder)
     <dataset>/predictions.jsonl    one line per image, appended batch by batch (resumable)
     <dataset>/metrics.json         everything about that data set, incl. missing/failed images
     <dataset>/scatter.png          predicted score vs MOS with the fitted logistic
     <dataset>/histogram.png        predicted and MOS score histograms
 
-Rerunning into the same folder scores only the images without a prediction; under
-``accelerate launch`` each process scores a strided share (see :mod:`.distributed`).
+Rerunning into the same folder scores only the images without a prediction; a folder holding
+another model's predictions, or a data set's predictions scored from another image folder, is
+refused. Under ``accelerate launch`` each process scores a strided share (see :mod:`.distributed`).
 """
 
 from __future__ import annotations
@@ -73,6 +75,9 @@ __all__ = [
     "model_training_data",
     "MAX_NAMED",
 ]
+
+# Per data set folder: the model and image folder its predictions come from (see _check_output).
+SOURCE_FILE = "source.json"
 
 # How many missing / failed images are named in messages and results (the rest are counted).
 MAX_NAMED = 5
@@ -173,7 +178,13 @@ class EvalReport:
 
     @property
     def ok(self) -> bool:
+        """Every data set was evaluated (has metrics)."""
         return all(r.ok for r in self.results)
+
+    @property
+    def n_not_scored(self) -> int:
+        """Images of the evaluated data sets left out of the metrics: missing or failed."""
+        return sum(r.n_missing + r.n_failed for r in self.results)
 
 
 # --------------------------------------------------------------------------------------------
@@ -440,18 +451,95 @@ def build_eval_sets(config: EvalConfig) -> list[EvalSet]:
     return sets
 
 
-def _check_output(out: Path, meta: dict[str, Any], overwrite: bool) -> None:
-    """Refuse an output folder holding another model's predictions. Read-only, so every rank runs
-    it: a refusal on the main process alone would leave the others waiting at its barrier."""
+# The run.json / source.json keys that say which model made predictions; model_id is known
+# only once the model is loaded.
+_MODEL_KEYS = ("model", "model_id", "model_kwargs")
+
+
+def _builtin_is_none(key: str, value: Any) -> Any:
+    # --model None and "builtin" both mean the built-in model (run.json records the argument).
+    return None if key == "model" and value == "builtin" else value
+
+
+def _describe(key: str, value: Any) -> str:
+    return "the built-in model" if key == "model" and value in (None, "builtin") else repr(value)
+
+
+def _refuse_another_model(where: Path, old: dict[str, Any], now: dict[str, Any]) -> None:
+    for key in _MODEL_KEYS:
+        if key in now and _builtin_is_none(key, old.get(key)) != _builtin_is_none(key, now[key]):
+            raise ValueError(
+                f"{where} holds predictions of another model ({key}: {_describe(key, old.get(key))}, "
+                f"now {_describe(key, now[key])}); choose another --output, or pass --overwrite to "
+                "discard them"
+            )
+
+
+def _read_record(path: Path) -> dict[str, Any]:
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as err:
+        raise ValueError(
+            f"{path}: not valid JSON ({err}); choose another --output, or pass --overwrite"
+        ) from None
+    if not isinstance(record, dict):
+        raise ValueError(
+            f"{path}: expected a JSON object; choose another --output, or pass --overwrite"
+        )
+    return record
+
+
+def _image_root_id(eval_set: EvalSet) -> str:
+    """What identifies a data set's images: its folder, absolute and with symlinks resolved, so
+    that one folder named two ways is the same and two copies of a data set are not."""
+    return str(Path(eval_set.image_root).expanduser().resolve())
+
+
+def _has_predictions(folder: Path) -> bool:
+    return (folder / PREDICTIONS_FILE).is_file() or bool(shard_files(folder))
+
+
+def _check_output(
+    out: Path, model: dict[str, Any], eval_sets: list[EvalSet], overwrite: bool
+) -> None:
+    """Refuse an output folder whose predictions another model made, or (per data set) that were
+    scored from another image folder: a resumed run would report them as its own.
+
+    ``model``: the :data:`_MODEL_KEYS` known so far; called before the model loads (without
+    model_id, so that a refusal is immediate) and again after. An image folder is compared only
+    where the data set's folder holds predictions: deleting it (or --overwrite) starts it afresh,
+    and another split or --limit of the same folder only scores the images without a prediction.
+
+    Read-only, so every rank runs it: a refusal on the main process alone would leave the others
+    waiting at its barrier.
+    """
+    if overwrite:
+        return
     run_file = out / "run.json"
-    if run_file.is_file() and not overwrite:
-        old = json.loads(run_file.read_text(encoding="utf-8"))
-        for key in ("model", "model_id", "model_kwargs"):
-            if old.get(key) != meta.get(key):
-                raise ValueError(
-                    f"{out} holds predictions of another model ({key}: {old.get(key)!r}, now {meta.get(key)!r}); "
-                    "choose another --output, or pass --overwrite to discard them"
-                )
+    if run_file.is_file():
+        _refuse_another_model(out, _read_record(run_file), model)
+    for eval_set in eval_sets:
+        folder = out / eval_set.name
+        if not _has_predictions(folder):
+            continue
+        source_file = folder / SOURCE_FILE
+        if not source_file.is_file():
+            raise ValueError(
+                f"{folder} holds predictions of {eval_set.name!r} but no {SOURCE_FILE}, so which "
+                "model and images they come from is unknown (an older deqa-eval, or evaluate_dataset "
+                f"called directly, wrote them); delete {folder} (or pass --overwrite) to score it "
+                "again, or choose another --output"
+            )
+        source = _read_record(source_file)
+        _refuse_another_model(folder, source, model)
+        was, now = source.get("image_root"), _image_root_id(eval_set)
+        if was != now:
+            raise ValueError(
+                f"{folder} holds predictions of {eval_set.name!r} scored from the images in {was}, "
+                f"not {now} (--image-root): other images under the same names (another resolution, "
+                "another copy) score differently. Choose another --output for this image folder, or "
+                f"delete {folder} (or pass --overwrite) to score it again from {now}"
+            )
 
 
 def _prepare_output(
@@ -463,6 +551,14 @@ def _prepare_output(
             shutil.rmtree(out / s.name, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
     run_file.write_text(json.dumps(json_safe(meta), indent=2) + "\n", encoding="utf-8")
+    # Written before any prediction, so that every predictions file has its source beside it.
+    for s in eval_sets:
+        folder = out / s.name
+        folder.mkdir(exist_ok=True)
+        source = {k: meta[k] for k in _MODEL_KEYS} | {"image_root": _image_root_id(s)}
+        (folder / SOURCE_FILE).write_text(
+            json.dumps(json_safe(source), indent=2) + "\n", encoding="utf-8"
+        )
 
 
 def model_training_data(scorer: Scorer) -> str | None:
@@ -493,6 +589,11 @@ def run_evaluation(
     eval_sets = build_eval_sets(config)
     if config.compare:  # fail on a bad reference file before hours of scoring
         references = load_references(config.references, extra_datasets=[s.name for s in eval_sets])
+    out = Path(config.output_dir)
+    # What the arguments say about the model: refuse a folder of another model's predictions
+    # before loading a VLM for minutes. model_id is checked once the model is loaded.
+    model = {"model": config.model, "model_kwargs": config.model_kwargs}
+    _check_output(out, model, eval_sets, config.overwrite)
     if scorer is None:
         from ..load import baseline_device, is_baseline, load_scorer
 
@@ -502,7 +603,6 @@ def run_evaluation(
         if is_baseline(config.model):  # numpy for a small job, torch for a big one
             kwargs["device"] = baseline_device(kwargs.get("device"), sum(len(es.images) for es in eval_sets))
         scorer = load_scorer(config.model, **kwargs)
-    out = Path(config.output_dir)
     training_data = config.training_data or model_training_data(scorer)
     meta = {
         "model": config.model,
@@ -513,8 +613,8 @@ def run_evaluation(
         "world_size": proc.world_size,
         "config": config.to_dict(),
     }
-    _check_output(out, meta, config.overwrite)
-    proc.barrier()  # every rank has read run.json before the main process rewrites it
+    _check_output(out, meta, eval_sets, config.overwrite)
+    proc.barrier()  # every rank has read run.json and source.json before the main process rewrites them
     on_main(proc, lambda: _prepare_output(out, meta, eval_sets, config.overwrite))
     proc.barrier()
 
