@@ -365,3 +365,17 @@ def test_report_into_a_closed_pipe_is_quiet(tmp_path, unbuffered):
                           cwd=Path(__file__).resolve().parent.parent)
     assert proc.stdout == "rc=0\n" and proc.stderr == ""
     assert len(read_manifest(tmp_path / "c.jsonl")) == 866
+
+
+def test_registry_default_std_is_used_unless_the_command_line_gives_one(tmp_path, capsys, monkeypatch):
+    import dataclasses
+
+    import deqa.cli.labels as cli
+
+    spec = dataclasses.replace(get_dataset("csiq"), default_std=0.3)
+    monkeypatch.setattr(cli, "get_dataset", lambda name: spec)
+    out = tmp_path / "m.jsonl"
+    assert run(["--dataset", "csiq", "--no-std-policy", "dataset_mean_std", "-o", out], capsys)[0] == 0
+    assert {r.std_norm for r in read_manifest(out)} == {0.3}
+    assert run(["--dataset", "csiq", "--no-std-policy", "dataset_mean_std", "--default-std", 0.5, "-o", out], capsys)[0] == 0
+    assert {r.std_norm for r in read_manifest(out)} == {0.5}

@@ -216,7 +216,8 @@ def run(args) -> int:
         scale,
         args.method,
         no_std_policy=args.no_std_policy,
-        default_std=args.default_std,
+        # the registry entry's default_std unless the command line gives one
+        default_std=args.default_std if args.default_std is not None else (spec.default_std if spec else None),
         density=args.density,
     )
     name = args.dataset_name or (

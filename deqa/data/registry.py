@@ -38,7 +38,8 @@ class DatasetSpec:
 
     ``std_range``: the scale the std is expressed on when it differs from ``mos_range`` (KonIQ:
     0-100 MOS, std of the 1-5 ratings). ``std_column`` None: the data set publishes no std.
-    ``default_std``: std on the 1-5 level scale for the no-std policy (None: deqa's default).
+    ``default_std``: deqa-labels' --default-std for this data set (1-5 scale: the std at mid-scale for
+    the ``sos`` no-std policy, every row's std for ``dataset_mean_std``; None: deqa's default).
     """
 
     name: str
