@@ -251,7 +251,7 @@ def test_learning_scoring_and_export(make_config, task, tmp_path, capsys):
     assert score_main(["--model", str(merged), *some, "-o", str(merged_file), "--format", "jsonl", "-q"]) == 0
     for r in map(json.loads, merged_file.read_text().splitlines()):
         assert r["score"] == pytest.approx(scored[Path(r["input"]).name], abs=1e-4)
-    assert export_main([str(merged), "--merge", "-o", str(tmp_path / "again")]) == 2
+    assert export_main([str(merged), "--merge", "-o", str(tmp_path / "again")]) == 1
     assert "not a LoRA checkpoint" in capsys.readouterr().err
 
 
@@ -303,7 +303,7 @@ def test_resume_latest_without_checkpoint_is_an_error(make_config, tmp_path):
 def test_cli_reports_config_errors(tmp_path, capsys):
     from deqa.cli.train import main
 
-    assert main(["--config", str(TINY), "lerning_rate=1"]) == 2
+    assert main(["--config", str(TINY), "lerning_rate=1"]) == 1
     err = capsys.readouterr().err
     assert "deqa-train:" in err and "'lerning_rate'" in err and "learning_rate" in err
 
@@ -312,8 +312,8 @@ def test_cli_reports_missing_inputs_without_a_traceback(tmp_path, capsys):
     from deqa.cli.train import main
 
     missing = tmp_path / "none.jsonl"
-    assert main(["--config", str(TINY), f"train_manifests=[{missing}]", f"output_dir={tmp_path}"]) == 2
+    assert main(["--config", str(TINY), f"train_manifests=[{missing}]", f"output_dir={tmp_path}"]) == 1
     assert capsys.readouterr().err.strip() == f"deqa-train: error: manifest not found: {missing}"
     argv = ["--config", str(TINY), "resume_from_checkpoint=latest", f"output_dir={tmp_path}"]
-    assert main(argv) == 2
+    assert main(argv) == 1
     assert f"no checkpoint-* folder in {tmp_path}" in capsys.readouterr().err

@@ -1,18 +1,21 @@
 """``deqa export``: turn a training checkpoint into a standalone model.
 
     deqa export outputs/run/checkpoint-600 --merge -o outputs/run-merged [--dtype bf16]
+
+Exit codes: 0 written; 1 bad arguments or checkpoint.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
+
+from .args import EXIT_ERROR, Parser
 
 __all__ = ["main"]
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="deqa export", description=__doc__.splitlines()[0])
+def _parser() -> Parser:
+    p = Parser(prog="deqa export", description=__doc__.splitlines()[0])
     p.add_argument("checkpoint", help="a deqa-train output folder or checkpoint-N folder (LoRA adapter)")
     p.add_argument("--merge", action="store_true", help="fold the LoRA weights into the base model")
     p.add_argument("-o", "--output", required=True, help="folder for the exported model (created)")
@@ -23,10 +26,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     if not args.merge:
-        print("deqa export: nothing to do; pass --merge to write a merged model", file=sys.stderr)
-        return 2
+        parser.error("nothing to do; pass --merge to write a merged model")
     from deqa.training.export import merge_checkpoint
 
     try:
@@ -39,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     except (ValueError, OSError) as err:
         print(f"deqa export: error: {err}", file=sys.stderr)
-        return 2
+        return EXIT_ERROR
     print(f"merged model written to {out}")
     return 0
 

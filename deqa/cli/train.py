@@ -6,14 +6,16 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
+
+from .args import EXIT_ERROR, Parser
 
 __all__ = ["main"]
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def _parser() -> Parser:
+    # Parser: a bad argument exits 1, as a bad config value does (and as in deqa-score).
+    parser = Parser(
         prog="deqa-train",
         description="Fine-tune a vision-language model with DeQA soft labels (KL + fidelity + CE).",
         epilog="Overrides: key=value, --key value, --key=value; lists as --key a b or key=[a,b]. "
@@ -41,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         config = _parse(argv)
     except ConfigError as err:
         print(f"deqa-train: error: {err}", file=sys.stderr)
-        return 2
+        return EXIT_ERROR
     recipe = DeQARecipe(config)
     try:
         # Bad inputs (missing manifests/images/model, no checkpoint to resume) fail here, with
@@ -50,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         recipe.setup()
     except (ValueError, OSError) as err:
         print(f"deqa-train: error: {err}", file=sys.stderr)
-        return 2
+        return EXIT_ERROR
     recipe.train()
     recipe.cleanup()
     return 0
