@@ -2,6 +2,10 @@
 QLoRA, checkpoints that score through deqa-score, export --merge."""
 
 import json
+import os
+import subprocess
+import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -195,6 +199,38 @@ def test_qlora_runs_on_cpu(make_config):
     assert np.isfinite(out.training_loss)
     assert any(not torch.equal(p, lora_b[n]) for n, p in model.named_parameters() if n in lora_b)
     assert np.isfinite(_loss(recipe, batch))
+
+
+# ------------------------------------------------------------------------------------ noise
+def test_training_and_adapter_loading_raise_no_peft_deprecation_warning(make_config):
+    # peft reads model.is_gradient_checkpointing, deprecated in transformers 5: a FutureWarning
+    # on every get_peft_model (training) and PeftModel.from_pretrained (scoring, eval, export).
+    from deqa.models.loading import load_vlm
+
+    recipe = DeQARecipe(make_config("eval_strategy=no", "load_best_model_at_end=false", "save_strategy=no"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        recipe.setup()
+        out = recipe.cleanup()  # an adapter checkpoint, untrained
+        load_vlm(out, device="cpu")
+    assert [str(w.message) for w in caught if "is_gradient_checkpointing" in str(w.message)] == []
+
+
+def test_config_error_prints_only_the_error():
+    # Every deqa-train call used to open with bitsandbytes' offline kernel notice ("Skipping
+    # publisher trust check ...", "Failed to load CPU gemm_4bit_forward ..."), a typo included.
+    proc = subprocess.run(
+        [sys.executable, "-m", "deqa.cli.train", "--config", str(TINY), "lerning_rate=1"],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert proc.stdout == ""
+    assert proc.stderr.splitlines() == [
+        "deqa-train: error: unknown key 'lerning_rate' in the command-line overrides (did you mean "
+        "'learning_rate' or 'logging_strategy'?); valid keys are the fields of ModelArguments, "
+        "DataArguments, LoraArguments and DeQATrainingArguments"
+    ]
 
 
 # ----------------------------------------------------------------------------- learning + scoring

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from ..models.config import DeQAConfig
+from ..models.quiet import peft_wrap_quietly
 from .config import LoraArguments, ModelArguments
 
 __all__ = [
@@ -196,7 +197,8 @@ def _add_adapters(model, lora_args: LoraArguments, vision: str | None, projector
         modules_to_save=to_save or None,
         bias="none",
     )
-    model = get_peft_model(model, config)
+    with peft_wrap_quietly():
+        model = get_peft_model(model, config)
     n_lora = sum(1 for n, _ in model.named_modules() if n.endswith("lora_A"))
     if n_lora == 0:
         raise ValueError(
