@@ -76,6 +76,7 @@ def test_bad_input_exits_non_zero_naming_the_culprit(files, capsys, cli, argv, r
         ("train", [], "the following arguments are required: --config"),
         ("export", ["{d}/ckpt", "--merge"], "the following arguments are required: -o/--output"),
         ("export", ["{d}/ckpt", "-o", "{d}/out"], "nothing to do; pass --merge to write a merged model"),
+        ("export", ["{d}/ckpt", "--merge", "-o", "{d}/out", "--dtype", "fp8"], "argument --dtype: invalid choice: 'fp8'"),
     ],
 )  # fmt: skip
 def test_argument_errors_exit_1_like_deqa_score(files, capsys, cli, argv, message):

@@ -278,17 +278,37 @@ def test_learning_scoring_and_export(make_config, task, tmp_path, capsys):
     assert len(scored) == len(names)
     assert srcc([scored[n] for n in names], [mos[n] for n in names]) == pytest.approx(best, abs=1e-6)
 
-    # export --merge: a plain model that scores the same
+    # export --merge, default dtype: a plain float32 model (the run's dtype) that scores exactly
+    # as the checkpoint does; bf16 used to be the default and moved scores by ~1e-3.
     merged = tmp_path / "merged"
-    assert export_main([str(out), "--merge", "-o", str(merged), "--dtype", "fp32"]) == 0
+    assert export_main([str(out), "--merge", "-o", str(merged)]) == 0
     assert (merged / "model.safetensors").is_file() and not (merged / "adapter_config.json").exists()
-    merged_file = tmp_path / "merged.jsonl"
+    assert {t.dtype for t in load_file(str(merged / "model.safetensors")).values()} == {torch.float32}
     some = [str(task.root / "val" / n) for n in names[:8]]
-    assert score_main(["--model", str(merged), *some, "-o", str(merged_file), "--format", "jsonl", "-q"]) == 0
-    for r in map(json.loads, merged_file.read_text().splitlines()):
-        assert r["score"] == pytest.approx(scored[Path(r["input"]).name], abs=1e-4)
+    rows = {}
+    for name, model in (("run", out), ("merged", merged)):
+        path = tmp_path / f"{name}-some.jsonl"
+        assert score_main(["--model", str(model), *some, "-o", str(path), "--format", "jsonl", "-q"]) == 0
+        rows[name] = [(r["input"], r["score"], r["probs"]) for r in map(json.loads, path.read_text().splitlines())]
+    assert rows["merged"] == rows["run"]
+    assert export_main([str(out), "--merge", "-o", str(tmp_path / "bf16"), "--dtype", "bf16"]) == 0
+    assert {t.dtype for t in load_file(str(tmp_path / "bf16" / "model.safetensors")).values()} == {torch.bfloat16}
     assert export_main([str(merged), "--merge", "-o", str(tmp_path / "again")]) == 1
     assert "not a LoRA checkpoint" in capsys.readouterr().err
+
+
+def test_export_auto_dtype_is_the_runs_dtype(qwen, tmp_path):
+    from deqa.training.export import checkpoint_dtype
+
+    ckpt = tmp_path / "checkpoint-10"
+    ckpt.mkdir()
+    (ckpt / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(qwen)}))
+    assert checkpoint_dtype(ckpt) == torch.float32  # no resolved config: the base config's dtype
+    for name, dtype in [("bfloat16", torch.bfloat16), ("float16", torch.float16), ("float32", torch.float32)]:
+        (ckpt / RESOLVED_CONFIG_NAME).write_text(f"model_name_or_path: {qwen}\ndtype: {name}\n")
+        assert checkpoint_dtype(ckpt) == dtype
+    (ckpt / RESOLVED_CONFIG_NAME).write_text("dtype: auto\n")  # "auto" loaded the base's own dtype
+    assert checkpoint_dtype(ckpt) == torch.float32
 
 
 # ------------------------------------------------------------------------------------- resume
