@@ -3,6 +3,7 @@ QLoRA, checkpoints that score through deqa-score, export --merge."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 import warnings
@@ -103,14 +104,95 @@ def test_collator_answer_labels_and_level_positions(make_config):
     assert (batch["attention_mask"][:, -1] == 1).all()
 
 
-def test_prompt_longer_than_max_length_is_an_error(make_config):
-    from deqa.models.prompt import PromptTooLongError
+def _no_weights(monkeypatch):
+    # The recipe imports load_training_model when setup() runs: this stands in for it.
+    import deqa.training.model
 
+    def refuse(*args, **kwargs):
+        raise AssertionError("the weights were loaded before the mistake was found")
+
+    monkeypatch.setattr(deqa.training.model, "load_training_model", refuse)
+
+
+def test_prompt_longer_than_max_length_fails_before_the_weights_load(make_config, monkeypatch):
+    from deqa.training.collator import DeQACollator
+    from deqa.training.data import TrainingDataError
+    from deqa.training.model import load_training_prompt
+
+    _no_weights(monkeypatch)
     recipe = DeQARecipe(make_config("max_length=12", "eval_strategy=no", "load_best_model_at_end=false"))
-    recipe.setup()
-    ds = recipe.trainer.train_dataset
-    with pytest.raises(PromptTooLongError, match="max_length=12"):
-        recipe.trainer.data_collator([ds[(0, 1)]])
+    with pytest.raises(TrainingDataError, match=r"train/\d+\.png: the prompt is \d+ tokens .*over max_length=12"):
+        recipe.setup()
+    # Any later batch names its own image (the error text carries no batch index).
+    prompt = load_training_prompt(recipe.config.model)
+    collator = DeQACollator(prompt.processor, prompt.deqa_config, prompt.level_token_ids, max_length=12)
+    from deqa.training.data import build_train_dataset
+
+    ds = build_train_dataset(recipe.config.data.train_manifests)
+    with pytest.raises(TrainingDataError, match=rf"^{re.escape(ds.samples[5].image)}: the prompt is"):
+        collator([ds[(5, 6)]])
+
+
+def _cli_argv(qwen, task, tmp_path, *overrides):
+    return [
+        "--config", str(TINY), f"model_name_or_path={qwen}", f"train_manifests=[{task.train_manifest}]",
+        f"eval_manifest={task.val_manifest}", f"output_dir={tmp_path / 'run'}", "report_to=none",
+        "disable_tqdm=true", *overrides,
+    ]  # fmt: skip
+
+
+def _manifest_rows(task, n, tmp_path, name, *, broken=False) -> Path:
+    """The first n rows of the synthetic train manifest (absolute image paths) + an empty image."""
+    rows = [json.loads(line) for line in task.train_manifest.read_text().splitlines()[:n]]
+    for row in rows:
+        row["image"] = str(task.train_manifest.parent / row["image"])
+    if broken:
+        (tmp_path / "empty.png").write_bytes(b"")
+        rows.append(dict(rows[0], image=str(tmp_path / "empty.png")))
+    path = tmp_path / name
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("per_device_train_batch_size=0", "per_device_train_batch_size must be >= 1, got 0"),
+        ("max_length=5", r"train/\d+\.png: the prompt is \d+ tokens \(image tokens included\), over max_length=5;"),
+        ("single image", r"data set synthetic \(.*one\.jsonl\) has a single training image: .*fidelity_weight: 0"),
+        ("missing model", r"model_name_or_path .*no-model: no such folder"),
+    ],
+)
+def test_cli_input_mistakes_fail_before_the_weights_load(qwen, task, tmp_path, capsys, monkeypatch, case, message):
+    # Each used to end in a traceback after the model had loaded (or at the first step).
+    from deqa.cli.train import main
+
+    _no_weights(monkeypatch)
+    extra = {
+        "single image": [f"train_manifests=[{_manifest_rows(task, 1, tmp_path, 'one.jsonl')}]"],
+        "missing model": [f"model_name_or_path={tmp_path / 'no-model'}"],
+    }.get(case, [case])
+    assert main(_cli_argv(qwen, task, tmp_path, *extra)) == 1
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and re.match(f"deqa-train: error: .*{message}", err), err
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_cli_image_failing_during_training_is_a_one_line_error(qwen, task, tmp_path, capsys, workers):
+    # An image that only fails when drawn (after the weights have loaded) ends in one line too,
+    # also when a DataLoader worker re-raises it with the worker's traceback in its text.
+    from deqa.cli.train import main
+
+    manifest = _manifest_rows(task, 2, tmp_path, "broken.jsonl", broken=True)
+    argv = _cli_argv(
+        qwen, task, tmp_path, f"train_manifests=[{manifest}]", "eval_manifest=null", "eval_strategy=no",
+        "load_best_model_at_end=false", "save_strategy=no", "max_steps=1", f"dataloader_num_workers={workers}",
+    )  # fmt: skip
+    assert main(argv) == 1
+    stderr = capsys.readouterr().err
+    assert "Traceback" not in stderr
+    err = [line for line in stderr.splitlines() if "error" in line.lower()]
+    assert err == [f"deqa-train: error: {tmp_path / 'empty.png'}: empty file (0 bytes)"]
 
 
 # ------------------------------------------------------------------------------ what is trained
