@@ -283,6 +283,59 @@ def test_qlora_runs_on_cpu(make_config):
     assert np.isfinite(_loss(recipe, batch))
 
 
+# --------------------------------------------------------------------------------- validation
+def test_validation_fidelity_is_the_training_term_over_all_pairs():
+    from deqa.losses import DeQALossWeights, deqa_loss
+    from deqa.training.trainer import _all_pairs_fidelity
+
+    gen = torch.Generator().manual_seed(0)
+    level_ids = torch.tensor([2, 3, 5, 7, 8])
+
+    def case(n, groups, fidelity_std):
+        logits = torch.randn(n, 2, 11, generator=gen, dtype=torch.float64)
+        probs = torch.softmax(logits[:, 0, level_ids], dim=-1)  # deqa_loss reads position 0
+        mos = 1 + 4 * torch.rand(n, generator=gen, dtype=torch.float64)
+        std = 0.2 + torch.rand(n, generator=gen, dtype=torch.float64)
+        weights = DeQALossWeights(ce=0, kl=0, fidelity=1, fidelity_std=fidelity_std)
+        want = 0.0
+        for g in groups:  # the training loss itself, fed every ordered pair of the group
+            pairs = torch.tensor([(i, j) for i in g for j in g if i != j])
+            out = deqa_loss(
+                logits, torch.full((n, 2), -100), torch.ones(n, dtype=torch.long), level_ids, probs,
+                mos=mos, mos_std=std, pair_a=pairs[:, 0], pair_b=pairs[:, 1], weights=weights,
+            )  # fmt: skip
+            want += len(g) * float(out.fidelity)
+        return _all_pairs_fidelity(probs, mos, std, [np.asarray(g) for g in groups], weights), want / n
+
+    for fidelity_std in (1.0, None):
+        got, want = case(7, [[0, 2, 3, 6], [1, 4, 5]], fidelity_std)  # two data sets, by size
+        assert got == pytest.approx(want, rel=1e-12)
+    got, want = case(1100, [list(range(1100))], 1.0)  # computed in two blocks of rows
+    assert got == pytest.approx(want, rel=1e-9)
+    ones = torch.ones(3, dtype=torch.float64)
+    singles = [np.array([0]), np.array([1]), np.array([2])]  # no data set has two images
+    assert _all_pairs_fidelity(torch.full((3, 5), 0.2), ones, ones, singles, DeQALossWeights()) is None
+
+
+def test_validation_logs_every_loss_term_and_eval_loss_includes_fidelity(make_config):
+    recipe = DeQARecipe(
+        make_config(
+            "eval_max_samples=32", "per_device_eval_batch_size=16", "save_strategy=no", "load_best_model_at_end=false"
+        )
+    )
+    recipe.setup()
+    metrics = recipe.trainer.evaluate()
+    assert {"eval_loss_ce", "eval_loss_kl", "eval_loss_fidelity"} <= set(metrics)
+    args = recipe.config.training
+    parts = (
+        args.ce_weight * metrics["eval_loss_ce"]
+        + args.kl_weight * metrics["eval_loss_kl"]
+        + args.fidelity_weight * metrics["eval_loss_fidelity"]
+    )
+    assert metrics["eval_loss_fidelity"] > 0.01
+    assert metrics["eval_loss"] == pytest.approx(parts, abs=1e-5)
+
+
 # ------------------------------------------------------------------------------------ noise
 def test_training_and_adapter_loading_raise_no_peft_deprecation_warning(make_config):
     # peft reads model.is_gradient_checkpointing, deprecated in transformers 5: a FutureWarning
@@ -339,7 +392,7 @@ def test_learning_scoring_and_export(make_config, task, tmp_path, capsys):
     train_logs = [e for e in state.log_history if "loss" in e]
     assert all({"loss_ce", "loss_kl", "loss_fidelity"} <= set(e) for e in train_logs)
     assert train_logs[-1]["loss_fidelity"] < train_logs[0]["loss_fidelity"]
-    assert {"eval_loss_ce", "eval_loss_kl", "eval_mae", "eval_plcc_fitted"} <= set(evals[-1])
+    assert {"eval_loss_ce", "eval_loss_kl", "eval_loss_fidelity", "eval_mae", "eval_plcc_fitted"} <= set(evals[-1])
     assert list((out / "runs").rglob("events.out.tfevents.*"))
     # checkpoints hold adapter, processor, deqa_config.json and the resolved config
     ckpts = sorted(out.glob("checkpoint-*"))
