@@ -2,7 +2,7 @@
 
     deqa-score photo.jpg                                   # built-in model, table on stdout
     deqa-score --model Qwen/Qwen2.5-VL-7B-Instruct photos/ -r -o scores.jsonl
-    deqa-score --model runs/koniq-lora/checkpoint-best 'data/**/*.png' --format csv -o s.csv
+    deqa-score --model outputs/run/checkpoint-400 'data/**/*.png' --format csv -o s.csv
     accelerate launch -m deqa.cli.score --model ... photos/ -o scores.jsonl   # many GPUs
 
 Exit codes: 0 all inputs scored; 2 some inputs failed (listed on stderr and in the output);
