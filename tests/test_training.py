@@ -105,13 +105,13 @@ def test_collator_answer_labels_and_level_positions(make_config):
 
 
 def _no_weights(monkeypatch):
-    # The recipe imports load_training_model when setup() runs: this stands in for it.
-    import deqa.training.model
+    # What loads the weights (the processor and the meta-device skeleton may load).
+    from transformers import AutoModelForImageTextToText
 
     def refuse(*args, **kwargs):
         raise AssertionError("the weights were loaded before the mistake was found")
 
-    monkeypatch.setattr(deqa.training.model, "load_training_model", refuse)
+    monkeypatch.setattr(AutoModelForImageTextToText, "from_pretrained", refuse)
 
 
 def test_prompt_longer_than_max_length_fails_before_the_weights_load(make_config, monkeypatch):
@@ -161,6 +161,7 @@ def _manifest_rows(task, n, tmp_path, name, *, broken=False) -> Path:
         ("max_length=5", r"train/\d+\.png: the prompt is \d+ tokens \(image tokens included\), over max_length=5;"),
         ("single image", r"data set synthetic \(.*one\.jsonl\) has a single training image: .*fidelity_weight: 0"),
         ("missing model", r"model_name_or_path .*no-model: no such folder"),
+        ("lora_target_modules=.*q_prj", r"lora_target_modules '\.\*q_prj' matches no module of this model"),
     ],
 )
 def test_cli_input_mistakes_fail_before_the_weights_load(qwen, task, tmp_path, capsys, monkeypatch, case, message):

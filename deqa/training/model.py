@@ -83,7 +83,7 @@ class _Skeleton:
     vision_tower: str | None
     projector: str | None
     non_language: list[str]  # what QLoRA must not quantise (the same rule as 4-bit scoring)
-    linear: list[str]  # what LoRA can adapt
+    modules: list[str]  # every module path: what lora_target_modules is matched against
 
 
 def _skeleton(model_args: ModelArguments) -> _Skeleton:
@@ -102,20 +102,20 @@ def _skeleton(model_args: ModelArguments) -> _Skeleton:
         vision_tower=find_submodule(skeleton, VISION_TOWER_NAMES),
         projector=find_submodule(skeleton, PROJECTOR_NAMES),
         non_language=non_language_modules(skeleton),
-        linear=[n for n, m in skeleton.named_modules() if isinstance(m, torch.nn.Linear)],
+        modules=[n for n, _ in skeleton.named_modules() if n],
     )
 
 
 def _modules_to_save(lora_args: LoraArguments, skeleton: _Skeleton) -> list[str]:
     """The fully trained modules next to the adapters; a switch this model cannot honour, or a
-    lora_target_modules that matches none of its linear layers, fails before the weights load."""
+    lora_target_modules that matches none of its modules, fails before the weights load."""
     import re
 
     vision, projector = skeleton.vision_tower, skeleton.projector
     # peft matches a string target_modules with re.fullmatch against full module paths.
-    if not any(re.fullmatch(lora_args.lora_target_modules, name) for name in skeleton.linear):
+    if not any(re.fullmatch(lora_args.lora_target_modules, name) for name in skeleton.modules):
         raise ValueError(
-            f"lora_target_modules {lora_args.lora_target_modules!r} matches no linear layer of this model; "
+            f"lora_target_modules {lora_args.lora_target_modules!r} matches no module of this model; "
             "check the module names with model.named_modules()"
         )
     to_save = []
