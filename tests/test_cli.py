@@ -58,8 +58,8 @@ def files(tmp_path_factory):
         ("eval", ["--datasets", "koniq10k", "--image-root", "{d}", "--model-arg", "dtpye=bf16"], 1, "option(s) dtpye not accepted by the built-in model"),
         ("labels", ["--dataset", "koniq10k", "-o", "{d}"], 1, "{d} is a folder; give the manifest a file name"),
         ("labels", ["{d}/none.csv", "-o", "{d}/m.jsonl"], 1, "label file not found: {d}/none.csv"),
-        ("train", ["--config", "{d}/none.yaml"], 2, "{d}/none.yaml"),
-        ("export", ["{d}/none", "--merge", "-o", "{d}/out"], 2, "checkpoint {d}/none: no such folder"),
+        ("train", ["--config", "{d}/none.yaml"], 1, "{d}/none.yaml"),
+        ("export", ["{d}/none", "--merge", "-o", "{d}/out"], 1, "checkpoint {d}/none: no such folder"),
     ],
 )  # fmt: skip
 def test_bad_input_exits_non_zero_naming_the_culprit(files, capsys, cli, argv, rc, message):
@@ -68,6 +68,24 @@ def test_bad_input_exits_non_zero_naming_the_culprit(files, capsys, cli, argv, r
     err = capsys.readouterr().err
     assert message.format(d=files) in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "cli, argv, message",
+    [
+        ("train", [], "the following arguments are required: --config"),
+        ("export", ["{d}/ckpt", "--merge"], "the following arguments are required: -o/--output"),
+        ("export", ["{d}/ckpt", "-o", "{d}/out"], "nothing to do; pass --merge to write a merged model"),
+        ("export", ["{d}/ckpt", "--merge", "-o", "{d}/out", "--dtype", "fp8"], "argument --dtype: invalid choice: 'fp8'"),
+    ],
+)  # fmt: skip
+def test_argument_errors_exit_1_like_deqa_score(files, capsys, cli, argv, message):
+    # Plain argparse exits 2, which deqa-score and deqa baseline keep for "some inputs failed".
+    main = importlib.import_module(f"deqa.cli.{cli}").main
+    with pytest.raises(SystemExit) as exc:
+        main([a.format(d=files) for a in argv])
+    assert exc.value.code == 1
+    assert message.format(d=files) in capsys.readouterr().err
 
 
 def test_baseline_photos_registry_cache_names_a_changed_file(tmp_path):

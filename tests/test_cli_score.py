@@ -240,7 +240,6 @@ def test_hard_killed_run_resumes_to_the_same_file(tmp_path, capsys):
         (["x.jpg", "--adapter", "a", "--dtype", "bf16"], "--adapter, --dtype: VLM-only option(s)"),
         (["x.jpg", "-o", "out.txt"], "cannot tell the format from '.txt'"),
         (["x.jpg", "-o", "out.jsonl", "--format", "table"], "table format is for the terminal"),
-        (["x.jpg", "--batch-size", "0"], "--batch-size must be >= 1"),
         (
             ["x.jpg", "--model", "m", "--load-in-4bit", "--load-in-8bit"],
             "choose one of --load-in-4bit and --load-in-8bit",
@@ -253,6 +252,26 @@ def test_usage_errors_exit_1(argv, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(argv) == 1
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--batch-size", "0"], "argument -b/--batch-size: must be >= 1, got 0"),
+        (["--num-workers", "-1"], "argument --num-workers: must be >= 0 (0 = decode in the main process), got -1"),
+        (["--max-length", "0"], "argument --max-length: must be >= 1, got 0"),
+        (["--max-length", "-5"], "argument --max-length: must be >= 1, got -5"),
+        (["--max-pixels", "-1"], "argument --max-pixels: must be >= 0 (0 = no limit), got -1"),
+    ],
+)
+def test_numeric_options_out_of_range_are_argument_errors(argv, message, capsys):
+    # Before any model loads: --max-length 0 used to load the VLM and then fail every image
+    # (exit 2) with "the prompt is N tokens, over max_length=0".
+    with pytest.raises(SystemExit) as exc:
+        main(["x.jpg", "--model", "m", *argv])
+    assert exc.value.code == 1
+    err = capsys.readouterr().err
+    assert f"deqa-score: error: {message}" in err and "Traceback" not in err
 
 
 def test_unloadable_model_is_a_clear_error(tmp_path, capsys):

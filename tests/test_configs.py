@@ -161,6 +161,16 @@ def test_unknown_key_on_the_command_line(tmp_path):
         ("tuning: full\ntrain_vision_tower: true\n", "already trains every weight"),
         ("level_words: [a, b]\n", "level_words needs 5 words"),
         ("processor_kwargs: '[1, 2]'\n", "processor_kwargs must be a mapping"),
+        # accepted by TrainingArguments, then a traceback once the model had loaded
+        ("per_device_train_batch_size: 0\n", "per_device_train_batch_size must be >= 1, got 0"),
+        ("per_device_eval_batch_size: 0\n", "per_device_eval_batch_size must be >= 1, got 0"),
+        ("gradient_accumulation_steps: 0\n", "gradient_accumulation_steps must be >= 1, got 0"),
+        ("dataloader_num_workers: -1\n", "dataloader_num_workers must be >= 0, got -1"),
+        ("seed: -1\n", "seed must be >= 0, got -1"),
+        ("learning_rate: -1.0e-4\n", "learning_rate must be finite and >= 0"),
+        ("weight_decay: -0.1\n", "weight_decay must be finite and >= 0"),
+        ("save_steps: -10\n", "save_steps must be >= 0"),
+        ("num_train_epochs: 0\n", "max_steps=-1 means 'train num_train_epochs epochs', but num_train_epochs is 0"),
     ],
 )
 def test_cross_field_checks(tmp_path, extra, match):

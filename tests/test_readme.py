@@ -73,3 +73,16 @@ def test_set_up_is_make_demo_and_make_test():
         if line.split("#")[0].strip()
     ]
     assert commands == ["make demo", "make test"]
+
+
+def test_load_vlm_is_described_as_it_returns():
+    # The README said load_vlm "returns the model, processor and DeQAConfig", and
+    # `model, processor, cfg = load_vlm(...)` raised: it returns one LoadedVLM.
+    from dataclasses import fields
+
+    from deqa.models.loading import LoadedVLM, load_vlm
+
+    assert load_vlm.__annotations__["return"] in ("LoadedVLM", LoadedVLM)
+    described = re.search(r"returns a `LoadedVLM`\s+dataclass \(attributes ([^;]*);", README)
+    assert described, "the README no longer says what load_vlm returns"
+    assert re.findall(r"`(\w+)`", described.group(1)) == [f.name for f in fields(LoadedVLM)]

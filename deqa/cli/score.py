@@ -2,7 +2,7 @@
 
     deqa-score photo.jpg                                   # built-in model, table on stdout
     deqa-score --model Qwen/Qwen2.5-VL-7B-Instruct photos/ -r -o scores.jsonl
-    deqa-score --model runs/koniq-lora/checkpoint-best 'data/**/*.png' --format csv -o s.csv
+    deqa-score --model outputs/run/checkpoint-400 'data/**/*.png' --format csv -o s.csv
     accelerate launch -m deqa.cli.score --model ... photos/ -o scores.jsonl   # many GPUs
 
 Exit codes: 0 all inputs scored; 2 some inputs failed (listed on stderr and in the output);
@@ -66,13 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "-b",
         "--batch-size",
-        type=int,
+        type=int_at_least(1),
         default=None,
         help="images per forward pass (default: the model's)",
     )
     p.add_argument(
         "--num-workers",
-        type=int,
+        type=int_at_least(0, "0 = decode in the main process"),
         default=None,
         help="DataLoader workers decoding/preprocessing images (default: CPU cores - 1, at most 8)",
     )
@@ -114,7 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--attn-implementation", default=None, help="sdpa, flash_attention_2 or eager")
     p.add_argument(
-        "--max-length", type=int, default=None, help="reject prompts longer than this many tokens"
+        "--max-length",
+        type=int_at_least(1),
+        default=None,
+        help="reject prompts longer than this many tokens",
     )
     p.add_argument(
         "--group-by-size",

@@ -6,14 +6,16 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
+
+from .args import EXIT_ERROR, Parser
 
 __all__ = ["main"]
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def _parser() -> Parser:
+    # Parser: a bad argument exits 1, as a bad config value does (and as in deqa-score).
+    parser = Parser(
         prog="deqa-train",
         description="Fine-tune a vision-language model with DeQA soft labels (KL + fidelity + CE).",
         epilog="Overrides: key=value, --key value, --key=value; lists as --key a b or key=[a,b]. "
@@ -31,30 +33,44 @@ def _parse(argv: list[str] | None):
     return load_train_config(args.config, overrides)
 
 
+def _error(err: BaseException) -> int:
+    text = str(err).strip()
+    if "\nOriginal Traceback" in text:
+        # Re-raised from a DataLoader worker: the text holds the worker's traceback, whose last
+        # line ("module.Error: message") is the message.
+        text = text.splitlines()[-1].split(": ", 1)[-1]
+    print(f"deqa-train: error: {text}", file=sys.stderr)
+    return EXIT_ERROR
+
+
 def main(argv: list[str] | None = None) -> int:
     # argparse answers --help and usage errors before transformers (~8 s) is imported.
     _parser().parse_known_args(argv)
     from deqa.training.config import ConfigError
+    from deqa.training.data import TrainingDataError
     from deqa.training.recipe import DeQARecipe, resolve_checkpoint
 
     try:
         config = _parse(argv)
     except ConfigError as err:
-        print(f"deqa-train: error: {err}", file=sys.stderr)
-        return 2
+        return _error(err)
     recipe = DeQARecipe(config)
     try:
-        # Bad inputs (missing manifests/images/model, no checkpoint to resume) fail here, with
-        # the file named, before any training step; errors during training keep their traceback.
+        # Bad inputs (missing manifests/images/model, a data set that cannot be paired, a prompt
+        # over max_length, no checkpoint to resume) fail here, with the file named, before the
+        # weights load.
         resolve_checkpoint(config.training.resume_from_checkpoint, config.training.output_dir)
         recipe.setup()
     except (ValueError, OSError) as err:
-        print(f"deqa-train: error: {err}", file=sys.stderr)
-        return 2
-    recipe.train()
+        return _error(err)
+    try:
+        recipe.train()
+    except TrainingDataError as err:
+        # A later image that cannot be read or does not fit max_length; any other error during
+        # training is a bug to report, and keeps its traceback.
+        return _error(err)
     recipe.cleanup()
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

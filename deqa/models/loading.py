@@ -217,6 +217,9 @@ def load_vlm(
     The processor comes from the checkpoint folder when it has one (training saves it), else
     from the base model.
     """
+    from .quiet import peft_wrap_quietly, quiet_bitsandbytes_import
+
+    quiet_bitsandbytes_import()  # before peft (an adapter) or 4/8-bit loading imports bitsandbytes
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     model = str(model)
@@ -271,7 +274,8 @@ def load_vlm(
     if adapter_dir is not None:
         from peft import PeftModel
 
-        net = PeftModel.from_pretrained(net, str(adapter_dir), is_trainable=False)
+        with peft_wrap_quietly():
+            net = PeftModel.from_pretrained(net, str(adapter_dir), is_trainable=False)
         if merge_adapter if merge_adapter is not None else quant is None:
             net = net.merge_and_unload()
     net.eval()

@@ -45,7 +45,14 @@ IGNORE_INDEX = -100
 
 
 class PromptTooLongError(ValueError):
-    """A sequence does not fit ``max_length`` without cutting the image tokens or the level."""
+    """A sequence does not fit ``max_length`` without cutting the image tokens or the level.
+
+    ``index``: the sample of the batch; ``detail``: the message without it (for a caller that
+    knows the sample's name, such as the training collator).
+    """
+
+    index: int | None = None
+    detail: str | None = None
 
 
 def build_messages(cfg: DeQAConfig, *, answer: str | None = None) -> list[dict[str, Any]]:
@@ -219,11 +226,14 @@ def encode_batch(
     ]
     if too_long:
         i = too_long[0]
-        raise PromptTooLongError(
-            f"sample {i}: the prompt is {lengths[i]} tokens (image tokens included), over max_length={max_length}; "
+        detail = (
+            f"the prompt is {lengths[i]} tokens (image tokens included), over max_length={max_length}; "
             "truncating it would cut image tokens or the level position. Raise max_length or make the "
             "processor produce fewer image tokens (e.g. smaller max_pixels / image size)."
         )
+        err = PromptTooLongError(f"sample {i}: {detail}")
+        err.index, err.detail = i, detail
+        raise err
     if not training:
         if padding_side == "right":
             enc = _repad(

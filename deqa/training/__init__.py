@@ -10,3 +10,9 @@ Submodules import transformers / peft at module level; ``import deqa`` never imp
 - :mod:`deqa.training.recipe`   config -> build -> train -> save, used by ``deqa-train``
 - :mod:`deqa.training.export`   merge a LoRA checkpoint into a standalone model
 """
+
+# Before any submodule imports transformers: TrainingArguments imports peft, which imports
+# bitsandbytes, whose offline kernel notice would otherwise open every deqa-train run.
+from ..models.quiet import quiet_bitsandbytes_import
+
+quiet_bitsandbytes_import()

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import torch
 
 from ..models.config import DeQAConfig
-from ..models.prompt import build_prompt_text, encode_batch
-from .data import collate_examples
+from ..models.prompt import PromptTooLongError, build_prompt_text, encode_batch
+from .data import TrainingDataError, collate_examples
 
 __all__ = ["DeQACollator"]
 
@@ -28,7 +28,8 @@ class DeQACollator:
     ``labels`` [N, L] (answer tokens only), ``level_positions`` [N], ``level_probs`` [N, K]
     (soft labels), ``mos`` / ``mos_std`` [N] (level scale) and ``pair_a`` / ``pair_b`` [P]
     (indices of the fidelity pairs; empty for single items). N = number of images.
-    Picklable, so it runs in DataLoader workers.
+    Picklable, so it runs in DataLoader workers. A prompt over ``max_length`` raises
+    :class:`~deqa.training.data.TrainingDataError` naming the image.
     """
 
     def __init__(
@@ -54,16 +55,21 @@ class DeQACollator:
                 f"{len(self.config.level_words)} level words {list(self.config.level_words)}"
             )
         answers = [self.config.level_words[i] for i in probs.argmax(dim=1).tolist()]
-        batch = encode_batch(
-            self.processor,
-            [ex["image"] for ex in examples],
-            self.config,
-            answers=answers,
-            level_token_ids=self.level_token_ids,
-            padding_side="left",
-            max_length=self.max_length,
-            prompt_text=self.prompt_text,
-        )
+        try:
+            batch = encode_batch(
+                self.processor,
+                [ex["image"] for ex in examples],
+                self.config,
+                answers=answers,
+                level_token_ids=self.level_token_ids,
+                padding_side="left",
+                max_length=self.max_length,
+                prompt_text=self.prompt_text,
+            )
+        except PromptTooLongError as err:
+            if err.index is None:
+                raise
+            raise TrainingDataError(f"{examples[err.index]['path']}: {err.detail}") from None
         out = dict(batch)
         out["level_probs"] = probs
         out["mos"] = torch.tensor([ex["mos"] for ex in examples], dtype=torch.float32)

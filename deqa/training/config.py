@@ -251,6 +251,7 @@ class DeQATrainingArguments(TrainingArguments):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        self._check_counts()
         for name in ("ce_weight", "kl_weight", "fidelity_weight"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
@@ -263,6 +264,35 @@ class DeQATrainingArguments(TrainingArguments):
             raise ConfigError(
                 "remove_unused_columns must be false: the DeQA collator's batch keys (level positions, "
                 "soft labels, pairs) are not model.forward arguments"
+            )
+
+    def _check_counts(self) -> None:
+        # Values TrainingArguments accepts but that fail only after the model has loaded (the
+        # DataLoader, the optimizer, numpy's seeding) or silently train nothing.
+        minimums = {
+            "per_device_train_batch_size": 1,
+            "per_device_eval_batch_size": 1,
+            "gradient_accumulation_steps": 1,
+            "eval_accumulation_steps": 1,
+            "dataloader_num_workers": 0,
+            "seed": 0,
+            "data_seed": 0,
+            "logging_steps": 0,
+            "eval_steps": 0,
+            "save_steps": 0,
+        }
+        for name, minimum in minimums.items():
+            value = getattr(self, name)
+            if value is not None and value < minimum:
+                raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+        for name in ("learning_rate", "weight_decay"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ConfigError(f"{name} must be finite and >= 0, got {value}")
+        if self.max_steps <= 0 and not self.num_train_epochs > 0:
+            raise ConfigError(
+                f"max_steps={self.max_steps} means 'train num_train_epochs epochs', but num_train_epochs is "
+                f"{self.num_train_epochs}: set max_steps or num_train_epochs > 0"
             )
 
 

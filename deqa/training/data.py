@@ -25,9 +25,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from ..imageio import load_image
+from ..imageio import ImageLoadError, load_image
 
 __all__ = [
+    "TrainingDataError",
     "QualitySample",
     "load_samples",
     "QualityDataset",
@@ -36,6 +37,13 @@ __all__ = [
     "build_eval_dataset",
     "collate_examples",
 ]
+
+
+class TrainingDataError(ValueError):
+    """A training or validation example cannot be used (an unreadable image, a prompt longer than
+    max_length), found while training; ``str(err)`` names the image. It takes one argument, so a
+    DataLoader worker's copy comes back to the main process as this type (with the worker's
+    traceback in its text)."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +85,8 @@ def load_samples(
 
     manifest = Path(manifest)
     records = read_manifest(manifest)
+    if not records:
+        raise ValueError(f"{manifest} has no rows; write it with deqa-labels")
     if split is not None:
         splits = sorted({str(r.split) for r in records})
         records = [r for r in records if r.split == split]
@@ -144,8 +154,12 @@ class QualityDataset(Dataset):
 
     def example(self, index: int) -> dict:
         s = self.samples[index]
+        try:
+            image = load_image(s.image)
+        except ImageLoadError as err:  # str(err) names the file and the reason
+            raise TrainingDataError(str(err)) from None
         return {
-            "image": load_image(s.image),
+            "image": image,
             "probs": list(s.probs),
             "mos": s.mos,
             "std": s.std,

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from ..models.config import DeQAConfig
+from ..models.quiet import peft_wrap_quietly
 from .config import LoraArguments, ModelArguments
 
 __all__ = [
@@ -27,7 +28,9 @@ __all__ = [
     "PROJECTOR_NAMES",
     "find_submodule",
     "build_deqa_config",
+    "load_training_prompt",
     "load_training_model",
+    "TrainingPrompt",
     "TrainingModel",
 ]
 
@@ -53,6 +56,15 @@ def find_submodule(model: torch.nn.Module, names: tuple[str, ...]) -> str | None
 
 
 @dataclass
+class TrainingPrompt:
+    """What builds the batches, without the weights: processor, deqa config and level tokens."""
+
+    processor: object
+    deqa_config: DeQAConfig
+    level_token_ids: list[int]
+
+
+@dataclass
 class TrainingModel:
     """The model to hand to the Trainer, plus what the checkpoints need."""
 
@@ -64,10 +76,17 @@ class TrainingModel:
     projector: str | None
 
 
-def _skeleton_paths(model_args: ModelArguments) -> tuple[str | None, str | None, list[str]]:
-    # Module paths without loading weights: the model built on the meta device. The third item
-    # lists everything outside the language model: what QLoRA must not quantise (the same rule
-    # as 4-bit scoring).
+@dataclass
+class _Skeleton:
+    """Module paths of the model, read from its config on the meta device (no weights)."""
+
+    vision_tower: str | None
+    projector: str | None
+    non_language: list[str]  # what QLoRA must not quantise (the same rule as 4-bit scoring)
+    modules: list[str]  # every module path: what lora_target_modules is matched against
+
+
+def _skeleton(model_args: ModelArguments) -> _Skeleton:
     from transformers import AutoConfig, AutoModelForImageTextToText
 
     from ..models.loading import non_language_modules
@@ -79,11 +98,40 @@ def _skeleton_paths(model_args: ModelArguments) -> tuple[str | None, str | None,
         skeleton = AutoModelForImageTextToText.from_config(
             config, trust_remote_code=model_args.trust_remote_code
         )
-    return (
-        find_submodule(skeleton, VISION_TOWER_NAMES),
-        find_submodule(skeleton, PROJECTOR_NAMES),
-        non_language_modules(skeleton),
+    return _Skeleton(
+        vision_tower=find_submodule(skeleton, VISION_TOWER_NAMES),
+        projector=find_submodule(skeleton, PROJECTOR_NAMES),
+        non_language=non_language_modules(skeleton),
+        modules=[n for n, _ in skeleton.named_modules() if n],
     )
+
+
+def _modules_to_save(lora_args: LoraArguments, skeleton: _Skeleton) -> list[str]:
+    """The fully trained modules next to the adapters; a switch this model cannot honour, or a
+    lora_target_modules that matches none of its modules, fails before the weights load."""
+    import re
+
+    vision, projector = skeleton.vision_tower, skeleton.projector
+    # peft matches a string target_modules with re.fullmatch against full module paths.
+    if not any(re.fullmatch(lora_args.lora_target_modules, name) for name in skeleton.modules):
+        raise ValueError(
+            f"lora_target_modules {lora_args.lora_target_modules!r} matches no module of this model; "
+            "check the module names with model.named_modules()"
+        )
+    to_save = []
+    if lora_args.train_vision_tower:
+        if vision is None:
+            raise ValueError(
+                f"train_vision_tower: no vision tower found (looked for modules named {VISION_TOWER_NAMES})"
+            )
+        to_save.append(vision)
+    if lora_args.train_projector and not (
+        lora_args.train_vision_tower and projector and vision and projector.startswith(vision + ".")
+    ):
+        if projector is None:
+            raise ValueError(f"train_projector: no projector found (looked for modules named {PROJECTOR_NAMES})")
+        to_save.append(projector)
+    return to_save
 
 
 def _quantization_config(lora_args: LoraArguments, skip: list[str]):
@@ -116,6 +164,29 @@ def build_deqa_config(model_args: ModelArguments, *, label_method: str | None, e
     return DeQAConfig.from_dict(values, source="training arguments")
 
 
+def load_training_prompt(
+    model_args: ModelArguments, *, label_method: str | None = None, extras: dict | None = None
+) -> TrainingPrompt:
+    """Processor, deqa config and level tokens of the run: everything the collator needs, in a
+    second or so, before the weights load (the recipe checks a batch with it first)."""
+    from transformers import AutoProcessor
+
+    from ..models.level_tokens import resolve_level_tokens
+    from ..models.loading import _check_local_or_hub
+    from ..models.prompt import build_prompt_text
+
+    # A missing folder is named as such, not as the hub's "Repo id must be in the form ...".
+    _check_local_or_hub(model_args.model_name_or_path, "model_name_or_path")
+    processor = AutoProcessor.from_pretrained(
+        model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code
+    )
+    deqa_config = build_deqa_config(model_args, label_method=label_method, extras=extras or {})
+    level_token_ids = resolve_level_tokens(
+        processor.tokenizer, deqa_config.level_words, build_prompt_text(processor, deqa_config)
+    )
+    return TrainingPrompt(processor, deqa_config, level_token_ids)
+
+
 def load_training_model(
     model_args: ModelArguments,
     lora_args: LoraArguments,
@@ -123,25 +194,22 @@ def load_training_model(
     label_method: str | None = None,
     extras: dict | None = None,
     device_index: int | None = None,
+    prompt: TrainingPrompt | None = None,
 ) -> TrainingModel:
-    """Load processor + model, apply the tuning mode, resolve the level tokens.
+    """Load the weights and apply the tuning mode (processor, deqa config and level tokens come
+    from ``prompt``). Mistakes that the model's config reveals fail before the weights load.
 
     device_index: the GPU of this process for QLoRA (bitsandbytes places 4-bit weights at load
-    time); None = CPU.
+    time); None = CPU. prompt: from :func:`load_training_prompt` (label_method and extras are
+    then its business); None loads it here.
     """
-    from transformers import AutoModelForImageTextToText, AutoProcessor
+    from transformers import AutoModelForImageTextToText
 
-    from ..models.level_tokens import resolve_level_tokens
-    from ..models.prompt import build_prompt_text
-
+    if prompt is None:
+        prompt = load_training_prompt(model_args, label_method=label_method, extras=extras)
     path = model_args.model_name_or_path
-    processor = AutoProcessor.from_pretrained(path, trust_remote_code=model_args.trust_remote_code)
-    deqa_config = build_deqa_config(model_args, label_method=label_method, extras=extras or {})
-    level_token_ids = resolve_level_tokens(
-        processor.tokenizer, deqa_config.level_words, build_prompt_text(processor, deqa_config)
-    )
-
-    vision, projector, skip = _skeleton_paths(model_args)
+    skeleton = _skeleton(model_args)
+    to_save = _modules_to_save(lora_args, skeleton) if lora_args.tuning != "full" else []
     kwargs: dict = dict(
         dtype=_DTYPES[model_args.dtype],
         trust_remote_code=model_args.trust_remote_code,
@@ -149,7 +217,7 @@ def load_training_model(
     if model_args.attn_implementation:
         kwargs["attn_implementation"] = model_args.attn_implementation
     if lora_args.tuning == "qlora":
-        kwargs["quantization_config"] = _quantization_config(lora_args, skip)
+        kwargs["quantization_config"] = _quantization_config(lora_args, skeleton.non_language)
         kwargs["device_map"] = {"": device_index} if device_index is not None else "cpu"
     model = AutoModelForImageTextToText.from_pretrained(path, **kwargs)
     model.config.use_cache = False
@@ -157,33 +225,20 @@ def load_training_model(
     if lora_args.tuning == "full":
         model.requires_grad_(True)
     else:
-        model = _add_adapters(model, lora_args, vision, projector)
+        model = _add_adapters(model, lora_args, to_save)
     return TrainingModel(
         model=model,
-        processor=processor,
-        deqa_config=deqa_config,
-        level_token_ids=level_token_ids,
-        vision_tower=vision,
-        projector=projector,
+        processor=prompt.processor,
+        deqa_config=prompt.deqa_config,
+        level_token_ids=prompt.level_token_ids,
+        vision_tower=skeleton.vision_tower,
+        projector=skeleton.projector,
     )
 
 
-def _add_adapters(model, lora_args: LoraArguments, vision: str | None, projector: str | None):
+def _add_adapters(model, lora_args: LoraArguments, to_save: list[str]):
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
-    to_save = []
-    if lora_args.train_vision_tower:
-        if vision is None:
-            raise ValueError(
-                f"train_vision_tower: no vision tower found (looked for modules named {VISION_TOWER_NAMES})"
-            )
-        to_save.append(vision)
-    if lora_args.train_projector and not (
-        lora_args.train_vision_tower and projector and vision and projector.startswith(vision + ".")
-    ):
-        if projector is None:
-            raise ValueError(f"train_projector: no projector found (looked for modules named {PROJECTOR_NAMES})")
-        to_save.append(projector)
     if lora_args.tuning == "qlora":
         # Casts the remaining fp32-sensitive parts (norms) and freezes the 4-bit base; gradient
         # checkpointing is switched on by the Trainer from the training arguments.
@@ -196,7 +251,8 @@ def _add_adapters(model, lora_args: LoraArguments, vision: str | None, projector
         modules_to_save=to_save or None,
         bias="none",
     )
-    model = get_peft_model(model, config)
+    with peft_wrap_quietly():
+        model = get_peft_model(model, config)
     n_lora = sum(1 for n, _ in model.named_modules() if n.endswith("lora_A"))
     if n_lora == 0:
         raise ValueError(

@@ -49,12 +49,19 @@ class DeQARecipe:
         self.built = None
 
     def setup(self) -> None:
-        """Seed, load and adapt the model, build data and the trainer; save the resolved config."""
+        """Seed, build data and the collator, load and adapt the model, build the trainer; save
+        the resolved config.
+
+        Everything that can be checked without the weights is checked first, in this order: the
+        manifests and their images, the pairs the fidelity loss needs, the processor and level
+        tokens, one batch of each data set (so a prompt over max_length fails naming the image),
+        then the model's module names; only then do the weights load.
+        """
         from transformers import set_seed
 
         from .collator import DeQACollator
         from .data import build_eval_dataset, build_train_dataset
-        from .model import load_training_model
+        from .model import load_training_model, load_training_prompt
         from .trainer import DeQATrainer
 
         cfg = self.config
@@ -68,6 +75,9 @@ class DeQARecipe:
             split=data.train_split,
             label_method=data.label_method,
         )
+        # The sampler checks that every data set can be paired (two images at least); the
+        # Trainer would build it only at the first step, after the weights have loaded.
+        train.sampler(seed=args.seed, pairs=args.fidelity_weight > 0)
         evaluation = None
         if data.eval_manifest is not None:
             evaluation = build_eval_dataset(
@@ -88,15 +98,12 @@ class DeQARecipe:
             "tuning": cfg.lora.tuning,
             "lora_r": cfg.lora.lora_r if cfg.lora.tuning != "full" else None,
         }
-        self.built = load_training_model(
-            cfg.model, cfg.lora, label_method=data.label_method, extras=extras, device_index=device_index
-        )
+        prompt = load_training_prompt(cfg.model, label_method=data.label_method, extras=extras)
         collator = DeQACollator(
-            self.built.processor,
-            self.built.deqa_config,
-            self.built.level_token_ids,
-            max_length=data.max_length,
+            prompt.processor, prompt.deqa_config, prompt.level_token_ids, max_length=data.max_length
         )
+        _check_one_batch_each(collator, train, evaluation)
+        self.built = load_training_model(cfg.model, cfg.lora, device_index=device_index, prompt=prompt)
         resolved = yaml.safe_dump(_plain(cfg.to_flat_dict()), sort_keys=False, allow_unicode=True)
         if args.should_save:
             save_resolved_config(cfg, args.output_dir)
@@ -131,9 +138,19 @@ class DeQARecipe:
         return out
 
 
+def _check_one_batch_each(collator, train, evaluation) -> None:
+    """Collate the first image of every training data set and of the validation set. A prompt
+    that cannot fit max_length (its length is known from the processor alone), an unreadable
+    first image or soft labels of the wrong size then fail before the weights load, not at the
+    first step; a later image that fails stops training with the same one-line error."""
+    items = [train[group[0]] for group in train.groups]
+    if evaluation is not None and len(evaluation):
+        items.append(evaluation[0])
+    for item in items:
+        collator([item])
+
+
 def _trainable_summary(model) -> str:
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return f"{trainable:,} of {total:,} parameters ({100 * trainable / max(total, 1):.2f}%)"
-
-

@@ -3,7 +3,8 @@
 Only ``compute_loss`` (the losses of :mod:`deqa.losses`), ``prediction_step`` (level
 probabilities for the validation metrics), the train sampler (same-data-set pairs,
 deterministic per seed and epoch), ``log`` / ``evaluation_loop`` (every loss term, averaged
-over steps and processes) and ``save_model`` (adds ``deqa_config.json`` and the resolved
+over steps and processes; validation measures the fidelity term over all same-data-set pairs)
+and ``save_model`` (adds ``deqa_config.json`` and the resolved
 training config) are overridden: the loop, accumulation,
 mixed precision, DDP / DeepSpeed, checkpointing, resume and best-checkpoint selection are the
 Trainer's own.
@@ -19,7 +20,13 @@ import numpy as np
 import torch
 from transformers import EvalPrediction, Trainer
 
-from ..losses import DeQALossWeights, deqa_loss
+from ..losses import (
+    DeQALossWeights,
+    deqa_loss,
+    fidelity_loss,
+    level_mean_std,
+    preference_probability,
+)
 from ..models.config import DeQAConfig
 
 __all__ = ["DeQATrainer", "compute_quality_metrics", "loss_weights_from_args"]
@@ -62,6 +69,47 @@ def compute_quality_metrics(eval_pred: EvalPrediction, level_values=None) -> dic
     except ValueError:  # constant predictions early in training: correlations are undefined
         out.update(srcc=float("nan"), krcc=float("nan"), plcc=float("nan"), plcc_fitted=float("nan"))
     return out
+
+
+def _all_pairs_fidelity(
+    probs: torch.Tensor,
+    mos: torch.Tensor,
+    mos_std: torch.Tensor,
+    groups: list[np.ndarray],
+    weights: DeQALossWeights,
+) -> float | None:
+    """The fidelity term of :func:`deqa.losses.deqa_loss` over every pair of images in the same group.
+
+    probs: [N, K] level probabilities; mos, mos_std: [N] on the level scale; groups: index
+    arrays (one per data set). Per group the mean over its n(n-1) ordered pairs (the loss is
+    symmetric, so this is also the mean over unordered pairs), then the groups weighted by size:
+    the value the training term estimates by pairing each image with one random partner of its
+    data set. None when no group has two images.
+    """
+    mean, std = level_mean_std(probs)
+    if weights.fidelity_std is not None:
+        std = torch.full_like(mean, weights.fidelity_std)
+    mos, mos_std = mos.to(mean), mos_std.to(mean)
+    total, count = 0.0, 0
+    for idx in groups:
+        n = len(idx)
+        if n < 2:
+            continue
+        idx = torch.as_tensor(idx, dtype=torch.long)
+        m, s, g, gs = mean[idx], std[idx], mos[idx], mos_std[idx]
+        rows = max(1, 2**20 // n)  # [rows, n] at a time: memory stays ~10 MB for any n
+        summed = 0.0
+        for start in range(0, n, rows):
+            a = slice(start, start + rows)
+            pred = preference_probability(m[a, None], s[a, None], m[None, :], s[None, :], eps=weights.eps)
+            gt = preference_probability(g[a, None], gs[a, None], g[None, :], gs[None, :], eps=weights.eps)
+            loss = fidelity_loss(pred, gt, eps=weights.eps, reduction="none")
+            own = torch.arange(start, min(start + rows, n))
+            loss[own - start, own] = 0.0  # an image is never paired with itself
+            summed += float(loss.sum())
+        total += summed / (n - 1)  # = n * (mean over the group's pairs)
+        count += n
+    return total / count if count else None
 
 
 class DeQATrainer(Trainer):
@@ -144,8 +192,9 @@ class DeQATrainer(Trainer):
             weights=self.loss_weights,
         )
         mode = "train" if model.training else "eval"
-        # Validation batches hold single images (no pairs): their fidelity term is not a
-        # measurement, so it is not logged. Pairs or not is the same on every process.
+        # Validation batches hold single images (no pairs): their fidelity term is 0, not a
+        # measurement, so it is not logged here; evaluation_loop measures it over all pairs.
+        # Pairs or not is the same on every process.
         names = ("ce", "kl", "fidelity") if targets["pair_a"].numel() else ("ce", "kl")
         for name in names:
             self._terms[mode][f"loss_{name}"].append(getattr(result, name).detach())
@@ -183,9 +232,35 @@ class DeQATrainer(Trainer):
         output = super().evaluation_loop(
             dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix
         )
-        for name, value in self._term_means("eval").items():
+        terms = self._term_means("eval")
+        fidelity = self._validation_fidelity(output, dataloader)
+        if fidelity is not None:
+            terms["loss_fidelity"] = round(fidelity, 6)
+            # The batches' losses had no fidelity term: eval_loss gets it, with the training
+            # weight, so eval_loss and loss measure the same objective.
+            key = f"{metric_key_prefix}_loss"
+            if key in output.metrics:
+                output.metrics[key] += self.loss_weights.fidelity * fidelity
+        for name, value in terms.items():
             output.metrics[f"{metric_key_prefix}_{name}"] = value
         return output
+
+    def _validation_fidelity(self, output, dataloader) -> float | None:
+        """The fidelity term over the whole validation set (see :func:`_all_pairs_fidelity`),
+        from the level probabilities and MOS the loop gathered from every process, so it is the
+        same on every process. Pairs never cross data sets, as in training."""
+        if self.loss_weights.fidelity == 0 or output.predictions is None or output.label_ids is None:
+            return None
+        probs = torch.as_tensor(np.asarray(output.predictions), dtype=torch.float64)
+        labels = torch.as_tensor(np.asarray(output.label_ids), dtype=torch.float64)
+        # Predictions come back in dataset order (sequential eval sampler).
+        samples = getattr(getattr(dataloader, "dataset", None), "samples", None)
+        names = [s.dataset for s in samples] if samples is not None and len(samples) == len(probs) else None
+        if names is None:
+            groups = [np.arange(len(probs))]
+        else:
+            groups = [np.flatnonzero(np.asarray(names) == name) for name in dict.fromkeys(names)]
+        return _all_pairs_fidelity(probs, labels[:, 0], labels[:, 1], groups, self.loss_weights)
 
     # ---------------------------------------------------------------------------- saving
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
