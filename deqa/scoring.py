@@ -62,6 +62,14 @@ def _image_size(item: ImageInput) -> tuple[int, int]:
         return (0, 0)
 
 
+def _check_sizes(max_length: int | None, batch_size: int) -> None:
+    # A max_length below 1 would fail every image with "prompt too long" after the model loaded.
+    if max_length is not None and not (isinstance(max_length, int) and max_length >= 1):
+        raise ValueError(f"max_length must be None or an int >= 1, got {max_length!r}")
+    if not (isinstance(batch_size, int) and batch_size >= 1):
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+
+
 class VLMScorer(Scorer):
     """A transformers VLM as a quality scorer.
 
@@ -104,6 +112,7 @@ class VLMScorer(Scorer):
             if dtype is not None
             else (first.dtype if first.is_floating_point() else torch.float32)
         )
+        _check_sizes(max_length, batch_size)
         self.max_length = max_length
         self.default_batch_size = batch_size
         self.prompt_text = build_prompt_text(processor, config)
@@ -202,6 +211,7 @@ def load_vlm_scorer(
     """
     from .models.loading import load_vlm
 
+    _check_sizes(max_length, batch_size)  # before the weights load, not after
     vlm = load_vlm(
         model,
         adapter,

@@ -30,8 +30,8 @@ def test_umbrella_lists_dispatches_and_rejects(capsys, tmp_path):
     assert umbrella.main(["--help"]) == 0
     out = capsys.readouterr().out
     assert all(f"  {cmd}" in out for cmd in umbrella.COMMANDS)
-    assert umbrella.main([]) == 2 and "give a command" in capsys.readouterr().err
-    assert umbrella.main(["scroe"]) == 2 and "unknown command 'scroe'" in capsys.readouterr().err
+    assert umbrella.main([]) == 1 and "give a command" in capsys.readouterr().err
+    assert umbrella.main(["scroe"]) == 1 and "unknown command 'scroe'" in capsys.readouterr().err
     # `deqa labels ...` is deqa-labels: same parser, same errors.
     assert umbrella.main(["labels", "--dataset", "nope", "-o", str(tmp_path / "m.jsonl")]) == 1
     assert "unknown data set 'nope'" in capsys.readouterr().err

@@ -215,3 +215,11 @@ def test_non_language_modules_are_full_paths(tiny_vlm):
         "model.multi_modal_projector",
         "model.vision_tower",
     ]
+
+
+@pytest.mark.parametrize("kwargs, message", [({"max_length": 0}, "max_length must be None or an int >= 1, got 0"),
+                                              ({"batch_size": 0}, "batch_size must be an int >= 1, got 0")])
+def test_bad_sizes_are_refused_before_the_model_loads(tmp_path, kwargs, message):
+    # The folder does not exist: an error about it would mean loading had been tried first.
+    with pytest.raises(ValueError, match=message):
+        load_vlm_scorer(str(tmp_path / "no-model"), **kwargs)

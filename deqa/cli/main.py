@@ -9,6 +9,8 @@ from __future__ import annotations
 import importlib
 import sys
 
+from .args import EXIT_ERROR
+
 __all__ = ["main", "COMMANDS"]
 
 # name -> (module, one-line help). Modules are imported only when their command runs, so
@@ -36,11 +38,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not argv:
         print(f"deqa: give a command\n\n{_usage()}", file=sys.stderr)
-        return 2
+        return EXIT_ERROR
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
         print(f"deqa: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
-        return 2
+        return EXIT_ERROR
     module = importlib.import_module(COMMANDS[name][0])
     return module.main(rest)
 

@@ -277,10 +277,6 @@ def _stops_every_rank(comm, error: str | None) -> bool:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if args.batch_size is not None and args.batch_size < 1:
-            raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
-        if args.num_workers is not None and args.num_workers < 0:
-            raise ValueError(f"--num-workers must be >= 0, got {args.num_workers}")
         if args.load_in_4bit and args.load_in_8bit:
             raise ValueError("choose one of --load-in-4bit and --load-in-8bit")
         _check_model_flags(args)
