@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 from pathlib import Path
 
 from .scorer import Scorer
@@ -19,26 +20,37 @@ def is_baseline(model: str | Path | None) -> bool:
     return model is None or model == "builtin" or (Path(model) / BASELINE_CONFIG_NAME).is_file()
 
 
-# From this many images to score, a baseline with no device named runs its torch build (CUDA when
-# there is one): the numpy runtime of the built-in model starts ~1.9 s sooner (no torch import)
-# but its encoder branch makes it ~25 ms slower per image than torch on 2 CPU cores (18.6 vs 34.7
-# images/s through the whole pipeline), so torch's import is repaid after ~60-80 images
-# (BENCHMARKS.md, Baselines). Used by deqa-score and deqa-eval.
+# From this many images to score, a baseline with no device named runs its torch build on the GPU
+# when there is one (the numpy runtime starts ~2 s sooner, without importing torch, and a GPU repays
+# that within a few batches). On the CPU it stays in numpy whatever the job's size: since the numpy
+# runtime splits its batches over the cores (deqa.baselines.numpy_parallel), its whole pipeline runs
+# the built-in model as fast as torch's on 2 cores (27.4 vs 26.5 images/s; it was 14.8 vs 27.7 and
+# torch took over from 64 images), so torch's import would not be repaid (BENCHMARKS.md,
+# Baselines). Used by deqa-score and deqa-eval.
 TORCH_FROM_N_IMAGES = 64
+
+
+def _accelerator() -> str | None:
+    """``"cuda"`` when torch can run on a GPU here, else None. A cheap probe first (the NVIDIA
+    driver's /proc entry, ROCm's /dev/kfd), so a machine without a GPU never imports torch (~2 s)
+    to learn that; where neither exists (e.g. not Linux), name the device (``--device cuda``)."""
+    if not (os.path.exists("/proc/driver/nvidia/version") or os.path.exists("/dev/kfd")):
+        return None
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else None
 
 
 def baseline_device(device: str | None, n_images: int) -> str | None:
     """The device a baseline should load on for a job of ``n_images``: ``device`` if named, else
-    None (numpy) below :data:`TORCH_FROM_N_IMAGES`, else CUDA if available or the CPU (torch).
+    the GPU from :data:`TORCH_FROM_N_IMAGES` images on when there is one, else None (numpy).
 
     ``n_images`` is the size of the whole job (every input asked for), not what is left of it
     after a resume: the numpy and torch builds agree only to float32 rounding, so a resumed run
     must use the build the uninterrupted run would have used."""
     if device is not None or n_images < TORCH_FROM_N_IMAGES:
         return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return _accelerator()
 
 
 def load_scorer(model: str | None = None, **kwargs) -> Scorer:

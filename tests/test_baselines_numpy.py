@@ -1,5 +1,6 @@
 """The numpy runtime of the degradation CNN gives the torch module's outputs, without torch."""
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -144,7 +145,7 @@ def test_deqa_score_on_the_builtin_model_never_imports_torch(tmp_path, run_fresh
 
 @pytest.mark.parametrize(("threshold", "runtime"), [(3, NumpyDegradationScorer), (2, DegradationScorer)])
 def test_deqa_score_switches_to_torch_for_big_jobs(tmp_path, monkeypatch, threshold, runtime):
-    """Few images: numpy (fast start); from TORCH_FROM_N_IMAGES on: the torch build (fast per image)."""
+    """Few images: numpy (fast start); from TORCH_FROM_N_IMAGES on, with a GPU: the torch build."""
     import deqa.cli.score as score_cli
     import deqa.load
 
@@ -157,6 +158,8 @@ def test_deqa_score_switches_to_torch_for_big_jobs(tmp_path, monkeypatch, thresh
 
     monkeypatch.setattr(deqa.load, "load_scorer", spy)
     monkeypatch.setattr(deqa.load, "TORCH_FROM_N_IMAGES", threshold)
+    # As on a machine with a GPU (torch here runs it on the CPU): big jobs get the torch build.
+    monkeypatch.setattr(deqa.load, "_accelerator", lambda: "cpu")
     for name in ("a.jpg", "b.jpg"):
         (tmp_path / name).write_bytes(EXAMPLE.read_bytes())
     out = tmp_path / "s.jsonl"
@@ -167,9 +170,30 @@ def test_deqa_score_switches_to_torch_for_big_jobs(tmp_path, monkeypatch, thresh
     assert type(built[1]) is NumpyDegradationScorer
 
 
-def test_baseline_device_rule():
+def test_baseline_device_rule(monkeypatch):
+    import deqa.load
     from deqa.load import TORCH_FROM_N_IMAGES, baseline_device
 
-    assert baseline_device(None, TORCH_FROM_N_IMAGES - 1) is None  # numpy
-    assert baseline_device(None, TORCH_FROM_N_IMAGES) == ("cuda" if torch.cuda.is_available() else "cpu")
-    assert baseline_device("cuda:1", 0) == "cuda:1"  # a named device always wins
+    for gpu in ("cuda", None):
+        monkeypatch.setattr(deqa.load, "_accelerator", lambda gpu=gpu: gpu)
+        assert baseline_device(None, TORCH_FROM_N_IMAGES - 1) is None  # numpy
+        assert baseline_device(None, TORCH_FROM_N_IMAGES) == gpu  # the GPU, or numpy on the CPU
+        assert baseline_device("cuda:1", 0) == "cuda:1"  # a named device always wins
+        assert baseline_device("cpu", 10**6) == "cpu"
+
+
+def test_accelerator_probe_needs_no_torch_without_a_gpu_driver(monkeypatch):
+    import deqa.load
+
+    monkeypatch.setattr(deqa.load.os.path, "exists", lambda path: False)
+    monkeypatch.setitem(sys.modules, "torch", None)  # an import of torch would now raise
+    assert deqa.load._accelerator() is None
+
+
+def test_numpy_scorer_batches_give_every_core_chunks(monkeypatch):
+    from deqa.baselines import numpy_parallel
+
+    monkeypatch.setattr(numpy_parallel, "_configured", 2)
+    assert load_baseline(None, backend="numpy").default_batch_size == 16
+    monkeypatch.setattr(numpy_parallel, "_configured", 32)
+    assert load_baseline(None, backend="numpy").default_batch_size == 32 * numpy_parallel.CHUNK

@@ -352,3 +352,20 @@ def test_python_api_load_scorer_picks_the_vlm(tiny_vlm_path, corpus):
     (res,) = scorer.score(str(folder / "plain.jpg"))
     assert isinstance(res, deqa.ScoreResult) and res.input == str(folder / "plain.jpg")
     assert scorer.score(Image.open(folder / "alpha.png"))[0].input == "<image 0>"
+
+
+def test_quiet_draws_no_progress_bar_for_a_vlm(corpus, tiny_vlm_path, capsys):
+    from transformers.utils import logging as hf_logging
+
+    folder, _, _ = corpus
+    model = str(tiny_vlm_path("qwen2_5_vl"))
+    hf_logging.enable_progress_bar()
+    try:
+        assert main(["--model", model, str(folder / "plain.jpg"), "--num-workers", "0"]) == 0
+        loud = capsys.readouterr().err
+        assert main(["--model", model, str(folder / "plain.jpg"), "--num-workers", "0", "-q"]) == 0
+        quiet = capsys.readouterr().err
+    finally:
+        hf_logging.enable_progress_bar()
+    assert "it/s]" in loud or "s/it]" in loud  # bars are drawn without -q (the check below can fail)
+    assert "it/s]" not in quiet and "s/it]" not in quiet and "%|" not in quiet

@@ -418,8 +418,8 @@ def _speed_lines(sp: dict[str, Any]) -> list[str]:
         L.append(f"| {name} | {n['median']:.1f} ({n['best']:.1f}) | "
                  + (f"{pipe['median']:.1f} ({pipe['best']:.1f})" if pipe else "–") + " | "
                  + (f"{c['median']:.2f} s ({c['best']:.2f} s)" if c else "–") + " |")
-    L += ["", f"- Without `--device`, `deqa-score` runs numpy for fewer than {TORCH_FROM_N_IMAGES} images (no torch import: "
-          f"torch alone took {sp['import_torch_process_s']['median']:.2f} s to import) and torch from {TORCH_FROM_N_IMAGES} images on; "
+    L += ["", f"- Without `--device`, `deqa-score` runs numpy on the CPU (no torch import: torch alone took "
+          f"{sp['import_torch_process_s']['median']:.2f} s to import) and torch on a GPU, when there is one, from {TORCH_FROM_N_IMAGES} images on; "
           f"torch imported for one photo: {'yes' if sp.get('torch_imported', True) else 'no'}; transformers/peft imported: "
           f"{'yes' if sp['transformers_or_peft_imported'] else 'no'}.",
           f"- Goal >= {goal} images/s at 224 px on 2 CPU cores (network, median): "

@@ -36,7 +36,7 @@ from .degradation_config import (
     mix_logits,
 )
 from .effnet_numpy import NumpyEffNetTrunk
-from .numpy_parallel import map_batch
+from .numpy_parallel import CHUNK, map_batch, num_threads
 
 __all__ = [
     "NumpyDegradationNet",
@@ -267,7 +267,6 @@ class NumpyBranchedDegradationNet:
 class NumpyDegradationScorer(Scorer):
     """:class:`deqa.scorer.Scorer` around a :class:`NumpyDegradationNet` (no torch needed)."""
 
-    default_batch_size = 16
     needs_torch = False
 
     def __init__(self, net: NumpyDegradationNet | NumpyBranchedDegradationNet, *, model_id: str = "deqa-degradation",
@@ -275,6 +274,8 @@ class NumpyDegradationScorer(Scorer):
         self.net = net
         self.cfg = net.cfg
         self.model_id = model_id
+        # Enough chunks for every core (numpy_parallel): 16 on up to 8 cores, a multiple of CHUNK.
+        self.default_batch_size = max(16, CHUNK * num_threads())
         if views is not None:
             views.check_heads(self.cfg.heads)
         self.views = views

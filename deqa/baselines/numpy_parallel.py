@@ -1,17 +1,17 @@
 """Run the numpy networks data-parallel: a batch's images split over threads, BLAS one thread each.
 
 Why: numpy runs its elementwise ufuncs and array copies (im2col, padding, ReLU, the depthwise
-convs' shifted sums) on one core; only its matmuls use the BLAS thread pool. Half of the numpy
-runtime's forward pass is such single-core work, so two cores ran it at ~1.2x one core. Each
-thread running the whole network on its share of the batch, with BLAS held to one thread so the
-threads do not oversubscribe the cores, uses every core for every op (the ufuncs and BLAS
+convs' shifted sums) on one core; only its matmuls use the BLAS thread pool, and the built-in
+model's EfficientNet trunk is mostly depthwise convs (0.44 of its 0.72 s on a batch of 16).
+Each thread running the whole network on its share of the batch, with BLAS held to one thread so
+the threads do not oversubscribe the cores, uses every core for every op (the ufuncs and BLAS
 release the GIL): bench/baseline_speed.py measured the built-in model's numpy network at
-16.0 -> 25.7 images/s on 2 cores (BENCHMARKS.md).
+16.0 -> 32.4 images/s on 2 cores (BENCHMARKS.md).
 
 A batch is cut into fixed chunks of :data:`CHUNK` images whatever the thread count, so the
-outputs do not depend on it: BLAS picks its kernels by the matrix shapes, and an image's outputs
-move by float32 rounding (<= 6e-7 in an intensity, measured) when its batch is cut differently.
-A resumed ``deqa-score`` run on a machine with other cores therefore still matches, byte for byte.
+outputs do not depend on it (a run resumed with another ``OMP_NUM_THREADS`` writes the same
+bytes): BLAS picks its kernels by the matrix shapes, and an image's outputs move by float32
+rounding (<= 6e-7 in an intensity, measured) when its batch is cut differently.
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ import numpy as np
 
 __all__ = ["CHUNK", "num_threads", "set_num_threads", "map_batch"]
 
-# Images per chunk. Small enough that one photo's 2 x 2 full-resolution windows (plus the whole
-# view) split over 2 cores, large enough that a chunk's matmuls stay efficient: bench/baseline_speed.py
-# measured 2, 4 and 8 alike at batch 16 on 2 cores (BENCHMARKS.md).
+# Images per chunk. Small enough that one photo's 2 x 2 full-resolution windows split over 2 cores;
+# bench/baseline_speed.py, batch 16 on 2 cores: chunks of 1, 2, 4, 8 and 16 images (= no split) ran
+# the network at 30.0, 30.5, 29.8, 26.7 and 18.4 images/s (BENCHMARKS.md).
 CHUNK = 2
 
 _configured: int | None = None

@@ -80,8 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--device",
         default=None,
         help="cpu, cuda, cuda:1, ... (default: CUDA if available; the built-in model and other "
-        f"degradation baselines run in numpy on the CPU without importing torch for fewer than {TORCH_FROM_N_IMAGES} "
-        "images, which starts ~2 s sooner; naming a device runs their torch build)",
+        "degradation baselines run in numpy on the CPU without importing torch, which starts ~2 s sooner, "
+        f"and on the GPU from {TORCH_FROM_N_IMAGES} images when there is one; naming a device runs their torch build)",
     )
     p.add_argument(
         "--views",
@@ -143,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="write results here (.jsonl, .csv, .json); inputs already in the file are skipped",
     )
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars (scoring, nor a VLM's weight loading)")
     return p
 
 
@@ -256,6 +256,11 @@ def _build_scorer(args, device, n_images: int = 1):
         group_by_size=args.group_by_size,
         max_length=args.max_length,
     )
+    if args.quiet:
+        # -q promises no progress bars; transformers draws its own while loading the weights.
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
     return load_scorer(args.model, **kwargs)
 
 
