@@ -146,6 +146,8 @@ def adapter_checkpoint(tiny_vlm_path, tmp_path_factory):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
+    from deqa.models.quiet import peft_wrap_quietly
+
     base = tiny_vlm_path("qwen2_5_vl")
     model = AutoModelForImageTextToText.from_pretrained(base)  # a fresh copy: peft edits in place
     torch.manual_seed(0)
@@ -156,7 +158,8 @@ def adapter_checkpoint(tiny_vlm_path, tmp_path_factory):
         init_lora_weights=False,  # random B: the adapter really changes the output
     )
     folder = tmp_path_factory.mktemp("lora-ckpt")
-    get_peft_model(model, lora).save_pretrained(folder)
+    with peft_wrap_quietly():  # as deqa's own calls are (deqa/models/quiet.py)
+        get_peft_model(model, lora).save_pretrained(folder)
     DeQAConfig(base_model=str(base), label_method="deqa").save(folder)
     AutoProcessor.from_pretrained(base).save_pretrained(folder)
     return base, folder
