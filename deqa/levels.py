@@ -74,6 +74,8 @@ DEFAULT_STD = 0.7
 # vs 0.087 on LIVE-C; KonIQ's narrow MOS range leaves the two alike, 0.050 vs 0.051). 0.8 is their mean.
 DEFAULT_MID_STD = 0.8
 
+_SOS_MAX_A = 0.25
+
 SOFT_LABEL_METHODS = ("moment", "gaussian", "deqa", "onehot", "binary", "histogram")
 NO_STD_POLICIES = ("sos", "dataset_mean_std", "binary", "error")
 _NEEDS_STD = ("moment", "gaussian", "deqa")
@@ -604,7 +606,7 @@ def impute_std(
 
     ``"sos"`` fills missing entries with sqrt(a (m - lo)(hi - m)) for each row's ``mos`` m on the
     level scale [lo, hi] = [values[0], values[-1]] (the SOS hypothesis, see DEFAULT_MID_STD): ``a``
-    is fitted to the present stds (mean std^2 over mean (m - lo)(hi - m)), or set by
+    is fitted to the present stds (mean std^2 over mean (m - lo)(hi - m), at most 0.25), or set by
     ``default_std`` (else DEFAULT_MID_STD), the std at mid-scale, when none is present.
     ``"dataset_mean_std"`` fills them with the mean of the present ones, or with ``default_std``
     (else DEFAULT_STD) when none is present; ``"binary"`` leaves them NaN (the caller gives those
@@ -631,7 +633,10 @@ def impute_std(
             raise ValueError(f"mos has {room.size} entries but std has {std.size}")
         fitted = have.size and room[~missing].mean() > 0
         if fitted:
-            a = float((have**2).mean() / room[~missing].mean())
+            # Capped: a few rows near an end can fit any a, and above a quarter (a mid-scale std
+            # of (hi - lo) / 4, 1.0 on 1-5) moment labels of some MOS turn two-peaked (measured on
+            # a grid of 801 MOS: none at 0.25, 2 at 0.3, 88 at 0.5; tests/test_levels.py).
+            a = min(float((have**2).mean() / room[~missing].mean()), _SOS_MAX_A)
         else:  # nothing to fit (or only rows at the scale's ends, whose room is 0)
             mid = DEFAULT_MID_STD if default_std is None else float(default_std)
             a = mid**2 / ((hi - lo) / 2) ** 2

@@ -451,6 +451,20 @@ def test_sos_imputation_keeps_labels_one_peaked_where_a_constant_std_does_not():
     assert not _two_peaked(soft_labels(mos, None, "moment")).any()
 
 
+def test_sos_fit_is_capped_so_a_few_rows_cannot_make_labels_two_peaked():
+    # One published std near the top of the scale (MOS 4.96, std 0.32) would fit a = 1.6 alone.
+    mos = np.array([4.96, 3.0, 2.2, 4.0])
+    filled, _ = impute_std([0.32, np.nan, np.nan, np.nan], "sos", mos=mos)
+    np.testing.assert_allclose(filled[1:], np.sqrt(0.25 * (mos[1:] - 1) * (5 - mos[1:])))
+    # (row 0 keeps its published std, itself more than a one-peaked label at 4.96 can hold)
+    assert not _two_peaked(soft_labels(mos, [0.32, np.nan, np.nan, np.nan], "moment")[1:]).any()
+    # the bound: at a = 0.25 no MOS on a fine grid is two-peaked, above it some are
+    grid = np.linspace(1.0, 5.0, 801)
+    room = (grid - 1) * (5 - grid)
+    assert not _two_peaked(soft_labels(grid, np.sqrt(0.25 * room), "moment")).any()
+    assert _two_peaked(soft_labels(grid, np.sqrt(0.3 * room), "moment")).sum() == 2
+
+
 def test_no_std_policy_binary_and_error():
     p = soft_labels([2.5, 3.0], [np.nan, 0.5], "moment", no_std_policy="binary")
     np.testing.assert_allclose(p[0], [0, 0.5, 0.5, 0, 0])

@@ -83,6 +83,10 @@ def test_thread_count_follows_setting_then_omp_num_threads(monkeypatch, threads)
     assert num_threads() == 4  # never more threads than usable cores
     monkeypatch.setenv("OMP_NUM_THREADS", "junk")
     assert num_threads() == 4
+    monkeypatch.setenv("OMP_NUM_THREADS", "²")  # a digit to str.isdigit, not to int()
+    assert num_threads() == 4
+    monkeypatch.setenv("OMP_NUM_THREADS", "1,2")  # nested levels: the outer one is ours
+    assert num_threads() == 1
     threads(3)
     assert num_threads() == 3
     with pytest.raises(ValueError, match=">= 1"):
@@ -100,3 +104,40 @@ def test_builtin_model_outputs_do_not_depend_on_the_thread_count(threads):
         threads(n)
         np.testing.assert_array_equal(net.intensities(x), one)
     np.testing.assert_array_equal(net.intensities(x[CHUNK : 2 * CHUNK]), one[CHUNK : 2 * CHUNK])
+
+
+def test_concurrent_callers_leave_blas_as_it_was_and_thread_count_bounds_concurrency(threads):
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    before = _blas_threads()
+    threads(2)
+
+    def slow(part):
+        time.sleep(0.01)
+        return part
+
+    x = np.zeros((8 * CHUNK, 3))
+    with ThreadPoolExecutor(3) as callers:  # overlapping map_batch calls from a user's threads
+        for out in callers.map(lambda _: map_batch(slow, x), range(9)):
+            np.testing.assert_array_equal(out, x)
+    assert _blas_threads() == before  # the last one out restored it, not to another caller's 1
+
+    # A pool grown for 6 threads runs no more than the 2 asked for now.
+    threads(6)
+    map_batch(slow, x)
+    threads(2)
+    running, peak, lock = 0, 0, threading.Lock()
+
+    def counted(part):
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        time.sleep(0.02)
+        with lock:
+            running -= 1
+        return part
+
+    map_batch(counted, np.zeros((12 * CHUNK, 3)))
+    assert peak == 2

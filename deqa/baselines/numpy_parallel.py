@@ -17,8 +17,10 @@ rounding (<= 6e-7 in an intensity, measured) when its batch is cut differently.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from functools import lru_cache
 
 import numpy as np
@@ -33,6 +35,9 @@ CHUNK = 2
 _configured: int | None = None
 _pool: ThreadPoolExecutor | None = None
 _pool_size = 0
+_lock = threading.Lock()
+_limiter = None  # threadpoolctl's limit while any map_batch runs
+_inside = 0  # map_batch calls running their threads now
 
 
 def num_threads() -> int:
@@ -46,8 +51,11 @@ def num_threads() -> int:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
-    omp = os.environ.get("OMP_NUM_THREADS", "").strip()
-    return min(cores, int(omp)) if omp.isdigit() and int(omp) >= 1 else cores
+    # "4" or a nested-parallelism list "4,2" (its first level is ours); anything else is ignored
+    omp = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    if omp.isascii() and omp.isdigit() and int(omp) >= 1:
+        return min(cores, int(omp))
+    return cores
 
 
 def set_num_threads(n: int | None) -> None:
@@ -60,12 +68,33 @@ def set_num_threads(n: int | None) -> None:
 
 
 def _executor(size: int) -> ThreadPoolExecutor:
+    # Grows, never shrinks nor shuts down (another caller may be submitting to it): map_batch
+    # submits only `threads` tasks, so a larger pool than asked for runs no more at once.
     global _pool, _pool_size
-    if _pool is None or _pool_size < size:
-        if _pool is not None:
-            _pool.shutdown(wait=True)
-        _pool, _pool_size = ThreadPoolExecutor(max_workers=size, thread_name_prefix="deqa-numpy"), size
-    return _pool
+    with _lock:
+        if _pool is None or _pool_size < size:
+            _pool, _pool_size = ThreadPoolExecutor(max_workers=size, thread_name_prefix="deqa-numpy"), size
+        return _pool
+
+
+@contextmanager
+def _blas_single_threaded() -> Iterator[None]:
+    """BLAS at one thread while any map_batch runs (threadpoolctl's limit is process-wide): the
+    first caller in sets it, the last one out restores the original, so overlapping callers do
+    not restore each other's "1" for good."""
+    global _limiter, _inside
+    with _lock:
+        if _inside == 0:
+            _limiter = _controller().limit(limits=1, user_api="blas")
+        _inside += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _inside -= 1
+            if _inside == 0:
+                _limiter.restore_original_limits()
+                _limiter = None
 
 
 @lru_cache(maxsize=1)
@@ -86,6 +115,7 @@ def map_batch(fn: Callable[[np.ndarray], np.ndarray], images: np.ndarray) -> np.
 
     The BLAS limit is process-wide while the threads run (threadpoolctl has no per-thread one):
     another thread doing BLAS work at the same moment runs single-threaded meanwhile, correctly.
+    Safe to call from several threads at once.
     """
     n = len(images)
     if n <= CHUNK:
@@ -93,8 +123,16 @@ def map_batch(fn: Callable[[np.ndarray], np.ndarray], images: np.ndarray) -> np.
     chunks = [images[i : i + CHUNK] for i in range(0, n, CHUNK)]
     threads = min(len(chunks), num_threads())
     if threads <= 1:
-        outs = [fn(c) for c in chunks]
-    else:
-        with _controller().limit(limits=1, user_api="blas"):
-            outs = list(_executor(threads).map(fn, chunks))
+        return np.concatenate([fn(c) for c in chunks], axis=0)
+    # `threads` tasks, each running every threads-th chunk: no more run at once, whatever the
+    # pool's size; the outputs go back in chunk order.
+    outs: list[np.ndarray | None] = [None] * len(chunks)
+
+    def work(first: int) -> None:
+        for i in range(first, len(chunks), threads):
+            outs[i] = fn(chunks[i])
+
+    with _blas_single_threaded():
+        for f in [_executor(threads).submit(work, t) for t in range(threads)]:
+            f.result()
     return np.concatenate(outs, axis=0)
