@@ -293,13 +293,13 @@ def test_umbrella_command_and_module_entry_point(tmp_path, capsys):
 
 def test_duplicate_image_rows_are_refused_naming_both(tmp_path, capsys):
     src = tmp_path / "dup.csv"
-    src.write_text("image,mos,std,split\na.jpg,3,0.5,train\nb.jpg,2,0.5,train\na.jpg,2,0.5,test\n")
+    src.write_text("image,mos,std,split\na.jpg,3,0.5,train\nb.jpg,2,0.5,train\n./a.jpg,2,0.5,test\n")
     rc, _, err = run([src, "--mos-range", 1, 5, "-o", tmp_path / "d.jsonl"], capsys)
-    assert rc == 1 and "line 4 (image 'a.jpg'): the image already has a label row (line 2)" in err
+    assert rc == 1 and "line 4 (image './a.jpg'): the image already has a label row (line 2)" in err
     assert not (tmp_path / "d.jsonl").exists()
     # one split of it is fine
     rc, _, _ = run([src, "--mos-range", 1, 5, "--split", "test", "-o", tmp_path / "d.jsonl"], capsys)
-    assert rc == 0 and [r.image for r in read_manifest(tmp_path / "d.jsonl")] == ["a.jpg"]
+    assert rc == 0 and [r.image for r in read_manifest(tmp_path / "d.jsonl")] == ["./a.jpg"]
 
 
 def test_split_names_what_exists_and_selects_on_other_columns(tmp_path, capsys):
@@ -310,6 +310,8 @@ def test_split_names_what_exists_and_selects_on_other_columns(tmp_path, capsys):
     assert rc == 1 and "no row has 'train' in its split column; values present: ['test', 'training', 'validation']" in err
     rc, _, _ = run([*base, "--split", "official_split=train,official_split=val"], capsys)
     assert rc == 0 and [r.image for r in read_manifest(tmp_path / "m.jsonl")] == ["a", "b"]
+    rc, _, _ = run([*base, "--split", "split=test"], capsys)  # the split column by name, too
+    assert rc == 0 and [r.image for r in read_manifest(tmp_path / "m.jsonl")] == ["c"]
     rc, _, err = run([*base, "--split", "offical_split=test"], capsys)
     assert rc == 1 and "no column 'offical_split', or select on one of ['official_split']" in err
     rc, _, err = run([*base, "--split", "official_split=x"], capsys)
@@ -331,6 +333,14 @@ def test_option_mistakes_are_named(tmp_path, capsys, extra, pattern):
     assert rc == 1 and re.search(pattern, err), err
 
 
+def test_default_std_must_be_a_finite_non_negative_number(tmp_path, capsys):
+    for bad in ("nan", "-0.5", "inf"):
+        with pytest.raises(SystemExit) as exit_:
+            main(["--dataset", "csiq", "--default-std", bad, "-o", str(tmp_path / "m.jsonl")])
+        assert exit_.value.code == 1
+        assert f"argument --default-std: must be a finite number >= 0, got {bad}" in capsys.readouterr().err
+
+
 def test_range_error_points_at_where_the_range_was_declared(tmp_path, capsys):
     src = tmp_path / "l.csv"
     src.write_text("image,mos\na,20\nb,180\n")
@@ -347,11 +357,18 @@ def test_deqa_json_without_std_norm_maps_its_raw_std(tmp_path, capsys):
     rc, out, _ = run([src, "-o", tmp_path / "m.jsonl"], capsys)
     recs = read_manifest(tmp_path / "m.jsonl")
     assert rc == 0 and [r.std_norm for r in recs] == pytest.approx([0.48, 0.6, 0.2]) and "std imputed          0 rows" in out
-    # A map that is not affine says nothing about the std: imputed, as before.
-    rows[1]["gt_score_norm"] = 2.5
+    # Rounded to 3 decimals (as files are): still the same map.
+    for r in rows:
+        r["gt_score_norm"] = round(1 + 0.0381 * r["gt_score"], 3)
     src.write_text(json.dumps(rows))
     rc, out, _ = run([src, "-o", tmp_path / "m.jsonl"], capsys)
+    assert rc == 0 and [r.std_norm for r in read_manifest(tmp_path / "m.jsonl")] == pytest.approx([0.4572, 0.5715, 0.1905], abs=2e-4)
+    # A map that is not affine says nothing about the std: imputed, and a warning says why.
+    rows[1]["gt_score_norm"] = 2.5
+    src.write_text(json.dumps(rows))
+    rc, out, err = run([src, "-o", tmp_path / "m.jsonl"], capsys)
     assert rc == 0 and "std imputed          3 rows" in out
+    assert re.search(r"deqa-labels: warning: .*d.json: its std is not used .* not an affine map", err)
 
 
 @pytest.mark.parametrize("unbuffered", ["", "1"])

@@ -7,7 +7,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-__all__ = ["Parser", "EXIT_ERROR", "int_at_least", "positive_float"]
+__all__ = ["Parser", "EXIT_ERROR", "int_at_least", "positive_float", "non_negative_float"]
 
 EXIT_ERROR = 1
 
@@ -42,4 +42,15 @@ def positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """An argparse type: a finite float >= 0 (a std)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
     return value

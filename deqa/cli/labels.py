@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ from ..data.labeling import MosScale, build_labels
 from ..data.manifest import write_manifest
 from ..data.registry import get_dataset
 from ..levels import DEFAULT_MID_STD, DEFAULT_STD, NO_STD_POLICIES, SOFT_LABEL_METHODS
-from .args import EXIT_ERROR, Parser
+from .args import EXIT_ERROR, Parser, non_negative_float
 
 __all__ = ["main", "build_parser"]
 
@@ -92,7 +93,7 @@ def build_parser() -> Parser:
     )
     lab.add_argument(
         "--default-std",
-        type=float,
+        type=non_negative_float,
         help=f"when no row has a std: the std at mid-scale (MOS 3) for sos (default {DEFAULT_MID_STD}), "
         f"the std of every row for dataset_mean_std (default {DEFAULT_STD}); on the 1-5 scale",
     )
@@ -155,13 +156,16 @@ def _resolve_scale(args, spec, table) -> MosScale | None:
     return None  # the file must carry level-scale values (DeQA-Score JSON); checked downstream
 
 
-def _split_mask(table, items: list[str]) -> np.ndarray:
-    """Rows whose split is one of ``items`` ("test", or "COLUMN=VALUE" for another column)."""
+def _split_mask(table, items: list[str], split_column: str) -> np.ndarray:
+    """Rows whose split is one of ``items`` ("test", or "COLUMN=VALUE" for any column, the split
+    column ``split_column`` included)."""
     mask = np.zeros(len(table), bool)
     for item in (part.strip() for text in items for part in text.split(",")):
         if not item:
             continue
         column, value = (x.strip() for x in item.split("=", 1)) if "=" in item else (None, item)
+        if column == split_column and table.split is not None:
+            column = None
         if column is None:
             labels, where = table.split, "split column"
             if labels is None:
@@ -210,7 +214,7 @@ def run(args) -> int:
         raise ValueError(f"--density {args.density} is an option of --method deqa only (got --method {args.method})")
     scale = _resolve_scale(args, spec, table)
     if args.split:
-        table = table.select(_split_mask(table, args.split))
+        table = table.select(_split_mask(table, args.split, args.split_column or "split"))
     labels = build_labels(
         table,
         scale,
@@ -253,7 +257,14 @@ def run(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        rc = run(args)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            rc = run(args)
+        for w in caught:  # deqa's own (a file's std that could not be mapped): one plain line
+            if issubclass(w.category, UserWarning):
+                print(f"deqa-labels: warning: {w.message}", file=sys.stderr)
+            else:
+                warnings.showwarning(w.message, w.category, w.filename, w.lineno)
         sys.stdout.flush()  # a broken pipe shows here, not in Python's own flush at exit
         return rc
     except BrokenPipeError:

@@ -7,6 +7,9 @@ the resulting :class:`LabelSet` turns into manifest records and :class:`LabelQua
 
 from __future__ import annotations
 
+import os
+import warnings
+
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -88,9 +91,9 @@ def _std_from_raw(table: LabelTable) -> np.ndarray:
     """Level-scale std of a file with gt_score_norm but no std_norm, from its raw std.
 
     DeQA-Score's gt_score_norm is an affine (min-max) map of gt_score, so the raw std maps by
-    the same slope: it is read off the rows themselves and used only when the map fits every
-    row to rounding. Otherwise (or without a raw std) the std stays missing (NaN) and the no-std
-    policy applies.
+    the same slope: it is read off the rows themselves and used when the map fits every row to
+    0.01 of a level (rounded files). Otherwise (a warning says so), or without a raw std, the std
+    stays missing (NaN) and the no-std policy applies.
     """
     n = len(table)
     missing = np.full(n, np.nan)
@@ -101,7 +104,15 @@ def _std_from_raw(table: LabelTable) -> np.ndarray:
     if ok.sum() < 2 or np.ptp(raw[ok]) == 0:
         return missing
     slope, offset = np.polyfit(raw[ok], norm[ok], 1)
-    if np.abs(slope * raw[ok] + offset - norm[ok]).max() > 1e-6 * max(np.ptp(norm[ok]), 1.0):
+    residual = float(np.abs(slope * raw[ok] + offset - norm[ok]).max())
+    # Up to 0.01 of a level: files round gt_score_norm (to 3 or 2 decimals); a map that is not
+    # affine misses by far more.
+    if residual > 0.01:
+        warnings.warn(
+            f"{table.path}: its std is not used (no std_norm, and gt_score -> gt_score_norm is not an affine "
+            f"map: off by up to {residual:.3g}); rows get the no-std policy's std",
+            stacklevel=2,
+        )
         return missing
     return table.std * abs(slope)
 
@@ -110,7 +121,7 @@ def _raise_duplicates(table: LabelTable) -> None:
     """One label row per image: a second row would give one image two targets."""
     first: dict[str, int] = {}
     for i, name in enumerate(table.images):
-        j = first.setdefault(name, i)
+        j = first.setdefault(os.path.normpath(name), i)  # "./a.jpg" is "a.jpg"
         if j != i:
             loc = table.locations[j] if j < len(table.locations) else f"row {j}"
             raise ValueError(
