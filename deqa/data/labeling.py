@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import warnings
-
 from dataclasses import asdict, dataclass
 
 import numpy as np
