@@ -287,8 +287,9 @@ def test_output_of_another_model_is_not_mixed_in(mini, scorers, tmp_path, capsys
     argv = _argv(mini, out, "--bootstrap", "0")
     argv[argv.index("--model") + 1] = "another"
     assert eval_cli.main(argv) == 1
+    folder = next(out.glob("*/source.json")).parent  # the data set's record is what is checked
     assert (
-        f"{out} holds predictions of another model (model: 'sharpness', now 'another'); choose "
+        f"{folder} holds predictions of another model (model: 'sharpness', now 'another'); choose "
         "another --output, or pass --overwrite to discard them" in capsys.readouterr().err
     )
     assert len(scorers) == 1  # refused from the arguments, before loading the model
@@ -315,8 +316,8 @@ def test_output_of_the_builtin_model_is_named_and_refused_before_loading(
 def test_model_id_is_still_checked_once_the_model_is_loaded(mini, scorers, tmp_path, capsys):
     out = tmp_path / "out"
     assert eval_cli.main(_argv(mini, out, "--bootstrap", "0", "--no-plots")) == 0
-    run = json.loads((out / "run.json").read_text())
-    (out / "run.json").write_text(json.dumps({**run, "model_id": "sharpness-v0"}))
+    source = next(out.glob("*/source.json"))
+    source.write_text(json.dumps({**json.loads(source.read_text()), "model_id": "sharpness-v0"}))
     assert eval_cli.main(_argv(mini, out, "--bootstrap", "0", "--no-plots")) == 1
     assert "(model_id: 'sharpness-v0', now 'test-sharpness')" in capsys.readouterr().err
 
@@ -384,6 +385,18 @@ def test_the_same_image_folder_named_otherwise_resumes(mini, scorers, tmp_path, 
     assert scorers[-1][2].seen == 8  # the 8 train images
     (row,) = list(csv.DictReader((out / "results.csv").open()))
     assert row["split"] == "all" and row["n"] == "24"
+
+
+def test_run_json_of_a_later_run_does_not_refuse_an_earlier_models_data_set(mini, scorers, tmp_path, capsys):
+    """The reviewer's case: data set folders answer for themselves. Evaluating with model B and
+    --overwrite rewrites run.json; a later run of model A must still resume A's other folders."""
+    out = tmp_path / "out"
+    argv = _argv(mini, out, "--bootstrap", "0", "--no-plots")
+    assert eval_cli.main(argv) == 0
+    run = json.loads((out / "run.json").read_text())
+    (out / "run.json").write_text(json.dumps({**run, "model": "another"}))  # as a later run's record
+    assert eval_cli.main(argv) == 0
+    assert scorers[-1][2].seen == 0  # resumed: every prediction reused
 
 
 def test_overwriting_one_data_set_does_not_adopt_another(mini, scorers, tmp_path, capsys):
@@ -667,8 +680,8 @@ def test_another_models_output_stops_every_rank(mini, scorers, tmp_path, capsys,
     argv[argv.index("--model") + 1] = "another"
     assert _eval_on_two_ranks(monkeypatch, argv) == [1, 1]  # known from the arguments
     assert "holds predictions of another model" in capsys.readouterr().err
-    run = json.loads((out / "run.json").read_text())
-    (out / "run.json").write_text(json.dumps({**run, "model_id": "sharpness-v0"}))
+    source = next(out.glob("*/source.json"))
+    source.write_text(json.dumps({**json.loads(source.read_text()), "model_id": "sharpness-v0"}))
     assert _eval_on_two_ranks(monkeypatch, _argv(mini, out, "--bootstrap", "0")) == [1, 1]  # once loaded
     assert capsys.readouterr().err.count("(model_id: 'sharpness-v0', now 'test-sharpness')") == 2
 

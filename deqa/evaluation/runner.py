@@ -3,7 +3,7 @@
 
 Layout of an output folder::
 
-    run.json                       what produced it (model, config, deqa version)
+    run.json                       what the last run was (model, config, deqa version)
     results.md / .csv / .json      the cross-data-set table
     compare.md                     this run beside the published numbers (with compare=True)
     <dataset>/source.json          what its predictions were made by and from (model, image folder)
@@ -515,9 +515,9 @@ def _check_output(
     """
     if overwrite:
         return
-    run_file = out / "run.json"
-    if run_file.is_file():
-        _refuse_another_model(out, _read_record(run_file), model)
+    # Each data set's source.json is the authority, not run.json (the last run's record): after
+    # `--overwrite` on data set A with another model, data set B's predictions are still the
+    # first model's, and a run of that model on B must resume them, not be refused.
     for eval_set in eval_sets:
         folder = out / eval_set.name
         if not _has_predictions(folder):
