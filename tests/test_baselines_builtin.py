@@ -83,6 +83,9 @@ def test_calibrate_prints_distribution(folder, capsys):
     d = json.loads(capsys.readouterr().out)
     assert d["count"] == 4 and d["failed"] == 0
     assert d["min"] <= d["p10"] <= d["p50"] <= d["p90"] <= d["max"]
+    # 'builtin' names the built-in model here as in deqa-score and deqa-eval
+    assert baseline_main(["calibrate", str(folder / "clip1"), str(folder / "ok.png"), "--json", "--model", "builtin"]) == 0
+    assert json.loads(capsys.readouterr().out) == d
 
 
 def test_head_score_aggregates_groups_and_reports_bad_files(folder, capsys):

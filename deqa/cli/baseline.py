@@ -150,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None)
 
     p = sub.add_parser("eval", help="evaluate a degradation model on a rendered set")
-    p.add_argument("--model", default=None, help="baseline folder (default: the built-in model)")
+    p.add_argument("--model", default=None, help="baseline folder (default, or 'builtin': the built-in model)")
     p.add_argument("--data", required=True, help="mixed set: detection ROC-AUC, overall SRCC, per-head MAE")
     p.add_argument("--sweep", nargs="*", default=[], metavar="DIR",
                    help="grading sets rendered with `synth --sweep HEAD`: per-head SRCC (the held-out protocol)")
@@ -191,7 +191,7 @@ def _add_head_commands(sub) -> None:
 
     p = sub.add_parser("head-score", help="score images with a baseline; aggregate groups (frames, crops)")
     _add_input_args(p)
-    p.add_argument("--model", default=None, help="baseline folder (default: the built-in model)")
+    p.add_argument("--model", default=None, help="baseline folder (default, or 'builtin': the built-in model)")
     p.add_argument("--aggregate", nargs="?", const=_SAVED, default=None, metavar="METHOD",
                    help="one score per folder (e.g. the frames of a video) by mean, median, min or trimmed_mean; "
                         "--aggregate alone (after the inputs): the model's saved method (its 'aggregation', else median); "
@@ -204,13 +204,13 @@ def _add_head_commands(sub) -> None:
 
     p = sub.add_parser("calibrate", help="score distribution on a folder, to set thresholds")
     _add_input_args(p)
-    p.add_argument("--model", default=None, help="baseline folder (default: the built-in model)")
+    p.add_argument("--model", default=None, help="baseline folder (default, or 'builtin': the built-in model)")
     p.add_argument("--batch-size", type=_AT_LEAST_ONE, default=16)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     p = sub.add_parser("diagnose", help="sanity checks of a baseline on known-good images")
     _add_input_args(p)
-    p.add_argument("--model", default=None, help="baseline folder (default: the built-in model)")
+    p.add_argument("--model", default=None, help="baseline folder (default, or 'builtin': the built-in model)")
 
     p = sub.add_parser("card", help="write MODEL_CARD.md for a degradation model")
     p.add_argument("--model", required=True)
@@ -610,6 +610,8 @@ def _message(err: BaseException) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "model", None) == "builtin" and args.cmd != "card":
+        args.model = None  # the name deqa-score and deqa-eval accept for the built-in model
     command = _COMMANDS.get(args.cmd) or _HEAD_COMMANDS[args.cmd]
     try:
         return command(args)

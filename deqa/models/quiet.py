@@ -2,8 +2,9 @@
 
 - **bitsandbytes' offline kernel notice.** Importing bitsandbytes (>= 0.48) on a CPU with
   AVX512-BF16 asks the hub, through ``kernels``, for a faster CPU 4-bit matmul. Offline
-  (``HF_HUB_OFFLINE=1``: deqa's tests, many clusters) that logs "Skipping publisher trust check
-  ..." and "Failed to load CPU gemm_4bit_forward ..." and falls back to bitsandbytes' own kernel.
+  (``HF_HUB_OFFLINE=1``: deqa's tests, many clusters; or no network) that logs "Skipping publisher
+  trust check ..." and/or "Failed to load CPU gemm_4bit_forward ... could not verify publisher
+  trust status" and falls back to bitsandbytes' own kernel.
   bitsandbytes cannot be imported only when 4/8-bit is asked for: peft imports it whenever it is
   installed (``peft/helpers.py``) and transformers' ``TrainingArguments`` imports peft, so every
   ``deqa-train`` call (even one that only has a typo'd key) and every LoRA adapter load printed
@@ -25,33 +26,37 @@ from collections.abc import Iterator
 
 __all__ = ["quiet_bitsandbytes_import", "peft_wrap_quietly"]
 
-# logger name -> (start of the message, a phrase that marks its offline form)
+# logger name -> (start of the message, phrases that mark its offline form: HF_HUB_OFFLINE set, or
+# no network, where the hub cannot be asked who published the kernel)
 _OFFLINE_KERNEL_NOTICES = {
-    "bitsandbytes.backends.cpu.ops": ("Failed to load CPU gemm_4bit_forward from kernels-community", "offline mode"),
+    "bitsandbytes.backends.cpu.ops": (
+        "Failed to load CPU gemm_4bit_forward from kernels-community",
+        ("offline mode", "could not verify publisher trust status"),
+    ),
     "kernels._internals.hf_hub": (
         "Skipping publisher trust check for 'kernels-community/quantization-bitsandbytes'",
-        "offline mode",
+        ("offline mode",),
     ),
 }
 
 
 class _DropOfflineNotice(logging.Filter):
-    def __init__(self, prefix: str, marker: str):
+    def __init__(self, prefix: str, markers: tuple[str, ...]):
         super().__init__()
-        self.prefix, self.marker = prefix, marker
+        self.prefix, self.markers = prefix, markers
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        return not (message.startswith(self.prefix) and self.marker in message)
+        return not (message.startswith(self.prefix) and any(m in message for m in self.markers))
 
 
 def quiet_bitsandbytes_import() -> None:
     """Drop bitsandbytes' offline kernel notices (see the module docstring). Idempotent and cheap:
     it imports nothing; call it before anything imports peft or bitsandbytes."""
-    for name, (prefix, marker) in _OFFLINE_KERNEL_NOTICES.items():
+    for name, (prefix, markers) in _OFFLINE_KERNEL_NOTICES.items():
         logger = logging.getLogger(name)
         if not any(isinstance(f, _DropOfflineNotice) for f in logger.filters):
-            logger.addFilter(_DropOfflineNotice(prefix, marker))
+            logger.addFilter(_DropOfflineNotice(prefix, markers))
 
 
 @contextlib.contextmanager
