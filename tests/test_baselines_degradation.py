@@ -151,7 +151,8 @@ def test_a_few_training_steps_lower_the_loss_and_resume(tiny_sets, tmp_path):
     assert loss.item() < first_loss
     # Saved best model loads through the generic entry points.
     scorer = load_scorer(str(tmp_path / "m"))
-    assert isinstance(scorer, NumpyDegradationScorer) and scorer.model_id == "deqa-degradation"
+    assert isinstance(scorer, NumpyDegradationScorer)
+    assert re.fullmatch(r"deqa-degradation@[0-9a-f]{12}", scorer.model_id)  # the name + its weights' digest
     # The model reads what it was trained on: the data's 64 px, not the config default of 224.
     saved = json.loads((tmp_path / "m" / "deqa_baseline.json").read_text())
     assert saved["model"]["image_size"] == 64 and load_degradation_model(tmp_path / "m").cfg.image_size == 64
@@ -238,7 +239,7 @@ def test_save_reload_identical_and_eval_mode_enforced(tmp_path):
     r = first[0]
     assert set(r.details) == set(DegradationModelConfig().heads)
     assert r.score == pytest.approx(1 + 4 * r.score_0_1) and r.std is None and r.probs is None
-    assert r.model == "unit"
+    assert re.fullmatch(r"unit@[0-9a-f]{12}", r.model)
 
 
 def test_load_errors_name_the_file(tmp_path):

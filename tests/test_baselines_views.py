@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from deqa.baselines import builtin_model_dir, load_baseline
+from deqa.baselines import _weights_tag, builtin_model_dir, load_baseline
 from deqa.baselines.degradation import (
     DegradationModelConfig,
     DegradationNet,
@@ -84,7 +84,8 @@ def test_both_runtimes_agree_with_windows_and_small_images_are_unchanged(tiny_mo
         assert all(x.details[h] == pytest.approx(y.details[h], abs=1e-5) for h in HEADS)
     whole = load_baseline(tiny_model, views="whole").score(imgs)
     assert load_baseline(tiny_model, views="whole").views is None
-    assert whole[0].model == "unit+whole" and a[0].model == "unit"  # another reading, another model id
+    unit = "unit" + _weights_tag(tiny_model)  # the name + its weights' digest
+    assert whole[0].model == unit + "+whole" and a[0].model == unit  # another reading, another model id
     # The small image has no windows: the same numbers either way; the large ones differ in the
     # window heads only.
     assert whole[1].details == a[1].details and whole[1].score == a[1].score
@@ -109,7 +110,8 @@ def test_load_views_option(tiny_model, tmp_path):
     (bad / "deqa_baseline.json").write_text(json.dumps(cfg))
     assert load_baseline(bad).views is None  # no entry: whole view unless asked
     assert load_baseline(bad, views="windows").views == DetailViews()
-    assert load_baseline(bad, views="windows").model_id == "unit+windows" and load_baseline(bad).model_id == "unit"
+    unit = "unit" + _weights_tag(bad)
+    assert load_baseline(bad, views="windows").model_id == unit + "+windows" and load_baseline(bad).model_id == unit
 
 
 def test_collate_without_views_is_the_plain_array():
@@ -191,3 +193,32 @@ def test_deqa_score_views_option(tmp_path, capsys):
     assert main([str(img), "-o", str(out), "--num-workers", "0", "-q"]) == 0
     assert main([str(img), "-o", str(out), "--num-workers", "0", "-q", "--views", "whole"]) == 1
     assert "holds scores from model" in capsys.readouterr().err
+
+
+def test_trained_baselines_of_one_name_but_other_weights_are_other_models(tiny_model, tmp_path, capsys):
+    """The reviewer's case: every `deqa baseline train` run is called deqa-degradation (here
+    'unit'), and a folder can be retrained in place; deqa-score -o must not resume one model's
+    file with the other's scores."""
+    import shutil
+
+    import torch
+
+    from deqa.baselines.degradation import load_degradation_model, save_degradation_model
+    from deqa.cli.score import main as score_main
+
+    img = tmp_path / "a.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(img)
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_model, copy)
+    assert _weights_tag(copy) == _weights_tag(tiny_model)  # the same weights elsewhere: the same model
+    out = tmp_path / "s.jsonl"
+    assert score_main([str(img), "--model", str(copy), "-o", str(out), "-q"]) == 0
+    net = load_degradation_model(copy)  # retrained in place, as it were: other weights, same name
+    with torch.no_grad():
+        next(net.parameters()).add_(0.1)
+    cfg = json.loads((copy / "deqa_baseline.json").read_text())
+    save_degradation_model(net, copy, extra={k: v for k, v in cfg.items() if k in ("model_id", "views")})
+    assert _weights_tag(copy) != _weights_tag(tiny_model)
+    capsys.readouterr()
+    assert score_main([str(img), "--model", str(copy), "-o", str(out), "-q"]) == 1
+    assert "unit@" in capsys.readouterr().err

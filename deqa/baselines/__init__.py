@@ -13,6 +13,7 @@ a torch device is asked for, and never imports transformers or peft.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -31,6 +32,22 @@ def builtin_model_dir() -> Path:
 
 BACKENDS = ("auto", "numpy", "torch")
 VIEWS = ("auto", "whole", "windows")
+
+
+def _weights_tag(folder: Path) -> str:
+    """``"@<digest>"`` of a trained baseline's weight files, "" for the built-in model (its id names
+    its version). Every `deqa baseline train` run is called deqa-degradation (every encoder head
+    deqa-encoder-head) unless told otherwise, and a folder can be retrained in place: the id in
+    results must still tell two models apart, or `deqa-score -o` / `deqa-eval` would resume one
+    model's file with another's scores. BLAKE2b over ~10-20 MB: ~20 ms."""
+    if folder.resolve() == builtin_model_dir().resolve():
+        return ""
+    from ..fileio import file_digest
+
+    digests = [file_digest(f, "blake2b", digest_size=16) for f in sorted(folder.glob("*.safetensors"))]
+    if not digests:
+        return ""
+    return "@" + hashlib.blake2b("".join(digests).encode(), digest_size=6).hexdigest()
 
 
 def load_baseline(path: str | os.PathLike | None = None, *, device: str | None = None, backend: str = "auto",
@@ -74,7 +91,7 @@ def load_baseline(path: str | os.PathLike | None = None, *, device: str | None =
     if kind == "degradation":
         from .degradation_config import DetailViews
 
-        model_id = config.get("model_id") or (BUILTIN_MODEL_ID if path is None else folder.name)
+        model_id = (config.get("model_id") or (BUILTIN_MODEL_ID if path is None else folder.name)) + _weights_tag(folder)
         detail = None
         if views == "windows" or (views == "auto" and config.get("views") is not None):
             try:
@@ -98,5 +115,7 @@ def load_baseline(path: str | os.PathLike | None = None, *, device: str | None =
         if views != "auto":
             raise ValueError(f"views={views!r}: only degradation models read windows; {folder} is an encoder-head baseline")
 
-        return load_encoder_head_scorer(folder, config, device=device)
+        scorer = load_encoder_head_scorer(folder, config, device=device)
+        scorer.model_id += _weights_tag(folder)
+        return scorer
     raise ValueError(f"{cfg_path}: unknown baseline type {kind!r}; expected 'degradation' or 'encoder_head'")
