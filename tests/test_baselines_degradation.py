@@ -428,3 +428,34 @@ def test_model_card_of_a_users_model_is_not_the_builtin_card(tmp_path, capsys):
     assert main(["card", "--model", str(mine), "--metrics", str(tmp_path / "bad.json"),
                  "--train-logs", str(tmp_path / "log.jsonl")]) == 1
     assert "bad.json: not the metrics JSON of `deqa baseline eval --out`" in capsys.readouterr().err
+
+
+def test_an_interrupted_run_resumes_to_the_uninterrupted_weights(tiny_sets, tmp_path, monkeypatch):
+    """Dropout's random draws are part of the checkpoint: a run stopped after epoch 1 and resumed
+    ends with the same weights, bit for bit, as one that ran through (the reviewer saw epoch 4
+    diverge)."""
+    import deqa.baselines.degradation_train as trainer
+    from safetensors.numpy import load_file
+
+    train, val = tiny_sets
+
+    def cfg(name):
+        return DegradationTrainConfig(train_data=str(train), val_data=str(val), out_dir=str(tmp_path / name),
+                                      epochs=3, batch_size=16, lr=3e-3, num_threads=1, patience=3)
+
+    train_degradation(cfg("through"), progress=False)
+    real, calls = trainer._validate, []
+
+    def stop_in_epoch_2(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # epoch 1 checkpointed, epoch 2 trained but not saved
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "_validate", stop_in_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        train_degradation(cfg("resumed"), progress=False)
+    monkeypatch.setattr(trainer, "_validate", real)
+    train_degradation(cfg("resumed"), progress=False)
+    a, b = (load_file(str(tmp_path / n / "model.safetensors")) for n in ("through", "resumed"))
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)

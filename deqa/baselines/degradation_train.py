@@ -367,6 +367,12 @@ def train_degradation(cfg: DegradationTrainConfig, *, progress: bool = True) -> 
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
         state = json.loads(ckpt["state"])
+        # Dropout draws from torch's generator: restored, the next epoch draws what it would
+        # have drawn without the interruption (checkpoints from before it was saved: as before).
+        if "torch_rng" in ckpt:
+            torch.set_rng_state(ckpt["torch_rng"].cpu())
+        if ckpt.get("cuda_rng") is not None and device.type == "cuda":
+            torch.cuda.set_rng_state_all([t.cpu() for t in ckpt["cuda_rng"]])
         print(f"resuming from {state_path} at epoch {state['epoch']} (step {state['step']})")
 
     # A fresh run starts a fresh log (lines left by a run killed before its first checkpoint would
@@ -434,6 +440,8 @@ def train_degradation(cfg: DegradationTrainConfig, *, progress: bool = True) -> 
                         "optimizer": opt.state_dict(),
                         "scheduler": sched.state_dict(),
                         "state": json.dumps(state),
+                        "torch_rng": torch.get_rng_state(),
+                        "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
                     },
                     f,
                 )
