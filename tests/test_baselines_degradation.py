@@ -434,8 +434,9 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_weights(tiny_sets, tmp_
     """Dropout's random draws are part of the checkpoint: a run stopped after epoch 1 and resumed
     ends with the same weights, bit for bit, as one that ran through (the reviewer saw epoch 4
     diverge)."""
-    import deqa.baselines.degradation_train as trainer
     from safetensors.numpy import load_file
+
+    import deqa.baselines.degradation_train as trainer
 
     train, val = tiny_sets
 
