@@ -26,8 +26,13 @@
 # Deterministic given the same package versions: fixed seeds everywhere, single-process training.
 # Interrupted? Run it again: photos, rendered sets and the training run all resume where they stopped.
 set -euo pipefail
+# Paths given by the caller (WORK_DIR, INIT_FROM) are relative to the caller's folder: made
+# absolute before the script moves to the repository root.
+abspath() { if [ -z "$1" ] || [[ "$1" = /* ]]; then echo "$1"; else echo "$PWD/$1"; fi; }
+WORK_ARG="$(abspath "${1:-}")"
+INIT_FROM="$(abspath "${INIT_FROM:-}")"
 cd "$(dirname "$0")/.."
-WORK="${1:-.cache/build}"
+WORK="${WORK_ARG:-.cache/build}"
 PYTHON="${PYTHON:-python}"
 THREADS="${THREADS:-2}"
 DEVICE="${DEVICE:-cpu}"
@@ -45,6 +50,18 @@ BRANCH_N_EXTRA="${BRANCH_N_EXTRA:-30000}"
 ROUND_DATA="${ROUND_DATA:-train}"
 VIEWS_GRID="${VIEWS_GRID:-2}"
 MODEL_ID=deqa-builtin-degradation-v11
+for knob in EPOCHS N_TRAIN THREADS; do  # counts that must be at least 1
+  if ! [[ "${!knob}" =~ ^[1-9][0-9]*$ ]]; then
+    echo "build_default_model.sh: $knob must be a whole number >= 1 (got '${!knob}')" >&2
+    exit 2
+  fi
+done
+for knob in EPOCHS2 EPOCHS3; do  # 0 skips that round
+  if ! [[ "${!knob}" =~ ^(0|[1-9][0-9]*)$ ]]; then
+    echo "build_default_model.sh: $knob must be a whole number >= 0 (0 skips the round; got '${!knob}')" >&2
+    exit 2
+  fi
+done
 if ! [[ "$BRANCH" =~ ^[01]$ ]]; then
   echo "build_default_model.sh: BRANCH must be 0 or 1 (got '$BRANCH')" >&2
   exit 2
@@ -79,11 +96,11 @@ if ! [[ "$ROUND" =~ ^[1-9][0-9]*$ ]]; then
   echo "build_default_model.sh: ROUND must be a round number >= 1 (got '$ROUND')" >&2
   exit 2
 fi
-if ! [[ "$TRAIN_SEED" =~ ^[0-9]+$ ]] || [[ "$TRAIN_SEED" =~ ^(102|103|104|1[125][0-9]|16[0-9])$ ]]; then
+if ! [[ "$TRAIN_SEED" =~ ^(0|[1-9][0-9]*)$ ]] || [[ "$TRAIN_SEED" =~ ^(102|103|104|1[125][0-9]|16[0-9])$ ]]; then
   # 102, 103, 110-129 and 150-169 render the validation, held-out and validation sweep sets, 104 the
   # encoder branch's extra training draw: a training set drawn with one of them would repeat their
   # crops (other scenes for held-out, but the same degradation draws).
-  echo "build_default_model.sh: TRAIN_SEED must be a non-negative integer other than the validation/test seeds 102, 103, 110-129, 150-169 and the branch's 104 (got '$TRAIN_SEED')" >&2
+  echo "build_default_model.sh: TRAIN_SEED must be a non-negative integer other than the validation/test seeds 102, 103, 110-129, 150-169 and the branch's 104, without leading zeros (got '$TRAIN_SEED')" >&2
   exit 2
 fi
 if ! [[ "$HUE_ROTATE" =~ ^(0(\.[0-9]+)?|1(\.0+)?)$ ]]; then

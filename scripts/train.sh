@@ -19,16 +19,17 @@ if [[ $# -lt 2 ]]; then
     exit 2
 fi
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
 
-resolve() {  # resolve <name or path> <folder>
-    if [[ -f "$1" ]]; then echo "$1"; return; fi
-    if [[ -f "$2/$1.yaml" ]]; then echo "$2/$1.yaml"; return; fi
-    echo "scripts/train.sh: no config '$1' (looked for $1 and $2/$1.yaml); available: $(ls "$2" | sed 's/\.yaml$//' | tr '\n' ' ')" >&2
+resolve() {  # resolve <name or path> <folder under the repository>: an absolute path
+    # A path is taken from the caller's folder (the script then runs from the repository root).
+    if [[ -f "$1" ]]; then echo "$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"; return; fi
+    if [[ -f "$ROOT/$2/${1%.yaml}.yaml" ]]; then echo "$ROOT/$2/${1%.yaml}.yaml"; return; fi
+    echo "scripts/train.sh: no config '$1' (not a file here, nor $2/${1%.yaml}.yaml); available: $(ls "$ROOT/$2" | sed 's/\.yaml$//' | tr '\n' ' ')" >&2
     exit 2
 }
 ACC_CONFIG="$(resolve "$1" configs/accelerate)"
 TRAIN_CONFIG="$(resolve "$2" configs/train)"
+cd "$ROOT"
 shift 2
 
 # shellcheck disable=SC2086  # ACCELERATE_ARGS is a list of words on purpose

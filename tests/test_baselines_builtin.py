@@ -285,13 +285,32 @@ def test_deqa_score_cli_process_stays_free_of_transformers(run_fresh_python):
      ({"VIEWS_GRID": "10"}, "VIEWS_GRID must be 0 (no windows) or a grid size 1-9"),
      ({"ROUND_DATA": "branch"}, "ROUND_DATA=branch trains the INIT_FROM round"),
      ({"ROUND_DATA": "branch", "INIT_FROM": "deqa/assets/default_model", "BRANCH_N_EXTRA": "0"},
-      "it needs INIT_FROM and BRANCH_N_EXTRA > 0")],
+      "it needs INIT_FROM and BRANCH_N_EXTRA > 0"),
+     # the review's cases: a typo'd count went on (and skipped a round hours later); a leading
+     # zero reached the validation seed 102
+     ({"EPOCHS3": "3x", "INIT_FROM": "deqa/assets/default_model"}, "EPOCHS3 must be a whole number >= 0"),
+     ({"EPOCHS": "0"}, "EPOCHS must be a whole number >= 1"),
+     ({"N_TRAIN": "30k"}, "N_TRAIN must be a whole number >= 1"),
+     ({"THREADS": "two"}, "THREADS must be a whole number >= 1"),
+     ({"TRAIN_SEED": "0102"}, "without leading zeros")],
 )
 def test_build_script_rejects_a_bad_continuation_before_any_download(tmp_path, env, message):
     out = subprocess.run(["bash", str(ROOT / "scripts" / "build_default_model.sh"), str(tmp_path / "work")],
                          capture_output=True, text=True, env={**os.environ, **env}, cwd=ROOT)
     assert out.returncode == 2 and message in out.stderr
     assert not (tmp_path / "work").exists()  # stopped before fetching photos
+
+
+def test_build_script_reads_relative_paths_from_the_callers_folder(tmp_path):
+    # INIT_FROM (and the work folder) relative to where the script is called, not the repository
+    caller = tmp_path / "caller"
+    (caller / "m").mkdir(parents=True)
+    out = subprocess.run(["bash", str(ROOT / "scripts" / "build_default_model.sh"), "work"],
+                         capture_output=True, text=True, env={**os.environ, "INIT_FROM": "m", "EPOCHS3": "x"}, cwd=caller)
+    assert out.returncode == 2 and "EPOCHS3 must be" in out.stderr
+    out = subprocess.run(["bash", str(ROOT / "scripts" / "build_default_model.sh"), "work"],
+                         capture_output=True, text=True, env={**os.environ, "INIT_FROM": "m"}, cwd=caller)
+    assert out.returncode == 2 and f"INIT_FROM={caller / 'm'} is not a degradation-model folder" in out.stderr
 
 
 def test_limits_bench_rejects_an_unknown_analysis(tmp_path):
