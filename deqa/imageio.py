@@ -7,7 +7,10 @@ harness agree on what counts as a readable image and how odd modes are mapped to
 from __future__ import annotations
 
 import os
+import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -85,21 +88,14 @@ def load_image(source: str | os.PathLike | Image.Image, *, max_pixels: int | Non
     if path.stat().st_size == 0:
         raise ImageLoadError(name, "empty file (0 bytes)")
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _pillow_settings(max_pixels):
             # We enforce our own limit below; Pillow's warning would only be noise.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            previous = Image.MAX_IMAGE_PIXELS
-            Image.MAX_IMAGE_PIXELS = None
-            try:
-                with Image.open(path) as img:
-                    _check_pixels(name, img.size, max_pixels)
-                    # Never silently accept half an image: Pillow would fill the rest with grey.
-                    ImageFile.LOAD_TRUNCATED_IMAGES = False
-                    img.load()
-                    img = ImageOps.exif_transpose(img) or img
-                    return to_rgb(img)
-            finally:
-                Image.MAX_IMAGE_PIXELS = previous
+            with Image.open(path) as img:
+                _check_pixels(name, img.size, max_pixels)
+                img.load()
+                img = ImageOps.exif_transpose(img) or img
+                return to_rgb(img)
     except ImageLoadError:
         raise
     except UnidentifiedImageError:
@@ -109,6 +105,34 @@ def load_image(source: str | os.PathLike | Image.Image, *, max_pixels: int | Non
         if "truncated" in msg.lower():
             raise ImageLoadError(name, f"truncated image data ({msg})") from None
         raise ImageLoadError(name, f"corrupt or unreadable image ({msg})") from None
+
+
+_SETTINGS_LOCK = threading.Lock()
+
+
+@contextmanager
+def _pillow_settings(max_pixels: int | None) -> Iterator[None]:
+    """Pillow's process-wide settings as a decode needs them, touched only when they differ and
+    restored after (a host application's own settings stay its own):
+
+    - our pixel limit replaces Pillow's decompression-bomb error (raised above twice
+      ``Image.MAX_IMAGE_PIXELS``), lifted only when ours is higher or off;
+    - ``ImageFile.LOAD_TRUNCATED_IMAGES`` must be False: never silently accept half an image
+      (Pillow would fill the rest with grey), changed only if the host set it True.
+    """
+    lift = Image.MAX_IMAGE_PIXELS is not None and (max_pixels is None or max_pixels > 2 * Image.MAX_IMAGE_PIXELS)
+    if not lift and not ImageFile.LOAD_TRUNCATED_IMAGES:
+        yield  # the usual case: nothing to change
+        return
+    with _SETTINGS_LOCK:  # deqa's decoding threads change and restore them one at a time
+        pixels, truncated = Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES
+        if lift:
+            Image.MAX_IMAGE_PIXELS = None
+        ImageFile.LOAD_TRUNCATED_IMAGES = False
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = pixels, truncated
 
 
 def _check_pixels(name: str, size: tuple[int, int], max_pixels: int | None) -> None:

@@ -369,3 +369,25 @@ def test_quiet_draws_no_progress_bar_for_a_vlm(corpus, tiny_vlm_path, capsys):
         hf_logging.enable_progress_bar()
     assert "it/s]" in loud or "s/it]" in loud  # bars are drawn without -q (the check below can fail)
     assert "it/s]" not in quiet and "s/it]" not in quiet and "%|" not in quiet
+
+
+def test_image_loading_leaves_pillows_global_settings_as_the_host_set_them(tmp_path, monkeypatch):
+    """A host application's Pillow settings stay its own: load_image used to set
+    LOAD_TRUNCATED_IMAGES = False for good; a truncated file is still refused meanwhile."""
+    import io
+
+    from PIL import Image, ImageFile
+
+    from deqa.imageio import ImageLoadError, load_image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 64), (200, 30, 30)).save(buf, format="JPEG")
+    (tmp_path / "half.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    (tmp_path / "ok.jpg").write_bytes(buf.getvalue())
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)  # as a host application might
+    with pytest.raises(ImageLoadError, match="truncated"):
+        load_image(tmp_path / "half.jpg")
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is True
+    pixels = Image.MAX_IMAGE_PIXELS
+    assert load_image(tmp_path / "ok.jpg", max_pixels=None).size == (64, 64)
+    assert Image.MAX_IMAGE_PIXELS == pixels and ImageFile.LOAD_TRUNCATED_IMAGES is True
