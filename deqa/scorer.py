@@ -108,6 +108,15 @@ class _DecodeAndCollate:
         return self.collate([self.dataset[i] for i in indices])
 
 
+def _ignore_sigint() -> None:
+    # Ctrl-C reaches the whole process group: the main process stops the job (and the pool's
+    # exit terminates the workers); a worker printing its own KeyboardInterrupt traceback
+    # would only bury the main process's one-line "interrupted" message.
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _torch_free_batches(dataset: _DecodeDataset, plan: list[list[int]], collate: _Collate, num_workers: int):
     """What a DataLoader with ``batch_sampler=plan`` yields, without importing torch.
 
@@ -123,7 +132,7 @@ def _torch_free_batches(dataset: _DecodeDataset, plan: list[list[int]], collate:
     from itertools import islice
 
     ctx = mp.get_context("fork" if hasattr(os, "fork") else "spawn")
-    with ctx.Pool(num_workers) as pool:
+    with ctx.Pool(num_workers, initializer=_ignore_sigint) as pool:
         todo = iter(plan)
         in_flight = deque(pool.apply_async(task, (b,)) for b in islice(todo, 2 * num_workers))
         while in_flight:

@@ -391,3 +391,30 @@ def test_image_loading_leaves_pillows_global_settings_as_the_host_set_them(tmp_p
     pixels = Image.MAX_IMAGE_PIXELS
     assert load_image(tmp_path / "ok.jpg", max_pixels=None).size == (64, 64)
     assert Image.MAX_IMAGE_PIXELS == pixels and ImageFile.LOAD_TRUNCATED_IMAGES is True
+
+
+def test_ctrl_c_with_decoding_workers_prints_one_line_not_their_tracebacks(tmp_path):
+    """Ctrl-C reaches the whole process group, the forked decoding workers included: only the
+    main process reports it (exit 130, "interrupted"), no worker traceback."""
+    import os
+    import signal
+    import time
+
+    example = ROOT / "deqa" / "assets" / "examples" / "example.jpg"
+    for i in range(400):
+        os.link(example, tmp_path / f"{i:03d}.jpg")
+    out = tmp_path / "s.jsonl"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "deqa.cli.score", str(tmp_path), "-q", "-b", "2", "--num-workers", "2", "-o", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, start_new_session=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while (not out.exists() or out.stat().st_size == 0) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)  # the workers are running once the first rows are written
+    time.sleep(0.5)  # and then busy or waiting for work, where Ctrl-C used to make each print a traceback
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "ForkPoolWorker" not in err and "Traceback" not in err and "KeyboardInterrupt" not in err
+    assert "interrupted" in err
