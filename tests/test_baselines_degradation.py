@@ -460,3 +460,9 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_weights(tiny_sets, tmp_
     train_degradation(cfg("resumed"), progress=False)
     a, b = (load_file(str(tmp_path / n / "model.safetensors")) for n in ("through", "resumed"))
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_card_counts_read_as_english():
+    from deqa.baselines.card import _count
+
+    assert [_count(1, "epoch"), _count(3, "epoch"), _count(None, "epoch")] == ["1 epoch", "3 epochs", "? epochs"]

@@ -18,6 +18,11 @@ __all__ = ["GOALS", "write_model_card", "check_goals"]
 GOALS = {"head_srcc": 0.9, "watermark_roc_auc": 0.9, "overall_srcc": 0.9, "images_per_s": 20}
 
 
+
+def _count(n, word: str) -> str:
+    """'1 epoch', '3 epochs' ('?' when unknown)."""
+    return f"{n} {word}" if n == 1 else f"{'?' if n is None else n} {word}s"
+
 def check_goals(metrics: dict[str, Any]) -> dict[str, bool]:
     """Goal -> met, from the JSON of ``deqa baseline eval`` (protocol ``deqa-heldout-v3``).
 
@@ -63,7 +68,7 @@ def _branch_lines(cfg: dict[str, Any], mcfg, branch_log: str | Path | None) -> t
             f"  give {branch.dim} features, standardised, into an MLP {branch.dim} -> {' -> '.join(map(str, bcfg.head_hidden))} -> {len(mcfg.heads)} "
             f"(ReLU, dropout {bcfg.dropout}; {n_head:,} parameters).",
             "  Early and middle ImageNet features measure sharpness and texture in a way that carries over to",
-            "  unseen scenes, where the CNN, trained on ~200 photographs, does less well.",
+            "  unseen scenes, where the CNN, trained from scratch on the training scenes alone, does less well.",
             "- Per head, intensity = sigmoid((1 - m) * CNN logit + m * branch logit), with the branch's share m chosen on",
             "  validation data on a 0.05 grid (Training recipe): " + ", ".join(f"{h} {bcfg.mix[h]:.2f}" for h in mcfg.heads) + "."]
     train: list[str] = []
@@ -85,7 +90,7 @@ def _branch_lines(cfg: dict[str, Any], mcfg, branch_log: str | Path | None) -> t
             train.append(f"- Encoder branch: the trunk's pooled features of the training crops computed once (cached), then the MLP "
                          f"trained on them: AdamW (lr {tc.get('lr')}, weight decay {tc.get('weight_decay')}), batch {tc.get('batch_size')}, "
                          f"warm-up {tc.get('warmup_steps')} steps, cosine to {tc.get('min_lr_ratio')} x lr, BCE with the CNN's per-head "
-                         f"weights, {len(epochs)} epochs on {summary.get('n_train', '?')} crops; best validation loss {best['val_loss']:.4f} "
+                         f"weights, {_count(len(epochs), 'epoch')} on {summary.get('n_train', '?')} crops; best validation loss {best['val_loss']:.4f} "
                          f"at epoch {best['epoch']} (kept).")
         choice = summary.get("mix_choice", {})
         if choice:
@@ -272,7 +277,7 @@ def write_model_card(model_dir: str | Path, metrics_path: str | Path, train_logs
             continue
         name = f"Round {i}" + (" (warm start, fresh schedule)" if c.get("init_from") else "")
         best = min(rows, key=lambda r: r["val_loss"])
-        L.append(f"- {name}: {c.get('epochs')} epochs planned, {len(rows)} run, lr {c.get('lr')}, warm-up {c.get('warmup_steps', 0)} steps, seed {c.get('seed')}, best validation loss "
+        L.append(f"- {name}: {_count(c.get('epochs'), 'epoch')} planned, {len(rows)} run, lr {c.get('lr')}, warm-up {c.get('warmup_steps', 0)} steps, seed {c.get('seed')}, best validation loss "
                  f"{best['val_loss']:.4f} at epoch {best['epoch']}; per epoch: "
                  + ", ".join(f"{r['val_loss']:.4f}" for r in rows) + ".")
     L += branch_train
