@@ -112,6 +112,32 @@ def read_records(path: str | Path, fmt: str) -> list[dict[str, Any]]:
     path = Path(path)
     if not path.exists() or path.stat().st_size == 0:
         return []
+    try:
+        return _read_records(path, fmt)
+    except ValueError:
+        guess = _sniff_format(path)
+        if guess not in (None, fmt):  # e.g. `-o scores.csv --format jsonl`: say what is wrong
+            raise ValueError(
+                f"{path} holds deqa's {guess} output, but this run writes {fmt}: pass --format {guess} "
+                f"to resume it, or choose another -o; the file is left as it is"
+            ) from None
+        raise
+
+
+def _sniff_format(path: Path) -> str | None:
+    """Which of deqa's formats a file's first bytes look like (None: none of them)."""
+    with open(path, "rb") as f:
+        head = f.read(64).decode("utf-8-sig", errors="replace").lstrip()
+    if head.startswith(_JSONL_ROW_START):
+        return "jsonl"
+    if head.startswith("["):
+        return "json"
+    if head.startswith(",".join(_BASE_COLUMNS[:2])):
+        return "csv"
+    return None
+
+
+def _read_records(path: Path, fmt: str) -> list[dict[str, Any]]:
     if fmt == "jsonl":
         # Only a prefix of a row deqa was writing may be cut; any other unfinished last line
         # (a file with no newline at all, say) belongs to some other program's file.

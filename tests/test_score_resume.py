@@ -211,3 +211,16 @@ def test_an_unwritable_output_stops_every_rank(tmp_path, images, loads, monkeypa
     out = tmp_path / "a_file" / "scores.jsonl"  # its folder is a file: rank 0 cannot open it
     assert _on_two_ranks(monkeypatch, *good, "-o", out) == [1, 1]
     assert capsys.readouterr().err.count("cannot write -o") == 1
+
+
+@pytest.mark.parametrize(("written", "asked"), [("csv", "jsonl"), ("jsonl", "csv"), ("jsonl", "json")])
+def test_a_file_of_another_format_is_named_as_such(tmp_path, images, loads, capsys, written, asked):
+    good, _ = images
+    out = tmp_path / "scores.out"
+    assert _run(good[0], "-o", out, "--format", written) == 0
+    before = out.read_bytes()
+    capsys.readouterr()
+    assert _run(*good, "-o", out, "--format", asked) == 1
+    err = capsys.readouterr().err
+    assert f"holds deqa's {written} output, but this run writes {asked}: pass --format {written}" in err
+    assert out.read_bytes() == before
