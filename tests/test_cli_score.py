@@ -408,6 +408,9 @@ def test_ctrl_c_with_decoding_workers_prints_one_line_not_their_tracebacks(tmp_p
         [sys.executable, "-m", "deqa.cli.score", str(tmp_path), "-q", "-b", "2", "--num-workers", "2", "-o", str(out)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, start_new_session=True,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
+        # A test run started in the background (nohup, CI) inherits SIGINT ignored, and Python then
+        # installs no KeyboardInterrupt handler: give the child the terminal's default.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     deadline = time.monotonic() + 120
     while (not out.exists() or out.stat().st_size == 0) and time.monotonic() < deadline and proc.poll() is None:
