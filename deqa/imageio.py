@@ -56,7 +56,9 @@ def to_rgb(img: Image.Image) -> Image.Image:
         # 16-bit image stays dark (stretching the histogram would change its quality).
         arr = np.asarray(img, dtype=np.float64)
         top = 65535.0 if mode.startswith("I;16") or (mode == "I" and arr.max(initial=0) <= 65535) else None
-        if top is None:
+        if mode == "F" and arr.min(initial=0) >= 0 and arr.max(initial=0) <= 1:
+            top = 1.0  # float images are conventionally in [0, 1]: a dark one stays dark
+        if top is None:  # no known range (32-bit integers above 16 bits, floats outside [0, 1])
             lo, hi = float(arr.min(initial=0)), float(arr.max(initial=1))
             arr = (arr - lo) / max(hi - lo, 1e-12)
         else:

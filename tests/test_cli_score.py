@@ -421,3 +421,15 @@ def test_ctrl_c_with_decoding_workers_prints_one_line_not_their_tracebacks(tmp_p
     assert proc.returncode == 130, err
     assert "ForkPoolWorker" not in err and "Traceback" not in err and "KeyboardInterrupt" not in err
     assert "interrupted" in err
+
+
+def test_float_images_in_0_1_keep_their_brightness():
+    # "F" images in [0, 1] are read on that range, not stretched to their own min and max.
+    from PIL import Image
+
+    from deqa.imageio import to_rgb
+
+    dark = Image.fromarray(np.linspace(0.0, 0.2, 64 * 64, dtype=np.float32).reshape(64, 64), mode="F")
+    assert np.asarray(to_rgb(dark)).max() == round(0.2 * 255)
+    wide = Image.fromarray(np.linspace(-3.0, 5.0, 64 * 64, dtype=np.float32).reshape(64, 64), mode="F")
+    assert np.asarray(to_rgb(wide)).min() == 0 and np.asarray(to_rgb(wide)).max() == 255  # no range known: stretched
