@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     threadpool_limits(args.threads)  # numpy's BLAS pool, held to the same thread count as torch's
     set_num_threads(args.threads)  # and the numpy runtime's data-parallel threads
     paths = [str(EXAMPLE)] * args.n
-    runtimes = {}
+    runtimes, numpy_net = {}, None
     for backend in ("numpy", "torch"):
         scorer = load_baseline(None, backend=backend)
         size = scorer.cfg.image_size
@@ -116,20 +116,15 @@ def main(argv: list[str] | None = None) -> int:
             net_ips = _rates(net_run, args.repeats)
         pipe_ips = _rates(lambda scorer=scorer: len(list(scorer.iter_score(paths, batch_size=args.batch_size))), args.repeats)
         runtimes[backend] = {"images_per_s": net_ips, "pipeline_images_per_s": pipe_ips}
+        if backend == "numpy":
+            numpy_net = (scorer, batch, net_run)
 
     # Why numpy_parallel.CHUNK is what it is: the numpy network with other chunk sizes (a chunk as
     # large as the batch = no data parallelism, every op as numpy and BLAS run it alone).
     import deqa.baselines.numpy_parallel as npp
 
-    scorer = load_baseline(None, backend="numpy")
-    batch = np.random.default_rng(0).integers(0, 256, (args.batch_size, size, size, 3), dtype=np.uint8)
+    scorer, batch, numpy_run = numpy_net  # the network measured above, same batch
     shipped, chunks = npp.CHUNK, {}
-
-    def numpy_run(scorer=scorer, batch=batch, reps=reps):
-        for _ in range(reps):
-            scorer.predict(batch)
-        return reps * args.batch_size
-
     for chunk in sorted({1, 2, 4, 8, args.batch_size}):
         npp.CHUNK = chunk
         scorer.predict(batch)

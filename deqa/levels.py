@@ -626,9 +626,9 @@ def impute_std(
     if policy == "sos":
         if mos is None:
             raise ValueError("no_std_policy 'sos' needs the MOS of every row (mos=...)")
-        values = np.asarray(values, dtype=np.float64)
+        values, mos = np.asarray(values, dtype=np.float64), np.asarray(mos, dtype=np.float64)
         lo, hi = float(values[0]), float(values[-1])
-        room = np.clip((np.asarray(mos, dtype=np.float64) - lo) * (hi - np.asarray(mos, dtype=np.float64)), 0.0, None)
+        room = np.clip((mos - lo) * (hi - mos), 0.0, None)
         if room.shape != std.shape:
             raise ValueError(f"mos has {room.size} entries but std has {std.size}")
         fitted = have.size and room[~missing].mean() > 0

@@ -75,6 +75,14 @@ def _images(n, seed=0, size=(40, 30)):
     return [Image.fromarray((rng.random((size[1], size[0], 3)) * 255).astype(np.uint8)) for _ in range(n)]
 
 
+def _saved_images(folder, n, seed, prefix=""):
+    """``_images(n, seed)`` saved as ``folder/<prefix><i>.png``; their paths."""
+    paths = [folder / f"{prefix}{i}.png" for i in range(n)]
+    for path, img in zip(paths, _images(n, seed=seed), strict=True):
+        img.save(path)
+    return paths
+
+
 @pytest.mark.parametrize("family", ["clip", "siglip"])
 def test_hf_encoders_from_tiny_random_checkpoints(tmp_path, family):
     dim = (_tiny_clip if family == "clip" else _tiny_siglip)(tmp_path)
@@ -134,10 +142,7 @@ def test_encoder_spec_errors():
 
 def test_cache_hit_on_second_pass_and_keyed_by_content(tiny_dinov2, tmp_path):
     enc = build_encoder(EncoderSpec(name="hf", path=tiny_dinov2))
-    paths = []
-    for i, img in enumerate(_images(4, seed=1)):
-        paths.append(tmp_path / f"{i}.png")
-        img.save(paths[-1])
+    paths = _saved_images(tmp_path, 4, seed=1)
     # A byte-identical copy under another name is the same cache entry.
     (tmp_path / "copy.png").write_bytes(paths[0].read_bytes())
     cache = EmbeddingCache(tmp_path / "cache", enc)
@@ -160,10 +165,7 @@ def test_embed_records_unreadable_inputs_when_asked(tiny_dinov2, tmp_path):
     from deqa.imageio import ImageLoadError
 
     enc = build_encoder(EncoderSpec(name="hf", path=tiny_dinov2))
-    good = []
-    for i, img in enumerate(_images(2, seed=4)):
-        good.append(tmp_path / f"g{i}.png")
-        img.save(good[-1])
+    good = _saved_images(tmp_path, 2, seed=4, prefix="g")
     (tmp_path / "bad.png").write_bytes(b"not a png")
     sources = [good[0], tmp_path / "gone.png", tmp_path / "bad.png", good[1]]
     cache = EmbeddingCache(tmp_path / "cache", enc)
@@ -260,10 +262,7 @@ def test_score_table_excel_bom_path_aliases_and_missing_images(tmp_path):
 def test_head_train_and_score_through_the_cli(tiny_dinov2, tmp_path, capsys):
     from deqa.cli.main import main as deqa_main
 
-    rows = ["image,score"]
-    for i, img in enumerate(_images(12, seed=7)):
-        img.save(tmp_path / f"im{i}.png")
-        rows.append(f"im{i}.png,{1 + (i % 5)}")
+    rows = ["image,score"] + [f"{p.name},{1 + (i % 5)}" for i, p in enumerate(_saved_images(tmp_path, 12, seed=7, prefix="im"))]
     (tmp_path / "scores.csv").write_text("\n".join(rows) + "\n")
     args = ["baseline", "head-train", "--table", str(tmp_path / "scores.csv"), "--score-range", "1,5",
             "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "head"), "--encoder", "hf",
@@ -305,8 +304,7 @@ def test_head_train_and_score_through_the_cli(tiny_dinov2, tmp_path, capsys):
 def test_embed_goes_on_past_a_broken_image(tiny_dinov2, tmp_path, capsys):
     from deqa.cli.baseline import main
 
-    for i, img in enumerate(_images(3, seed=9)):
-        img.save(tmp_path / f"im{i}.png")
+    _saved_images(tmp_path, 3, seed=9, prefix="im")
     (tmp_path / "im1b.png").write_bytes(b"not a png")
     argv = ["embed", str(tmp_path), str(tmp_path / "gone.png"), "--cache", str(tmp_path / "cache"),
             "--encoder", "hf", "--encoder-path", tiny_dinov2, "--batch-size", "2"]

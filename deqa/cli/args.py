@@ -34,12 +34,16 @@ def int_at_least(minimum: int, note: str = "") -> Callable[[str], int]:
     return parse
 
 
-def positive_float(text: str) -> float:
-    """An argparse type: a finite float > 0 (a learning rate, a step)."""
+def _float(text: str) -> float:
     try:
-        value = float(text)
+        return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a finite float > 0 (a learning rate, a step)."""
+    value = _float(text)
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
     return value
@@ -47,10 +51,7 @@ def positive_float(text: str) -> float:
 
 def non_negative_float(text: str) -> float:
     """An argparse type: a finite float >= 0 (a std)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
+    value = _float(text)
     if not 0 <= value < float("inf"):
         raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
     return value

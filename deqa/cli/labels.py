@@ -156,23 +156,21 @@ def _resolve_scale(args, spec, table) -> MosScale | None:
     return None  # the file must carry level-scale values (DeQA-Score JSON); checked downstream
 
 
-def _split_mask(table, items: list[str], split_column: str) -> np.ndarray:
+def _split_mask(table, items: list[str]) -> np.ndarray:
     """Rows whose split is one of ``items`` ("test", or "COLUMN=VALUE" for any column, the split
-    column ``split_column`` included)."""
+    column included)."""
     mask = np.zeros(len(table), bool)
     for item in (part.strip() for text in items for part in text.split(",")):
         if not item:
             continue
         column, value = (x.strip() for x in item.split("=", 1)) if "=" in item else (None, item)
-        if column == split_column and table.split is not None:
-            column = None
         if column is None:
             labels, where = table.split, "split column"
             if labels is None:
                 raise ValueError(f"{table.path}: --split {item}: the file has no split column (name it with "
                                  f"--split-column{_columns_hint(table)})")
         else:
-            labels, where = table.extra.get(column), f"column {column!r}"
+            labels, where = table.named_columns().get(column), f"column {column!r}"
             if labels is None:
                 raise ValueError(f"{table.path}: --split {item}: the file has no column {column!r}{_columns_hint(table)}")
         hit = np.array([str(v) == value for v in labels])
@@ -214,7 +212,7 @@ def run(args) -> int:
         raise ValueError(f"--density {args.density} is an option of --method deqa only (got --method {args.method})")
     scale = _resolve_scale(args, spec, table)
     if args.split:
-        table = table.select(_split_mask(table, args.split, args.split_column or "split"))
+        table = table.select(_split_mask(table, args.split))
     labels = build_labels(
         table,
         scale,

@@ -71,6 +71,14 @@ class LabelTable:
         name = str(self.path) if self.path is not None else "<labels>"
         return f"{name} {loc} (image {self.images[i]!r})"
 
+    def named_columns(self) -> dict[str, list]:
+        """The per-row columns besides image, score, std and histogram, by their name in the file:
+        ``extra`` and, under its own header, the split column (which the reader keeps apart)."""
+        columns = dict(self.extra)
+        if self.split is not None:
+            columns[self.columns.get("split") or "split"] = self.split
+        return columns
+
     def select(self, mask) -> LabelTable:
         """The rows where ``mask`` is True, as a new table."""
         mask = np.asarray(mask, dtype=bool)

@@ -119,7 +119,7 @@ def load_eval_set(spec, image_root: str | os.PathLike, split: str = "test") -> E
     # which fails on a file without it: whether it is needed depends on --split (checked below).
     table = dataclasses.replace(spec, split_column=None).read_labels()
     if value is not None:
-        columns = _columns(table)
+        columns = table.named_columns()
         others = f"; columns: {sorted(columns)}" if columns else ""
         if column is None:
             column = spec.split_column or table.columns.get("split") or None
@@ -168,15 +168,6 @@ def load_eval_set(spec, image_root: str | os.PathLike, split: str = "test") -> E
         image_root=Path(image_root),
         label_path=spec.label_path,
     )
-
-
-def _columns(table) -> dict[str, list]:
-    """The per-row columns of a label table besides image, score, std and histogram, by name: the
-    reader keeps a column named "split" apart from the others (``extra``)."""
-    columns = dict(table.extra)
-    if table.split is not None:
-        columns[table.columns.get("split") or "split"] = table.split
-    return columns
 
 
 def _key(name: str) -> str:
