@@ -1,8 +1,8 @@
 """Run the numpy networks data-parallel: a batch's images split over threads, BLAS one thread each.
 
 Why: numpy runs its elementwise ufuncs and array copies (im2col, padding, ReLU, the depthwise
-convs' shifted sums) on one core; only its matmuls use the BLAS thread pool, and the built-in
-model's EfficientNet trunk is mostly depthwise convs (0.44 of its 0.72 s on a batch of 16).
+convs' shifted sums) on one core; only its matmuls use the BLAS thread pool, and much of the
+built-in model's EfficientNet trunk is depthwise convs.
 Each thread running the whole network on its share of the batch, with BLAS held to one thread so
 the threads do not oversubscribe the cores, uses every core for every op (the ufuncs and BLAS
 release the GIL): bench/baseline_speed.py measured the built-in model's numpy network at
@@ -11,7 +11,7 @@ release the GIL): bench/baseline_speed.py measured the built-in model's numpy ne
 A batch is cut into fixed chunks of :data:`CHUNK` images whatever the thread count, so the
 outputs do not depend on it (a run resumed with another ``OMP_NUM_THREADS`` writes the same
 bytes): BLAS picks its kernels by the matrix shapes, and an image's outputs move by float32
-rounding (<= 6e-7 in an intensity, measured) when its batch is cut differently.
+rounding when its batch is cut differently.
 """
 
 from __future__ import annotations
