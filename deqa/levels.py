@@ -635,7 +635,7 @@ def impute_std(
         if fitted:
             # Capped: a few rows near an end can fit any a, and above a quarter (a mid-scale std
             # of (hi - lo) / 4, 1.0 on 1-5) moment labels of some MOS turn two-peaked (measured on
-            # a grid of 801 MOS: none at 0.25, 2 at 0.3, 88 at 0.5; tests/test_levels.py).
+            # a grid of 801 MOS: none at 0.25, 2 at 0.3; tests/test_levels.py).
             a = min(float((have**2).mean() / room[~missing].mean()), _SOS_MAX_A)
         else:  # nothing to fit (or only rows at the scale's ends, whose room is 0)
             mid = DEFAULT_MID_STD if default_std is None else float(default_std)
