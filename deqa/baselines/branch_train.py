@@ -34,7 +34,8 @@ from .dictconfig import from_dict_strict
 from .encoder_branch import TRUNK_DTYPE, BranchedDegradationNet, EncoderBranch, imagenet_trunk_state
 from .synth import load_synth_dataset
 
-__all__ = ["BranchTrainConfig", "branch_features", "choose_mix", "imagenet_branch", "train_branch", "trunk_id"]
+__all__ = ["BranchTrainConfig", "blend_on_validation", "branch_features", "choose_mix", "imagenet_branch", "sweep_sets", "train_branch",
+           "trunk_id"]
 
 MIX_GRID = np.round(np.linspace(0.0, 1.0, 21), 2)
 
@@ -207,6 +208,39 @@ def choose_mix(cnn_logits: np.ndarray, branch_logits: np.ndarray, labels: np.nda
     return mix, info
 
 
+def sweep_sets(paths: list[str]) -> list[tuple[str, str]]:
+    """(path, the head it sweeps) of each validation sweep set, read before any training work:
+    a set that is not a sweep fails here, not after the epochs."""
+    out = []
+    for path in paths:
+        head = load_synth_dataset(path)[2]["config"].get("sweep")
+        if head is None:
+            raise ValueError(f"{path}: not a sweep set (render it with `deqa baseline synth --split train --sweep HEAD`)")
+        out.append((path, head))
+    return out
+
+
+def blend_on_validation(cnn: DegradationNet, branch: EncoderBranch, val_data: str | Path, sweeps: list[tuple[str, str]], *,
+                        device: str = "cpu", batch_size: int = 64, progress: bool = True) -> tuple[dict[str, float], dict[str, dict]]:
+    """:func:`choose_mix` for a trained branch: CNN and branch logits on the validation set and on
+    the sweep sets (``(path, head)`` from :func:`sweep_sets`); the branch's features come from the
+    per-trunk cache (:func:`branch_features`)."""
+    branch.eval()
+
+    def logits(path):
+        images, labels, _ = load_synth_dataset(path)
+        feats = branch_features(branch, path, batch_size=batch_size, device=device, progress=progress)
+        with torch.no_grad():
+            b = branch.to(device).head_logits(torch.from_numpy(feats).to(device)).cpu().numpy()
+        return _logits(predict_intensities(cnn, images, device=device)), b, labels
+
+    cnn_val, branch_val, y_val = logits(val_data)
+    by_head: dict[str, list] = {}
+    for path, head in sweeps:
+        by_head.setdefault(head, []).append(logits(path))
+    return choose_mix(cnn_val, branch_val, y_val, cnn.cfg.heads, by_head)
+
+
 def _logits(p: np.ndarray) -> np.ndarray:
     p = np.clip(p, 1e-6, 1 - 1e-6)
     return np.log(p / (1 - p)).astype(np.float32)
@@ -269,10 +303,7 @@ def train_branch(cfg: BranchTrainConfig, *, progress: bool = True) -> dict[str, 
         raise ValueError(f"branch training: loss_weights names {unknown}, which are not heads {list(heads)}")
     # The head each validation sweep set grades, read before any feature or training work: a set
     # that is not a sweep fails here, not after the MLP's epochs.
-    sweep_heads = [(path, load_synth_dataset(path)[2]["config"].get("sweep")) for path in cfg.val_sweeps]
-    for path, head in sweep_heads:
-        if head is None:
-            raise ValueError(f"{path}: not a sweep set (render it with `deqa baseline synth --split train --sweep HEAD`)")
+    sweep_heads = sweep_sets(cfg.val_sweeps)
     branch = imagenet_branch(cfg.branch_config(), len(heads), cnn.cfg.image_size)
 
     def rendered(path):
@@ -287,7 +318,7 @@ def train_branch(cfg: BranchTrainConfig, *, progress: bool = True) -> dict[str, 
     parts = [rendered(p) for p in cfg.train_data]
     x_tr = np.concatenate([p[0] for p in parts])
     y_tr = np.concatenate([p[1] for p in parts])
-    x_va, y_va, va_images = rendered(cfg.val_data)
+    x_va, y_va, _ = rendered(cfg.val_data)
     mean, std = x_tr.mean(0), x_tr.std(0) + 1e-6
     branch.feat_mean.copy_(torch.from_numpy(mean))
     branch.feat_std.copy_(torch.from_numpy(std))
@@ -299,17 +330,8 @@ def train_branch(cfg: BranchTrainConfig, *, progress: bool = True) -> dict[str, 
     loss_w = torch.tensor([cfg.loss_weights.get(h, 1.0) for h in heads], device=device)
     t0 = time.perf_counter()
     best, log = fit_head(branch.head, branch.head_logits, (xt, yt), (xv, yv), loss_w, cfg)
-    branch.eval()
-    with torch.no_grad():
-        branch_val = branch.head_logits(xv).cpu().numpy()
-    cnn_val = _logits(predict_intensities(cnn, va_images, device=cfg.device))
-    sweeps: dict[str, list] = {}
-    for path, head in sweep_heads:
-        feats, labels, images = rendered(path)
-        with torch.no_grad():
-            b = branch.head_logits(torch.from_numpy(feats).to(device)).cpu().numpy()
-        sweeps.setdefault(head, []).append((_logits(predict_intensities(cnn, images, device=cfg.device)), b, labels))
-    mix, mix_info = choose_mix(cnn_val, branch_val, y_va, heads, sweeps)
+    mix, mix_info = blend_on_validation(cnn, branch, cfg.val_data, sweep_heads, device=cfg.device,
+                                        batch_size=cfg.feature_batch_size, progress=progress)
     branch.cfg = cfg.branch_config(mix)
     model = BranchedDegradationNet(cnn.cpu(), branch.cpu()).eval()
     model_id = cfg.model_id or json.loads((Path(cfg.cnn) / "deqa_baseline.json").read_text()).get("model_id", "deqa-degradation")

@@ -90,13 +90,28 @@ class EncoderBranch(nn.Module):
     @torch.no_grad()
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """Pooled trunk features [B, dim] (mean, then std, of each tap's maps, taps in config order)."""
+        return self.pooled(images, grad_from=None)
+
+    def pooled(self, images: torch.Tensor, grad_from: int | None) -> torch.Tensor:
+        """:meth:`features`, with autograd from block ``grad_from`` on (None: nowhere).
+
+        Fine-tuning (:mod:`.branch_finetune`) trains the later blocks only: the stem and the first
+        blocks run at the highest resolutions, where a backward pass costs the most, and run here
+        without building a graph.
+        """
         t = self.trunk
-        x = (images - 0.5) / 0.5  # EfficientNet-Lite's input scaling: (x - 127) / 128 on 0-255
-        h = t._swish(t._bn0(t._conv_stem(x)))
+        frozen = len(t._blocks) if grad_from is None else grad_from
         feats = {}
-        if -1 in self.cfg.taps:
-            feats[-1] = h
-        for i, block in enumerate(t._blocks):
+        with torch.no_grad():
+            x = (images - 0.5) / 0.5  # EfficientNet-Lite's input scaling: (x - 127) / 128 on 0-255
+            h = t._swish(t._bn0(t._conv_stem(x)))
+            if -1 in self.cfg.taps:
+                feats[-1] = h
+            for i, block in enumerate(t._blocks[:frozen]):
+                h = block(h)
+                if i in self.cfg.taps:
+                    feats[i] = h
+        for i, block in enumerate(t._blocks[frozen:], start=frozen):
             h = block(h)
             if i in self.cfg.taps:
                 feats[i] = h

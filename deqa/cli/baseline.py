@@ -6,6 +6,7 @@ Subcommands (each parses, builds a config, calls the library):
   synth       render a synthetic degradation set from those photos
   train       train the degradation CNN on rendered sets
   branch-train  add an encoder branch (frozen EfficientNet-Lite0 trunk + MLP) to a trained CNN
+  branch-finetune  fine-tune a model's encoder branch end to end (trunk blocks + MLP), blend it again
   eval        evaluate a degradation model on a rendered set (per-head MAE/SRCC, ROC-AUC)
   embed       cache frozen-encoder embeddings of images
   head-train  train the encoder + MLP head on a CSV/JSONL of (image, score in [0, 1])
@@ -146,6 +147,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder for the CNN + branch model")
     p.add_argument("--config", default=None, help="JSON (file or string) of BranchTrainConfig fields")
     p.add_argument("--epochs", type=_AT_LEAST_ONE, default=None)
+    p.add_argument("--threads", type=_AT_LEAST_ONE, default=None)
+    p.add_argument("--device", default=None)
+
+    p = sub.add_parser("branch-finetune", help="fine-tune a model's encoder branch end to end (later trunk blocks + MLP)")
+    p.add_argument("--model", required=True, help="degradation-model folder with an encoder branch (from branch-train)")
+    p.add_argument("--train-data", nargs="+", required=True, help="rendered training set(s)")
+    p.add_argument("--val-data", required=True, help="rendered validation set (best epoch; the mix of heads without sweeps)")
+    p.add_argument("--val-sweeps", nargs="*", default=[],
+                   help="validation sweep sets from the training scenes (synth --split train --sweep HEAD): a head's mix by its grading SRCC")
+    p.add_argument("--out", required=True, help="folder for the fine-tuned model (repeat the command to resume)")
+    p.add_argument("--config", default=None, help="JSON (file or string) of BranchFinetuneConfig fields")
+    p.add_argument("--epochs", type=_AT_LEAST_ONE, default=None)
+    p.add_argument("--lr", type=positive_float, default=None)
     p.add_argument("--threads", type=_AT_LEAST_ONE, default=None)
     p.add_argument("--device", default=None)
 
@@ -324,6 +338,23 @@ def _branch_train(args) -> int:
         raise SystemExit(f"deqa baseline branch-train: {err}") from None
     summary = train_branch(cfg)
     print(json.dumps({k: v for k, v in summary.items() if k != "log"}))
+    return 0
+
+
+def _branch_finetune(args) -> int:
+    from ..baselines.branch_finetune import BranchFinetuneConfig, finetune_branch
+
+    _require_degradation_model(args.model, "--model", "branch-finetune")
+    d = _json_arg(args.config)
+    d.update(model=args.model, train_data=args.train_data, val_data=args.val_data, out_dir=args.out, val_sweeps=args.val_sweeps)
+    for key, val in (("epochs", args.epochs), ("lr", args.lr), ("num_threads", args.threads), ("device", args.device)):
+        if val is not None:
+            d[key] = val
+    try:
+        cfg = BranchFinetuneConfig.from_dict(d)
+    except ValueError as err:
+        raise SystemExit(f"deqa baseline branch-finetune: {err}") from None
+    print(json.dumps(finetune_branch(cfg)))
     return 0
 
 
@@ -599,7 +630,8 @@ def _card(args) -> int:
 
 _HEAD_COMMANDS: dict = {"embed": _embed, "head-train": _head_train, "head-score": _head_score,
                         "calibrate": _calibrate, "diagnose": _diagnose, "card": _card}
-_COMMANDS = {"photos": _photos, "synth": _synth, "train": _train, "branch-train": _branch_train, "eval": _eval}
+_COMMANDS = {"photos": _photos, "synth": _synth, "train": _train, "branch-train": _branch_train, "branch-finetune": _branch_finetune,
+             "eval": _eval}
 
 
 def _message(err: BaseException) -> str:

@@ -1,0 +1,184 @@
+"""Fine-tuning the encoder branch end to end: what trains, what stays, resume, errors."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from deqa.baselines import branch_finetune as bf
+from deqa.baselines import load_baseline
+from deqa.baselines.branch_finetune import BranchFinetuneConfig, finetune_branch
+from deqa.baselines.branch_train import BranchTrainConfig, train_branch
+from deqa.baselines.degradation import (
+    DegradationModelConfig,
+    DegradationNet,
+    load_degradation_model,
+    save_degradation_model,
+)
+from deqa.baselines.degradation_numpy import NumpyDegradationScorer
+from deqa.baselines.encoder_branch import BranchedDegradationNet
+from deqa.baselines.synth import SynthConfig, render_dataset
+
+HEADS = DegradationModelConfig().heads
+
+
+@pytest.fixture(scope="module")
+def branched(tmp_path_factory):
+    """Tiny rendered sets (64 px) and a CNN + frozen-trunk branch model trained on them."""
+    root = tmp_path_factory.mktemp("finetune")
+    from skimage import data
+
+    photo = root / "coffee.png"
+    Image.fromarray(data.coffee()).resize((150, 100)).save(photo)
+    train = render_dataset([photo], root / "train", 80, SynthConfig(size=64), seed=1, progress=False)
+    val = render_dataset([photo], root / "val", 24, SynthConfig(size=64), seed=2, progress=False)
+    sweep = render_dataset([photo], root / "val_sweep_blur", 24, SynthConfig(size=64, sweep="blur"), seed=3, progress=False)
+    torch.manual_seed(0)
+    save_degradation_model(DegradationNet(DegradationModelConfig(image_size=64)), root / "cnn", extra={"model_id": "unit-cnn"})
+    train_branch(BranchTrainConfig(cnn=str(root / "cnn"), train_data=[str(train)], val_data=str(val), out_dir=str(root / "model"),
+                                   epochs=2, batch_size=32, warmup_steps=0, num_threads=1, branch={"taps": [-1, 2, 4]}),
+                 progress=False)
+    return {"train": train, "val": val, "sweep": sweep, "model": root / "model", "cnn": root / "cnn"}
+
+
+def _cfg(b, out, **kw):
+    base = dict(model=str(b["model"]), train_data=[str(b["train"])], val_data=str(b["val"]), out_dir=str(out),
+                val_sweeps=[str(b["sweep"])], epochs=2, batch_size=32, lr=1e-3, warmup_steps=0, frozen_blocks=3,
+                checkpoint_every=1, log_every=1, num_threads=1)
+    return BranchFinetuneConfig(**{**base, **kw})
+
+
+def _state(folder):
+    m = load_degradation_model(folder)
+    return {k: v.clone() for k, v in m.state_dict().items()}
+
+
+def test_later_blocks_and_head_train_the_rest_stays(branched, tmp_path):
+    summary = finetune_branch(_cfg(branched, tmp_path / "ft"), progress=False)
+    before, after = _state(branched["model"]), _state(tmp_path / "ft")
+    assert before.keys() == after.keys()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    # The CNN, the stem, blocks 0-2, every batch-norm statistic and the feature standardisation are untouched.
+    for k in before:
+        frozen = (k.startswith("cnn.") or k.startswith("branch.trunk._conv_stem") or k.startswith("branch.trunk._bn0")
+                  or any(k.startswith(f"branch.trunk._blocks.{i}.") for i in range(3))
+                  or k.endswith(("running_mean", "running_var")) or k.startswith("branch.feat_"))
+        if frozen:
+            assert k not in changed, k
+    assert any(k.startswith("branch.trunk._blocks.3.") for k in changed)
+    assert any(k.startswith("branch.trunk._blocks.4.") for k in changed)
+    assert any(k.startswith("branch.head.") for k in changed)
+    # Stored as the runtimes read it: the trunk in float16 (a float32 weight would not survive the round trip).
+    m = load_degradation_model(tmp_path / "ft")
+    assert isinstance(m, BranchedDegradationNet)
+    w = m.branch.trunk._blocks[4]._project_conv.weight
+    assert torch.equal(w, w.half().float())
+    assert set(summary["mix"]) == set(HEADS) and summary["mix_choice"]["blur"]["by"] == "srcc"
+    assert summary["best_epoch"] in (1, 2) and summary["n_train"] == 80
+    log = [json.loads(x) for x in (tmp_path / "ft" / "finetune_log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log if "epoch" in r] == [1, 2] and log[-1]["mix"] == summary["mix"]
+    saved = json.loads((tmp_path / "ft" / "deqa_baseline.json").read_text())
+    assert saved["model_id"] == "unit-cnn" and saved["branch"]["mix"] == summary["mix"]
+    assert saved["branch_finetune"] == {"trained_from_block": 3, "epochs": 2, "n_train": 80, "best_epoch": summary["best_epoch"]}
+    scorer = load_baseline(tmp_path / "ft")  # the torch-free runtime reads the fine-tuned trunk
+    assert isinstance(scorer, NumpyDegradationScorer)
+    img = Image.fromarray((np.random.default_rng(0).random((64, 64, 3)) * 255).astype(np.uint8))
+    got = scorer.score([img])[0].details
+    with torch.no_grad():
+        x = torch.from_numpy(np.array(img)).permute(2, 0, 1)[None].float() / 255
+        want = m.intensities(x)[0].numpy()
+    np.testing.assert_allclose([got[h] for h in HEADS], want, atol=2e-3)
+
+
+def test_source_settings_carry_over(branched, tmp_path):
+    """A model read through full-resolution windows is read so after fine-tuning too; the id can be renamed."""
+    import shutil
+
+    src = tmp_path / "src"
+    shutil.copytree(branched["model"], src)
+    cfg = json.loads((src / "deqa_baseline.json").read_text())
+    cfg["views"] = {"grid": 2}
+    (src / "deqa_baseline.json").write_text(json.dumps(cfg))
+    finetune_branch(_cfg(branched, tmp_path / "ft", model=str(src), epochs=1, model_id="renamed"), progress=False)
+    saved = json.loads((tmp_path / "ft" / "deqa_baseline.json").read_text())
+    assert saved["views"] == {"grid": 2} and saved["model_id"] == "renamed"
+    assert load_baseline(tmp_path / "ft").model_id.startswith("renamed@")
+
+
+def test_interrupted_run_resumes_to_the_same_weights(branched, tmp_path, monkeypatch):
+    finetune_branch(_cfg(branched, tmp_path / "whole"), progress=False)
+    real = bf.head_loss
+    calls = {"n": 0}
+
+    def dies_at_step_4(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(bf, "head_loss", dies_at_step_4)
+    with pytest.raises(KeyboardInterrupt):
+        finetune_branch(_cfg(branched, tmp_path / "cut"), progress=False)
+    monkeypatch.setattr(bf, "head_loss", real)
+    assert (tmp_path / "cut" / bf.STATE_NAME).is_file() and not (tmp_path / "cut" / "deqa_baseline.json").exists()
+    finetune_branch(_cfg(branched, tmp_path / "cut", log_every=2), progress=False)  # how often it logs may change on resume
+    a, b = _state(tmp_path / "whole"), _state(tmp_path / "cut")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    def epochs(run):
+        rows = map(json.loads, (tmp_path / run / "finetune_log.jsonl").read_text().splitlines())
+        return [(r["epoch"], r["val_loss"]) for r in rows if "epoch" in r]
+
+    assert epochs("cut") == epochs("whole") and len(epochs("cut")) == 2
+
+
+def test_errors_name_the_problem(branched, tmp_path):
+    with pytest.raises(ValueError, match="without an encoder branch"):
+        finetune_branch(_cfg(branched, tmp_path / "a", model=str(branched["cnn"])), progress=False)
+    with pytest.raises(ValueError, match="frozen_blocks 9 > the trunk's 5 blocks"):
+        finetune_branch(_cfg(branched, tmp_path / "b", frozen_blocks=9), progress=False)
+    with pytest.raises(ValueError, match="not a sweep set"):
+        finetune_branch(_cfg(branched, tmp_path / "c", val_sweeps=[str(branched["val"])]), progress=False)
+    with pytest.raises(ValueError, match="loss_weights names"):
+        finetune_branch(_cfg(branched, tmp_path / "d", loss_weights={"blurr": 2.0}), progress=False)
+    (tmp_path / "e").mkdir()
+    (tmp_path / "e" / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="not empty"):
+        finetune_branch(_cfg(branched, tmp_path / "e"), progress=False)
+    for bad in ({"lr": 0}, {"epochs": 0}, {"frozen_blocks": -1}, {"train_data": []}):
+        with pytest.raises(ValueError, match="branch fine-tuning"):
+            _cfg(branched, tmp_path / "f", **bad)
+    with pytest.raises(ValueError, match="unknown key"):
+        BranchFinetuneConfig.from_dict({**_cfg(branched, tmp_path / "g").__dict__, "epoch": 1})
+
+
+def test_resume_with_other_settings_is_refused(branched, tmp_path, monkeypatch):
+    real = bf.head_loss
+
+    def dies(*a, **k):
+        raise KeyboardInterrupt
+
+    # Step 1 trains and checkpoints (checkpoint_every=1); step 2 finds the checkpoint and dies.
+    monkeypatch.setattr(bf, "head_loss", lambda *a, **k: dies() if (tmp_path / "r" / bf.STATE_NAME).exists() else real(*a, **k))
+    with pytest.raises(KeyboardInterrupt):
+        finetune_branch(_cfg(branched, tmp_path / "r"), progress=False)
+    monkeypatch.setattr(bf, "head_loss", real)
+    with pytest.raises(ValueError, match=r"other settings \(lr\)"):
+        finetune_branch(_cfg(branched, tmp_path / "r", lr=5e-4), progress=False)
+
+
+def test_cli_runs_and_names_bad_input(branched, tmp_path, capsys):
+    from deqa.cli.baseline import main
+
+    common = ["--train-data", str(branched["train"]), "--val-data", str(branched["val"]), "--threads", "1"]
+    assert main(["branch-finetune", "--model", str(branched["cnn"]), *common, "--out", str(tmp_path / "a")]) == 1
+    err = capsys.readouterr().err
+    assert "without an encoder branch" in err and "Traceback" not in err
+    with pytest.raises(SystemExit, match="branch-finetune: .*unknown key"):
+        main(["branch-finetune", "--model", str(branched["model"]), *common, "--out", str(tmp_path / "b"), "--config", '{"epoch": 3}'])
+    assert main(["branch-finetune", "--model", str(branched["model"]), *common, "--out", str(tmp_path / "c"), "--epochs", "1",
+                 "--lr", "1e-4", "--config", '{"warmup_steps": 0, "log_every": 1}']) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["n_train"] == 80 and set(summary["mix"]) == set(HEADS)
+    assert json.loads((tmp_path / "c" / "finetune_config.json").read_text())["lr"] == 1e-4
