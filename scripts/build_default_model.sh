@@ -22,7 +22,11 @@
 # training set, default; branch = that second draw, so a round from a model whose CNN already saw the
 # training set gets new crops without a new render: v9's round 7), VIEWS_GRID (the shipped config's
 # full-resolution windows for the noise and JPEG heads of photos >= 448 px: VIEWS_GRID x VIEWS_GRID
-# windows, default 2; 0 = none, every image read at 224 px only; an inference setting, not weights).
+# windows, default 2; 0 = none, every image read at 224 px only; an inference setting, not weights),
+# FINETUNE_EPOCHS (epochs of `deqa baseline branch-finetune` on the branch's training crops after the
+# branch step: the trunk's blocks from FINETUNE_FROM_BLOCK on (default 3) and the MLP trained end to
+# end, the blend chosen again; default 0 = the trunk stays frozen; needs a model with a branch:
+# BRANCH=1, or INIT_FROM one).
 # Deterministic given the same package versions: fixed seeds everywhere, single-process training.
 # Interrupted? Run it again: photos, rendered sets and the training run all resume where they stopped.
 set -euo pipefail
@@ -49,6 +53,8 @@ BRANCH_EPOCHS="${BRANCH_EPOCHS:-40}"
 BRANCH_N_EXTRA="${BRANCH_N_EXTRA:-30000}"
 ROUND_DATA="${ROUND_DATA:-train}"
 VIEWS_GRID="${VIEWS_GRID:-2}"
+FINETUNE_EPOCHS="${FINETUNE_EPOCHS:-0}"
+FINETUNE_FROM_BLOCK="${FINETUNE_FROM_BLOCK:-3}"
 MODEL_ID=deqa-builtin-degradation-v11
 for knob in EPOCHS N_TRAIN THREADS; do  # counts that must be at least 1
   if ! [[ "${!knob}" =~ ^[1-9][0-9]*$ ]]; then
@@ -56,7 +62,7 @@ for knob in EPOCHS N_TRAIN THREADS; do  # counts that must be at least 1
     exit 2
   fi
 done
-for knob in EPOCHS2 EPOCHS3; do  # 0 skips that round
+for knob in EPOCHS2 EPOCHS3 FINETUNE_EPOCHS FINETUNE_FROM_BLOCK; do  # 0 skips that round (or, for the block, trains the whole trunk)
   if ! [[ "${!knob}" =~ ^(0|[1-9][0-9]*)$ ]]; then
     echo "build_default_model.sh: $knob must be a whole number >= 0 (0 skips the round; got '${!knob}')" >&2
     exit 2
@@ -88,8 +94,12 @@ case "$ROUND_DATA" in
     ROUND_SET="$WORK/train_branch" ;;
   *) echo "build_default_model.sh: ROUND_DATA must be train or branch (got '$ROUND_DATA')" >&2; exit 2 ;;
 esac
-if [ -n "$INIT_FROM" ] && [ "$EPOCHS3" -le 0 ] && [ "$BRANCH" = 0 ]; then
-  echo "build_default_model.sh: INIT_FROM=$INIT_FROM skips rounds 1-2, so EPOCHS3 must be > 0 (got $EPOCHS3), or BRANCH=1 to add only the encoder branch" >&2
+if [ -n "$INIT_FROM" ] && [ "$EPOCHS3" -le 0 ] && [ "$BRANCH" = 0 ] && [ "$FINETUNE_EPOCHS" -le 0 ]; then
+  echo "build_default_model.sh: INIT_FROM=$INIT_FROM skips rounds 1-2, so EPOCHS3 must be > 0 (got $EPOCHS3), or BRANCH=1 to add only the encoder branch, or FINETUNE_EPOCHS > 0 to fine-tune its branch" >&2
+  exit 2
+fi
+if [ "$FINETUNE_EPOCHS" -gt 0 ] && [ "$BRANCH" = 0 ] && { [ -z "$INIT_FROM" ] || [ ! -f "$INIT_FROM/branch.safetensors" ]; }; then
+  echo "build_default_model.sh: FINETUNE_EPOCHS=$FINETUNE_EPOCHS fine-tunes an encoder branch: set BRANCH=1, or INIT_FROM a model that has one" >&2
   exit 2
 fi
 if ! [[ "$ROUND" =~ ^[1-9][0-9]*$ ]]; then
@@ -198,6 +208,22 @@ if [ "$BRANCH" = 1 ]; then
     --epochs "$BRANCH_EPOCHS" --threads "$THREADS" --device "$DEVICE" --config "{\"model_id\": \"$MODEL_ID\"}"
   FINAL="$WORK/model_branch"
   CARD_BRANCH=(--branch-log "$FINAL/branch_train_log.jsonl")
+fi
+
+# Fine-tuning the branch end to end: the later trunk blocks and the MLP learn from the same crops the
+# MLP did, starting from the branch above (or INIT_FROM's); the CNN is copied in unchanged (v12).
+if [ "$FINETUNE_EPOCHS" -gt 0 ]; then
+  FT_DATA=("$WORK/train")
+  if [ "$BRANCH_N_EXTRA" -gt 0 ]; then
+    render_branch_draw
+    FT_DATA+=("$WORK/train_branch")
+  fi
+  render_sweeps train "$WORK/val_" 150
+  "${DEQA[@]}" branch-finetune --model "$FINAL" --train-data "${FT_DATA[@]}" --val-data "$WORK/val" --val-sweeps "${SWEEP_SETS[@]}" \
+    --out "$WORK/model_finetune" --epochs "$FINETUNE_EPOCHS" --threads "$THREADS" --device "$DEVICE" \
+    --config "{\"model_id\": \"$MODEL_ID\", \"frozen_blocks\": $FINETUNE_FROM_BLOCK}"
+  FINAL="$WORK/model_finetune"
+  CARD_BRANCH+=(--finetune-log "$FINAL/finetune_log.jsonl")
 fi
 
 mkdir -p "$ASSET"

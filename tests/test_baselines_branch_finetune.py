@@ -182,3 +182,30 @@ def test_cli_runs_and_names_bad_input(branched, tmp_path, capsys):
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["n_train"] == 80 and set(summary["mix"]) == set(HEADS)
     assert json.loads((tmp_path / "c" / "finetune_config.json").read_text())["lr"] == 1e-4
+
+
+def test_model_card_says_the_trunk_was_fine_tuned(branched, tmp_path):
+    from deqa.baselines.card import write_model_card
+
+    out = tmp_path / "ft"
+    summary = finetune_branch(_cfg(branched, out, epochs=1), progress=False)
+    metrics = {"protocol": "deqa-heldout-v3", "image_size": 64,
+               "mixed": {"n": 4, "overall_srcc_vs_weighted_total": 0.5, "overall_srcc_vs_sum": 0.5,
+                         "heads": {h: {"mae": 0.1, "srcc": 0.5} for h in HEADS}}}
+    (tmp_path / "metrics.json").write_text(json.dumps(metrics))
+    branch_log = branched["model"] / "branch_train_log.jsonl"
+    card = write_model_card(out, tmp_path / "metrics.json", [], lineage="the unit CNN", branch_log=branch_log,
+                            finetune_log=out / "finetune_log.jsonl").read_text()
+    assert "**Encoder branch**: an efficientnet-lite0 trunk (ImageNet weights" in card
+    assert "its blocks 3-4 then fine-tuned on the training crops" in card and "a frozen" not in card
+    assert "- Encoder branch fine-tuning, after the MLP: blocks 3-4 of the trunk and the MLP trained end to end on 80 crops (train)" in card
+    assert "the stem, blocks 0-2 and every batch-norm statistic stay ImageNet's: AdamW (lr 0.001, weight decay 0.0001), batch 32" in card
+    assert f"1 epoch; validation loss {summary['best_val_loss']:.4f} (epoch 1, kept)" in card
+    assert "share per head was chosen on validation data (again after the fine-tuning): by grading SRCC" in card
+    assert ", ".join(f"{h} {summary['mix'][h]:.2f}" for h in HEADS) in card
+    # The source model was not fine-tuned: a fine-tuning log is not its.
+    with pytest.raises(ValueError, match="no fine-tuned branch"):
+        write_model_card(branched["model"], tmp_path / "metrics.json", [], lineage="x", branch_log=branch_log,
+                         finetune_log=out / "finetune_log.jsonl")
+    with pytest.raises(ValueError, match="fine-tuning log .*nope.jsonl is not a file"):
+        write_model_card(out, tmp_path / "metrics.json", [], lineage="x", branch_log=branch_log, finetune_log=tmp_path / "nope.jsonl")

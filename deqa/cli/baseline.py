@@ -237,6 +237,7 @@ def _add_head_commands(sub) -> None:
                    help="where the first round's starting weights came from (a build continued from another model)")
     p.add_argument("--first-round", type=int, default=1, help="number of the first round listed in --train-logs")
     p.add_argument("--branch-log", default=None, help="branch_train_log.jsonl of the model's encoder branch (if it has one)")
+    p.add_argument("--finetune-log", default=None, help="finetune_log.jsonl of branch-finetune (if the branch was fine-tuned)")
     p.add_argument("--native", default=None, help="JSON from bench/native_resolution.py --out (degradations made at full resolution)")
 
 
@@ -622,7 +623,7 @@ def _card(args) -> int:
     from ..baselines.card import write_model_card
 
     path = write_model_card(args.model, args.metrics, args.train_logs, args.photos, args.speed,
-                            lineage=args.lineage, first_round=args.first_round, branch_log=args.branch_log,
+                            lineage=args.lineage, first_round=args.first_round, branch_log=args.branch_log, finetune_log=args.finetune_log,
                             native_path=args.native)
     print(f"wrote {path}")
     return 0
