@@ -7,9 +7,8 @@ trunk's later blocks re-weight what they measure for these six questions while s
 million photographs' worth of features instead of the CNN's ~200 scenes.
 
 What trains: the blocks from ``frozen_blocks`` on and the MLP. The stem and the first blocks stay
-as they are: they run at 112 and 56 px, where a backward pass costs the most (on 2 CPU cores
-~9 img/s with the whole trunk training, ~18 with blocks 0-2 frozen), and they are the generic
-edge and colour filters every later block builds on. Batch-norm statistics stay frozen (the branch
+as they are: they run at 112 and 56 px, where a backward pass costs the most, and they are the
+generic edge and colour filters every later block builds on. Batch-norm statistics stay frozen (the branch
 is never put in train mode, :class:`~.encoder_branch.EncoderBranch`); their affine parameters of
 the trained blocks train. The feature standardisation of the source branch is kept. The loss is
 the branch's own per-head BCE (the CNN's loss weights); afterwards the trunk is rounded to
@@ -229,7 +228,7 @@ def finetune_branch(cfg: BranchFinetuneConfig, *, progress: bool = True) -> dict
             row = None
             if step % cfg.log_every == 0:
                 row = {"step": step, "train_loss": round(running, 5), "grad_norm": round(grad_norm, 4),
-                       "lr": sched.get_last_lr()[0]}
+                       "lr": sched.get_last_lr()[0], "seconds_this_call": round(time.perf_counter() - t0, 1)}
             if step % steps_per_epoch == 0:
                 val = validate()
                 row = {**(row or {"step": step, "train_loss": round(running, 5)}), "epoch": step // steps_per_epoch,
