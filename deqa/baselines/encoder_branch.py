@@ -6,6 +6,7 @@ that carries over to unseen scenes. The branch pools those maps (mean and std pe
 taps of :class:`~.degradation_config.EncoderBranchConfig`), an MLP maps them to one logit per
 head, and :class:`BranchedDegradationNet` blends them with the CNN's logits per head. The trunk
 stays frozen; only the MLP is trained (:mod:`.branch_train`, on cached features).
+:mod:`.branch_finetune` can then train the later trunk blocks with it (measured, not shipped).
 
 Weights (``branch.safetensors``): ``trunk.*`` (float16: half the bytes, and the numpy runtime
 reads the same rounded values), ``feat_mean`` / ``feat_std`` (feature standardisation) and
