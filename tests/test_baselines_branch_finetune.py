@@ -166,6 +166,33 @@ def test_resume_with_other_settings_is_refused(branched, tmp_path, monkeypatch):
     monkeypatch.setattr(bf, "head_loss", real)
     with pytest.raises(ValueError, match=r"other settings \(lr\)"):
         finetune_branch(_cfg(branched, tmp_path / "r", lr=5e-4), progress=False)
+    # The source retrained in place (same path, other weights) is another model.
+    import shutil
+
+    src = tmp_path / "src"
+    shutil.copytree(branched["model"], src)
+    monkeypatch.setattr(bf, "head_loss", dies)
+    with pytest.raises(KeyboardInterrupt):
+        finetune_branch(_cfg(branched, tmp_path / "s", model=str(src)), progress=False)
+    monkeypatch.setattr(bf, "head_loss", real)
+    (src / "model.safetensors").write_bytes((branched["cnn"] / "model.safetensors").read_bytes())
+    with pytest.raises(ValueError, match=r"other settings \(source_weights\)"):
+        finetune_branch(_cfg(branched, tmp_path / "s", model=str(src)), progress=False)
+
+
+def test_a_run_stopped_before_its_first_checkpoint_starts_over(branched, tmp_path, monkeypatch):
+    def dies(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bf, "head_loss", dies)
+    with pytest.raises(KeyboardInterrupt):
+        finetune_branch(_cfg(branched, tmp_path / "t"), progress=False)
+    monkeypatch.undo()
+    assert (tmp_path / "t" / "finetune_config.json").is_file() and not (tmp_path / "t" / bf.STATE_NAME).exists()
+    finetune_branch(_cfg(branched, tmp_path / "t"), progress=False)  # the same command: starts over, not refused
+    rows = [json.loads(x) for x in (tmp_path / "t" / "finetune_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "step" in r] == [1, 2, 3, 4, 5, 6]
+    assert (tmp_path / "t" / "deqa_baseline.json").is_file()
 
 
 def test_cli_runs_and_names_bad_input(branched, tmp_path, capsys):

@@ -17,7 +17,8 @@ data exactly as :func:`~.branch_train.train_branch` does.
 
 A run checkpoints every ``checkpoint_every`` steps (``finetune_state.pt``: weights, optimiser,
 schedule, step, torch's RNG; written atomically) and resumes from it when the same command is
-repeated; batches and flips are functions of (seed, epoch, step), so a resumed run on the same number
+repeated on the same source weights (their digests are in ``finetune_config.json``; a run stopped
+before its first checkpoint starts over); batches and flips are functions of (seed, epoch, step), so a resumed run on the same number
 of threads trains, bit for bit, what the uninterrupted one would have (the convolutions' float sums
 depend on the thread count).
 """
@@ -34,9 +35,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..fileio import atomic_write, write_text_atomic
+from ..fileio import atomic_write, file_digest, write_text_atomic
 from .branch_train import blend_on_validation, sweep_sets
 from .degradation import load_degradation_model, save_degradation_model
+from .degradation_config import BRANCH_WEIGHTS_NAME, WEIGHTS_NAME
 from .degradation_train import _schedule, head_loss
 from .dictconfig import from_dict_strict
 from .encoder_branch import TRUNK_DTYPE, BranchedDegradationNet
@@ -140,16 +142,19 @@ def finetune_branch(cfg: BranchFinetuneConfig, *, progress: bool = True) -> dict
             raise ValueError(f"{path}: rendered at {images.shape[1]} px, the model reads {cnn.cfg.image_size} px")
         sets.append((images, labels))
     val_images, val_labels = sets.pop()
-    run_config = asdict(cfg)
+    # The source's weights by digest: a resume must continue from the model it started from (a
+    # folder retrained in place under the same path is another model).
+    run_config = {**asdict(cfg), "source_weights": {name: file_digest(Path(cfg.model) / name)
+                                                    for name in (WEIGHTS_NAME, BRANCH_WEIGHTS_NAME)}}
     state_path, config_path = out / STATE_NAME, out / "finetune_config.json"
     resuming = state_path.is_file()
-    if resuming:
-        old = json.loads(config_path.read_text()) if config_path.is_file() else {}
+    if config_path.is_file():
+        old = json.loads(config_path.read_text())
         diffs = [k for k in run_config if k not in _RESUME_FREE and old.get(k) != run_config[k]]
         if diffs:
             raise ValueError(f"--out {out} holds a fine-tuning run with other settings ({', '.join(diffs)}); repeat its "
                              "command to continue it, or choose a new --out")
-    elif out.exists() and any(out.iterdir()):
+    elif resuming or (out.exists() and any(out.iterdir())):
         raise ValueError(f"--out {out} is not empty and holds no fine-tuning run; choose a new --out")
 
     if cfg.num_threads:
