@@ -62,12 +62,16 @@ for knob in EPOCHS N_TRAIN THREADS; do  # counts that must be at least 1
     exit 2
   fi
 done
-for knob in EPOCHS2 EPOCHS3 FINETUNE_EPOCHS FINETUNE_FROM_BLOCK; do  # 0 skips that round (or, for the block, trains the whole trunk)
+for knob in EPOCHS2 EPOCHS3 FINETUNE_EPOCHS; do  # 0 skips that round
   if ! [[ "${!knob}" =~ ^(0|[1-9][0-9]*)$ ]]; then
     echo "build_default_model.sh: $knob must be a whole number >= 0 (0 skips the round; got '${!knob}')" >&2
     exit 2
   fi
 done
+if ! [[ "$FINETUNE_FROM_BLOCK" =~ ^([0-9]|1[0-5])$ ]]; then  # the shipped trunk's blocks 0-15 (its last tap)
+  echo "build_default_model.sh: FINETUNE_FROM_BLOCK must be a block of the trunk, 0-15 (the first block fine-tuning trains; got '$FINETUNE_FROM_BLOCK')" >&2
+  exit 2
+fi
 if ! [[ "$BRANCH" =~ ^[01]$ ]]; then
   echo "build_default_model.sh: BRANCH must be 0 or 1 (got '$BRANCH')" >&2
   exit 2

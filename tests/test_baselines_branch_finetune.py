@@ -123,21 +123,40 @@ def test_interrupted_run_resumes_to_the_same_weights(branched, tmp_path, monkeyp
         finetune_branch(_cfg(branched, tmp_path / "cut"), progress=False)
     monkeypatch.setattr(bf, "head_loss", real)
     assert (tmp_path / "cut" / bf.STATE_NAME).is_file() and not (tmp_path / "cut" / "deqa_baseline.json").exists()
-    finetune_branch(_cfg(branched, tmp_path / "cut", log_every=2), progress=False)  # how often it logs may change on resume
+    finetune_branch(_cfg(branched, tmp_path / "cut"), progress=False)
     a, b = _state(tmp_path / "whole"), _state(tmp_path / "cut")
     assert all(torch.equal(a[k], b[k]) for k in a)
-    def epochs(run):
-        rows = map(json.loads, (tmp_path / run / "finetune_log.jsonl").read_text().splitlines())
-        return [(r["epoch"], r["val_loss"]) for r in rows if "epoch" in r]
 
-    assert epochs("cut") == epochs("whole") and len(epochs("cut")) == 2
+    def rows(run):  # the log without its timings
+        return [{k: v for k, v in json.loads(line).items() if not k.startswith("seconds")}
+                for line in (tmp_path / run / "finetune_log.jsonl").read_text().splitlines()]
+
+    # Losses, running means included, as the uninterrupted run logged them.
+    assert rows("cut")[:-1] == rows("whole")[:-1] and len([r for r in rows("cut") if "epoch" in r]) == 2
 
 
 def test_errors_name_the_problem(branched, tmp_path):
     with pytest.raises(ValueError, match="without an encoder branch"):
         finetune_branch(_cfg(branched, tmp_path / "a", model=str(branched["cnn"])), progress=False)
-    with pytest.raises(ValueError, match="frozen_blocks 9 > the trunk's 5 blocks"):
-        finetune_branch(_cfg(branched, tmp_path / "b", frozen_blocks=9), progress=False)
+    for k in (5, 9):
+        with pytest.raises(ValueError, match=f"frozen_blocks {k} leaves no block to train: this trunk has 5 blocks"):
+            finetune_branch(_cfg(branched, tmp_path / "b", frozen_blocks=k), progress=False)
+    with pytest.raises(ValueError, match="device 'nonsense' cannot be used"):
+        finetune_branch(_cfg(branched, tmp_path / "b", device="nonsense"), progress=False)
+    # Sweep sets are checked like the training sets: another size, or heads in another order, would
+    # grade a head on the wrong labels.
+    root = branched["train"].parent
+    photo = root / "coffee.png"
+    other = render_dataset([photo], root / "sweep_96", 8, SynthConfig(size=96, sweep="blur"), seed=4, progress=False)
+    reordered = render_dataset([photo], root / "sweep_rev", 8, SynthConfig(size=64, sweep="blur", heads=tuple(reversed(HEADS))),
+                               seed=5, progress=False)
+    with pytest.raises(ValueError, match="sweep_96: rendered at 96 px, the model reads 64 px"):
+        finetune_branch(_cfg(branched, tmp_path / "b", val_sweeps=[str(other)]), progress=False)
+    with pytest.raises(ValueError, match="sweep_rev: heads .* differ from the model's"):
+        finetune_branch(_cfg(branched, tmp_path / "b", val_sweeps=[str(reordered)]), progress=False)
+    with pytest.raises(ValueError, match="sweep_96: rendered at 96 px"):  # branch-train checks them too (it did before)
+        train_branch(BranchTrainConfig(cnn=str(branched["cnn"]), train_data=[str(branched["train"])], val_data=str(branched["val"]),
+                                       out_dir=str(tmp_path / "bt"), val_sweeps=[str(other)], epochs=1, num_threads=1), progress=False)
     with pytest.raises(ValueError, match="not a sweep set"):
         finetune_branch(_cfg(branched, tmp_path / "c", val_sweeps=[str(branched["val"])]), progress=False)
     with pytest.raises(ValueError, match="loss_weights names"):
@@ -146,7 +165,8 @@ def test_errors_name_the_problem(branched, tmp_path):
     (tmp_path / "e" / "notes.txt").write_text("mine")
     with pytest.raises(ValueError, match="not empty"):
         finetune_branch(_cfg(branched, tmp_path / "e"), progress=False)
-    for bad in ({"lr": 0}, {"epochs": 0}, {"frozen_blocks": -1}, {"train_data": []}):
+    for bad in ({"lr": 0}, {"epochs": 0}, {"frozen_blocks": -1}, {"train_data": []}, {"frozen_blocks": "3"}, {"epochs": 1.5},
+                {"weight_decay": -1}, {"lr": "1e-4"}, {"seed": True}):
         with pytest.raises(ValueError, match="branch fine-tuning"):
             _cfg(branched, tmp_path / "f", **bad)
     with pytest.raises(ValueError, match="unknown key"):
@@ -175,9 +195,31 @@ def test_resume_with_other_settings_is_refused(branched, tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         finetune_branch(_cfg(branched, tmp_path / "s", model=str(src)), progress=False)
     monkeypatch.setattr(bf, "head_loss", real)
-    (src / "model.safetensors").write_bytes((branched["cnn"] / "model.safetensors").read_bytes())
+    from safetensors.torch import load_file, save_file
+
+    cnn = load_file(src / "model.safetensors")
+    first = sorted(cnn)[0]
+    cnn[first] = cnn[first] + 1.0  # the CNN retrained in place, as far as its bytes go
+    save_file(cnn, src / "model.safetensors", metadata={"format": "pt", "type": "degradation"})
     with pytest.raises(ValueError, match=r"other settings \(source_weights\)"):
         finetune_branch(_cfg(branched, tmp_path / "s", model=str(src)), progress=False)
+
+
+def test_resume_reads_paths_as_the_same_files(branched, tmp_path, monkeypatch):
+    real = bf.head_loss
+
+    def dies_once_checkpointed(*a, **k):
+        if (tmp_path / "x" / bf.STATE_NAME).exists():
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(bf, "head_loss", dies_once_checkpointed)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        finetune_branch(_cfg(branched, "x"), progress=False)
+    monkeypatch.setattr(bf, "head_loss", real)
+    finetune_branch(_cfg(branched, "./x"), progress=False)  # one run, spelled two ways
+    assert (tmp_path / "x" / "deqa_baseline.json").is_file()
 
 
 def test_a_run_stopped_before_its_first_checkpoint_starts_over(branched, tmp_path, monkeypatch):
@@ -209,6 +251,9 @@ def test_cli_runs_and_names_bad_input(branched, tmp_path, capsys):
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["n_train"] == 80 and set(summary["mix"]) == set(HEADS)
     assert json.loads((tmp_path / "c" / "finetune_config.json").read_text())["lr"] == 1e-4
+    # 'builtin' names the built-in model, as in deqa-score (a 224-px model: these 64-px sets are refused by name)
+    assert main(["branch-finetune", "--model", "builtin", *common, "--out", str(tmp_path / "d")]) == 1
+    assert "rendered at 64 px, the model reads 224 px" in capsys.readouterr().err
 
 
 def test_model_card_says_the_trunk_was_fine_tuned(branched, tmp_path):
@@ -230,6 +275,12 @@ def test_model_card_says_the_trunk_was_fine_tuned(branched, tmp_path):
     assert f"1 epoch; validation loss {summary['best_val_loss']:.4f} (epoch 1, kept)" in card
     assert "share per head was chosen on validation data (again after the fine-tuning): by grading SRCC" in card
     assert ", ".join(f"{h} {summary['mix'][h]:.2f}" for h in HEADS) in card
+    # Without its log the card would state the frozen branch's blend, not the one the model uses.
+    with pytest.raises(ValueError, match="was fine-tuned .* give its finetune_log.jsonl"):
+        write_model_card(out, tmp_path / "metrics.json", [], lineage="the unit CNN", branch_log=branch_log)
+    # A build that only fine-tunes a model it did not train: lineage + the fine-tuning log are enough.
+    card = write_model_card(out, tmp_path / "metrics.json", [], lineage="v-unit", finetune_log=out / "finetune_log.jsonl").read_text()
+    assert "- Encoder branch fine-tuning, after the MLP" in card and "- Training set: 80 random crops" in card
     # The source model was not fine-tuned: a fine-tuning log is not its.
     with pytest.raises(ValueError, match="no fine-tuned branch"):
         write_model_card(branched["model"], tmp_path / "metrics.json", [], lineage="x", branch_log=branch_log,

@@ -295,7 +295,8 @@ def test_deqa_score_cli_process_stays_free_of_transformers(run_fresh_python):
      ({"TRAIN_SEED": "0102"}, "without leading zeros"),
      ({"FINETUNE_EPOCHS": "one"}, "FINETUNE_EPOCHS must be a whole number >= 0"),
      ({"FINETUNE_EPOCHS": "1", "BRANCH": "0"}, "FINETUNE_EPOCHS=1 fine-tunes an encoder branch: set BRANCH=1, or INIT_FROM"),
-     ({"FINETUNE_EPOCHS": "1", "FINETUNE_FROM_BLOCK": "-1"}, "FINETUNE_FROM_BLOCK must be a whole number >= 0")],
+     ({"FINETUNE_EPOCHS": "1", "FINETUNE_FROM_BLOCK": "-1"}, "FINETUNE_FROM_BLOCK must be a block of the trunk, 0-15"),
+     ({"FINETUNE_EPOCHS": "1", "FINETUNE_FROM_BLOCK": "99"}, "FINETUNE_FROM_BLOCK must be a block of the trunk, 0-15")],
 )
 def test_build_script_rejects_a_bad_continuation_before_any_download(tmp_path, env, message):
     out = subprocess.run(["bash", str(ROOT / "scripts" / "build_default_model.sh"), str(tmp_path / "work")],

@@ -466,3 +466,27 @@ def test_card_counts_read_as_english():
     from deqa.baselines.card import _count
 
     assert [_count(1, "epoch"), _count(3, "epoch"), _count(None, "epoch")] == ["1 epoch", "3 epochs", "? epochs"]
+
+
+def test_saved_weights_are_the_same_bytes_whatever_the_metadata_order(tmp_path):
+    """safetensors writes its metadata map in a per-process order; the same tensors must give the
+    same file (a trained baseline's id and branch-finetune's resume check digest it)."""
+    import struct
+
+    from safetensors.torch import load_file, save
+
+    from deqa.baselines.degradation import _canonical_safetensors
+
+    state = {"b": torch.arange(3.0), "a": torch.ones(2, dtype=torch.float16)}
+    blob = save(state, metadata={"type": "degradation", "format": "pt"})
+    n = struct.unpack("<Q", blob[:8])[0]
+    header = blob[8 : 8 + n].decode()
+    orders = ('"type":"degradation","format":"pt"', '"format":"pt","type":"degradation"')
+    now = next(o for o in orders if o in header)
+    swapped = blob[:8] + header.replace(now, orders[1 - orders.index(now)]).encode() + blob[8 + n :]
+    assert swapped != blob
+    assert _canonical_safetensors(blob) == _canonical_safetensors(swapped)
+    assert b'"format":"pt","type":"degradation"' in _canonical_safetensors(swapped)
+    (tmp_path / "w.safetensors").write_bytes(_canonical_safetensors(swapped))
+    back = load_file(tmp_path / "w.safetensors")
+    assert all(torch.equal(back[k], v) for k, v in state.items())

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from ..fileio import atomic_write, file_digest, write_text_atomic
-from .branch_train import blend_on_validation, sweep_sets
+from .branch_train import blend_on_validation, check_rendered, sweep_sets
 from .degradation import load_degradation_model, save_degradation_model
 from .degradation_config import BRANCH_WEIGHTS_NAME, WEIGHTS_NAME
 from .degradation_train import _schedule, head_loss
@@ -82,13 +82,23 @@ class BranchFinetuneConfig:
             self.train_data = [self.train_data]
         if not self.train_data:
             raise ValueError("branch fine-tuning: train_data names no rendered set")
+        for name in ("epochs", "batch_size", "checkpoint_every", "log_every", "feature_batch_size", "frozen_blocks",
+                     "warmup_steps", "seed"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ValueError(f"branch fine-tuning: {name} must be a whole number, got {value!r}")
+        for name in ("lr", "weight_decay", "min_lr_ratio", "grad_clip"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+                raise ValueError(f"branch fine-tuning: {name} must be a number, got {value!r}")
         for name in ("epochs", "batch_size", "checkpoint_every", "log_every", "feature_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"branch fine-tuning: {name} must be >= 1, got {getattr(self, name)}")
         if self.frozen_blocks < 0:
             raise ValueError(f"branch fine-tuning: frozen_blocks must be >= 0, got {self.frozen_blocks}")
-        if self.lr <= 0 or self.warmup_steps < 0 or not 0 < self.min_lr_ratio <= 1 or self.grad_clip <= 0:
-            raise ValueError("branch fine-tuning: lr and grad_clip must be > 0, warmup_steps >= 0 and min_lr_ratio in (0, 1]")
+        if self.lr <= 0 or self.warmup_steps < 0 or not 0 < self.min_lr_ratio <= 1 or self.grad_clip <= 0 or self.weight_decay < 0:
+            raise ValueError("branch fine-tuning: lr and grad_clip must be > 0, weight_decay and warmup_steps >= 0 and "
+                             "min_lr_ratio in (0, 1]")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> BranchFinetuneConfig:
@@ -127,25 +137,32 @@ def finetune_branch(cfg: BranchFinetuneConfig, *, progress: bool = True) -> dict
     cnn, branch = source.cnn, source.branch
     heads = cnn.cfg.heads
     n_blocks = len(branch.trunk._blocks)
-    if cfg.frozen_blocks > n_blocks:
-        raise ValueError(f"branch fine-tuning: frozen_blocks {cfg.frozen_blocks} > the trunk's {n_blocks} blocks")
+    if cfg.frozen_blocks >= n_blocks:
+        raise ValueError(f"branch fine-tuning: frozen_blocks {cfg.frozen_blocks} leaves no block to train: this trunk has "
+                         f"{n_blocks} blocks (0-{n_blocks - 1}), up to its last tap")
+    try:
+        device = torch.device(cfg.device)
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError) as err:
+        raise ValueError(f"branch fine-tuning: device {cfg.device!r} cannot be used: {str(err).splitlines()[0]}") from None
     unknown = sorted(set(cfg.loss_weights) - set(heads))
     if unknown:
         raise ValueError(f"branch fine-tuning: loss_weights names {unknown}, which are not heads {list(heads)}")
-    sweeps = sweep_sets(cfg.val_sweeps)
+    sweeps = sweep_sets(cfg.val_sweeps, heads, cnn.cfg.image_size)
     sets = []
     for path in [*cfg.train_data, cfg.val_data]:
         images, labels, meta = load_synth_dataset(path)
-        if tuple(meta["config"]["heads"]) != heads:
-            raise ValueError(f"{path}: heads {meta['config']['heads']} differ from the model's {list(heads)}")
-        if images.shape[1] != cnn.cfg.image_size:
-            raise ValueError(f"{path}: rendered at {images.shape[1]} px, the model reads {cnn.cfg.image_size} px")
+        check_rendered(path, images, meta, heads, cnn.cfg.image_size)
         sets.append((images, labels))
     val_images, val_labels = sets.pop()
     # The source's weights by digest: a resume must continue from the model it started from (a
     # folder retrained in place under the same path is another model).
-    run_config = {**asdict(cfg), "source_weights": {name: file_digest(Path(cfg.model) / name)
-                                                    for name in (WEIGHTS_NAME, BRANCH_WEIGHTS_NAME)}}
+    # Paths resolved: `--out x` and `--out ./x` are one run.
+    resolved = {"model": str(Path(cfg.model).resolve()), "train_data": [str(Path(d).resolve()) for d in cfg.train_data],
+                "val_data": str(Path(cfg.val_data).resolve()), "val_sweeps": [str(Path(d).resolve()) for d in cfg.val_sweeps],
+                "out_dir": str(out.resolve())}
+    run_config = {**asdict(cfg), **resolved, "source_weights": {name: file_digest(Path(cfg.model) / name)
+                                                                for name in (WEIGHTS_NAME, BRANCH_WEIGHTS_NAME)}}
     state_path, config_path = out / STATE_NAME, out / "finetune_config.json"
     resuming = state_path.is_file()
     if config_path.is_file():
@@ -160,7 +177,6 @@ def finetune_branch(cfg: BranchFinetuneConfig, *, progress: bool = True) -> dict
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     torch.manual_seed(cfg.seed)
-    device = torch.device(cfg.device)
     branch.trunk.float()  # stored in float16; trained in float32
     trained = [p for b in branch.trunk._blocks[cfg.frozen_blocks:] for p in b.parameters()] + list(branch.head.parameters())
     for p in branch.parameters():
@@ -183,6 +199,8 @@ def finetune_branch(cfg: BranchFinetuneConfig, *, progress: bool = True) -> dict
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
         torch.set_rng_state(ckpt["torch_rng"].cpu())
+        if ckpt.get("cuda_rng") is not None and device.type == "cuda":
+            torch.cuda.set_rng_state_all([t.cpu() for t in ckpt["cuda_rng"]])
         state = json.loads(ckpt["state"])
         print(f"resuming from {state_path} at step {state['step']}")
     else:
@@ -191,7 +209,8 @@ def finetune_branch(cfg: BranchFinetuneConfig, *, progress: bool = True) -> dict
     def checkpoint() -> None:
         with atomic_write(state_path, "wb") as f:  # a kill mid-save keeps the previous checkpoint
             torch.save({"branch": branch.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                        "torch_rng": torch.get_rng_state(), "state": json.dumps(state)}, f)
+                        "torch_rng": torch.get_rng_state(), "state": json.dumps(state),
+                        "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else None}, f)
 
     def validate() -> float:
         total = 0.0
@@ -213,7 +232,7 @@ def finetune_branch(cfg: BranchFinetuneConfig, *, progress: bool = True) -> dict
     try:
         step = state["step"]
         bar = tqdm(total=steps_per_epoch * cfg.epochs, initial=step, disable=not progress, desc="fine-tune")
-        running = None
+        running = state.get("running")  # the logged loss's running mean goes on where the checkpoint left it
         while step < steps_per_epoch * cfg.epochs:
             epoch, b = divmod(step, steps_per_epoch)
             order = np.random.default_rng([cfg.seed, epoch]).permutation(n)
@@ -247,7 +266,7 @@ def finetune_branch(cfg: BranchFinetuneConfig, *, progress: bool = True) -> dict
                 log.write(json.dumps(row) + "\n")
                 log.flush()
                 state["history"].append(row)
-            state["step"] = step
+            state.update(step=step, running=running)
             if step % cfg.checkpoint_every == 0 or step % steps_per_epoch == 0:
                 checkpoint()
         bar.close()

@@ -34,8 +34,8 @@ from .dictconfig import from_dict_strict
 from .encoder_branch import TRUNK_DTYPE, BranchedDegradationNet, EncoderBranch, imagenet_trunk_state
 from .synth import load_synth_dataset
 
-__all__ = ["BranchTrainConfig", "blend_on_validation", "branch_features", "choose_mix", "imagenet_branch", "sweep_sets", "train_branch",
-           "trunk_id"]
+__all__ = ["BranchTrainConfig", "blend_on_validation", "branch_features", "check_rendered", "choose_mix", "imagenet_branch",
+           "sweep_sets", "train_branch", "trunk_id"]
 
 MIX_GRID = np.round(np.linspace(0.0, 1.0, 21), 2)
 
@@ -208,14 +208,25 @@ def choose_mix(cnn_logits: np.ndarray, branch_logits: np.ndarray, labels: np.nda
     return mix, info
 
 
-def sweep_sets(paths: list[str]) -> list[tuple[str, str]]:
-    """(path, the head it sweeps) of each validation sweep set, read before any training work:
-    a set that is not a sweep fails here, not after the epochs."""
+def check_rendered(path: str | Path, images: np.ndarray, meta: dict, heads: tuple[str, ...], size: int) -> None:
+    """A rendered set must label the model's heads in the model's order, at the size it reads."""
+    if tuple(meta["config"]["heads"]) != tuple(heads):
+        raise ValueError(f"{path}: heads {meta['config']['heads']} differ from the model's {list(heads)}")
+    if images.shape[1] != size:
+        raise ValueError(f"{path}: rendered at {images.shape[1]} px, the model reads {size} px")
+
+
+def sweep_sets(paths: list[str], heads: tuple[str, ...], size: int) -> list[tuple[str, str]]:
+    """(path, the head it sweeps) of each validation sweep set, read before any training work: a
+    set that is not a sweep, or labels other heads or another size than the model's, fails here,
+    not after the epochs (a sweep of other heads would grade a head on another head's labels)."""
     out = []
     for path in paths:
-        head = load_synth_dataset(path)[2]["config"].get("sweep")
+        images, _, meta = load_synth_dataset(path)
+        head = meta["config"].get("sweep")
         if head is None:
             raise ValueError(f"{path}: not a sweep set (render it with `deqa baseline synth --split train --sweep HEAD`)")
+        check_rendered(path, images, meta, heads, size)
         out.append((path, head))
     return out
 
@@ -303,15 +314,12 @@ def train_branch(cfg: BranchTrainConfig, *, progress: bool = True) -> dict[str, 
         raise ValueError(f"branch training: loss_weights names {unknown}, which are not heads {list(heads)}")
     # The head each validation sweep set grades, read before any feature or training work: a set
     # that is not a sweep fails here, not after the MLP's epochs.
-    sweep_heads = sweep_sets(cfg.val_sweeps)
+    sweep_heads = sweep_sets(cfg.val_sweeps, heads, cnn.cfg.image_size)
     branch = imagenet_branch(cfg.branch_config(), len(heads), cnn.cfg.image_size)
 
     def rendered(path):
         images, labels, meta = load_synth_dataset(path)
-        if tuple(meta["config"]["heads"]) != heads:
-            raise ValueError(f"{path}: heads {meta['config']['heads']} differ from the CNN's {list(heads)}")
-        if images.shape[1] != cnn.cfg.image_size:
-            raise ValueError(f"{path}: rendered at {images.shape[1]} px, the model reads {cnn.cfg.image_size} px")
+        check_rendered(path, images, meta, heads, cnn.cfg.image_size)
         feats = branch_features(branch, path, batch_size=cfg.feature_batch_size, device=cfg.device, progress=progress)
         return feats, labels, images
 

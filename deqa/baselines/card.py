@@ -52,6 +52,13 @@ def _f(x: float | None) -> str:
     return "–" if x is None else f"{x:.3f}"
 
 
+def _frozen_part(k: Any) -> str:
+    """The trunk's part that fine-tuning from block ``k`` left as it was."""
+    if not isinstance(k, int):
+        return "the stem and the first blocks"
+    return "the stem" if k == 0 else "the stem, block 0" if k == 1 else f"the stem, blocks 0-{k - 1}"
+
+
 def _branch_lines(cfg: dict[str, Any], mcfg, branch_log: str | Path | None,
                   finetune_log: str | Path | None = None) -> tuple[list[str], list[str]]:
     """(architecture lines, training lines) about the encoder branch of a model config that has one
@@ -111,7 +118,7 @@ def _branch_lines(cfg: dict[str, Any], mcfg, branch_log: str | Path | None,
         best = f"; validation loss {ft_summary['best_val_loss']:.4f} (epoch {ft_summary['best_epoch']}, kept)" if ft_summary else ""
         train.append(f"- Encoder branch fine-tuning, after the MLP: blocks {k}-{last} of the trunk and the MLP trained end to end "
                      f"on {ft_summary.get('n_train', '?')} crops ({' + '.join(Path(d).name for d in fc.get('train_data', []))}); "
-                     f"the stem, blocks 0-{int(k) - 1 if isinstance(k, int) else '?'} and every batch-norm statistic stay ImageNet's: AdamW "
+                     f"{_frozen_part(k)} and every batch-norm statistic stay ImageNet's: AdamW "
                      f"(lr {fc.get('lr')}, weight decay {fc.get('weight_decay')}), batch {fc.get('batch_size')}, warm-up "
                      f"{fc.get('warmup_steps')} steps, cosine to {fc.get('min_lr_ratio')} x lr, gradient clipping {fc.get('grad_clip')}, "
                      f"BCE with the CNN's per-head weights{', horizontal flips' if fc.get('augment') else ''}, "
@@ -161,6 +168,9 @@ def write_model_card(model_dir: str | Path, metrics_path: str | Path, train_logs
     n_params = sum(p.numel() for p in DegradationNet(mcfg).parameters())
     if finetune_log and not Path(finetune_log).is_file():
         raise ValueError(f"write_model_card: fine-tuning log {finetune_log} is not a file")
+    if cfg.get("branch") and cfg.get("branch_finetune") and not finetune_log:
+        raise ValueError(f"write_model_card: {model_dir}'s encoder branch was fine-tuned (branch_finetune in its config): give its "
+                         "finetune_log.jsonl (--finetune-log), which holds the recipe and the blend the model uses")
     if finetune_log and not cfg.get("branch_finetune"):
         raise ValueError(f"write_model_card: {model_dir} has no fine-tuned branch (no branch_finetune in its config), "
                          f"so the fine-tuning log {finetune_log} is not its")
@@ -173,9 +183,9 @@ def write_model_card(model_dir: str | Path, metrics_path: str | Path, train_logs
     def read_log(path) -> list[dict]:
         return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
-    if not train_logs and not (lineage and branch_log):
+    if not train_logs and not (lineage and (branch_log or finetune_log)):
         raise ValueError("write_model_card: give the train_log.jsonl of at least one training round "
-                         "(or, for a model whose CNN was taken as it is, its lineage and the branch log)")
+                         "(or, for a model whose CNN was taken as it is, its lineage and the branch or fine-tuning log)")
     if first_round < 1:
         raise ValueError(f"write_model_card: first_round must be >= 1, got {first_round}")
     if branch_log and not Path(branch_log).is_file():
@@ -185,10 +195,10 @@ def write_model_card(model_dir: str | Path, metrics_path: str | Path, train_logs
         cfg_path = Path(path).parent / "train_config.json"
         rounds.append((read_log(path), json.loads(cfg_path.read_text()) if cfg_path.is_file() else {}))
     log, tcfg = rounds[-1] if rounds else ([], {})
-    if "train_data" not in tcfg and branch_log:  # a CNN taken as it is: the data is the branch's
-        bcfg_path = Path(branch_log).parent / "branch_train_config.json"
-        if bcfg_path.is_file():
-            bt = json.loads(bcfg_path.read_text())
+    # A CNN taken as it is: the data is the branch's (its MLP's, else its fine-tuning's).
+    for log_path, name in ((branch_log, "branch_train_config.json"), (finetune_log, "finetune_config.json")):
+        if "train_data" not in tcfg and log_path and (Path(log_path).parent / name).is_file():
+            bt = json.loads((Path(log_path).parent / name).read_text())
             tcfg = {**tcfg, "train_data": bt["train_data"][0], "val_data": bt["val_data"]}
     # The weights and the config only: the card itself and any logs in the folder are not the model.
     weights_mb = sum(p.stat().st_size for p in [*model_dir.glob("*.safetensors"), model_cfg_path]) / 1e6

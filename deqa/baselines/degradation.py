@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -230,13 +231,33 @@ def save_degradation_model(model: nn.Module, out_dir: str | os.PathLike, *, extr
     return out
 
 
+def _canonical_safetensors(blob: bytes) -> bytes:
+    """``blob`` with its header's ``__metadata__`` keys in sorted order.
+
+    safetensors writes that map from a Rust HashMap, in an order that changes from process to
+    process: the same tensors saved twice gave different bytes, so a digest of the file (a trained
+    baseline's model id, branch-finetune's resume check) told one model apart from itself. Same
+    keys and values, so the header keeps its length and every tensor offset stays valid; a header
+    this serialisation does not reproduce is left as it is.
+    """
+    n = struct.unpack("<Q", blob[:8])[0]
+    raw = blob[8 : 8 + n]
+    text = raw.rstrip(b" ")  # the header is padded with spaces to an 8-byte boundary
+    header = json.loads(text)
+    if json.dumps(header, separators=(",", ":")).encode() != text or not isinstance(header.get("__metadata__"), dict):
+        return blob
+    header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    return blob[:8] + json.dumps(header, separators=(",", ":")).encode() + raw[len(text):] + blob[8 + n :]
+
+
 def _save_safetensors(path: Path, state: dict, metadata: dict) -> None:
     """Written whole or not at all: the trainer rewrites the best weights during a run, and a kill
-    mid-write must not leave a torn file that a resumed run keeps as its best."""
+    mid-write must not leave a torn file that a resumed run keeps as its best. The same tensors
+    give the same bytes (:func:`_canonical_safetensors`)."""
     from safetensors.torch import save
 
     with atomic_write(path, "wb") as f:
-        f.write(save(state, metadata=metadata))
+        f.write(_canonical_safetensors(save(state, metadata=metadata)))
 
 
 def _load_strict(module: nn.Module, path: Path, what: str) -> None:

@@ -151,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None)
 
     p = sub.add_parser("branch-finetune", help="fine-tune a model's encoder branch end to end (later trunk blocks + MLP)")
-    p.add_argument("--model", required=True, help="degradation-model folder with an encoder branch (from branch-train)")
+    p.add_argument("--model", required=True, help="degradation-model folder with an encoder branch (from branch-train), or 'builtin'")
     p.add_argument("--train-data", nargs="+", required=True, help="rendered training set(s)")
     p.add_argument("--val-data", required=True, help="rendered validation set (best epoch; the mix of heads without sweeps)")
     p.add_argument("--val-sweeps", nargs="*", default=[],
@@ -343,11 +343,13 @@ def _branch_train(args) -> int:
 
 
 def _branch_finetune(args) -> int:
+    from ..baselines import builtin_model_dir
     from ..baselines.branch_finetune import BranchFinetuneConfig, finetune_branch
 
-    _require_degradation_model(args.model, "--model", "branch-finetune")
+    model = args.model or str(builtin_model_dir())  # 'builtin' arrives as None (main)
+    _require_degradation_model(model, "--model", "branch-finetune")
     d = _json_arg(args.config)
-    d.update(model=args.model, train_data=args.train_data, val_data=args.val_data, out_dir=args.out, val_sweeps=args.val_sweeps)
+    d.update(model=model, train_data=args.train_data, val_data=args.val_data, out_dir=args.out, val_sweeps=args.val_sweeps)
     for key, val in (("epochs", args.epochs), ("lr", args.lr), ("num_threads", args.threads), ("device", args.device)):
         if val is not None:
             d[key] = val
