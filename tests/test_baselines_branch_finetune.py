@@ -287,3 +287,16 @@ def test_model_card_says_the_trunk_was_fine_tuned(branched, tmp_path):
                          finetune_log=out / "finetune_log.jsonl")
     with pytest.raises(ValueError, match="fine-tuning log .*nope.jsonl is not a file"):
         write_model_card(out, tmp_path / "metrics.json", [], lineage="x", branch_log=branch_log, finetune_log=tmp_path / "nope.jsonl")
+
+
+def test_every_trainer_names_a_device_it_cannot_use(branched, tmp_path, capsys):
+    """train, branch-train and branch-finetune: one line naming the device, nothing written."""
+    from deqa.cli.baseline import main
+
+    data = ["--train-data", str(branched["train"]), "--val-data", str(branched["val"])]
+    for cmd in (["train"], ["branch-train", "--cnn", str(branched["cnn"])], ["branch-finetune", "--model", str(branched["model"])]):
+        out = tmp_path / cmd[0]
+        assert main([*cmd, *data, "--out", str(out), "--device", "nonsense"]) == 1
+        err = capsys.readouterr().err
+        assert "device 'nonsense' cannot be used" in err and "Traceback" not in err, (cmd, err)
+        assert not out.exists()

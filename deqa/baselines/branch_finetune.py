@@ -39,7 +39,7 @@ from ..fileio import atomic_write, file_digest, write_text_atomic
 from .branch_train import blend_on_validation, check_rendered, sweep_sets
 from .degradation import load_degradation_model, save_degradation_model
 from .degradation_config import BRANCH_WEIGHTS_NAME, WEIGHTS_NAME
-from .degradation_train import _schedule, head_loss
+from .degradation_train import _schedule, head_loss, usable_device
 from .dictconfig import from_dict_strict
 from .encoder_branch import TRUNK_DTYPE, BranchedDegradationNet
 from .synth import load_synth_dataset
@@ -140,11 +140,7 @@ def finetune_branch(cfg: BranchFinetuneConfig, *, progress: bool = True) -> dict
     if cfg.frozen_blocks >= n_blocks:
         raise ValueError(f"branch fine-tuning: frozen_blocks {cfg.frozen_blocks} leaves no block to train: this trunk has "
                          f"{n_blocks} blocks (0-{n_blocks - 1}), up to its last tap")
-    try:
-        device = torch.device(cfg.device)
-        torch.empty(0, device=device)
-    except (RuntimeError, AssertionError) as err:
-        raise ValueError(f"branch fine-tuning: device {cfg.device!r} cannot be used: {str(err).splitlines()[0]}") from None
+    device = usable_device(cfg.device, "branch fine-tuning")
     unknown = sorted(set(cfg.loss_weights) - set(heads))
     if unknown:
         raise ValueError(f"branch fine-tuning: loss_weights names {unknown}, which are not heads {list(heads)}")

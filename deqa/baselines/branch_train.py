@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from ..fileio import file_digest, write_text_atomic
 from .degradation import DegradationNet, load_degradation_model, save_degradation_model
 from .degradation_config import EncoderBranchConfig, mix_logits
-from .degradation_train import _schedule, head_loss, predict_intensities
+from .degradation_train import _schedule, head_loss, predict_intensities, usable_device
 from .dictconfig import from_dict_strict
 from .encoder_branch import TRUNK_DTYPE, BranchedDegradationNet, EncoderBranch, imagenet_trunk_state
 from .synth import load_synth_dataset
@@ -300,6 +300,7 @@ def fit_head(head: torch.nn.Module, logits: Callable[[torch.Tensor], torch.Tenso
 
 def train_branch(cfg: BranchTrainConfig, *, progress: bool = True) -> dict[str, Any]:
     """Features -> MLP -> mix on validation -> ``cfg.out_dir`` holds CNN + branch."""
+    usable_device(cfg.device, "branch training")  # before anything is written or any feature computed
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "branch_train_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")

@@ -116,6 +116,17 @@ def _batch(images: np.ndarray, idx: np.ndarray, device: torch.device, augment: b
     return x.contiguous(memory_format=torch.channels_last)
 
 
+def usable_device(name: str, what: str) -> torch.device:
+    """``torch.device(name)``, checked by allocating on it: a misspelt name or a missing driver is a
+    ValueError naming the option (one line from the CLI), not a traceback after the data has loaded."""
+    try:
+        device = torch.device(name)
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError) as err:
+        raise ValueError(f"{what}: device {name!r} cannot be used: {str(err).splitlines()[0]}") from None
+    return device
+
+
 @torch.no_grad()
 def predict_intensities(model: DegradationNet, images: np.ndarray, batch_size: int = 64, device: str = "cpu") -> np.ndarray:
     """Model intensities [N, H] for uint8 images [N, S, S, 3] (eval mode enforced)."""
@@ -328,7 +339,7 @@ def train_degradation(cfg: DegradationTrainConfig, *, progress: bool = True) -> 
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     torch.manual_seed(cfg.seed)
-    device = torch.device(cfg.device)
+    device = usable_device(cfg.device, "training")
     for name, meta in (("train_data", tr_meta), ("val_data", va_meta)):
         if tuple(meta["config"]["heads"]) != mcfg.heads:
             raise ValueError(
