@@ -8,19 +8,21 @@ million photographs' worth of features instead of the CNN's ~200 scenes.
 
 What trains: the blocks from ``frozen_blocks`` on and the MLP. The stem and the first blocks stay
 as they are: they run at 112 and 56 px, where a backward pass costs the most, and they are the
-generic edge and colour filters every later block builds on. Batch-norm statistics stay frozen (the branch
-is never put in train mode, :class:`~.encoder_branch.EncoderBranch`); their affine parameters of
-the trained blocks train. The feature standardisation of the source branch is kept. The loss is
-the branch's own per-head BCE (the CNN's loss weights); afterwards the trunk is rounded to
-float16, as it is stored, and the blend with the (unchanged) CNN is chosen again on validation
-data exactly as :func:`~.branch_train.train_branch` does.
+generic edge and colour filters every later block builds on. Batch-norm statistics stay frozen
+(:class:`~.encoder_branch.EncoderBranch` keeps its trunk in eval mode while the MLP's dropout
+trains); the affine parameters of the trained blocks train. The feature standardisation of the
+source branch is kept. The loss is the branch's own per-head BCE (the CNN's loss weights);
+afterwards the trunk is rounded to float16, as it is stored, and the blend with the (unchanged)
+CNN is chosen again on validation data exactly as :func:`~.branch_train.train_branch` does.
+Measured on the built-in model's build (1 epoch, 60,000 crops): no gain on unseen scenes, so the
+built-in model does not use it (BENCHMARKS.md).
 
 A run checkpoints every ``checkpoint_every`` steps (``finetune_state.pt``: weights, optimiser,
-schedule, step, torch's RNG; written atomically) and resumes from it when the same command is
-repeated on the same source weights (their digests are in ``finetune_config.json``; a run stopped
-before its first checkpoint starts over); batches and flips are functions of (seed, epoch, step), so a resumed run on the same number
-of threads trains, bit for bit, what the uninterrupted one would have (the convolutions' float sums
-depend on the thread count).
+schedule, step, running loss, torch's RNG; written atomically) and resumes from it when the same
+command is repeated on the same source weights (their digests are in ``finetune_config.json``; a
+run stopped before its first checkpoint starts over). Batches and flips are functions of (seed,
+epoch, step), so a resumed run on the same number of threads trains, bit for bit, what the
+uninterrupted one would have (the convolutions' float sums depend on the thread count).
 """
 
 from __future__ import annotations
