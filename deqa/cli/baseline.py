@@ -87,6 +87,19 @@ def _add_input_args(p) -> None:
     p.add_argument("-r", "--recursive", action="store_true", help="descend into sub-folders")
 
 
+def _add_branch_run_args(p: argparse.ArgumentParser, val_role: str, out_help: str, config_class: str) -> None:
+    """The data, output and run options that branch-train and branch-finetune share."""
+    p.add_argument("--train-data", nargs="+", required=True, help="rendered training set(s)")
+    p.add_argument("--val-data", required=True, help=f"rendered validation set ({val_role}; the mix of heads without sweeps)")
+    p.add_argument("--val-sweeps", nargs="*", default=[],
+                   help="validation sweep sets from the training scenes (synth --split train --sweep HEAD): a head's mix by its grading SRCC")
+    p.add_argument("--out", required=True, help=out_help)
+    p.add_argument("--config", default=None, help=f"JSON (file or string) of {config_class} fields")
+    p.add_argument("--epochs", type=_AT_LEAST_ONE, default=None)
+    p.add_argument("--threads", type=_AT_LEAST_ONE, default=None)
+    p.add_argument("--device", default=None)
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = Parser(prog="deqa baseline", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -140,28 +153,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("branch-train", help="add an encoder branch (frozen ImageNet trunk + MLP) to a degradation CNN")
     p.add_argument("--cnn", required=True, help="degradation-model folder (its CNN is copied into --out)")
-    p.add_argument("--train-data", nargs="+", required=True, help="rendered training set(s)")
-    p.add_argument("--val-data", required=True, help="rendered validation set (early stopping; the mix of heads without sweeps)")
-    p.add_argument("--val-sweeps", nargs="*", default=[],
-                   help="validation sweep sets from the training scenes (synth --split train --sweep HEAD): a head's mix by its grading SRCC")
-    p.add_argument("--out", required=True, help="folder for the CNN + branch model")
-    p.add_argument("--config", default=None, help="JSON (file or string) of BranchTrainConfig fields")
-    p.add_argument("--epochs", type=_AT_LEAST_ONE, default=None)
-    p.add_argument("--threads", type=_AT_LEAST_ONE, default=None)
-    p.add_argument("--device", default=None)
+    _add_branch_run_args(p, "early stopping", "folder for the CNN + branch model", "BranchTrainConfig")
 
     p = sub.add_parser("branch-finetune", help="fine-tune a model's encoder branch end to end (later trunk blocks + MLP)")
     p.add_argument("--model", required=True, help="degradation-model folder with an encoder branch (from branch-train), or 'builtin'")
-    p.add_argument("--train-data", nargs="+", required=True, help="rendered training set(s)")
-    p.add_argument("--val-data", required=True, help="rendered validation set (best epoch; the mix of heads without sweeps)")
-    p.add_argument("--val-sweeps", nargs="*", default=[],
-                   help="validation sweep sets from the training scenes (synth --split train --sweep HEAD): a head's mix by its grading SRCC")
-    p.add_argument("--out", required=True, help="folder for the fine-tuned model (repeat the command to resume)")
-    p.add_argument("--config", default=None, help="JSON (file or string) of BranchFinetuneConfig fields")
-    p.add_argument("--epochs", type=_AT_LEAST_ONE, default=None)
+    _add_branch_run_args(p, "best epoch", "folder for the fine-tuned model (repeat the command to resume)", "BranchFinetuneConfig")
     p.add_argument("--lr", type=positive_float, default=None)
-    p.add_argument("--threads", type=_AT_LEAST_ONE, default=None)
-    p.add_argument("--device", default=None)
 
     p = sub.add_parser("eval", help="evaluate a degradation model on a rendered set")
     p.add_argument("--model", default=None, help="baseline folder (default, or 'builtin': the built-in model)")
@@ -324,20 +321,26 @@ def _train(args) -> int:
     return 0
 
 
+def _branch_run_config(config_class, args, cmd: str, **fields):
+    """The config of branch-train / branch-finetune: --config's JSON, then the data and output
+    options (``fields``: the model the command starts from), then the run options given."""
+    d = _json_arg(args.config)
+    d.update(fields, train_data=args.train_data, val_data=args.val_data, out_dir=args.out, val_sweeps=args.val_sweeps)
+    for key, val in (("epochs", args.epochs), ("lr", getattr(args, "lr", None)), ("num_threads", args.threads),
+                     ("device", args.device)):
+        if val is not None:
+            d[key] = val
+    try:
+        return config_class.from_dict(d)
+    except ValueError as err:
+        raise SystemExit(f"deqa baseline {cmd}: {err}") from None
+
+
 def _branch_train(args) -> int:
     from ..baselines.branch_train import BranchTrainConfig, train_branch
 
     _require_degradation_model(args.cnn, "--cnn", "branch-train")
-    d = _json_arg(args.config)
-    d.update(cnn=args.cnn, train_data=args.train_data, val_data=args.val_data, out_dir=args.out, val_sweeps=args.val_sweeps)
-    for key, val in (("epochs", args.epochs), ("num_threads", args.threads), ("device", args.device)):
-        if val is not None:
-            d[key] = val
-    try:
-        cfg = BranchTrainConfig.from_dict(d)
-    except ValueError as err:
-        raise SystemExit(f"deqa baseline branch-train: {err}") from None
-    summary = train_branch(cfg)
+    summary = train_branch(_branch_run_config(BranchTrainConfig, args, "branch-train", cnn=args.cnn))
     print(json.dumps({k: v for k, v in summary.items() if k != "log"}))
     return 0
 
@@ -348,16 +351,7 @@ def _branch_finetune(args) -> int:
 
     model = args.model or str(builtin_model_dir())  # 'builtin' arrives as None (main)
     _require_degradation_model(model, "--model", "branch-finetune")
-    d = _json_arg(args.config)
-    d.update(model=model, train_data=args.train_data, val_data=args.val_data, out_dir=args.out, val_sweeps=args.val_sweeps)
-    for key, val in (("epochs", args.epochs), ("lr", args.lr), ("num_threads", args.threads), ("device", args.device)):
-        if val is not None:
-            d[key] = val
-    try:
-        cfg = BranchFinetuneConfig.from_dict(d)
-    except ValueError as err:
-        raise SystemExit(f"deqa baseline branch-finetune: {err}") from None
-    print(json.dumps(finetune_branch(cfg)))
+    print(json.dumps(finetune_branch(_branch_run_config(BranchFinetuneConfig, args, "branch-finetune", model=model))))
     return 0
 
 
