@@ -26,7 +26,9 @@
 # FINETUNE_EPOCHS (epochs of `deqa baseline branch-finetune` on the branch's training crops after the
 # branch step: the trunk's blocks from FINETUNE_FROM_BLOCK on (default 3) and the MLP trained end to
 # end, the blend chosen again; default 0 = the trunk stays frozen; needs a model with a branch:
-# BRANCH=1, or INIT_FROM one).
+# BRANCH=1, or INIT_FROM one), WATERMARK_INK (1 = every set is rendered with ink-matched watermarks,
+# `synth --watermark-ink`: the label sets the mark's ink whatever its word and font, protocol v4 of
+# the card; default 0 = protocol v3; it changes what the watermark label means, so all sets follow it).
 # Deterministic given the same package versions: fixed seeds everywhere, single-process training.
 # Interrupted? Run it again: photos, rendered sets and the training run all resume where they stopped.
 set -euo pipefail
@@ -46,6 +48,7 @@ EPOCHS3="${EPOCHS3:-3}"
 N_TRAIN="${N_TRAIN:-40000}"
 TRAIN_SEED="${TRAIN_SEED:-101}"
 HUE_ROTATE="${HUE_ROTATE:-0}"
+WATERMARK_INK="${WATERMARK_INK:-0}"
 INIT_FROM="${INIT_FROM:-}"
 ROUND="${ROUND:-3}"
 BRANCH="${BRANCH:-1}"
@@ -55,7 +58,7 @@ ROUND_DATA="${ROUND_DATA:-train}"
 VIEWS_GRID="${VIEWS_GRID:-2}"
 FINETUNE_EPOCHS="${FINETUNE_EPOCHS:-0}"
 FINETUNE_FROM_BLOCK="${FINETUNE_FROM_BLOCK:-3}"
-MODEL_ID=deqa-builtin-degradation-v11
+MODEL_ID="${MODEL_ID:-deqa-builtin-degradation-v11}"
 for knob in EPOCHS N_TRAIN THREADS; do  # counts that must be at least 1
   if ! [[ "${!knob}" =~ ^[1-9][0-9]*$ ]]; then
     echo "build_default_model.sh: $knob must be a whole number >= 1 (got '${!knob}')" >&2
@@ -117,6 +120,10 @@ if ! [[ "$TRAIN_SEED" =~ ^(0|[1-9][0-9]*)$ ]] || [[ "$TRAIN_SEED" =~ ^(102|103|1
   echo "build_default_model.sh: TRAIN_SEED must be a non-negative integer other than the validation/test seeds 102, 103, 110-129, 150-169 and the branch's 104, without leading zeros (got '$TRAIN_SEED')" >&2
   exit 2
 fi
+if [ "$WATERMARK_INK" != 0 ] && [ "$WATERMARK_INK" != 1 ]; then
+  echo "build_default_model.sh: WATERMARK_INK must be 0 or 1 (got '$WATERMARK_INK')" >&2
+  exit 2
+fi
 if ! [[ "$HUE_ROTATE" =~ ^(0(\.[0-9]+)?|1(\.0+)?)$ ]]; then
   echo "build_default_model.sh: HUE_ROTATE must be a probability in [0, 1] (got '$HUE_ROTATE')" >&2
   exit 2
@@ -128,6 +135,8 @@ fi
 SIZE=224  # the scorer's input size: training, evaluation and scoring all see 224-px images
 HEADS=(colour_cast blur watermark noise jpeg exposure)
 DEQA=("$PYTHON" -m deqa.cli.baseline)
+SYNTH=("${DEQA[@]}" synth)  # every rendered set: training, validation and held-out agree on the labels
+[ "$WATERMARK_INK" = 1 ] && SYNTH+=(--watermark-ink)
 ASSET=deqa/assets/default_model
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 
@@ -142,20 +151,20 @@ scripts/get_photos.sh "$WORK/debian"
 TRAIN_AUG=()
 # The scene-colour augmentation goes on the training crops only: validation shows the photos as they are.
 [ "$HUE_ROTATE" != "0" ] && TRAIN_AUG=(--hue-rotate "$HUE_ROTATE")
-"${DEQA[@]}" synth --photos "$WORK/photos" --split train --out "$WORK/train" --n "$N_TRAIN" --size "$SIZE" --seed "$TRAIN_SEED" --workers 2 "${TRAIN_AUG[@]}"
-"${DEQA[@]}" synth --photos "$WORK/photos" --split train --out "$WORK/val" --n 1500 --size "$SIZE" --seed 102 --workers 2
+"${SYNTH[@]}" --photos "$WORK/photos" --split train --out "$WORK/train" --n "$N_TRAIN" --size "$SIZE" --seed "$TRAIN_SEED" --workers 2 "${TRAIN_AUG[@]}"
+"${SYNTH[@]}" --photos "$WORK/photos" --split train --out "$WORK/val" --n 1500 --size "$SIZE" --seed 102 --workers 2
 # Held-out protocol: a mixed set (detection ROC-AUC, overall SRCC) and two sweep sets per head (that
 # head uniform in [0, 1] on every crop): one with the other degradations random as in training
 # (grading under nuisance), one with that head alone (grading in isolation, as TID2013 / KADID-10k
 # grade each distortion type).
-"${DEQA[@]}" synth --photos "$WORK/photos" --split heldout --out "$WORK/test/mixed" --n 2000 --size "$SIZE" --seed 103 --workers 2
+"${SYNTH[@]}" --photos "$WORK/photos" --split heldout --out "$WORK/test/mixed" --n 2000 --size "$SIZE" --seed 103 --workers 2
 render_sweeps() {  # SPLIT PREFIX SEED: per head PREFIX"sweep_"HEAD (seed SEED + i) and PREFIX"iso_"HEAD (SEED + 10 + i)
   SWEEP_SETS=()
   for i in "${!HEADS[@]}"; do
     local h="${HEADS[$i]}"
-    "${DEQA[@]}" synth --photos "$WORK/photos" --split "$1" --out "${2}sweep_$h" --n 500 --size "$SIZE" \
+    "${SYNTH[@]}" --photos "$WORK/photos" --split "$1" --out "${2}sweep_$h" --n 500 --size "$SIZE" \
       --seed $(($3 + i)) --workers 2 --sweep "$h"
-    "${DEQA[@]}" synth --photos "$WORK/photos" --split "$1" --out "${2}iso_$h" --n 500 --size "$SIZE" \
+    "${SYNTH[@]}" --photos "$WORK/photos" --split "$1" --out "${2}iso_$h" --n 500 --size "$SIZE" \
       --seed $(($3 + 10 + i)) --workers 2 --sweep "$h" --no-nuisance
     SWEEP_SETS+=("${2}sweep_$h" "${2}iso_$h")
   done
@@ -164,7 +173,7 @@ render_sweeps heldout "$WORK/test/" 110
 sweeps=("${SWEEP_SETS[@]}")
 
 render_branch_draw() {  # the second training draw (seed 104); a finished render is not redone
-  "${DEQA[@]}" synth --photos "$WORK/photos" --split train --out "$WORK/train_branch" --n "$BRANCH_N_EXTRA" --size "$SIZE" --seed 104 --workers 2
+  "${SYNTH[@]}" --photos "$WORK/photos" --split train --out "$WORK/train_branch" --n "$BRANCH_N_EXTRA" --size "$SIZE" --seed 104 --workers 2
 }
 [ "$ROUND_DATA" = branch ] && render_branch_draw
 

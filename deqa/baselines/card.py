@@ -298,7 +298,11 @@ def write_model_card(model_dir: str | Path, metrics_path: str | Path, train_logs
           "  light), colour cast (white-balance gains up to ±45% or a tint blend up to 35%), noise (Gaussian sigma",
           f"  0.01-0.15, salt-and-pepper 0.3-8%, Poisson 2000-20 photons), watermark (text in {len(find_fonts())} fonts that draw every",
           "  character of the words (fonts without Latin glyphs, which drew invisible marks until v3, are skipped),",
-          "  tiled / centre / diagonal / corner, opacity 0.2-0.85, light on dark backgrounds and dark on light ones),",
+          "  tiled / centre / diagonal / corner, opacity 0.2-0.85, light on dark backgrounds and dark on light ones"
+          + (";" if sc.watermark_ink else "),"),
+          *(["  ink-matched: the opacity is scaled by the ink of a reference mark (\"SAMPLE\" in Pillow's font, same layout,",
+             "  size and place) over this mark's ink, clipped to 0.05-1, so the label sets the mark's ink whatever its",
+             "  word and font: `synth --watermark-ink`, every set of this card),"] if sc.watermark_ink else []),
           f"  JPEG (quality {jpeg_quality(0.0)} at t=0 to {jpeg_quality(1.0)} at t=1).", ""]
     L += ["## Training recipe", ""]
     if rounds:

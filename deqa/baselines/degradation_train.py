@@ -39,11 +39,15 @@ __all__ = [
     "evaluate_protocol",
     "head_loss",
     "PROTOCOL",
+    "PROTOCOL_INK",
 ]
 
 # The held-out protocol's name, written into every metrics JSON. v3: isolated sweep sets graded
 # beside the nuisance ones, rendered by the generator that draws watermarks in text fonts only.
 PROTOCOL = "deqa-heldout-v3"
+# v4: the same sets but every watermark ink-matched (`synth --watermark-ink`), so the watermark label
+# means something else; the other heads' labels are v3's.
+PROTOCOL_INK = "deqa-heldout-v4"
 
 
 @dataclass
@@ -234,12 +238,16 @@ def evaluate_protocol(
         return predict_intensities(model, images, batch_size, device), labels, meta
 
     pred, labels, meta = load(mixed)
-    res: dict[str, Any] = {"protocol": PROTOCOL, "image_size": model.cfg.image_size}
+    ink = bool(meta["config"].get("watermark_ink", False))
+    res: dict[str, Any] = {"protocol": PROTOCOL_INK if ink else PROTOCOL, "image_size": model.cfg.image_size}
     res["mixed"] = evaluate_degradation(pred, labels, heads, model.cfg.normalised_weights())
     res["mixed"]["data"] = str(mixed)
     res["sweep"], res["sweep_isolated"] = {}, {}
     for path in sweeps:
         pred, labels, meta = load(path)
+        if bool(meta["config"].get("watermark_ink", False)) != ink:
+            raise ValueError(f"{path}: rendered {'without' if ink else 'with'} --watermark-ink but the mixed set {mixed} "
+                             f"{'with' if ink else 'without'} it; one protocol's sets only")
         head = meta["config"].get("sweep")
         if head is None:
             raise ValueError(f"{path}: not a sweep set (render it with `deqa baseline synth --sweep HEAD`)")

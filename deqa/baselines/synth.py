@@ -237,10 +237,15 @@ def _font(path: str | None, size: int) -> ImageFont.FreeTypeFont | ImageFont.Ima
 
 
 WATERMARK_LAYOUTS = ("tiled", "centre", "diagonal", "corner")
+# The reference mark of ink-matched watermarks: Pillow's bundled font (present wherever Pillow is,
+# unlike the system fonts) and a word of middling length and weight among _WATERMARK_WORDS.
+INK_REFERENCE_TEXT = "SAMPLE"
+INK_OPACITY_RANGE = (0.05, 1.0)
 
 
 def apply_watermark(img: Array, t: float, rng: np.random.Generator, layout: str | None = None, *,
-                    size_jitter: float = 1.0, text: str | None = None, font_path: str | None = None) -> Array:
+                    size_jitter: float = 1.0, text: str | None = None, font_path: str | None = None,
+                    ink: bool = False) -> Array:
     """Overlay text: tiled, centred, diagonal or in a corner; opacity and size grow with ``t``.
 
     The text is light on a dark background and dark on a light one (decided by the mean luma
@@ -251,6 +256,15 @@ def apply_watermark(img: Array, t: float, rng: np.random.Generator, layout: str 
     draws the same random numbers either way, so one seed gives the same marks but for their size.
     ``text`` and ``font_path`` replace the drawn word and font after they are drawn (the random
     stream is the same), so an analysis can hold them fixed and change nothing else.
+
+    ``ink``: match the mark's ink to ``t`` whatever its word and font. The opacity ``0.2 + 0.65 t``
+    is scaled by (ink of the reference mark) / (ink of this mark), where ink is the summed alpha
+    of the text drawn opaque and the reference mark is :data:`INK_REFERENCE_TEXT` in Pillow's
+    bundled font, drawn in the same layout, size, place and rotation. So opacity x inked area
+    (the mark's summed alpha) depends on ``t``, layout and size only: without it a short word in
+    a thin font and a long one in a heavy font carry one label but differ about twofold in ink,
+    which cost v10 ~0.03 of held-out watermark grading (BENCHMARKS.md). The scaled opacity is
+    clipped to :data:`INK_OPACITY_RANGE`. Same random numbers either way.
     """
 
     def size_factor(lo: float, hi: float) -> float:
@@ -261,6 +275,8 @@ def apply_watermark(img: Array, t: float, rng: np.random.Generator, layout: str 
         return mid + size_jitter * (u - mid)
 
     layout = layout or rng.choice(list(WATERMARK_LAYOUTS))
+    if layout not in WATERMARK_LAYOUTS:
+        raise ValueError(f"unknown watermark layout {layout!r}; expected tiled, centre, diagonal or corner")
     h, w, _ = img.shape
     short = min(h, w)
     fonts = find_fonts()
@@ -270,41 +286,61 @@ def apply_watermark(img: Array, t: float, rng: np.random.Generator, layout: str 
     text = drawn_text if text is None else text
     opacity = 0.2 + 0.65 * t
     scale = 0.7 + 0.6 * t
-    fill = (255, 255, 255, int(round(255 * opacity)))  # the shade is set below, from the background
-    layer = Image.new("RGBA", (w, h), (0, 0, 0, 0))
-    draw = ImageDraw.Draw(layer)
-    if layout == "tiled":
-        font = _font(font_path, max(8, int(short * size_factor(0.06, 0.1) * scale)))
-        box = draw.textbbox((0, 0), text, font=font)
-        tw, th = box[2] - box[0] + int(short * 0.05), box[3] - box[1] + int(short * 0.08)
-        offset = int(rng.integers(0, max(tw, 1)))
-        for row, y in enumerate(range(-th, h + th, th)):
-            for x in range(-tw - offset + (row % 2) * tw // 2, w + tw, tw):
-                draw.text((x, y), text, font=font, fill=fill)
-        if rng.random() < 0.5:
-            layer = layer.rotate(float(rng.uniform(-35, 35)), resample=Image.Resampling.BILINEAR)
-    elif layout in ("centre", "diagonal"):
-        size = int(short * size_factor(0.12, 0.2) * scale)
-        font = _font(font_path, max(10, size))
-        box = draw.textbbox((0, 0), text, font=font)
-        # Shrink long words until they fit across the image.
-        while box[2] - box[0] > 0.95 * (w if layout == "centre" else 1.3 * short) and size > 10:
-            size = int(size * 0.85)
-            font = _font(font_path, size)
+    lo_hi = {"tiled": (0.06, 0.1), "centre": (0.12, 0.2), "diagonal": (0.12, 0.2), "corner": (0.07, 0.11)}[layout]
+    size = int(short * size_factor(*lo_hi) * scale)
+    # Drawn on first use, in the order the marks are drawn, so the reference mark of ink=True
+    # reuses the marked one's place and rotation without touching the random stream.
+    drawn: dict[str, float | int | None] = {}
+
+    def draw_mark(text: str, font_path: str | None, alpha: int) -> Image.Image:
+        layer = Image.new("RGBA", (w, h), (0, 0, 0, 0))
+        draw = ImageDraw.Draw(layer)
+        fill = (255, 255, 255, alpha)  # the shade is set below, from the background
+        if layout == "tiled":
+            font = _font(font_path, max(8, size))
             box = draw.textbbox((0, 0), text, font=font)
-        draw.text((w / 2, h / 2), text, font=font, fill=fill, anchor="mm")
-        if layout == "diagonal":
-            layer = layer.rotate(float(rng.choice([-1, 1]) * rng.uniform(25, 50)), resample=Image.Resampling.BILINEAR)
-    elif layout == "corner":
-        font = _font(font_path, max(8, int(short * size_factor(0.07, 0.11) * scale)))
-        margin = int(short * 0.03)
-        corner = int(rng.integers(0, 4))
-        anchor = ["la", "ra", "ld", "rd"][corner]
-        xy = (margin if corner in (0, 2) else w - margin, margin if corner in (0, 1) else h - margin)
-        draw.text(xy, text, font=font, fill=fill, anchor=anchor)
+            tw, th = box[2] - box[0] + int(short * 0.05), box[3] - box[1] + int(short * 0.08)
+            if "offset" not in drawn:
+                drawn["offset"] = int(rng.integers(0, max(tw, 1)))
+            offset = int(drawn["offset"]) % max(tw, 1)
+            for row, y in enumerate(range(-th, h + th, th)):
+                for x in range(-tw - offset + (row % 2) * tw // 2, w + tw, tw):
+                    draw.text((x, y), text, font=font, fill=fill)
+            if "angle" not in drawn:
+                drawn["angle"] = float(rng.uniform(-35, 35)) if rng.random() < 0.5 else None
+        elif layout in ("centre", "diagonal"):
+            s = size
+            font = _font(font_path, max(10, s))
+            box = draw.textbbox((0, 0), text, font=font)
+            # Shrink long words until they fit across the image.
+            while box[2] - box[0] > 0.95 * (w if layout == "centre" else 1.3 * short) and s > 10:
+                s = int(s * 0.85)
+                font = _font(font_path, s)
+                box = draw.textbbox((0, 0), text, font=font)
+            draw.text((w / 2, h / 2), text, font=font, fill=fill, anchor="mm")
+            if "angle" not in drawn:
+                drawn["angle"] = float(rng.choice([-1, 1]) * rng.uniform(25, 50)) if layout == "diagonal" else None
+        else:
+            font = _font(font_path, max(8, size))
+            margin = int(short * 0.03)
+            if "corner" not in drawn:
+                drawn["corner"] = int(rng.integers(0, 4))
+            corner = int(drawn["corner"])
+            anchor = ["la", "ra", "ld", "rd"][corner]
+            xy = (margin if corner in (0, 2) else w - margin, margin if corner in (0, 1) else h - margin)
+            draw.text(xy, text, font=font, fill=fill, anchor=anchor)
+        if drawn.get("angle") is not None:
+            layer = layer.rotate(float(drawn["angle"]), resample=Image.Resampling.BILINEAR)
+        return layer.getchannel("A")
+
+    if not ink:
+        alpha = draw_mark(text, font_path, int(round(255 * opacity)))
     else:
-        raise ValueError(f"unknown watermark layout {layout!r}; expected tiled, centre, diagonal or corner")
-    alpha = layer.getchannel("A")
+        mask = np.asarray(draw_mark(text, font_path, 255), dtype=np.float32)
+        ref = np.asarray(draw_mark(INK_REFERENCE_TEXT, None, 255), dtype=np.float32)
+        ratio = float(ref.sum()) / max(float(mask.sum()), 1.0)
+        matched = float(np.clip(opacity * ratio, *INK_OPACITY_RANGE))
+        alpha = Image.fromarray(np.clip(mask * matched + 0.5, 0, 255).astype(np.uint8))
     under = np.asarray(alpha) > 0
     bg = float(_luma(img)[under].mean()) if under.any() else 0.5
     shade = int(rng.integers(225, 256)) if bg < 0.5 else int(rng.integers(0, 41))
@@ -348,6 +384,9 @@ class SynthConfig:
     chance that a clean crop's colours are rotated about the grey axis by a uniform angle before
     any degradation (:func:`rotate_hue`): a new scene palette with the neutrals still neutral, so
     "no colour cast" stays true; a training-scene augmentation, never used for held-out sets.
+    ``watermark_ink`` draws ink-matched watermarks (``apply_watermark(..., ink=True)``): it changes
+    what the watermark label means, so a model's training, validation and held-out sets must agree
+    on it (protocol v4 of the built-in model's card); same random stream either way.
     """
 
     heads: tuple[str, ...] = ("colour_cast", "blur", "watermark", "noise", "jpeg", "exposure")
@@ -363,6 +402,7 @@ class SynthConfig:
     max_crop_tries: int = 20
     sweep: str | None = None
     hue_rotate_prob: float = 0.0
+    watermark_ink: bool = False
 
     def __post_init__(self) -> None:
         self.heads = tuple(self.heads)
@@ -383,6 +423,8 @@ class SynthConfig:
             raise ValueError(f"SynthConfig.max_aspect must be >= 1 (1 = square crops), got {self.max_aspect}")
         if self.max_crop_tries < 1:
             raise ValueError(f"SynthConfig.max_crop_tries must be >= 1, got {self.max_crop_tries}")
+        if not isinstance(self.watermark_ink, bool):
+            raise ValueError(f"SynthConfig.watermark_ink must be true or false, got {self.watermark_ink!r}")
         if not 0.0 <= self.hue_rotate_prob <= 1.0:
             raise ValueError(f"SynthConfig.hue_rotate_prob must be in [0, 1], got {self.hue_rotate_prob}")
         if self.sweep is not None and self.sweep not in self.heads:
@@ -409,14 +451,17 @@ def sample_plan(rng: np.random.Generator, cfg: SynthConfig) -> dict[str, float]:
     return plan
 
 
-def degrade(img: Array, plan: dict[str, float], rng: np.random.Generator) -> Array:
-    """Apply ``plan`` in :data:`APPLY_ORDER`."""
+def degrade(img: Array, plan: dict[str, float], rng: np.random.Generator, *, watermark_ink: bool = False) -> Array:
+    """Apply ``plan`` in :data:`APPLY_ORDER`; ``watermark_ink`` as in :class:`SynthConfig`."""
     unknown = set(plan) - set(DEGRADATIONS)
     if unknown:
         raise ValueError(f"unknown degradation(s) {sorted(unknown)}; known: {sorted(DEGRADATIONS)}")
     for name in APPLY_ORDER:
         if name in plan and plan[name] > 0:
-            img = DEGRADATIONS[name](img, plan[name], rng)
+            if name == "watermark" and watermark_ink:
+                img = apply_watermark(img, plan[name], rng, ink=True)
+            else:
+                img = DEGRADATIONS[name](img, plan[name], rng)
     return img
 
 
@@ -480,7 +525,7 @@ def render_sample(photo: Image.Image, rng: np.random.Generator, cfg: SynthConfig
     if cfg.hue_rotate_prob > 0 and rng.random() < cfg.hue_rotate_prob:  # no draw when off: old sets re-render byte for byte
         clean = rotate_hue(clean, float(rng.uniform(-np.pi, np.pi)))
     plan = sample_plan(rng, cfg)
-    img = degrade(clean, plan, rng)
+    img = degrade(clean, plan, rng, watermark_ink=cfg.watermark_ink)
     labels = np.array([plan.get(h, 0.0) for h in cfg.heads], dtype=np.float32)
     return _to_uint8(img), labels
 

@@ -138,6 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --sweep: no other degradation on the samples (grading in isolation)")
     p.add_argument("--hue-rotate", type=float, default=None, metavar="P",
                    help="training augmentation: rotate a clean crop's hues about the grey axis with probability P (default 0)")
+    p.add_argument("--watermark-ink", action="store_true",
+                   help="ink-matched watermarks: the label sets the mark's ink whatever its word and font "
+                        "(changes what the watermark label means: render every set of one model this way)")
 
     p = sub.add_parser("train", help="train the degradation CNN")
     p.add_argument("--train-data", required=True)
@@ -293,6 +296,8 @@ def _synth(args) -> int:
         if args.split == "heldout":
             raise SystemExit("deqa baseline synth: --hue-rotate is a training augmentation; held-out sets show the photos as they are")
         kw["hue_rotate_prob"] = args.hue_rotate
+    if args.watermark_ink:
+        kw["watermark_ink"] = True
     if args.no_nuisance:
         if args.sweep is None:
             raise SystemExit("deqa baseline synth: --no-nuisance needs --sweep HEAD (it removes the other degradations of a sweep set)")
