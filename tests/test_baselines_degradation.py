@@ -371,6 +371,11 @@ def test_protocol_on_rendered_sets(tmp_path, tiny_sets):
         evaluate_protocol(DegradationNet(DegradationModelConfig(image_size=96)), mixed)
     with pytest.raises(ValueError, match="not a sweep set"):
         evaluate_protocol(net, mixed, [mixed])
+    # Ink-matched watermarks (synth --watermark-ink) make protocol v4; one protocol's sets only.
+    mixed4 = render_dataset([photo], tmp_path / "mixed4", 24, SynthConfig(size=64, watermark_ink=True), seed=3, progress=False)
+    assert evaluate_protocol(net, mixed4, batch_size=8)["protocol"] == "deqa-heldout-v4"
+    with pytest.raises(ValueError, match=r"sw: rendered without --watermark-ink but the mixed set .*mixed4 with it"):
+        evaluate_protocol(net, mixed4, [sweep])
 
 
 def test_cli_eval_and_branch_train_refuse_an_encoder_head_folder(tmp_path, capsys):

@@ -377,3 +377,58 @@ def test_hue_rotation_in_rendering_is_off_by_default_and_training_only(tmp_path)
     with pytest.raises(SystemExit, match=r"deqa baseline synth: SynthConfig.hue_rotate_prob must be in \[0, 1\], got 1.5"):
         baseline_main(["synth", "--photos", str(tmp_path), "--split", "train", "--out", str(tmp_path / "o"),
                        "--n", "4", "--size", "32", "--hue-rotate", "1.5"])
+
+
+@pytest.mark.parametrize("layout", ["tiled", "centre", "diagonal", "corner"])
+def test_ink_matched_watermarks_leave_one_ink_whatever_word_and_font(layout):
+    """ink=True: the mark's summed change depends on t, not on the word and font (unclipped marks)."""
+    fonts = {Path(f).name: f for f in find_fonts()}
+    # The lightest and heaviest of the fonts and words: about 3-9x apart in ink as drawn before.
+    pairs = [("demo", "DejaVuSans-ExtraLight.ttf"), ("NOT FOR SALE", "DejaVuSans-Bold.ttf"),
+             ("Getty", "DejaVuSerif.ttf"), ("www.example.com", "DejaVuSansMono-Bold.ttf")]
+    flat = np.full((224, 224, 3), 0.2, np.float32)  # one background: the shade's contrast is the same everywhere
+
+    def ink(word, font, matched):
+        # Same seed: same place, size and shade; text= / font_path= change only the word and font.
+        out = apply_watermark(flat, 0.1, np.random.default_rng(3), layout=layout, text=word, font_path=fonts[font], ink=matched)
+        return float(np.abs(out - flat).sum())
+
+    plain = [ink(w, f, False) for w, f in pairs]
+    matched = [ink(w, f, True) for w, f in pairs]
+    assert max(plain) / min(plain) > 2.5, plain
+    assert max(matched) / min(matched) < 1.06, matched
+
+
+@pytest.mark.parametrize("layout", ["tiled", "centre", "diagonal", "corner"])
+def test_ink_matched_watermarks_keep_the_stream_and_grow_with_intensity(photo, layout):
+    for seed in range(4):
+        a, b = np.random.default_rng(seed), np.random.default_rng(seed)
+        apply_watermark(photo, 0.5, a, layout=layout)
+        apply_watermark(photo, 0.5, b, layout=layout, ink=True)
+        assert a.random() == b.random()  # the same draws: the rest of a rendered sample is unchanged
+    diffs = [float(np.abs(apply_watermark(photo, t, np.random.default_rng(2), layout=layout, ink=True) - photo).mean())
+             for t in LEVELS]
+    assert _strictly_increasing(diffs), diffs
+
+
+def test_ink_matched_rendering_changes_only_the_watermarked_samples(tmp_path):
+    from deqa.cli.baseline import main as baseline_main
+
+    img = (np.random.default_rng(0).random((90, 120, 3)) * 255).astype(np.uint8)
+    (tmp_path / "images").mkdir()
+    Image.fromarray(img).resize((240, 180)).save(tmp_path / "images" / "p.png")
+    (tmp_path / "photos.json").write_text(json.dumps([{"group": "g", "file": "images/p.png", "split": "heldout", "use": True}]))
+    sets = {}
+    for name, extra in (("plain", []), ("ink", ["--watermark-ink"])):
+        assert baseline_main(["synth", "--photos", str(tmp_path), "--split", "heldout", "--out", str(tmp_path / name),
+                              "--n", "40", "--size", "48", "--seed", "7", *extra]) == 0
+        sets[name] = load_synth_dataset(tmp_path / name)
+    (xa, ya, ma), (xb, yb, mb) = sets["plain"], sets["ink"]
+    assert ma["config"]["watermark_ink"] is False and mb["config"]["watermark_ink"] is True
+    np.testing.assert_array_equal(ya, yb)  # the same plans
+    marked = ya[:, list(SynthConfig().heads).index("watermark")] > 0
+    assert 0 < marked.sum() < len(marked)
+    np.testing.assert_array_equal(xa[~marked], xb[~marked])
+    assert sum(not np.array_equal(p, q) for p, q in zip(xa[marked], xb[marked])) >= marked.sum() // 2
+    with pytest.raises(ValueError, match="watermark_ink must be true or false"):
+        SynthConfig(watermark_ink="yes")
