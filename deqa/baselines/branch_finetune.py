@@ -39,7 +39,7 @@ import torch
 
 from ..fileio import atomic_write, file_digest, write_text_atomic
 from .branch_train import blend_on_validation, check_rendered, sweep_sets
-from .degradation import load_degradation_model, save_degradation_model
+from .degradation import load_degradation_model, model_watermark_ink, save_degradation_model
 from .degradation_config import BRANCH_WEIGHTS_NAME, WEIGHTS_NAME
 from .degradation_train import _schedule, head_loss, usable_device
 from .dictconfig import from_dict_strict
@@ -146,11 +146,12 @@ def finetune_branch(cfg: BranchFinetuneConfig, *, progress: bool = True) -> dict
     unknown = sorted(set(cfg.loss_weights) - set(heads))
     if unknown:
         raise ValueError(f"branch fine-tuning: loss_weights names {unknown}, which are not heads {list(heads)}")
-    sweeps = sweep_sets(cfg.val_sweeps, heads, cnn.cfg.image_size)
+    ink = model_watermark_ink(cfg.model)  # carried into the output with the source's other entries
+    sweeps = sweep_sets(cfg.val_sweeps, heads, cnn.cfg.image_size, ink)
     sets = []
     for path in [*cfg.train_data, cfg.val_data]:
         images, labels, meta = load_synth_dataset(path)
-        check_rendered(path, images, meta, heads, cnn.cfg.image_size)
+        check_rendered(path, images, meta, heads, cnn.cfg.image_size, ink)
         sets.append((images, labels))
     val_images, val_labels = sets.pop()
     # The source's weights by digest: a resume must continue from the model it started from (a

@@ -27,12 +27,18 @@ import torch
 import torch.nn.functional as F
 
 from ..fileio import file_digest, write_text_atomic
-from .degradation import DegradationNet, load_degradation_model, save_degradation_model
+from .degradation import (
+    DegradationNet,
+    load_degradation_model,
+    model_watermark_ink,
+    save_degradation_model,
+    watermark_ink_extra,
+)
 from .degradation_config import EncoderBranchConfig, mix_logits
 from .degradation_train import _schedule, head_loss, predict_intensities, usable_device
 from .dictconfig import from_dict_strict
 from .encoder_branch import TRUNK_DTYPE, BranchedDegradationNet, EncoderBranch, imagenet_trunk_state
-from .synth import load_synth_dataset
+from .synth import load_synth_dataset, set_watermark_ink
 
 __all__ = ["BranchTrainConfig", "blend_on_validation", "branch_features", "check_rendered", "choose_mix", "imagenet_branch",
            "sweep_sets", "train_branch", "trunk_id"]
@@ -208,15 +214,20 @@ def choose_mix(cnn_logits: np.ndarray, branch_logits: np.ndarray, labels: np.nda
     return mix, info
 
 
-def check_rendered(path: str | Path, images: np.ndarray, meta: dict, heads: tuple[str, ...], size: int) -> None:
-    """A rendered set must label the model's heads in the model's order, at the size it reads."""
+def check_rendered(path: str | Path, images: np.ndarray, meta: dict, heads: tuple[str, ...], size: int,
+                   watermark_ink: bool = False) -> None:
+    """A rendered set must label the model's heads in the model's order, at the size it reads, with
+    the watermark labels (ink-matched or not) the model was trained on."""
+    if set_watermark_ink(meta) != watermark_ink:
+        raise ValueError(f"{path}: rendered {'with' if set_watermark_ink(meta) else 'without'} --watermark-ink but the model "
+                         f"was trained {'with' if watermark_ink else 'without'} it; its watermark labels would mean another thing")
     if tuple(meta["config"]["heads"]) != tuple(heads):
         raise ValueError(f"{path}: heads {meta['config']['heads']} differ from the model's {list(heads)}")
     if images.shape[1] != size:
         raise ValueError(f"{path}: rendered at {images.shape[1]} px, the model reads {size} px")
 
 
-def sweep_sets(paths: list[str], heads: tuple[str, ...], size: int) -> list[tuple[str, str]]:
+def sweep_sets(paths: list[str], heads: tuple[str, ...], size: int, watermark_ink: bool = False) -> list[tuple[str, str]]:
     """(path, the head it sweeps) of each validation sweep set, read before any training work: a
     set that is not a sweep, or labels other heads or another size than the model's, fails here,
     not after the epochs (a sweep of other heads would grade a head on another head's labels)."""
@@ -226,7 +237,7 @@ def sweep_sets(paths: list[str], heads: tuple[str, ...], size: int) -> list[tupl
         head = meta["config"].get("sweep")
         if head is None:
             raise ValueError(f"{path}: not a sweep set (render it with `deqa baseline synth --split train --sweep HEAD`)")
-        check_rendered(path, images, meta, heads, size)
+        check_rendered(path, images, meta, heads, size, watermark_ink)
         out.append((path, head))
     return out
 
@@ -315,12 +326,13 @@ def train_branch(cfg: BranchTrainConfig, *, progress: bool = True) -> dict[str, 
         raise ValueError(f"branch training: loss_weights names {unknown}, which are not heads {list(heads)}")
     # The head each validation sweep set grades, read before any feature or training work: a set
     # that is not a sweep fails here, not after the MLP's epochs.
-    sweep_heads = sweep_sets(cfg.val_sweeps, heads, cnn.cfg.image_size)
+    ink = model_watermark_ink(cfg.cnn)
+    sweep_heads = sweep_sets(cfg.val_sweeps, heads, cnn.cfg.image_size, ink)
     branch = imagenet_branch(cfg.branch_config(), len(heads), cnn.cfg.image_size)
 
     def rendered(path):
         images, labels, meta = load_synth_dataset(path)
-        check_rendered(path, images, meta, heads, cnn.cfg.image_size)
+        check_rendered(path, images, meta, heads, cnn.cfg.image_size, ink)
         feats = branch_features(branch, path, batch_size=cfg.feature_batch_size, device=cfg.device, progress=progress)
         return feats, labels, images
 
@@ -344,7 +356,7 @@ def train_branch(cfg: BranchTrainConfig, *, progress: bool = True) -> dict[str, 
     branch.cfg = cfg.branch_config(mix)
     model = BranchedDegradationNet(cnn.cpu(), branch.cpu()).eval()
     model_id = cfg.model_id or json.loads((Path(cfg.cnn) / "deqa_baseline.json").read_text()).get("model_id", "deqa-degradation")
-    save_degradation_model(model, out, extra={"model_id": model_id})
+    save_degradation_model(model, out, extra={"model_id": model_id, **watermark_ink_extra(ink)})
     summary = {"best_val_loss": round(best, 5), "mix": mix, "mix_choice": mix_info,
                "seconds": round(time.perf_counter() - t0, 1), "n_train": len(xt), "log": log}
     with open(out / "branch_train_log.jsonl", "w") as f:

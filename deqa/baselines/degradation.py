@@ -283,6 +283,19 @@ def _load_strict(module: nn.Module, path: Path, what: str) -> None:
         )
 
 
+def model_watermark_ink(folder: str | os.PathLike) -> bool:
+    """Whether the model in ``folder`` was trained on ink-matched watermarks (``synth --watermark-ink``):
+    ``"watermark_ink": true`` in its ``deqa_baseline.json``, written only then (older models: false)."""
+    from ..load import BASELINE_CONFIG_NAME
+
+    return bool(json.loads((Path(folder) / BASELINE_CONFIG_NAME).read_text()).get("watermark_ink", False))
+
+
+def watermark_ink_extra(ink: bool) -> dict[str, bool]:
+    """The ``deqa_baseline.json`` entry that records ink-matched training labels (none for the default)."""
+    return {"watermark_ink": True} if ink else {}
+
+
 def load_degradation_model(folder: str | os.PathLike, config: dict[str, Any] | None = None, *, cnn_only: bool = False) -> nn.Module:
     """Rebuild the model from ``deqa_baseline.json`` and load its safetensors weights strictly.
 

@@ -26,9 +26,14 @@ import torch
 import torch.nn.functional as F
 
 from ..fileio import atomic_write
-from .degradation import DegradationModelConfig, DegradationNet, save_degradation_model
+from .degradation import (
+    DegradationModelConfig,
+    DegradationNet,
+    save_degradation_model,
+    watermark_ink_extra,
+)
 from .dictconfig import from_dict_strict
-from .synth import load_synth_dataset
+from .synth import common_watermark_ink, load_synth_dataset
 
 __all__ = [
     "DegradationTrainConfig",
@@ -212,7 +217,8 @@ def evaluate_sweep(pred: np.ndarray, labels: np.ndarray, heads: list[str], head:
 
 
 def evaluate_protocol(
-    model: DegradationNet, mixed: str | Path, sweeps: list[str | Path] = (), *, batch_size: int = 64, device: str = "cpu"
+    model: DegradationNet, mixed: str | Path, sweeps: list[str | Path] = (), *, batch_size: int = 64, device: str = "cpu",
+    model_watermark_ink: bool | None = None,
 ) -> dict[str, Any]:
     """The held-out protocol of the built-in model on rendered sets of held-out scenes.
 
@@ -222,9 +228,15 @@ def evaluate_protocol(
       on every sample, the others random nuisance as in training) and/or one with ``--no-nuisance``
       as well (that head alone: the per-distortion protocol of TID2013 / KADID-10k): per-head
       grading SRCC, in ``sweep`` and ``sweep_isolated``.
-    Every set must be rendered at the model's input size (the degradations are defined in its pixels).
+    Every set must be rendered at the model's input size (the degradations are defined in its pixels),
+    and all by one protocol: ``deqa-heldout-v4`` when their watermarks are ink-matched, else v3.
+    ``model_watermark_ink`` (the model's training labels, when known) goes into the result as
+    ``model_protocol``: a model can be measured on the other protocol's sets (how v11 and v12 were
+    compared), but its card must not report such numbers as its own.
     """
     heads = list(model.cfg.heads)
+    # Every set's meta first: a set of the other protocol fails before any prediction.
+    ink = common_watermark_ink([(str(p), json.loads((Path(p) / "meta.json").read_text())) for p in [mixed, *sweeps]])
 
     def load(path):
         images, labels, meta = load_synth_dataset(path)
@@ -238,16 +250,14 @@ def evaluate_protocol(
         return predict_intensities(model, images, batch_size, device), labels, meta
 
     pred, labels, meta = load(mixed)
-    ink = bool(meta["config"].get("watermark_ink", False))
     res: dict[str, Any] = {"protocol": PROTOCOL_INK if ink else PROTOCOL, "image_size": model.cfg.image_size}
+    if model_watermark_ink is not None:
+        res["model_protocol"] = PROTOCOL_INK if model_watermark_ink else PROTOCOL
     res["mixed"] = evaluate_degradation(pred, labels, heads, model.cfg.normalised_weights())
     res["mixed"]["data"] = str(mixed)
     res["sweep"], res["sweep_isolated"] = {}, {}
     for path in sweeps:
         pred, labels, meta = load(path)
-        if bool(meta["config"].get("watermark_ink", False)) != ink:
-            raise ValueError(f"{path}: rendered {'without' if ink else 'with'} --watermark-ink but the mixed set {mixed} "
-                             f"{'with' if ink else 'without'} it; one protocol's sets only")
         head = meta["config"].get("sweep")
         if head is None:
             raise ValueError(f"{path}: not a sweep set (render it with `deqa baseline synth --sweep HEAD`)")
@@ -326,8 +336,10 @@ def train_degradation(cfg: DegradationTrainConfig, *, progress: bool = True) -> 
     tr_images, tr_labels, tr_meta = load_synth_dataset(cfg.train_data)
     va_images, va_labels, va_meta = load_synth_dataset(cfg.val_data)
     mcfg = _model_config(cfg, int(tr_images.shape[1]), int(va_images.shape[1]))
-    # What train_config.json records: the run as it trains, image_size included.
-    run_config = {**asdict(cfg), "model": {**cfg.model, "image_size": mcfg.image_size}}
+    ink = common_watermark_ink([(f"train_data {cfg.train_data}", tr_meta), (f"val_data {cfg.val_data}", va_meta)])
+    # What train_config.json records: the run as it trains, image_size included, and the watermark
+    # labels when ink-matched, so a run is not resumed on sets that label watermarks otherwise.
+    run_config = {**asdict(cfg), "model": {**cfg.model, "image_size": mcfg.image_size}, **watermark_ink_extra(ink)}
     state_path = out / "trainer_state.pt"
     config_path = out / "train_config.json"
     resuming = state_path.is_file()
@@ -432,7 +444,7 @@ def train_degradation(cfg: DegradationTrainConfig, *, progress: bool = True) -> 
             if improved:
                 state["best_val"] = val["loss"]
                 state["bad_epochs"] = 0
-                save_degradation_model(model, out, extra={"model_id": cfg.model_id})
+                save_degradation_model(model, out, extra={"model_id": cfg.model_id, **watermark_ink_extra(ink)})
             else:
                 state["bad_epochs"] += 1
             row = {

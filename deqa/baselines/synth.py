@@ -240,6 +240,11 @@ WATERMARK_LAYOUTS = ("tiled", "centre", "diagonal", "corner")
 # The reference mark of ink-matched watermarks: Pillow's bundled font (present wherever Pillow is,
 # unlike the system fonts) and a word of middling length and weight among _WATERMARK_WORDS.
 INK_REFERENCE_TEXT = "SAMPLE"
+# Ink-matched opacity: the reference mark's opacity at t = 0 and t = 1, and the clip of a mark's
+# scaled opacity. The ratio reference ink / mark ink spans 0.4-2.5 (P5-P99, 1,200 random marks
+# at 224 px), so the top is 0.6 rather than the unmatched 0.85: at 0.85, 26% of the marks at t = 1
+# would need an opacity above 1 and stay under-inked; at 0.6, 4% (1.5% over uniform t).
+INK_OPACITY = (0.15, 0.6)
 INK_OPACITY_RANGE = (0.05, 1.0)
 
 
@@ -257,14 +262,16 @@ def apply_watermark(img: Array, t: float, rng: np.random.Generator, layout: str 
     ``text`` and ``font_path`` replace the drawn word and font after they are drawn (the random
     stream is the same), so an analysis can hold them fixed and change nothing else.
 
-    ``ink``: match the mark's ink to ``t`` whatever its word and font. The opacity ``0.2 + 0.65 t``
-    is scaled by (ink of the reference mark) / (ink of this mark), where ink is the summed alpha
-    of the text drawn opaque and the reference mark is :data:`INK_REFERENCE_TEXT` in Pillow's
-    bundled font, drawn in the same layout, size, place and rotation. So opacity x inked area
-    (the mark's summed alpha) depends on ``t``, layout and size only: without it a short word in
-    a thin font and a long one in a heavy font carry one label but differ about twofold in ink,
-    which cost v10 ~0.03 of held-out watermark grading (BENCHMARKS.md). The scaled opacity is
-    clipped to :data:`INK_OPACITY_RANGE`. Same random numbers either way.
+    ``ink``: match the mark's ink to ``t`` whatever its word and font. The opacity, linear in ``t``
+    over :data:`INK_OPACITY`, is scaled by (ink of the reference mark) / (ink of this mark), where
+    ink is the summed alpha of the text drawn opaque and the reference mark is
+    :data:`INK_REFERENCE_TEXT` in Pillow's bundled font, drawn with the same layout rule, random
+    size factor, place and rotation (a centred word is shrunk to fit on its own). So opacity x
+    inked area (the mark's summed alpha) depends on ``t``, layout and size only, up to the clip
+    of the scaled opacity to :data:`INK_OPACITY_RANGE` (the lightest words and fonts at high
+    ``t``, ~1.5% of marks). Without it, marks of one label differ 3-9x in ink between the
+    lightest and heaviest word and font (0.4-2.5x, P5-P99, of random ones), which cost v10 ~0.03
+    of held-out watermark grading (BENCHMARKS.md). Same random numbers either way.
     """
 
     def size_factor(lo: float, hi: float) -> float:
@@ -336,10 +343,13 @@ def apply_watermark(img: Array, t: float, rng: np.random.Generator, layout: str 
     if not ink:
         alpha = draw_mark(text, font_path, int(round(255 * opacity)))
     else:
+        if not isinstance(_font(None, 12), ImageFont.FreeTypeFont):
+            raise RuntimeError("ink-matched watermarks need Pillow with FreeType: its bundled reference font must scale with size")
         mask = np.asarray(draw_mark(text, font_path, 255), dtype=np.float32)
         ref = np.asarray(draw_mark(INK_REFERENCE_TEXT, None, 255), dtype=np.float32)
         ratio = float(ref.sum()) / max(float(mask.sum()), 1.0)
-        matched = float(np.clip(opacity * ratio, *INK_OPACITY_RANGE))
+        reference = INK_OPACITY[0] + (INK_OPACITY[1] - INK_OPACITY[0]) * t
+        matched = float(np.clip(reference * ratio, *INK_OPACITY_RANGE))
         alpha = Image.fromarray(np.clip(mask * matched + 0.5, 0, 255).astype(np.uint8))
     under = np.asarray(alpha) > 0
     bg = float(_luma(img)[under].mean()) if under.any() else 0.5
@@ -624,6 +634,23 @@ def render_dataset(
             pool.close()
             pool.join()
     return out
+
+
+def set_watermark_ink(meta: dict) -> bool:
+    """Whether a rendered set's watermarks are ink-matched (its meta from :func:`load_synth_dataset`)."""
+    return bool(meta["config"].get("watermark_ink", False))
+
+
+def common_watermark_ink(named_metas: Sequence[tuple[str, dict]]) -> bool:
+    """The one ``watermark_ink`` of several rendered sets, or a ValueError naming a set that differs:
+    their watermark labels would mean two things."""
+    first_name, first = named_metas[0]
+    ink = set_watermark_ink(first)
+    for name, meta in named_metas[1:]:
+        if set_watermark_ink(meta) != ink:
+            raise ValueError(f"{name}: rendered {'without' if ink else 'with'} --watermark-ink but {first_name} "
+                             f"{'with' if ink else 'without'} it; the watermark labels of one run must mean one thing")
+    return ink
 
 
 def load_synth_dataset(path: str | os.PathLike) -> tuple[Array, Array, dict]:

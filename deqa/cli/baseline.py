@@ -362,14 +362,18 @@ def _branch_finetune(args) -> int:
 
 def _eval(args) -> int:
     from ..baselines import builtin_model_dir
-    from ..baselines.degradation import load_degradation_model
+    from ..baselines.degradation import load_degradation_model, model_watermark_ink
     from ..baselines.degradation_train import evaluate_protocol
 
     folder = Path(args.model) if args.model else builtin_model_dir()
     if args.model:
         _require_degradation_model(args.model, "--model", "eval")
     model = load_degradation_model(folder)
-    res = evaluate_protocol(model, args.data, args.sweep, batch_size=args.batch_size)
+    res = evaluate_protocol(model, args.data, args.sweep, batch_size=args.batch_size,
+                            model_watermark_ink=model_watermark_ink(folder))
+    if res["model_protocol"] != res["protocol"]:
+        print(f"note: {folder} was trained on {res['model_protocol']} watermark labels; these sets are {res['protocol']}",
+              file=sys.stderr)
     res["model"] = str(folder)
     text = json.dumps(res, indent=2)
     print(text)
