@@ -80,6 +80,7 @@ from deqa.baselines.synth import (  # noqa: E402
     find_fonts,
     load_synth_dataset,
     render_dataset,
+    set_watermark_ink,
 )
 from deqa.metrics import srcc  # noqa: E402
 
@@ -93,12 +94,17 @@ def rho(a, b) -> float:
     return round(float(spearmanr(a, b)[0]), 3)
 
 
+# Whether the build's sets draw ink-matched watermarks (its test/mixed/meta.json, set in main): every
+# watermark this script draws, and the seen sets it renders, follow the build's protocol.
+_INK = [False]
+
+
 def _seen_sets(build: Path) -> dict[str, Path]:
     """Isolated sweeps of the training scenes, rendered as the build renders its held-out ``iso_*``."""
     photos = [e["file"] for e in read_photo_index(build / "photos", "train")]
     out = {}
     for i, h in enumerate(HEADS):
-        cfg = SynthConfig(size=224, sweep=h, count_probs=(1.0,))  # = synth --sweep h --no-nuisance
+        cfg = SynthConfig(size=224, sweep=h, count_probs=(1.0,), watermark_ink=_INK[0])  # = synth --sweep h --no-nuisance
         out[h] = render_dataset(photos, build / f"seen_iso_{h}", 500, cfg, seed=130 + i, workers=2, progress=False)
     return out
 
@@ -286,7 +292,7 @@ def _watermark_by_layout(model, clean: np.ndarray, per_crop: int = 2) -> dict[st
         for c in clean:
             for _ in range(per_crop):
                 t = float(rng.uniform(0.0, 1.0))
-                marked.append((apply_watermark(c, t, rng, layout=layout) * 255).round().astype(np.uint8))
+                marked.append((apply_watermark(c, t, rng, layout=layout, ink=_INK[0]) * 255).round().astype(np.uint8))
                 ts.append(t)
         pred = predict_intensities(model, np.stack(marked))[:, j]
         out[layout] = {"n": len(ts), "srcc": rho(pred, ts), "mean_pred": round(float(pred.mean()), 3)}
@@ -319,7 +325,7 @@ def _watermark_vs_strength(model, clean: np.ndarray, per_crop: int = 3) -> dict:
         for _ in range(per_crop):
             t = float(rng.uniform(0.0, 1.0))
             layout = str(rng.choice(list(WATERMARK_LAYOUTS)))
-            x = (apply_watermark(c, t, rng, layout=layout) * 255).round().astype(np.uint8)
+            x = (apply_watermark(c, t, rng, layout=layout, ink=_INK[0]) * 255).round().astype(np.uint8)
             d = np.abs(x.astype(np.float32) / 255.0 @ luma - y0)
             rows.append((t, layout, float(d.mean()), float((d > 0.02).mean())))
             marked.append(x)
@@ -349,8 +355,8 @@ def _watermark_size_spread(model, clean: np.ndarray, per_crop: int = 2) -> dict[
             seeds.append(int(rng.integers(2**31)))
         row: dict[str, float] = {"n": len(ts)}
         for name, jitter in (("srcc_random_size", 1.0), ("srcc_no_size_spread", 0.0)):
-            marked = [(apply_watermark(clean[i // per_crop], t, np.random.default_rng(sd), layout=layout, size_jitter=jitter)
-                       * 255).round().astype(np.uint8) for i, (t, sd) in enumerate(zip(ts, seeds, strict=True))]
+            marked = [(apply_watermark(clean[i // per_crop], t, np.random.default_rng(sd), layout=layout, size_jitter=jitter,
+                                       ink=_INK[0]) * 255).round().astype(np.uint8) for i, (t, sd) in enumerate(zip(ts, seeds, strict=True))]
             row[name] = rho(predict_intensities(model, np.stack(marked))[:, j], ts)
         out[layout] = row
     return out
@@ -368,7 +374,7 @@ def _watermark_factors(model, clean: np.ndarray, per_crop: int = 3) -> dict[str,
                   "one_word_one_font_no_size_spread": {"text": "SAMPLE", "font_path": font, "size_jitter": 0.0}}
     out: dict[str, float] = {"n": len(draws)}
     for name, kw in conditions.items():
-        marked = [(apply_watermark(clean[c], t, np.random.default_rng(sd), layout=lay, **kw) * 255).round().astype(np.uint8)
+        marked = [(apply_watermark(clean[c], t, np.random.default_rng(sd), layout=lay, **kw, ink=_INK[0]) * 255).round().astype(np.uint8)
                   for c, t, lay, sd in draws]
         out[f"srcc_{name}"] = rho(predict_intensities(model, np.stack(marked))[:, j], ts)
     return out
@@ -417,6 +423,7 @@ def main(argv: list[str] | None = None) -> int:
         if not (build / need).is_file():
             raise SystemExit(f"{build / need}: missing; run scripts/build_default_model.sh {build} first")
     torch.set_num_threads(args.threads)
+    _INK[0] = set_watermark_ink(json.loads((build / "test" / "mixed" / "meta.json").read_text()))
 
     unseen = {h: build / "test" / f"iso_{h}" for h in HEADS}
     seen = _seen_sets(build) if only & {"grading", "colour_stats"} else {}
@@ -424,6 +431,8 @@ def main(argv: list[str] | None = None) -> int:
                                                 "watermark_size_spread", "cast_axis", "watermark_factors"} else None)
     clean_pools = {"unseen": clean, "seen": _clean_crops(build, "train")} if "cast_axis" in only else None
     res: dict = {"machine": f"{os.cpu_count()}-core CPU, torch {torch.__version__}", "models": {}}
+    if _INK[0]:
+        res["watermark_ink"] = True  # the build's protocol v4: ink-matched watermarks
     for folder in [args.model or str(builtin_model_dir())] + ([args.compare] if args.compare else []):
         model = load_degradation_model(folder)
         name = json.loads((Path(folder) / "deqa_baseline.json").read_text()).get("model_id", folder)

@@ -28,7 +28,9 @@
 # end, the blend chosen again; default 0 = the trunk stays frozen; needs a model with a branch:
 # BRANCH=1, or INIT_FROM one), WATERMARK_INK (1 = every set is rendered with ink-matched watermarks,
 # `synth --watermark-ink`: the label sets the mark's ink whatever its word and font, protocol v4 of
-# the card; default 0 = protocol v3; it changes what the watermark label means, so all sets follow it).
+# the card; default 0 = protocol v3; it changes what the watermark label means, so all sets follow it),
+# MODEL_ID (the model_id written into the model and its card, default the shipped model's; letters,
+# digits, '.', '_' and '-').
 # Deterministic given the same package versions: fixed seeds everywhere, single-process training.
 # Interrupted? Run it again: photos, rendered sets and the training run all resume where they stopped.
 set -euo pipefail
@@ -118,6 +120,10 @@ if ! [[ "$TRAIN_SEED" =~ ^(0|[1-9][0-9]*)$ ]] || [[ "$TRAIN_SEED" =~ ^(102|103|1
   # encoder branch's extra training draw: a training set drawn with one of them would repeat their
   # crops (other scenes for held-out, but the same degradation draws).
   echo "build_default_model.sh: TRAIN_SEED must be a non-negative integer other than the validation/test seeds 102, 103, 110-129, 150-169 and the branch's 104, without leading zeros (got '$TRAIN_SEED')" >&2
+  exit 2
+fi
+if ! [[ "$MODEL_ID" =~ ^[A-Za-z0-9._-]+$ ]]; then  # it goes into --config JSON as it is
+  echo "build_default_model.sh: MODEL_ID must be letters, digits, '.', '_' and '-' (got '$MODEL_ID')" >&2
   exit 2
 fi
 if [ "$WATERMARK_INK" != 0 ] && [ "$WATERMARK_INK" != 1 ]; then

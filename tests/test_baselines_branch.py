@@ -227,6 +227,23 @@ def tiny_sets(tmp_path_factory):
     return train, val, root / "cnn"
 
 
+def test_branch_training_refuses_sets_of_other_watermark_labels(tiny_sets, tmp_path, monkeypatch):
+    """A CNN trained on ink-matched watermarks gets a branch and blend from ink-matched sets only
+    (and the other way round), refused before any trunk feature is computed."""
+    import deqa.baselines.branch_train as bt
+
+    train, val, cnn_dir = tiny_sets
+    cnn4 = tmp_path / "cnn4"
+    save_degradation_model(load_degradation_model(cnn_dir), cnn4, extra={"model_id": "unit-cnn", "watermark_ink": True})
+    monkeypatch.setattr(bt, "branch_features", lambda *a, **k: pytest.fail("features computed before the check"))
+    cfg = BranchTrainConfig(cnn=str(cnn4), train_data=[str(train)], val_data=str(val), out_dir=str(tmp_path / "m"),
+                            val_sweeps=[str(train.parent / "val_sweep_blur")], epochs=1, num_threads=1)
+    with pytest.raises(ValueError, match=r"val_sweep_blur: rendered without --watermark-ink but the model was trained with it"):
+        train_branch(cfg, progress=False)
+    with pytest.raises(ValueError, match=r"train: rendered without --watermark-ink but the model was trained with it"):
+        train_branch(BranchTrainConfig(**{**cfg.__dict__, "val_sweeps": []}), progress=False)
+
+
 def test_branch_training_end_to_end_and_feature_cache(tiny_sets, tmp_path, monkeypatch):
     train, val, cnn_dir = tiny_sets
     cfg = BranchTrainConfig(cnn=str(cnn_dir), train_data=[str(train)], val_data=str(val), out_dir=str(tmp_path / "m"),

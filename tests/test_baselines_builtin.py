@@ -278,6 +278,7 @@ def test_deqa_score_cli_process_stays_free_of_transformers(run_fresh_python):
      ({"ROUND": "four"}, "ROUND must be a round number"),
      ({"HUE_ROTATE": "1.5"}, "HUE_ROTATE must be a probability"),
      ({"WATERMARK_INK": "yes"}, "WATERMARK_INK must be 0 or 1"),
+     ({"MODEL_ID": 'my "model"'}, "MODEL_ID must be letters, digits"),
      ({"TRAIN_SEED": "103"}, "TRAIN_SEED must be a non-negative integer other than the validation/test seeds"),
      ({"TRAIN_SEED": "-1"}, "TRAIN_SEED must be"),
      ({"TRAIN_SEED": "104"}, "and the branch's 104"),

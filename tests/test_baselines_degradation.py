@@ -299,6 +299,21 @@ def test_model_card_reports_metrics_and_goals(tmp_path):
     (tmp_path / "train_config.json").write_text(json.dumps({"train_data": str(tmp_path / "train"), "epochs": 2}))
     card = write_model_card(tmp_path / "m", tmp_path / "metrics.json", [tmp_path / "log.jsonl"]).read_text()
     assert "- Training set: 7 random crops" in card and "Scene-colour augmentation (training set only): 50% of the clean crops" in card
+    assert "ink-matched" not in card and "opacity 0.2-0.85, light on dark backgrounds and dark on light ones)," in card
+    # Ink-matched watermarks: the card says so, and reports its own protocol only.
+    (tmp_path / "train" / "meta.json").write_text(json.dumps({"n": 7, "config": {"size": 224, "watermark_ink": True}}))
+    with pytest.raises(ValueError, match="records watermark_ink=False but its training set was rendered with --watermark-ink"):
+        write_model_card(tmp_path / "m", tmp_path / "metrics.json", [tmp_path / "log.jsonl"])
+    save_degradation_model(net, tmp_path / "m", extra={"model_id": "card-test", "watermark_ink": True})
+    with pytest.raises(ValueError, match="is protocol deqa-heldout-v3 but .* was trained on deqa-heldout-v4 watermark labels"):
+        write_model_card(tmp_path / "m", tmp_path / "metrics.json", [tmp_path / "log.jsonl"])
+    (tmp_path / "metrics.json").write_text(json.dumps({**metrics, "protocol": "deqa-heldout-v4"}))
+    card = write_model_card(tmp_path / "m", tmp_path / "metrics.json", [tmp_path / "log.jsonl"]).read_text()
+    assert "ink-matched opacity: 0.15-0.6 with t" in card and "held-out protocol v4" in card
+    assert "Protocol `deqa-heldout-v4`" in card and "opacity 0.2-0.85" not in card
+    (tmp_path / "metrics.json").write_text(json.dumps(metrics))
+    save_degradation_model(net, tmp_path / "m", extra={"model_id": "card-test"})
+    (tmp_path / "train" / "meta.json").write_text(json.dumps({"n": 7, "config": {"size": 224, "hue_rotate_prob": 0.5}}))
     # The speed section names the default runtime and, beside it, the torch one.
     t = {"median": 1.0, "best": 0.5}
     speed = {"machine": "m", "threads": 2, "size": 224, "repeats": 3, "runtime": "numpy",
@@ -376,6 +391,11 @@ def test_protocol_on_rendered_sets(tmp_path, tiny_sets):
     assert evaluate_protocol(net, mixed4, batch_size=8)["protocol"] == "deqa-heldout-v4"
     with pytest.raises(ValueError, match=r"sw: rendered without --watermark-ink but .*mixed4 with it"):
         evaluate_protocol(net, mixed4, [sweep])
+    sweep4 = render_dataset([photo], tmp_path / "sw4", 24, SynthConfig(size=64, sweep="noise", watermark_ink=True), seed=4, progress=False)
+    with pytest.raises(ValueError, match=r"sw4: rendered with --watermark-ink but .*mixed without it"):
+        evaluate_protocol(net, mixed, [sweep, sweep4])
+    # The model's own labels, when given, are recorded beside the sets' protocol.
+    assert evaluate_protocol(net, mixed4, [sweep4], batch_size=8, model_watermark_ink=False)["model_protocol"] == "deqa-heldout-v3"
 
 
 def test_cli_eval_and_branch_train_refuse_an_encoder_head_folder(tmp_path, capsys):
@@ -495,3 +515,41 @@ def test_saved_weights_are_the_same_bytes_whatever_the_metadata_order(tmp_path):
     (tmp_path / "w.safetensors").write_bytes(_canonical_safetensors(swapped))
     back = load_file(tmp_path / "w.safetensors")
     assert all(torch.equal(back[k], v) for k, v in state.items())
+
+
+def test_ink_matched_labels_are_recorded_and_never_mixed(tiny_sets, tmp_path):
+    """A run on ink-matched sets records it in the model (and its resume config); train and val of two
+    protocols, or a resume on the other protocol's sets, are refused before any training."""
+    from skimage import data
+
+    from deqa.baselines.degradation import model_watermark_ink
+
+    train, val = tiny_sets
+    photo = tmp_path / "coffee.png"
+    Image.fromarray(data.coffee()).resize((150, 100)).save(photo)
+    ink_cfg = SynthConfig(size=64, watermark_ink=True)
+    train4 = render_dataset([photo], tmp_path / "train4", 32, ink_cfg, seed=1, progress=False)
+    val4 = render_dataset([photo], tmp_path / "val4", 16, ink_cfg, seed=2, progress=False)
+
+    def run(tr, va, out):
+        return train_degradation(DegradationTrainConfig(train_data=str(tr), val_data=str(va), out_dir=str(tmp_path / out),
+                                                        epochs=1, batch_size=16, num_threads=1, max_steps=1), progress=False)
+
+    with pytest.raises(ValueError, match=r"val_data .*val: rendered without --watermark-ink but train_data .*train4 with it"):
+        run(train4, val, "mixed")
+    assert not (tmp_path / "mixed").exists()  # refused before anything was written
+    run(train4, val4, "m4")
+    assert model_watermark_ink(tmp_path / "m4") is True
+    assert json.loads((tmp_path / "m4" / "train_config.json").read_text())["watermark_ink"] is True
+    # A v3 run, then its sets rendered again in place as v4 (a build cache run with the knob toggled):
+    # the same paths, so only the recorded labels tell that resuming it would be another run.
+    sets3 = [render_dataset([photo], tmp_path / name, n, SynthConfig(size=64), seed=seed, progress=False)
+             for name, n, seed in (("t", 32, 1), ("v", 16, 2))]
+    run(*sets3, "m3")
+    assert model_watermark_ink(tmp_path / "m3") is False
+    assert "watermark_ink" not in json.loads((tmp_path / "m3" / "deqa_baseline.json").read_text())  # v3 files as before
+    for (_, n, seed), path in zip((("t", 32, 1), ("v", 16, 2)), sets3, strict=True):
+        render_dataset([photo], path, n, ink_cfg, seed=seed, progress=False)
+    (tmp_path / "m3" / "deqa_baseline.json").unlink()  # as if interrupted before its first save
+    with pytest.raises(ValueError, match=r"other settings \(watermark_ink"):
+        run(*sets3, "m3")

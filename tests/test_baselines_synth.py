@@ -226,6 +226,28 @@ def test_render_dataset_resumes_to_identical_bytes(tmp_path):
     assert meta["n"] == 10
 
 
+def test_a_set_rendered_before_a_config_field_existed_is_kept(tmp_path, monkeypatch):
+    """A finished set whose meta predates a SynthConfig field (at its default) is not rendered again
+    (the review's case: every build cache re-rendered after watermark_ink was added); a set that
+    asks for another value of it is."""
+    import deqa.baselines.synth as synth
+
+    p = tmp_path / "photo.png"
+    Image.fromarray((np.random.default_rng(0).random((64, 80, 3)) * 255).astype(np.uint8)).save(p)
+    out = render_dataset([p], tmp_path / "old", 6, SynthConfig(size=24), seed=5, progress=False)
+    meta = json.loads((out / "meta.json").read_text())
+    del meta["config"]["watermark_ink"], meta["config"]["hue_rotate_prob"]  # as written by older code
+    (out / "meta.json").write_text(json.dumps(meta))
+    before = (out / "images.npy").read_bytes()
+    calls = []
+    monkeypatch.setattr(synth, "_render_chunk", lambda job: calls.append(job) or pytest.fail("re-rendered"))
+    render_dataset([p], out, 6, SynthConfig(size=24), seed=5, progress=False)
+    assert calls == [] and (out / "images.npy").read_bytes() == before
+    monkeypatch.undo()
+    render_dataset([p], out, 6, SynthConfig(size=24, watermark_ink=True), seed=5, progress=False)
+    assert load_synth_dataset(out)[2]["config"]["watermark_ink"] is True
+
+
 def test_load_unfinished_dataset_says_how_to_resume(tmp_path):
     p = tmp_path / "photo.png"
     Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(p)
@@ -438,3 +460,6 @@ def test_ink_matched_rendering_changes_only_the_watermarked_samples(tmp_path):
     assert sum(not np.array_equal(p, q) for p, q in zip(xa[marked], xb[marked], strict=True)) >= marked.sum() // 2
     with pytest.raises(ValueError, match="watermark_ink must be true or false"):
         SynthConfig(watermark_ink="yes")
+    with pytest.raises(SystemExit, match="the heads .* draw no watermark to ink-match"):
+        baseline_main(["synth", "--photos", str(tmp_path), "--split", "heldout", "--out", str(tmp_path / "x"),
+                       "--n", "4", "--size", "48", "--heads", "blur,noise,jpeg,exposure", "--watermark-ink"])

@@ -153,7 +153,15 @@ def write_model_card(model_dir: str | Path, metrics_path: str | Path, train_logs
     from ..load import BASELINE_CONFIG_NAME
     from . import BUILTIN_MODEL_ID, builtin_model_dir
     from .degradation import DegradationModelConfig, DegradationNet
-    from .synth import SynthConfig, find_fonts, jpeg_quality
+    from .degradation_train import PROTOCOL, PROTOCOL_INK
+    from .synth import (
+        INK_OPACITY,
+        INK_OPACITY_RANGE,
+        SynthConfig,
+        find_fonts,
+        jpeg_quality,
+        set_watermark_ink,
+    )
 
     model_dir = Path(model_dir)
     model_cfg_path = model_dir / BASELINE_CONFIG_NAME
@@ -210,6 +218,17 @@ def write_model_card(model_dir: str | Path, metrics_path: str | Path, train_logs
         return json.loads(p.read_text()) if p.is_file() else {}
 
     train_meta, val_meta = meta(tcfg.get("train_data")), meta(tcfg.get("val_data"))
+    # The card reports the model's own protocol only: the watermark label must mean one thing in its
+    # config, its training and validation sets and its held-out metrics.
+    ink = bool(cfg.get("watermark_ink", False))
+    own = PROTOCOL_INK if ink else PROTOCOL
+    for what, value in (("training set", train_meta), ("validation set", val_meta)):
+        if value and set_watermark_ink(value) != ink:
+            raise ValueError(f"write_model_card: {model_dir} records watermark_ink={ink} but its {what} was rendered "
+                             f"{'with' if set_watermark_ink(value) else 'without'} --watermark-ink")
+    if metrics.get("protocol") in (PROTOCOL, PROTOCOL_INK) and metrics["protocol"] != own:
+        raise ValueError(f"write_model_card: {metrics_path} is protocol {metrics['protocol']} but {model_dir} was trained "
+                         f"on {own} watermark labels; evaluate it on sets rendered {'with' if ink else 'without'} --watermark-ink")
     w = dict(zip(mcfg.heads, mcfg.normalised_weights(), strict=True))
     L: list[str] = []
     L += [f"# Model card: {cfg.get('model_id', 'deqa degradation model')}", ""]
@@ -298,11 +317,14 @@ def write_model_card(model_dir: str | Path, metrics_path: str | Path, train_logs
           "  light), colour cast (white-balance gains up to ±45% or a tint blend up to 35%), noise (Gaussian sigma",
           f"  0.01-0.15, salt-and-pepper 0.3-8%, Poisson 2000-20 photons), watermark (text in {len(find_fonts())} fonts that draw every",
           "  character of the words (fonts without Latin glyphs, which drew invisible marks until v3, are skipped),",
-          "  tiled / centre / diagonal / corner, opacity 0.2-0.85, light on dark backgrounds and dark on light ones"
-          + (";" if sc.watermark_ink else "),"),
-          *(["  ink-matched: the opacity is scaled by the ink of a reference mark (\"SAMPLE\" in Pillow's font, same layout,",
-             "  size and place) over this mark's ink, clipped to 0.05-1, so the label sets the mark's ink whatever its",
-             "  word and font: `synth --watermark-ink`, every set of this card),"] if sc.watermark_ink else []),
+          "  tiled / centre / diagonal / corner, "
+          + (f"ink-matched opacity: {INK_OPACITY[0]}-{INK_OPACITY[1]} with t, times the ink (summed alpha) of a reference"
+             if sc.watermark_ink else "opacity 0.2-0.85, light on dark backgrounds and dark on light ones),"),
+          *(["  mark (\"SAMPLE\" in Pillow's font, same layout rule, size factor, place and rotation) over this mark's ink,",
+             f"  clipped to {INK_OPACITY_RANGE[0]}-{INK_OPACITY_RANGE[1]}, so the label sets the mark's ink whatever its word and font "
+             "but for the",
+             "  lightest ones at high t; light on dark backgrounds and dark on light ones; `synth --watermark-ink`,",
+             "  every set of this card: held-out protocol v4),"] if sc.watermark_ink else []),
           f"  JPEG (quality {jpeg_quality(0.0)} at t=0 to {jpeg_quality(1.0)} at t=1).", ""]
     L += ["## Training recipe", ""]
     if rounds:

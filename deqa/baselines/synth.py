@@ -435,6 +435,8 @@ class SynthConfig:
             raise ValueError(f"SynthConfig.max_crop_tries must be >= 1, got {self.max_crop_tries}")
         if not isinstance(self.watermark_ink, bool):
             raise ValueError(f"SynthConfig.watermark_ink must be true or false, got {self.watermark_ink!r}")
+        if self.watermark_ink and "watermark" not in self.heads:
+            raise ValueError(f"SynthConfig.watermark_ink: the heads {list(self.heads)} draw no watermark to ink-match")
         if not 0.0 <= self.hue_rotate_prob <= 1.0:
             raise ValueError(f"SynthConfig.hue_rotate_prob must be in [0, 1], got {self.hue_rotate_prob}")
         if self.sweep is not None and self.sweep not in self.heads:
@@ -572,6 +574,19 @@ class _Progress:
     sources: list[int] = field(default_factory=list)
 
 
+def _same_render(saved: dict, meta: dict) -> bool:
+    """Whether a set's saved meta describes the render ``meta`` asks for. The configs are compared
+    as :class:`SynthConfig` s, so a set written before a field was added (with the new field at its
+    default, which draws what the old code drew) is resumed or kept, not rendered again."""
+    rest = [k for k in {*saved, *meta} if k != "config"]
+    if any(saved.get(k) != meta.get(k) for k in rest):
+        return False
+    try:
+        return SynthConfig.from_dict(saved["config"]) == SynthConfig.from_dict(meta["config"])
+    except (KeyError, TypeError, ValueError):
+        return False
+
+
 def render_dataset(
     photos: Sequence[str],
     out_dir: str | os.PathLike,
@@ -599,7 +614,7 @@ def render_dataset(
     meta_path = out / "meta.json"
     prog_path = out / "progress.json"
     shape = (n, cfg.size, cfg.size, 3)
-    if meta_path.is_file() and json.loads(meta_path.read_text()) == json.loads(json.dumps(meta)) and prog_path.is_file():
+    if meta_path.is_file() and _same_render(json.loads(meta_path.read_text()), json.loads(json.dumps(meta))) and prog_path.is_file():
         prog = _Progress(**json.loads(prog_path.read_text()))
         images = np.load(out / "images.npy", mmap_mode="r+")
         labels = np.load(out / "labels.npy", mmap_mode="r+")
