@@ -51,6 +51,11 @@ build folder; resumable like every rendered set), then reports, per model:
    placement, the shade and the background.
 12. Throughput of the frozen EfficientNet-Lite0 encoder (``FrozenEncoder.embed``) at 224 px, the
    candidate second model for "what colour should this be".
+13. Ink-matched watermarks (``synth --watermark-ink``), the generator alone, no model: the same
+   360 draws as 11 on the clean held-out crops, drawn as the v3 generator does and ink-matched;
+   per layout, the SRCC of t with what the mark measurably changed (mean absolute luma change),
+   and the spread (std / mean) of that change over the layout's draws at one t (0.5): how much of
+   the label's meaning the word, font, size, place and background still leave open.
 """
 
 from __future__ import annotations
@@ -380,6 +385,28 @@ def _watermark_factors(model, clean: np.ndarray, per_crop: int = 3) -> dict[str,
     return out
 
 
+def _watermark_ink(clean: np.ndarray, per_crop: int = 3) -> dict[str, dict[str, dict[str, float]]]:
+    from deqa.baselines.synth import _luma
+
+    rng = np.random.default_rng(15)  # analysis 11's draws
+    draws = [(i // per_crop, float(rng.uniform(0.0, 1.0)), str(rng.choice(list(WATERMARK_LAYOUTS))), int(rng.integers(2**31)))
+             for i in range(len(clean) * per_crop)]
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for name, ink in (("as_v3", False), ("ink_matched", True)):
+        def change(c, t, lay, sd, ink=ink):
+            marked = apply_watermark(clean[c], t, np.random.default_rng(sd), layout=lay, ink=ink)
+            return float(np.abs(_luma(marked) - _luma(clean[c])).mean())
+
+        # Per layout: a full-frame tiling changes ~10x the pixels of a corner mark at one t, by design.
+        out[name] = {}
+        for layout in WATERMARK_LAYOUTS:
+            mine = [d for d in draws if d[2] == layout]
+            at_half = np.array([change(c, 0.5, lay, sd) for c, _, lay, sd in mine])
+            out[name][layout] = {"n": len(mine), "srcc_t_vs_mean_luma_change": rho([change(*d) for d in mine], [d[1] for d in mine]),
+                                 "relative_spread_of_change_at_t_0.5": round(float(at_half.std() / at_half.mean()), 3)}
+    return out
+
+
 # Per-model analyses: (--only name, JSON key, function, the input it reads besides the model).
 _PER_MODEL = (
     ("grading", "isolated_grading_seen_scenes", "_grading", "seen"),
@@ -403,7 +430,8 @@ def _model_analyses(model, inputs: dict, only: set[str]) -> dict:
 
 
 ANALYSES = ("grading", "scene_share", "tricks", "cast_hue", "cast_delta_e", "watermark_layout", "watermark_strength",
-            "watermark_size_spread", "cast_axis", "watermark_factors", "colour_stats", "gray_edge", "encoder_speed")
+            "watermark_size_spread", "cast_axis", "watermark_factors", "colour_stats", "gray_edge", "encoder_speed",
+            "watermark_ink")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -428,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
     unseen = {h: build / "test" / f"iso_{h}" for h in HEADS}
     seen = _seen_sets(build) if only & {"grading", "colour_stats"} else {}
     clean = (_clean_crops(build, "heldout") if only & {"cast_hue", "cast_delta_e", "watermark_layout", "watermark_strength",
-                                                "watermark_size_spread", "cast_axis", "watermark_factors"} else None)
+                                                "watermark_size_spread", "cast_axis", "watermark_factors", "watermark_ink"} else None)
     clean_pools = {"unseen": clean, "seen": _clean_crops(build, "train")} if "cast_axis" in only else None
     res: dict = {"machine": f"{os.cpu_count()}-core CPU, torch {torch.__version__}", "models": {}}
     if _INK[0]:
@@ -440,6 +468,8 @@ def main(argv: list[str] | None = None) -> int:
                                                          "build": build}, only)
     if "colour_stats" in only:
         res["colour_statistics_grading"] = {"seen": _colour_stats(seen["colour_cast"]), "unseen": _colour_stats(unseen["colour_cast"])}
+    if "watermark_ink" in only:
+        res["watermark_ink_generator_on_clean_heldout_crops"] = _watermark_ink(clean)
     if "gray_edge" in only:
         res["gray_edge_deviation_per_photo"] = _gray_edge(build)
     if "encoder_speed" in only:
