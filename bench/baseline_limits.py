@@ -55,7 +55,8 @@ build folder; resumable like every rendered set), then reports, per model:
    360 draws as 11 on the clean held-out crops, drawn as the v3 generator does and ink-matched;
    per layout, the SRCC of t with what the mark measurably changed (mean absolute luma change),
    and the spread (std / mean) of that change over the layout's draws at one t (0.5): how much of
-   the label's meaning the word, font, size, place and background still leave open.
+   the label's meaning the word, font, size, place and background still leave open; and the share
+   of ink-matched marks whose opacity hit the clip (under-inked), as drawn and all at t = 1.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from deqa.baselines import builtin_model_dir  # noqa: E402
-from deqa.baselines.degradation import load_degradation_model  # noqa: E402
+from deqa.baselines.degradation import load_degradation_model, model_watermark_ink  # noqa: E402
 from deqa.baselines.degradation_train import predict_intensities  # noqa: E402
 from deqa.baselines.photos import read_photo_index  # noqa: E402
 from deqa.baselines.synth import (  # noqa: E402
@@ -393,8 +394,12 @@ def _watermark_ink(clean: np.ndarray, per_crop: int = 3) -> dict[str, dict[str, 
              for i in range(len(clean) * per_crop)]
     out: dict[str, dict[str, dict[str, float]]] = {}
     for name, ink in (("as_v3", False), ("ink_matched", True)):
-        def change(c, t, lay, sd, ink=ink):
-            marked = apply_watermark(clean[c], t, np.random.default_rng(sd), layout=lay, ink=ink)
+        clipped: list[bool] = []
+
+        def change(c, t, lay, sd, ink=ink, clipped=clipped):
+            info: dict = {}
+            marked = apply_watermark(clean[c], t, np.random.default_rng(sd), layout=lay, ink=ink, info=info)
+            clipped.append(bool(info.get("clipped", False)))
             return float(np.abs(_luma(marked) - _luma(clean[c])).mean())
 
         # Per layout: a full-frame tiling changes ~10x the pixels of a corner mark at one t, by design.
@@ -402,8 +407,16 @@ def _watermark_ink(clean: np.ndarray, per_crop: int = 3) -> dict[str, dict[str, 
         for layout in WATERMARK_LAYOUTS:
             mine = [d for d in draws if d[2] == layout]
             at_half = np.array([change(c, 0.5, lay, sd) for c, _, lay, sd in mine])
-            out[name][layout] = {"n": len(mine), "srcc_t_vs_mean_luma_change": rho([change(*d) for d in mine], [d[1] for d in mine]),
-                                 "relative_spread_of_change_at_t_0.5": round(float(at_half.std() / at_half.mean()), 3)}
+            clipped.clear()
+            row = {"n": len(mine), "srcc_t_vs_mean_luma_change": rho([change(*d) for d in mine], [d[1] for d in mine]),
+                   "relative_spread_of_change_at_t_0.5": round(float(at_half.std() / at_half.mean()), 3)}
+            if ink:  # how many marks the opacity clip leaves under-inked: as drawn (uniform t) and all at t = 1
+                row["share_clipped_as_drawn"] = round(float(np.mean(clipped)), 3)
+                clipped.clear()
+                for c, _, lay, sd in mine:
+                    change(c, 1.0, lay, sd)
+                row["share_clipped_at_t_1"] = round(float(np.mean(clipped)), 3)
+            out[name][layout] = row
     return out
 
 
@@ -466,6 +479,8 @@ def main(argv: list[str] | None = None) -> int:
         name = json.loads((Path(folder) / "deqa_baseline.json").read_text()).get("model_id", folder)
         res["models"][name] = _model_analyses(model, {"seen": seen, "unseen": unseen, "clean": clean, "clean_pools": clean_pools,
                                                          "build": build}, only)
+        if model_watermark_ink(folder) != _INK[0]:  # measured on the other protocol's watermarks: said, not hidden
+            res["models"][name]["trained_on_other_watermark_labels"] = True
     if "colour_stats" in only:
         res["colour_statistics_grading"] = {"seen": _colour_stats(seen["colour_cast"]), "unseen": _colour_stats(unseen["colour_cast"])}
     if "watermark_ink" in only:

@@ -45,10 +45,11 @@ from deqa.baselines.branch_train import (  # noqa: E402
     BranchTrainConfig,
     _logits,
     branch_features,
+    check_rendered,
     fit_head,
     imagenet_branch,
 )
-from deqa.baselines.degradation import load_degradation_model  # noqa: E402
+from deqa.baselines.degradation import load_degradation_model, model_watermark_ink  # noqa: E402
 from deqa.baselines.degradation_config import EncoderBranchConfig, mix_logits  # noqa: E402
 from deqa.baselines.degradation_train import evaluate_degradation, predict_intensities  # noqa: E402
 from deqa.baselines.encoder_branch import branch_head  # noqa: E402
@@ -149,6 +150,10 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"{need}: missing rendered set (run scripts/build_default_model.sh {build} first)")
     cnn = load_degradation_model(args.cnn, cnn_only=True)
     heads = tuple(cnn.cfg.heads)
+    ink = model_watermark_ink(args.cnn)
+    for need in [test / "mixed", build / "val", *(build / t for t in args.train_data), *held_sweeps, *val_sweeps]:
+        images, _, meta = load_synth_dataset(need)  # the model's heads, size and watermark labels, before any feature
+        check_rendered(need, images, meta, heads, cnn.cfg.image_size, ink)
     trunk = imagenet_branch(EncoderBranchConfig(), len(heads), cnn.cfg.image_size)
 
     def load(path: Path, with_cnn: bool = True) -> dict:

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from deqa.baselines.branch_train import BranchTrainConfig, imagenet_branch, train_branch, trunk_id  # noqa: E402
-from deqa.baselines.degradation import load_degradation_model  # noqa: E402
+from deqa.baselines.degradation import load_degradation_model, model_watermark_ink  # noqa: E402
 from deqa.baselines.degradation_config import EncoderBranchConfig  # noqa: E402
 from deqa.baselines.degradation_train import evaluate_protocol  # noqa: E402
 from deqa.baselines.encoder_branch import trunk_channels  # noqa: E402
@@ -99,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
 
     val_sweeps = sorted(build.glob("val_sweep_*")) + sorted(build.glob("val_iso_*"))
     cnn = load_degradation_model(args.cnn, cnn_only=True)
-    results = {"cnn alone": evaluate_protocol(cnn, test / "mixed", sweeps)}
+    ink = model_watermark_ink(args.cnn)  # recorded beside each result: other-protocol sets are flagged, not hidden
+    results = {"cnn alone": evaluate_protocol(cnn, test / "mixed", sweeps, model_watermark_ink=ink)}
     mixes = {}
     for v in variants:
         branch = {} if VARIANTS[v] is None else {"taps": VARIANTS[v]}
@@ -111,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
                                 num_threads=args.threads)
         summary = train_branch(cfg)
         mixes[v] = summary["mix"]
-        results[v] = evaluate_protocol(load_degradation_model(cfg.out_dir), test / "mixed", sweeps)
+        results[v] = evaluate_protocol(load_degradation_model(cfg.out_dir), test / "mixed", sweeps, model_watermark_ink=ink)
     print("| model | " + " | ".join(f"{h} (nuisance / isolated)" for h in HEADS) + " | watermark AUC | overall |")
     print("|---|" + "---|" * (len(HEADS) + 2))
     for name, m in results.items():

@@ -138,6 +138,18 @@ if [ -n "$INIT_FROM" ] && [ ! -f "$INIT_FROM/deqa_baseline.json" ]; then
   echo "build_default_model.sh: INIT_FROM=$INIT_FROM is not a degradation-model folder (no deqa_baseline.json)" >&2
   exit 2
 fi
+# A CNN used as it is (no round of its own) keeps the watermark labels it was trained on: the sets
+# rendered here must mean the same, or the branch step fails after hours of rendering. (A round from
+# INIT_FROM may change them: that is how v12 went from v11's labels to ink-matched ones.) Flipping the
+# knob on an existing WORK folder renders every set again; a new WORK folder keeps the old one intact.
+if [ -n "$INIT_FROM" ] && [ "$EPOCHS3" -le 0 ] && [ "$WATERMARK_INK" = 1 ] && ! grep -q '"watermark_ink": true' "$INIT_FROM/deqa_baseline.json"; then
+  echo "build_default_model.sh: INIT_FROM=$INIT_FROM was trained without ink-matched watermarks and EPOCHS3=0 keeps its CNN as it is: WATERMARK_INK must be 0 (or EPOCHS3 > 0)" >&2
+  exit 2
+fi
+if [ -n "$INIT_FROM" ] && [ "$EPOCHS3" -le 0 ] && [ "$WATERMARK_INK" = 0 ] && grep -q '"watermark_ink": true' "$INIT_FROM/deqa_baseline.json"; then
+  echo "build_default_model.sh: INIT_FROM=$INIT_FROM was trained on ink-matched watermarks and EPOCHS3=0 keeps its CNN as it is: WATERMARK_INK must be 1 (or EPOCHS3 > 0)" >&2
+  exit 2
+fi
 SIZE=224  # the scorer's input size: training, evaluation and scoring all see 224-px images
 HEADS=(colour_cast blur watermark noise jpeg exposure)
 DEQA=("$PYTHON" -m deqa.cli.baseline)

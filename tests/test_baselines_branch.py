@@ -242,6 +242,12 @@ def test_branch_training_refuses_sets_of_other_watermark_labels(tiny_sets, tmp_p
         train_branch(cfg, progress=False)
     with pytest.raises(ValueError, match=r"train: rendered without --watermark-ink but the model was trained with it"):
         train_branch(BranchTrainConfig(**{**cfg.__dict__, "val_sweeps": []}), progress=False)
+    # The other way round, with the odd set last: a v3 CNN, v3 training data, a v4 validation set.
+    val4 = render_dataset([train.parent / "coffee.png"], tmp_path / "val4", 8, SynthConfig(size=64, watermark_ink=True),
+                          seed=2, progress=False)
+    with pytest.raises(ValueError, match=r"val4: rendered with --watermark-ink but the model was trained without it"):
+        train_branch(BranchTrainConfig(**{**cfg.__dict__, "cnn": str(cnn_dir), "val_sweeps": [], "val_data": str(val4)}),
+                     progress=False)
 
 
 def test_branch_training_end_to_end_and_feature_cache(tiny_sets, tmp_path, monkeypatch):

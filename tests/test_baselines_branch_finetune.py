@@ -105,6 +105,13 @@ def test_source_settings_carry_over(branched, tmp_path):
     saved = json.loads((tmp_path / "ft" / "deqa_baseline.json").read_text())
     assert saved["views"] == {"grid": 2} and saved["model_id"] == "renamed"
     assert load_baseline(tmp_path / "ft").model_id.startswith("renamed@")
+    # A model trained on ink-matched watermarks is fine-tuned on such sets only (refused before any
+    # training step, naming the set).
+    cfg["watermark_ink"] = True
+    (src / "deqa_baseline.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match=r"val_sweep_blur: rendered without --watermark-ink but the model was trained with it"):
+        finetune_branch(_cfg(branched, tmp_path / "ft4", model=str(src), epochs=1), progress=False)
+    assert not (tmp_path / "ft4" / "finetune_state.pt").exists()
 
 
 def test_interrupted_run_resumes_to_the_same_weights(branched, tmp_path, monkeypatch):

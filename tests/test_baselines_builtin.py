@@ -307,6 +307,20 @@ def test_build_script_rejects_a_bad_continuation_before_any_download(tmp_path, e
     assert not (tmp_path / "work").exists()  # stopped before fetching photos
 
 
+@pytest.mark.parametrize(("ink_model", "knob"), [(False, "1"), (True, "0")])
+def test_build_script_keeps_a_cnn_used_as_is_on_its_own_watermark_labels(tmp_path, ink_model, knob):
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "deqa_baseline.json").write_text(json.dumps({"type": "degradation", "watermark_ink": True} if ink_model
+                                                         else {"type": "degradation"}, indent=2))
+    env = {**os.environ, "INIT_FROM": str(model), "EPOCHS3": "0", "WATERMARK_INK": knob}
+    out = subprocess.run(["bash", str(ROOT / "scripts" / "build_default_model.sh"), str(tmp_path / "work")],
+                         capture_output=True, text=True, env=env, cwd=ROOT)
+    trained = "on ink-matched watermarks" if ink_model else "without ink-matched watermarks"
+    assert out.returncode == 2 and f"was trained {trained} and EPOCHS3=0 keeps its CNN as it is: WATERMARK_INK must be {1 - int(knob)}" in out.stderr
+    assert not (tmp_path / "work").exists()
+
+
 def test_build_script_reads_relative_paths_from_the_callers_folder(tmp_path):
     # INIT_FROM (and the work folder) relative to where the script is called, not the repository
     caller = tmp_path / "caller"

@@ -386,6 +386,8 @@ def test_protocol_on_rendered_sets(tmp_path, tiny_sets):
         evaluate_protocol(DegradationNet(DegradationModelConfig(image_size=96)), mixed)
     with pytest.raises(ValueError, match="not a sweep set"):
         evaluate_protocol(net, mixed, [mixed])
+    with pytest.raises(FileNotFoundError, match=r"nothing: not a rendered data set \(no meta.json\); run `deqa baseline synth"):
+        evaluate_protocol(net, mixed, [sweep, tmp_path / "nothing"])
     # Ink-matched watermarks (synth --watermark-ink) make protocol v4; one protocol's sets only.
     mixed4 = render_dataset([photo], tmp_path / "mixed4", 24, SynthConfig(size=64, watermark_ink=True), seed=3, progress=False)
     assert evaluate_protocol(net, mixed4, batch_size=8)["protocol"] == "deqa-heldout-v4"

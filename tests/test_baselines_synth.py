@@ -243,6 +243,11 @@ def test_a_set_rendered_before_a_config_field_existed_is_kept(tmp_path, monkeypa
     monkeypatch.setattr(synth, "_render_chunk", lambda job: calls.append(job) or pytest.fail("re-rendered"))
     render_dataset([p], out, 6, SynthConfig(size=24), seed=5, progress=False)
     assert calls == [] and (out / "images.npy").read_bytes() == before
+    # A field whose default changed the draws when it came (non-square crops): an older generator, redrawn.
+    del meta["config"]["max_aspect"]
+    (out / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(pytest.fail.Exception, match="re-rendered"):
+        render_dataset([p], out, 6, SynthConfig(size=24), seed=5, progress=False)
     monkeypatch.undo()
     render_dataset([p], out, 6, SynthConfig(size=24, watermark_ink=True), seed=5, progress=False)
     assert load_synth_dataset(out)[2]["config"]["watermark_ink"] is True

@@ -328,11 +328,14 @@ def train_branch(cfg: BranchTrainConfig, *, progress: bool = True) -> dict[str, 
     # that is not a sweep fails here, not after the MLP's epochs.
     ink = model_watermark_ink(cfg.cnn)
     sweep_heads = sweep_sets(cfg.val_sweeps, heads, cnn.cfg.image_size, ink)
+    # Every training and validation set too, before the first set's features (hours on a CPU).
+    for path in [*cfg.train_data, cfg.val_data]:
+        images, _, meta = load_synth_dataset(path)
+        check_rendered(path, images, meta, heads, cnn.cfg.image_size, ink)
     branch = imagenet_branch(cfg.branch_config(), len(heads), cnn.cfg.image_size)
 
     def rendered(path):
-        images, labels, meta = load_synth_dataset(path)
-        check_rendered(path, images, meta, heads, cnn.cfg.image_size, ink)
+        images, labels, _ = load_synth_dataset(path)
         feats = branch_features(branch, path, batch_size=cfg.feature_batch_size, device=cfg.device, progress=progress)
         return feats, labels, images
 

@@ -319,12 +319,12 @@ def write_model_card(model_dir: str | Path, metrics_path: str | Path, train_logs
           "  character of the words (fonts without Latin glyphs, which drew invisible marks until v3, are skipped),",
           "  tiled / centre / diagonal / corner, "
           + (f"ink-matched opacity: {INK_OPACITY[0]}-{INK_OPACITY[1]} with t, times the ink (summed alpha) of a reference"
-             if sc.watermark_ink else "opacity 0.2-0.85, light on dark backgrounds and dark on light ones),"),
+             if ink else "opacity 0.2-0.85, light on dark backgrounds and dark on light ones),"),
           *(["  mark (\"SAMPLE\" in Pillow's font, same layout rule, size factor, place and rotation) over this mark's ink,",
              f"  clipped to {INK_OPACITY_RANGE[0]}-{INK_OPACITY_RANGE[1]}, so the label sets the mark's ink whatever its word and font "
              "but for the",
              "  lightest ones at high t; light on dark backgrounds and dark on light ones; `synth --watermark-ink`,",
-             "  every set of this card: held-out protocol v4),"] if sc.watermark_ink else []),
+             "  every set of this card: held-out protocol v4),"] if ink else []),
           f"  JPEG (quality {jpeg_quality(0.0)} at t=0 to {jpeg_quality(1.0)} at t=1).", ""]
     L += ["## Training recipe", ""]
     if rounds:

@@ -33,7 +33,7 @@ from .degradation import (
     watermark_ink_extra,
 )
 from .dictconfig import from_dict_strict
-from .synth import common_watermark_ink, load_synth_dataset
+from .synth import common_watermark_ink, load_synth_dataset, read_synth_meta
 
 __all__ = [
     "DegradationTrainConfig",
@@ -236,7 +236,7 @@ def evaluate_protocol(
     """
     heads = list(model.cfg.heads)
     # Every set's meta first: a set of the other protocol fails before any prediction.
-    ink = common_watermark_ink([(str(p), json.loads((Path(p) / "meta.json").read_text())) for p in [mixed, *sweeps]])
+    ink = common_watermark_ink([(str(p), read_synth_meta(p)) for p in [mixed, *sweeps]])
 
     def load(path):
         images, labels, meta = load_synth_dataset(path)

@@ -241,16 +241,19 @@ WATERMARK_LAYOUTS = ("tiled", "centre", "diagonal", "corner")
 # unlike the system fonts) and a word of middling length and weight among _WATERMARK_WORDS.
 INK_REFERENCE_TEXT = "SAMPLE"
 # Ink-matched opacity: the reference mark's opacity at t = 0 and t = 1, and the clip of a mark's
-# scaled opacity. The ratio reference ink / mark ink spans 0.4-2.5 (P5-P99, 1,200 random marks
-# at 224 px), so the top is 0.6 rather than the unmatched 0.85: at 0.85, 26% of the marks at t = 1
-# would need an opacity above 1 and stay under-inked; at 0.6, 4% (1.5% over uniform t).
+# scaled opacity. The ratio reference ink / mark ink spans about 0.5-2.75 (P5-P99 of random marks
+# at 224 px), so the top is 0.6 rather than the unmatched 0.85, where about a third of the marks at
+# t = 1 would need an opacity above 1. At 0.6 (bench/baseline_limits.py --only watermark_ink, 360
+# marks on held-out crops): 1-5% of the marks per layout as drawn; at t = 1, 25% of the centred
+# marks (long words shrunk to fit leave less ink than the reference), 9% diagonal, <= 2% tiled and
+# corner. A clipped mark is as inked as opacity 1 allows: its ink still does not fall as t grows.
 INK_OPACITY = (0.15, 0.6)
 INK_OPACITY_RANGE = (0.05, 1.0)
 
 
 def apply_watermark(img: Array, t: float, rng: np.random.Generator, layout: str | None = None, *,
                     size_jitter: float = 1.0, text: str | None = None, font_path: str | None = None,
-                    ink: bool = False) -> Array:
+                    ink: bool = False, info: dict | None = None) -> Array:
     """Overlay text: tiled, centred, diagonal or in a corner; opacity and size grow with ``t``.
 
     The text is light on a dark background and dark on a light one (decided by the mean luma
@@ -268,10 +271,12 @@ def apply_watermark(img: Array, t: float, rng: np.random.Generator, layout: str 
     :data:`INK_REFERENCE_TEXT` in Pillow's bundled font, drawn with the same layout rule, random
     size factor, place and rotation (a centred word is shrunk to fit on its own). So opacity x
     inked area (the mark's summed alpha) depends on ``t``, layout and size only, up to the clip
-    of the scaled opacity to :data:`INK_OPACITY_RANGE` (the lightest words and fonts at high
-    ``t``, ~1.5% of marks). Without it, marks of one label differ 3-9x in ink between the
+    of the scaled opacity to :data:`INK_OPACITY_RANGE` (the lightest marks at high ``t``, mostly
+    long centred words; 1-5% per layout as drawn, see :data:`INK_OPACITY`). Without it, marks of one label differ 3-9x in ink between the
     lightest and heaviest word and font (0.4-2.5x, P5-P99, of random ones), which cost v10 ~0.03
-    of held-out watermark grading (BENCHMARKS.md). Same random numbers either way.
+    of held-out watermark grading (BENCHMARKS.md). Same random numbers either way. ``info``, when
+    given, receives the mark's ``opacity`` and, with ``ink``, its ``ink_ratio`` and whether the
+    scaled opacity was ``clipped`` (for analyses).
     """
 
     def size_factor(lo: float, hi: float) -> float:
@@ -342,6 +347,8 @@ def apply_watermark(img: Array, t: float, rng: np.random.Generator, layout: str 
 
     if not ink:
         alpha = draw_mark(text, font_path, int(round(255 * opacity)))
+        if info is not None:
+            info.update(opacity=opacity)
     else:
         if not isinstance(_font(None, 12), ImageFont.FreeTypeFont):
             raise RuntimeError("ink-matched watermarks need Pillow with FreeType: its bundled reference font must scale with size")
@@ -350,6 +357,8 @@ def apply_watermark(img: Array, t: float, rng: np.random.Generator, layout: str 
         ratio = float(ref.sum()) / max(float(mask.sum()), 1.0)
         reference = INK_OPACITY[0] + (INK_OPACITY[1] - INK_OPACITY[0]) * t
         matched = float(np.clip(reference * ratio, *INK_OPACITY_RANGE))
+        if info is not None:
+            info.update(opacity=matched, ink_ratio=ratio, clipped=matched != reference * ratio)
         alpha = Image.fromarray(np.clip(mask * matched + 0.5, 0, 255).astype(np.uint8))
     under = np.asarray(alpha) > 0
     bg = float(_luma(img)[under].mean()) if under.any() else 0.5
@@ -574,17 +583,18 @@ class _Progress:
     sources: list[int] = field(default_factory=list)
 
 
+# SynthConfig fields added after sets were first rendered whose default draws exactly what the code
+# before them drew (the hue rotation draws nothing when off; ink matching only when on). A saved
+# meta without one of these reads as its default; any other missing field means an older generator.
+_FIELDS_SAFE_TO_DEFAULT = {"hue_rotate_prob": 0.0, "watermark_ink": False}
+
+
 def _same_render(saved: dict, meta: dict) -> bool:
-    """Whether a set's saved meta describes the render ``meta`` asks for. The configs are compared
-    as :class:`SynthConfig` s, so a set written before a field was added (with the new field at its
-    default, which draws what the old code drew) is resumed or kept, not rendered again."""
-    rest = [k for k in {*saved, *meta} if k != "config"]
-    if any(saved.get(k) != meta.get(k) for k in rest):
-        return False
-    try:
-        return SynthConfig.from_dict(saved["config"]) == SynthConfig.from_dict(meta["config"])
-    except (KeyError, TypeError, ValueError):
-        return False
+    """Whether a set's saved meta describes the render ``meta`` asks for: equal, but for fields of
+    :data:`_FIELDS_SAFE_TO_DEFAULT` missing from the saved config at their default, so a set
+    written before such a field existed is resumed or kept, not rendered again."""
+    saved = {**saved, "config": {**_FIELDS_SAFE_TO_DEFAULT, **saved.get("config", {})}}
+    return saved == meta
 
 
 def render_dataset(
@@ -668,13 +678,18 @@ def common_watermark_ink(named_metas: Sequence[tuple[str, dict]]) -> bool:
     return ink
 
 
+def read_synth_meta(path: str | os.PathLike) -> dict:
+    """A rendered set's ``meta.json`` (how it was rendered), without loading its images."""
+    meta_path = Path(path) / "meta.json"
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"{path}: not a rendered data set (no meta.json); run `deqa baseline synth --out {path}`")
+    return json.loads(meta_path.read_text())
+
+
 def load_synth_dataset(path: str | os.PathLike) -> tuple[Array, Array, dict]:
     """(images memmap N×S×S×3 uint8, labels N×H float32, meta) of a finished rendered set."""
     path = Path(path)
-    meta_path = path / "meta.json"
-    if not meta_path.is_file():
-        raise FileNotFoundError(f"{path}: not a rendered data set (no meta.json); run `deqa baseline synth --out {path}`")
-    meta = json.loads(meta_path.read_text())
+    meta = read_synth_meta(path)
     prog = json.loads((path / "progress.json").read_text()) if (path / "progress.json").is_file() else {"done": 0}
     if prog["done"] < meta["n"]:
         raise ValueError(f"{path}: only {prog['done']}/{meta['n']} samples rendered; re-run the same synth command to resume")
