@@ -140,7 +140,7 @@ if [ -n "$INIT_FROM" ] && [ ! -f "$INIT_FROM/deqa_baseline.json" ]; then
 fi
 # A CNN used as it is (no round of its own) keeps the watermark labels it was trained on: the sets
 # rendered here must mean the same, or the branch step fails after hours of rendering. (A round from
-# INIT_FROM may change them: that is how v12 went from v11's labels to ink-matched ones.) Flipping the
+# INIT_FROM may change them: how the ink-matched candidate was built from v11, BENCHMARKS.md.) Flipping the
 # knob on an existing WORK folder renders every set again; a new WORK folder keeps the old one intact.
 if [ -n "$INIT_FROM" ] && [ "$EPOCHS3" -le 0 ] && [ "$WATERMARK_INK" = 1 ] && ! grep -q '"watermark_ink": true' "$INIT_FROM/deqa_baseline.json"; then
   echo "build_default_model.sh: INIT_FROM=$INIT_FROM was trained without ink-matched watermarks and EPOCHS3=0 keeps its CNN as it is: WATERMARK_INK must be 0 (or EPOCHS3 > 0)" >&2
@@ -242,7 +242,7 @@ if [ "$BRANCH" = 1 ]; then
 fi
 
 # Fine-tuning the branch end to end: the later trunk blocks and the MLP learn from the same crops the
-# MLP did, starting from the branch above (or INIT_FROM's); the CNN is copied in unchanged (v12).
+# MLP did, starting from the branch above (or INIT_FROM's); the CNN is copied in unchanged (measured: BENCHMARKS.md, not shipped).
 if [ "$FINETUNE_EPOCHS" -gt 0 ]; then
   FT_DATA=("$WORK/train")
   if [ "$BRANCH_N_EXTRA" -gt 0 ]; then

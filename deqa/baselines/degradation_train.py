@@ -231,8 +231,8 @@ def evaluate_protocol(
     Every set must be rendered at the model's input size (the degradations are defined in its pixels),
     and all by one protocol: ``deqa-heldout-v4`` when their watermarks are ink-matched, else v3.
     ``model_watermark_ink`` (the model's training labels, when known) goes into the result as
-    ``model_protocol``: a model can be measured on the other protocol's sets (how v11 and v12 were
-    compared), but its card must not report such numbers as its own.
+    ``model_protocol``: a model can be measured on the other protocol's sets (how v11 and the ink-matched
+    candidate were compared), but its card must not report such numbers as its own.
     """
     heads = list(model.cfg.heads)
     # Every set's meta first: a set of the other protocol fails before any prediction.
