@@ -112,6 +112,13 @@ def test_source_settings_carry_over(branched, tmp_path):
     with pytest.raises(ValueError, match=r"val_sweep_blur: rendered without --watermark-ink but the model was trained with it"):
         finetune_branch(_cfg(branched, tmp_path / "ft4", model=str(src), epochs=1), progress=False)
     assert not (tmp_path / "ft4" / "finetune_state.pt").exists()
+    # On ink-matched sets it trains, and the output keeps the record.
+    photo = branched["train"].parent / "coffee.png"
+    ink = {name: render_dataset([photo], tmp_path / name, n, SynthConfig(size=64, watermark_ink=True, **kw), seed=seed, progress=False)
+           for name, n, seed, kw in (("train4", 48, 1, {}), ("val4", 16, 2, {}), ("sweep4", 16, 3, {"sweep": "blur"}))}
+    finetune_branch(_cfg(branched, tmp_path / "ft4", model=str(src), epochs=1, train_data=[str(ink["train4"])],
+                         val_data=str(ink["val4"]), val_sweeps=[str(ink["sweep4"])]), progress=False)
+    assert json.loads((tmp_path / "ft4" / "deqa_baseline.json").read_text())["watermark_ink"] is True
 
 
 def test_interrupted_run_resumes_to_the_same_weights(branched, tmp_path, monkeypatch):

@@ -363,7 +363,7 @@ def test_evaluate_sweep_by_hand():
         evaluate_sweep(p, y, ["blur", "noise"], "blur")
 
 
-def test_protocol_on_rendered_sets(tmp_path, tiny_sets):
+def test_protocol_on_rendered_sets(tmp_path, tiny_sets, capsys):
     from skimage import data
 
     from deqa.baselines.degradation_train import evaluate_protocol
@@ -396,8 +396,19 @@ def test_protocol_on_rendered_sets(tmp_path, tiny_sets):
     sweep4 = render_dataset([photo], tmp_path / "sw4", 24, SynthConfig(size=64, sweep="noise", watermark_ink=True), seed=4, progress=False)
     with pytest.raises(ValueError, match=r"sw4: rendered with --watermark-ink but .*mixed without it"):
         evaluate_protocol(net, mixed, [sweep, sweep4])
-    # The model's own labels, when given, are recorded beside the sets' protocol.
+    # The model's own labels, when given, are recorded beside the sets' protocol; the CLI says so.
     assert evaluate_protocol(net, mixed4, [sweep4], batch_size=8, model_watermark_ink=False)["model_protocol"] == "deqa-heldout-v3"
+    from deqa.cli.baseline import main
+
+    save_degradation_model(net, tmp_path / "m3", extra={"model_id": "v3-model"})
+    capsys.readouterr()
+    assert main(["eval", "--model", str(tmp_path / "m3"), "--data", str(mixed4), "--sweep", str(sweep4),
+                 "--out", str(tmp_path / "m.json")]) == 0
+    assert "was trained on deqa-heldout-v3 watermark labels; these sets are deqa-heldout-v4" in capsys.readouterr().err
+    saved = json.loads((tmp_path / "m.json").read_text())
+    assert (saved["protocol"], saved["model_protocol"]) == ("deqa-heldout-v4", "deqa-heldout-v3")
+    assert main(["eval", "--model", str(tmp_path / "m3"), "--data", str(mixed), "--out", str(tmp_path / "m.json")]) == 0
+    assert "watermark labels" not in capsys.readouterr().err
 
 
 def test_cli_eval_and_branch_train_refuse_an_encoder_head_folder(tmp_path, capsys):
