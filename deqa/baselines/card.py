@@ -153,7 +153,7 @@ def write_model_card(model_dir: str | Path, metrics_path: str | Path, train_logs
     from ..load import BASELINE_CONFIG_NAME
     from . import BUILTIN_MODEL_ID, builtin_model_dir
     from .degradation import DegradationModelConfig, DegradationNet
-    from .degradation_train import PROTOCOL, PROTOCOL_INK
+    from .degradation_train import PROTOCOL, PROTOCOL_INK, protocol_name
     from .synth import (
         INK_OPACITY,
         INK_OPACITY_RANGE,
@@ -221,7 +221,7 @@ def write_model_card(model_dir: str | Path, metrics_path: str | Path, train_logs
     # The card reports the model's own protocol only: the watermark label must mean one thing in its
     # config, its training and validation sets and its held-out metrics.
     ink = bool(cfg.get("watermark_ink", False))
-    own = PROTOCOL_INK if ink else PROTOCOL
+    own = protocol_name(ink)
     for what, value in (("training set", train_meta), ("validation set", val_meta)):
         if value and set_watermark_ink(value) != ink:
             raise ValueError(f"write_model_card: {model_dir} records watermark_ink={ink} but its {what} was rendered "

@@ -45,6 +45,7 @@ __all__ = [
     "head_loss",
     "PROTOCOL",
     "PROTOCOL_INK",
+    "protocol_name",
 ]
 
 # The held-out protocol's name, written into every metrics JSON. v3: isolated sweep sets graded
@@ -53,6 +54,11 @@ PROTOCOL = "deqa-heldout-v3"
 # v4: the same sets but every watermark ink-matched (`synth --watermark-ink`), so the watermark label
 # means something else; the other heads' labels are v3's.
 PROTOCOL_INK = "deqa-heldout-v4"
+
+
+def protocol_name(watermark_ink: bool) -> str:
+    """The held-out protocol of sets (or a model's training labels) with or without ink-matched watermarks."""
+    return PROTOCOL_INK if watermark_ink else PROTOCOL
 
 
 @dataclass
@@ -250,9 +256,9 @@ def evaluate_protocol(
         return predict_intensities(model, images, batch_size, device), labels, meta
 
     pred, labels, meta = load(mixed)
-    res: dict[str, Any] = {"protocol": PROTOCOL_INK if ink else PROTOCOL, "image_size": model.cfg.image_size}
+    res: dict[str, Any] = {"protocol": protocol_name(ink), "image_size": model.cfg.image_size}
     if model_watermark_ink is not None:
-        res["model_protocol"] = PROTOCOL_INK if model_watermark_ink else PROTOCOL
+        res["model_protocol"] = protocol_name(model_watermark_ink)
     res["mixed"] = evaluate_degradation(pred, labels, heads, model.cfg.normalised_weights())
     res["mixed"]["data"] = str(mixed)
     res["sweep"], res["sweep_isolated"] = {}, {}
