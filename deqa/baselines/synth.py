@@ -241,12 +241,11 @@ WATERMARK_LAYOUTS = ("tiled", "centre", "diagonal", "corner")
 # unlike the system fonts) and a word of middling length and weight among _WATERMARK_WORDS.
 INK_REFERENCE_TEXT = "SAMPLE"
 # Ink-matched opacity: the reference mark's opacity at t = 0 and t = 1, and the clip of a mark's
-# scaled opacity. The ratio reference ink / mark ink spans about 0.5-2.75 (P5-P99 of random marks
-# at 224 px), so the top is 0.6 rather than the unmatched 0.85, where about a third of the marks at
-# t = 1 would need an opacity above 1. At 0.6 (bench/baseline_limits.py --only watermark_ink, 360
-# marks on held-out crops): 1-5% of the marks per layout as drawn; at t = 1, 25% of the centred
-# marks (long words shrunk to fit leave less ink than the reference), 9% diagonal, <= 2% tiled and
-# corner. A clipped mark is as inked as opacity 1 allows: its ink still does not fall as t grows.
+# scaled opacity. Marks carry up to a few times less ink than the reference, so the top is 0.6
+# rather than the unmatched 0.85, where far more marks at high t would need an opacity above 1.
+# At 0.6 (bench/baseline_limits.py --only watermark_ink, 360 marks on held-out crops): 1-5% of
+# the marks per layout as drawn; at t = 1, 25% of the centred marks (long words shrunk to fit
+# leave less ink than the reference), 9% diagonal, <= 2% tiled and corner. A clipped mark is as inked as opacity 1 allows: its ink still does not fall as t grows.
 # Measured with a full rebuild (BENCHMARKS.md, "Ink-matched watermark labels"): a model trained on
 # these labels grades its own held-out marks worse (0.78 / 0.75) than v11 grades v3's (0.875 / 0.870),
 # so the option is off by default.
@@ -275,9 +274,10 @@ def apply_watermark(img: Array, t: float, rng: np.random.Generator, layout: str 
     size factor, place and rotation (a centred word is shrunk to fit on its own). So opacity x
     inked area (the mark's summed alpha) depends on ``t``, layout and size only, up to the clip
     of the scaled opacity to :data:`INK_OPACITY_RANGE` (the lightest marks at high ``t``, mostly
-    long centred words; 1-5% per layout as drawn, see :data:`INK_OPACITY`). Without it, marks of one label differ 3-9x in ink between the
-    lightest and heaviest word and font (0.4-2.5x, P5-P99, of random ones), which cost v10 ~0.03
-    of held-out watermark grading (BENCHMARKS.md). Same random numbers either way. ``info``, when
+    long centred words; 1-5% per layout as drawn, see :data:`INK_OPACITY`). Without it, marks of
+    one label differ 3-9x in ink between the lightest and heaviest word and font (the ink test),
+    which cost v10 ~0.03 of held-out watermark grading (BENCHMARKS.md); trained on, the matched
+    label graded worse still (BENCHMARKS.md). Same random numbers either way. ``info``, when
     given, receives the mark's ``opacity`` and, with ``ink``, its ``ink_ratio`` and whether the
     scaled opacity was ``clipped`` (for analyses).
     """
