@@ -1,0 +1,272 @@
+"""Would the encoder branch grade colour cast and exposure better if it learnt their direction too?
+
+    python bench/branch_polar_targets.py --build .cache/build --cnn CNN_FOLDER
+                                         [--train-data train train_branch] [--seeds 2] [--out polar.json]
+
+The colour-cast head must read a cast's strength whatever its hue, and the exposure head a
+brightness error whichever way it goes. As targets both are magnitudes of something with a
+direction: a cast is a vector in the chroma plane (the generator's hue angle a, length t), an
+exposure error a signed number (t under or over). A regression onto the magnitude asks the MLP
+for a V-shaped function of the image's colour and brightness; a regression onto the vector or the
+signed value asks for one that runs one way, and the magnitude is read back from it. Measured on
+v10 (BENCHMARKS.md, "Where colour-cast grading is lost"): within one cast axis held-out grading is
+0.80-0.83, across all hues 0.749, and green and magenta read about twice blue and yellow.
+
+Two arms on the same cached trunk features, the branch recipe (``fit_head``, ``branch_head``,
+``BranchTrainConfig``'s defaults), each at ``--seeds`` seeds (the recipe's and the next ones):
+
+- ``scalar``: the shipped targets, one intensity per head (the control);
+- ``polar``: colour cast as 0.5 + 0.5 t (cos a, sin a), exposure as 0.5 + 0.5 t d (d = -1 under,
+  +1 over), the other heads as shipped; read back as 2 |v - 0.5| and 2 |s - 0.5|.
+
+The generator draws a and d but does not store them, so they are recovered by rendering every
+training and validation crop again from its seed (each image must equal the stored one byte for
+byte, or the script stops); cached per set in ``<set>/bench_polar_v1.npy`` (angle, cast kind,
+exposure direction; NaN where the crop has none). Each arm is blended with the CNN per head as the
+build does it (share on ``MIX_GRID`` with the best mean grading SRCC on the validation sweeps),
+then graded on the held-out sets (``test/``); the branch alone is reported too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from multiprocessing import Pool
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from branch_colour_stats import train_mlp  # noqa: E402
+
+from deqa.baselines import synth  # noqa: E402
+from deqa.baselines.branch_train import (  # noqa: E402
+    MIX_GRID,
+    BranchTrainConfig,
+    _logits,
+    branch_features,
+    check_rendered,
+    imagenet_branch,
+)
+from deqa.baselines.degradation import load_degradation_model, model_watermark_ink  # noqa: E402
+from deqa.baselines.degradation_config import EncoderBranchConfig, mix_logits  # noqa: E402
+from deqa.baselines.degradation_train import evaluate_degradation, predict_intensities  # noqa: E402
+from deqa.baselines.synth import load_synth_dataset  # noqa: E402
+from deqa.metrics import srcc  # noqa: E402
+
+ARMS = ("scalar", "polar")
+CACHE = "bench_polar_v1.npy"
+_KINDS = {"gains": 0.0, "tint": 1.0}
+
+# --- recovering the directions ----------------------------------------------------------------------
+_drawn: dict = {}
+
+
+def _recording_cast(img, t, rng):
+    # The same draws, in the same order, as apply_colour_cast makes when it picks kind and angle.
+    kind = rng.choice(["gains", "tint"])
+    angle = rng.uniform(0, 2 * np.pi)
+    _drawn.update(angle=float(angle), kind=_KINDS[str(kind)])
+    return synth.apply_colour_cast(img, t, rng, kind=kind, angle=angle)
+
+
+def _recording_exposure(img, t, rng):
+    d = int(rng.choice([-1, 1]))  # as apply_exposure draws it
+    _drawn["dir"] = float(d)
+    return synth.apply_exposure(img, t, rng, direction=d)
+
+
+def _record_chunk(args) -> tuple[int, np.ndarray, list[int]]:
+    path, start, stop = args
+    meta = json.loads((Path(path) / "meta.json").read_text())
+    cfg = synth.SynthConfig.from_dict(meta["config"])
+    stored = np.load(Path(path) / "images.npy", mmap_mode="r")
+    usable = [p for p in meta["photos"] if min(synth._photo(p).size) >= cfg.size]
+    synth.DEGRADATIONS["colour_cast"], synth.DEGRADATIONS["exposure"] = _recording_cast, _recording_exposure
+    out = np.full((stop - start, 3), np.nan, np.float32)
+    mismatched = []
+    for j, i in enumerate(range(start, stop)):
+        _drawn.clear()
+        rng = np.random.default_rng([meta["seed"], i])  # as synth._render_chunk seeds sample i
+        k = int(rng.integers(0, len(usable)))
+        img, _ = synth.render_sample(synth._photo(usable[k]), rng, cfg)
+        if not np.array_equal(img, stored[i]):
+            mismatched.append(i)
+        out[j] = [_drawn.get("angle", np.nan), _drawn.get("kind", np.nan), _drawn.get("dir", np.nan)]
+    return start, out, mismatched
+
+
+def directions(path: Path, workers: int) -> np.ndarray:
+    """[N, 3] (cast angle, cast kind, exposure direction) of a rendered set, cached."""
+    cache = path / CACHE
+    meta = json.loads((path / "meta.json").read_text())
+    if cache.is_file():
+        out = np.load(cache)
+        if len(out) == meta["n"]:
+            return out
+    n = meta["n"]
+    out = np.full((n, 3), np.nan, np.float32)
+    chunks = [(str(path), s, min(s + 500, n)) for s in range(0, n, 500)]
+    with Pool(workers) as pool:
+        for start, part, bad in pool.imap_unordered(_record_chunk, chunks):
+            if bad:
+                raise SystemExit(f"{path}: sample(s) {bad[:5]} render differently from the stored images; "
+                                 "this generator is not the one that wrote the set")
+            out[start : start + len(part)] = part
+    np.save(cache, out)
+    return out
+
+
+# --- targets and read-back ----------------------------------------------------------------------------
+def polar_targets(y: np.ndarray, drawn: np.ndarray, heads: tuple[str, ...]) -> tuple[np.ndarray, list[str]]:
+    """Scalar labels [N, H] -> polar targets [N, H + 1] and the head each column takes its loss weight from."""
+    cols, names = [], []
+    for j, h in enumerate(heads):
+        t = y[:, j]
+        if h == "colour_cast":
+            a = np.nan_to_num(drawn[:, 0])
+            if np.any(np.isnan(drawn[:, 0]) & (t > 0)):
+                raise SystemExit("a cast crop without a recorded angle")
+            cols += [0.5 + 0.5 * t * np.cos(a), 0.5 + 0.5 * t * np.sin(a)]
+            names += [h, h]
+        elif h == "exposure":
+            d = np.nan_to_num(drawn[:, 2])
+            if np.any(np.isnan(drawn[:, 2]) & (t > 0)):
+                raise SystemExit("an exposed crop without a recorded direction")
+            cols.append(0.5 + 0.5 * t * d)
+            names.append(h)
+        else:
+            cols.append(t)
+            names.append(h)
+    return np.stack(cols, 1).astype(np.float32), names
+
+
+def polar_readout(logits: np.ndarray, heads: tuple[str, ...]) -> np.ndarray:
+    """Polar logits [N, H + 1] -> per-head intensity logits [N, H] (magnitudes as logits, to blend)."""
+    p = 1 / (1 + np.exp(-logits.astype(np.float64)))
+    out, c = [], 0
+    for h in heads:
+        if h == "colour_cast":
+            out.append(2 * np.hypot(p[:, c] - 0.5, p[:, c + 1] - 0.5))
+            c += 2
+        elif h == "exposure":
+            out.append(2 * np.abs(p[:, c] - 0.5))
+            c += 1
+        else:
+            out.append(p[:, c])
+            c += 1
+    q = np.clip(np.stack(out, 1), 1e-4, 1 - 1e-4)
+    return np.log(q / (1 - q)).astype(np.float32)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--build", required=True, help="work folder of scripts/build_default_model.sh")
+    ap.add_argument("--cnn", required=True, help="degradation-model folder whose CNN the MLPs are blended with")
+    ap.add_argument("--train-data", nargs="+", default=["train", "train_branch"], help="training sets, relative to --build")
+    ap.add_argument("--seeds", type=int, default=2, help="MLP seeds per arm (the recipe's seed and the next ones)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    build = Path(args.build)
+    test = build / "test"
+    held_sweeps = sorted(test.glob("sweep_*")) + sorted(test.glob("iso_*"))
+    val_sweeps = sorted(build.glob("val_sweep_*")) + sorted(build.glob("val_iso_*"))
+    sets = [test / "mixed", build / "val", *(build / t for t in args.train_data), *held_sweeps, *val_sweeps]
+    for need in sets:
+        if not (need / "meta.json").is_file():
+            ap.error(f"{need}: missing rendered set (run scripts/build_default_model.sh {build} first)")
+    cnn = load_degradation_model(args.cnn, cnn_only=True)
+    heads = tuple(cnn.cfg.heads)
+    for h in ("colour_cast", "exposure"):
+        if h not in heads:
+            ap.error(f"{args.cnn}: the CNN has no {h} head")
+    ink = model_watermark_ink(args.cnn)
+    for need in sets:
+        images, _, meta = load_synth_dataset(need)
+        check_rendered(need, images, meta, heads, cnn.cfg.image_size, ink)
+    trunk = imagenet_branch(EncoderBranchConfig(), len(heads), cnn.cfg.image_size)
+
+    def load(path: Path, with_cnn: bool = True, with_dirs: bool = False) -> dict:
+        images, labels, meta = load_synth_dataset(path)
+        d = {"trunk": branch_features(trunk, path), "y": np.asarray(labels), "head": meta["config"].get("sweep")}
+        if with_dirs:
+            d["dirs"] = directions(path, args.threads)
+        if with_cnn:
+            d["cnn"] = _logits(predict_intensities(cnn, images))
+        return d
+
+    train = [load(build / t, with_cnn=False, with_dirs=True) for t in args.train_data]
+    val = load(build / "val", with_dirs=True)
+    vsw = [load(p) for p in val_sweeps]
+    hsw = {p.name: load(p) for p in held_sweeps}
+    mixed = load(test / "mixed")
+
+    x_tr = np.concatenate([d["trunk"] for d in train])
+    y_tr = np.concatenate([d["y"] for d in train])
+    dirs_tr = np.concatenate([d["dirs"] for d in train])
+    recipe = BranchTrainConfig(cnn=args.cnn, train_data=args.train_data, val_data=str(build / "val"), out_dir=str(build))
+    runs = {}
+    for arm in ARMS:
+        for k in range(args.seeds):
+            cfg = dataclasses.replace(recipe, seed=recipe.seed + k)
+            if arm == "scalar":
+                predict, best, best_epoch = train_mlp(x_tr, y_tr, val["trunk"], val["y"], heads, cfg)
+                read = predict
+            else:
+                yp_tr, names = polar_targets(y_tr, dirs_tr, heads)
+                yp_va, _ = polar_targets(val["y"], val["dirs"], heads)
+                predict, best, best_epoch = train_mlp(x_tr, yp_tr, val["trunk"], yp_va, tuple(names), cfg)
+
+                def read(a, predict=predict):
+                    return polar_readout(predict(a), heads)
+
+            mix, grading, branch_only = {}, {}, {}
+            for j, h in enumerate(heads):
+                sets_h = [d for d in vsw if d["head"] == h]
+                preds = [read(d["trunk"])[:, j] for d in sets_h]
+                grade = [np.mean([srcc(mix_logits(d["cnn"][:, j], p, m), d["y"][:, j]) for d, p in zip(sets_h, preds, strict=True)])
+                         for m in MIX_GRID]
+                mix[h] = float(MIX_GRID[int(np.argmax(grade))])
+            m = np.array([mix[h] for h in heads], np.float32)
+            for name, d in hsw.items():
+                j = heads.index(d["head"])
+                p = read(d["trunk"])
+                key = f"{d['head']} {'isolated' if name.startswith('iso_') else 'nuisance'}"
+                grading[key] = round(srcc(mix_logits(d["cnn"][:, j], p[:, j], m[j]), d["y"][:, j]), 4)
+                branch_only[key] = round(srcc(p[:, j], d["y"][:, j]), 4)
+            blended = 1 / (1 + np.exp(-mix_logits(mixed["cnn"], read(mixed["trunk"]), m)))
+            ev = evaluate_degradation(blended, mixed["y"], list(heads), cnn.cfg.normalised_weights())
+            run = {"seed": cfg.seed, "best_val_loss": round(best, 5), "best_epoch": best_epoch, "mix": mix, "grading": grading,
+                   "branch_only_grading": branch_only, "watermark_auc": round(ev["heads"]["watermark"]["roc_auc"], 4),
+                   "overall": round(ev["overall_srcc_vs_weighted_total"], 4)}
+            runs.setdefault(arm, []).append(run)
+            print(arm, json.dumps(run), flush=True)
+
+    def mean(arm, key, sub=None):
+        vals = [r[key][sub] if sub else r[key] for r in runs[arm]]
+        return float(np.mean(vals))
+
+    for what, key in (("blended with the CNN", "grading"), ("branch alone", "branch_only_grading")):
+        print(f"\nmean of {args.seeds} seed(s), {what}:")
+        print("| targets | " + " | ".join(heads) + (" | watermark AUC | overall |" if key == "grading" else ""))
+        print("|---|" + "---|" * (len(heads) + (2 if key == "grading" else 0)))
+        for arm in ARMS:
+            cells = [f"{mean(arm, key, h + ' nuisance'):.3f} / {mean(arm, key, h + ' isolated'):.3f}" for h in heads]
+            tail = f" | {mean(arm, 'watermark_auc'):.3f} | {mean(arm, 'overall'):.4f} |" if key == "grading" else ""
+            print(f"| {arm} | " + " | ".join(cells) + tail)
+    if args.out:
+        Path(args.out).write_text(json.dumps({"cnn": args.cnn, "train_data": args.train_data, "runs": runs}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
