@@ -131,6 +131,54 @@ def train_mlp(x_tr, y_tr, x_va, y_va, heads, cfg: BranchTrainConfig):
     return predict, best, best_epoch
 
 
+def build_sets(ap: argparse.ArgumentParser, build: Path, train_data: list[str], cnn_dir: str):
+    """The build's sets, checked against the CNN (heads, size, watermark labels) before any feature:
+    (cnn, heads, training sets, val, validation sweeps, held-out sweeps, held-out mixed set)."""
+    test = build / "test"
+    held_sweeps = sorted(test.glob("sweep_*")) + sorted(test.glob("iso_*"))
+    val_sweeps = sorted(build.glob("val_sweep_*")) + sorted(build.glob("val_iso_*"))
+    train = [build / t for t in train_data]
+    sets = [test / "mixed", build / "val", *train, *held_sweeps, *val_sweeps]
+    for need in sets:
+        if not (need / "meta.json").is_file():
+            ap.error(f"{need}: missing rendered set (run scripts/build_default_model.sh {build} first)")
+    cnn = load_degradation_model(cnn_dir, cnn_only=True)
+    heads = tuple(cnn.cfg.heads)
+    ink = model_watermark_ink(cnn_dir)
+    for need in sets:
+        images, _, meta = load_synth_dataset(need)
+        check_rendered(need, images, meta, heads, cnn.cfg.image_size, ink)
+    return cnn, heads, train, build / "val", val_sweeps, held_sweeps, test / "mixed"
+
+
+def blend_and_grade(read, x, vsw: list[dict], hsw: dict[str, dict], mixed: dict, heads: tuple[str, ...],
+                    weights: list[float]) -> dict:
+    """Blend an MLP with the CNN per head as the build does (share on ``MIX_GRID`` with the best mean
+    grading SRCC on the validation sweeps), then grade on the held-out sets.
+
+    ``read(features) -> per-head logits``; ``x(set) -> that set's features``; the sets are dicts with
+    the CNN's logits (``cnn``), labels (``y``) and the sweep's head (``head``).
+    """
+    mix, grading, branch_only = {}, {}, {}
+    for j, h in enumerate(heads):
+        sets = [d for d in vsw if d["head"] == h]
+        preds = [read(x(d))[:, j] for d in sets]
+        grade = [np.mean([srcc(mix_logits(d["cnn"][:, j], p, m), d["y"][:, j]) for d, p in zip(sets, preds, strict=True)])
+                 for m in MIX_GRID]
+        mix[h] = float(MIX_GRID[int(np.argmax(grade))])
+    m = np.array([mix[h] for h in heads], np.float32)
+    for name, d in hsw.items():
+        j = heads.index(d["head"])
+        p = read(x(d))
+        key = f"{d['head']} {'isolated' if name.startswith('iso_') else 'nuisance'}"
+        grading[key] = round(srcc(mix_logits(d["cnn"][:, j], p[:, j], m[j]), d["y"][:, j]), 4)
+        branch_only[key] = round(srcc(p[:, j], d["y"][:, j]), 4)
+    blended = 1 / (1 + np.exp(-mix_logits(mixed["cnn"], read(x(mixed)), m)))
+    ev = evaluate_degradation(blended, mixed["y"], list(heads), weights)
+    return {"mix": mix, "grading": grading, "branch_only_grading": branch_only,
+            "watermark_auc": round(ev["heads"]["watermark"]["roc_auc"], 4), "overall": round(ev["overall_srcc_vs_weighted_total"], 4)}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build", required=True, help="work folder of scripts/build_default_model.sh")
@@ -142,18 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
 
     build = Path(args.build)
-    test = build / "test"
-    held_sweeps = sorted(test.glob("sweep_*")) + sorted(test.glob("iso_*"))
-    val_sweeps = sorted(build.glob("val_sweep_*")) + sorted(build.glob("val_iso_*"))
-    for need in [test / "mixed", build / "val", *(build / t for t in args.train_data), *held_sweeps, *val_sweeps]:
-        if not (need / "meta.json").is_file():
-            ap.error(f"{need}: missing rendered set (run scripts/build_default_model.sh {build} first)")
-    cnn = load_degradation_model(args.cnn, cnn_only=True)
-    heads = tuple(cnn.cfg.heads)
-    ink = model_watermark_ink(args.cnn)
-    for need in [test / "mixed", build / "val", *(build / t for t in args.train_data), *held_sweeps, *val_sweeps]:
-        images, _, meta = load_synth_dataset(need)  # the model's heads, size and watermark labels, before any feature
-        check_rendered(need, images, meta, heads, cnn.cfg.image_size, ink)
+    cnn, heads, train_sets, val_set, val_sweeps, held_sweeps, mixed_set = build_sets(ap, build, args.train_data, args.cnn)
     trunk = imagenet_branch(EncoderBranchConfig(), len(heads), cnn.cfg.image_size)
 
     def load(path: Path, with_cnn: bool = True) -> dict:
@@ -164,11 +201,11 @@ def main(argv: list[str] | None = None) -> int:
             d["cnn"] = _logits(predict_intensities(cnn, images))
         return d
 
-    train = [load(build / t, with_cnn=False) for t in args.train_data]
-    val = load(build / "val")
+    train = [load(p, with_cnn=False) for p in train_sets]
+    val = load(val_set)
     vsw = [load(p) for p in val_sweeps]
     hsw = {p.name: load(p) for p in held_sweeps}
-    mixed = load(test / "mixed")
+    mixed = load(mixed_set)
 
     def inputs(d, arm):
         return {"trunk": d["trunk"], "stats": d["stats"], "trunk + stats": np.concatenate([d["trunk"], d["stats"]], 1)}[arm]
@@ -179,25 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     for arm in ARMS:
         predict, best, best_epoch = train_mlp(np.concatenate([inputs(d, arm) for d in train]), y_tr, inputs(val, arm), val["y"],
                                               heads, recipe)
-        mix, grading, branch_only = {}, {}, {}
-        for j, h in enumerate(heads):
-            sets = [d for d in vsw if d["head"] == h]
-            preds = [predict(inputs(d, arm))[:, j] for d in sets]
-            grade = [np.mean([srcc(mix_logits(d["cnn"][:, j], p, m), d["y"][:, j]) for d, p in zip(sets, preds, strict=True)])
-                     for m in MIX_GRID]
-            mix[h] = float(MIX_GRID[int(np.argmax(grade))])
-        m = np.array([mix[h] for h in heads], np.float32)
-        for name, d in hsw.items():
-            j = heads.index(d["head"])
-            p = predict(inputs(d, arm))
-            key = f"{d['head']} {'isolated' if name.startswith('iso_') else 'nuisance'}"
-            grading[key] = round(srcc(mix_logits(d["cnn"][:, j], p[:, j], m[j]), d["y"][:, j]), 4)
-            branch_only[key] = round(srcc(p[:, j], d["y"][:, j]), 4)
-        blended = 1 / (1 + np.exp(-mix_logits(mixed["cnn"], predict(inputs(mixed, arm)), m)))
-        ev = evaluate_degradation(blended, mixed["y"], list(heads), cnn.cfg.normalised_weights())
-        results[arm] = {"best_val_loss": round(best, 5), "best_epoch": best_epoch, "mix": mix, "grading": grading,
-                        "branch_only_grading": branch_only, "watermark_auc": round(ev["heads"]["watermark"]["roc_auc"], 4),
-                        "overall": round(ev["overall_srcc_vs_weighted_total"], 4)}
+        results[arm] = {"best_val_loss": round(best, 5), "best_epoch": best_epoch,
+                        **blend_and_grade(predict, lambda d, arm=arm: inputs(d, arm), vsw, hsw, mixed, heads,
+                                          cnn.cfg.normalised_weights())}
         print(arm, json.dumps(results[arm]), flush=True)
     print("| MLP inputs | " + " | ".join(heads) + " | watermark AUC | overall |")
     print("|---|" + "---|" * (len(heads) + 2))

@@ -43,22 +43,18 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from branch_colour_stats import train_mlp  # noqa: E402
+from branch_colour_stats import blend_and_grade, build_sets, train_mlp  # noqa: E402
 
 from deqa.baselines import synth  # noqa: E402
 from deqa.baselines.branch_train import (  # noqa: E402
-    MIX_GRID,
     BranchTrainConfig,
     _logits,
     branch_features,
-    check_rendered,
     imagenet_branch,
 )
-from deqa.baselines.degradation import load_degradation_model, model_watermark_ink  # noqa: E402
-from deqa.baselines.degradation_config import EncoderBranchConfig, mix_logits  # noqa: E402
-from deqa.baselines.degradation_train import evaluate_degradation, predict_intensities  # noqa: E402
+from deqa.baselines.degradation_config import EncoderBranchConfig  # noqa: E402
+from deqa.baselines.degradation_train import predict_intensities  # noqa: E402
 from deqa.baselines.synth import load_synth_dataset  # noqa: E402
-from deqa.metrics import srcc  # noqa: E402
 
 ARMS = ("scalar", "polar")
 CACHE = "bench_polar_v1.npy"
@@ -177,22 +173,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
 
     build = Path(args.build)
-    test = build / "test"
-    held_sweeps = sorted(test.glob("sweep_*")) + sorted(test.glob("iso_*"))
-    val_sweeps = sorted(build.glob("val_sweep_*")) + sorted(build.glob("val_iso_*"))
-    sets = [test / "mixed", build / "val", *(build / t for t in args.train_data), *held_sweeps, *val_sweeps]
-    for need in sets:
-        if not (need / "meta.json").is_file():
-            ap.error(f"{need}: missing rendered set (run scripts/build_default_model.sh {build} first)")
-    cnn = load_degradation_model(args.cnn, cnn_only=True)
-    heads = tuple(cnn.cfg.heads)
+    cnn, heads, train_sets, val_set, val_sweeps, held_sweeps, mixed_set = build_sets(ap, build, args.train_data, args.cnn)
     for h in ("colour_cast", "exposure"):
         if h not in heads:
             ap.error(f"{args.cnn}: the CNN has no {h} head")
-    ink = model_watermark_ink(args.cnn)
-    for need in sets:
-        images, _, meta = load_synth_dataset(need)
-        check_rendered(need, images, meta, heads, cnn.cfg.image_size, ink)
     trunk = imagenet_branch(EncoderBranchConfig(), len(heads), cnn.cfg.image_size)
 
     def load(path: Path, with_cnn: bool = True, with_dirs: bool = False) -> dict:
@@ -204,11 +188,11 @@ def main(argv: list[str] | None = None) -> int:
             d["cnn"] = _logits(predict_intensities(cnn, images))
         return d
 
-    train = [load(build / t, with_cnn=False, with_dirs=True) for t in args.train_data]
-    val = load(build / "val", with_dirs=True)
+    train = [load(p, with_cnn=False, with_dirs=True) for p in train_sets]
+    val = load(val_set, with_dirs=True)
     vsw = [load(p) for p in val_sweeps]
     hsw = {p.name: load(p) for p in held_sweeps}
-    mixed = load(test / "mixed")
+    mixed = load(mixed_set)
 
     x_tr = np.concatenate([d["trunk"] for d in train])
     y_tr = np.concatenate([d["y"] for d in train])
@@ -229,25 +213,8 @@ def main(argv: list[str] | None = None) -> int:
                 def read(a, predict=predict):
                     return polar_readout(predict(a), heads)
 
-            mix, grading, branch_only = {}, {}, {}
-            for j, h in enumerate(heads):
-                sets_h = [d for d in vsw if d["head"] == h]
-                preds = [read(d["trunk"])[:, j] for d in sets_h]
-                grade = [np.mean([srcc(mix_logits(d["cnn"][:, j], p, m), d["y"][:, j]) for d, p in zip(sets_h, preds, strict=True)])
-                         for m in MIX_GRID]
-                mix[h] = float(MIX_GRID[int(np.argmax(grade))])
-            m = np.array([mix[h] for h in heads], np.float32)
-            for name, d in hsw.items():
-                j = heads.index(d["head"])
-                p = read(d["trunk"])
-                key = f"{d['head']} {'isolated' if name.startswith('iso_') else 'nuisance'}"
-                grading[key] = round(srcc(mix_logits(d["cnn"][:, j], p[:, j], m[j]), d["y"][:, j]), 4)
-                branch_only[key] = round(srcc(p[:, j], d["y"][:, j]), 4)
-            blended = 1 / (1 + np.exp(-mix_logits(mixed["cnn"], read(mixed["trunk"]), m)))
-            ev = evaluate_degradation(blended, mixed["y"], list(heads), cnn.cfg.normalised_weights())
-            run = {"seed": cfg.seed, "best_val_loss": round(best, 5), "best_epoch": best_epoch, "mix": mix, "grading": grading,
-                   "branch_only_grading": branch_only, "watermark_auc": round(ev["heads"]["watermark"]["roc_auc"], 4),
-                   "overall": round(ev["overall_srcc_vs_weighted_total"], 4)}
+            run = {"seed": cfg.seed, "best_val_loss": round(best, 5), "best_epoch": best_epoch,
+                   **blend_and_grade(read, lambda d: d["trunk"], vsw, hsw, mixed, heads, cnn.cfg.normalised_weights())}
             runs.setdefault(arm, []).append(run)
             print(arm, json.dumps(run), flush=True)
 

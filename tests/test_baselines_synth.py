@@ -125,6 +125,26 @@ def test_watermark_size_jitter(photo, layout):
     assert sum(not np.array_equal(mark(seed, 0.0), mark(seed)) for seed in range(4)) >= 3
 
 
+@pytest.mark.parametrize("layout", ["tiled", "centre", "diagonal", "corner"])
+def test_watermark_size_match_sizes_words_by_their_ink(photo, layout):
+    """size_match keeps the random stream, scales a heavy word down and a light one up."""
+    big = np.asarray(Image.fromarray((photo * 255).astype(np.uint8)).resize((224, 224)), np.float32) / 255.0
+    fonts = sorted(find_fonts())
+    bold = next(f for f in fonts if "Bold" in Path(f).name and "Oblique" not in Path(f).name)
+    scales = {}
+    for text in ("www.example.com", "demo"):
+        a, b = np.random.default_rng(5), np.random.default_rng(5)
+        info: dict = {}
+        plain = apply_watermark(big, 0.6, a, layout=layout, text=text, font_path=bold)
+        matched = apply_watermark(big, 0.6, b, layout=layout, text=text, font_path=bold, size_match=True, info=info)
+        assert a.random() == b.random()  # same draws: later samples are unchanged
+        assert info["opacity"] == pytest.approx(0.2 + 0.65 * 0.6)  # the opacity is still the label's
+        scales[text] = info["size_scale"]
+        if abs(info["size_scale"] - 1) > 0.1:
+            assert not np.array_equal(plain, matched)
+    assert scales["www.example.com"] < 0.8 < 1.0 < scales["demo"], scales
+
+
 def test_watermark_fixed_word_and_font_keep_the_random_stream(photo):
     """text=/font_path= replace the drawn word and font and nothing else."""
     big = np.asarray(Image.fromarray((photo * 255).astype(np.uint8)).resize((224, 224)), np.float32) / 255.0

@@ -251,11 +251,33 @@ INK_REFERENCE_TEXT = "SAMPLE"
 # so the option is off by default.
 INK_OPACITY = (0.15, 0.6)
 INK_OPACITY_RANGE = (0.05, 1.0)
+# apply_watermark(size_match=True): the clip of its size scale.
+SIZE_MATCH_RANGE = (0.5, 2.0)
+
+
+def _word_ink(text: str, font_path: str | None, size: int) -> float:
+    """Summed alpha (0-255) of ``text`` drawn once, opaque, unrotated, at ``size``."""
+    font = _font(font_path, max(1, size))
+    box = ImageDraw.Draw(Image.new("L", (1, 1))).textbbox((0, 0), text, font=font)
+    canvas = Image.new("L", (max(1, box[2] - box[0] + 2), max(1, box[3] - box[1] + 2)), 0)
+    ImageDraw.Draw(canvas).text((1 - box[0], 1 - box[1]), text, font=font, fill=255)
+    return float(np.asarray(canvas, dtype=np.float32).sum())
+
+
+@lru_cache(maxsize=4)
+def _median_ink_ratio(fonts: tuple[str, ...]) -> float:
+    """Median over the generator's words x fonts of (reference word's ink) / (word's ink), at 30 px.
+
+    Dividing by it keeps the typical mark at its unmatched size (the reference word in Pillow's
+    font is lighter than most: the median is ~0.77 with matplotlib's and Debian's fonts, and the
+    ratio moves by < 0.02 between 15 and 60 px)."""
+    ref = _word_ink(INK_REFERENCE_TEXT, None, 30)
+    return float(np.median([ref / max(_word_ink(w, f, 30), 1.0) for w in _WATERMARK_WORDS for f in (fonts or (None,))]))
 
 
 def apply_watermark(img: Array, t: float, rng: np.random.Generator, layout: str | None = None, *,
                     size_jitter: float = 1.0, text: str | None = None, font_path: str | None = None,
-                    ink: bool = False, info: dict | None = None) -> Array:
+                    ink: bool = False, size_match: bool = False, info: dict | None = None) -> Array:
     """Overlay text: tiled, centred, diagonal or in a corner; opacity and size grow with ``t``.
 
     The text is light on a dark background and dark on a light one (decided by the mean luma
@@ -280,6 +302,12 @@ def apply_watermark(img: Array, t: float, rng: np.random.Generator, layout: str 
     label graded worse still (BENCHMARKS.md). Same random numbers either way. ``info``, when
     given, receives the mark's ``opacity`` and, with ``ink``, its ``ink_ratio`` and whether the
     scaled opacity was ``clipped`` (for analyses).
+
+    ``size_match`` (an analysis knob, not a training option: ``bench/watermark_label_ab.py``):
+    the other way to even out the word and the font. The opacity stays the label's; the text size
+    is scaled by sqrt((ink of the reference word) / (ink of this word) / (that ratio's median over
+    the words and fonts)), both drawn once, opaque, at the drawn size (clipped to 0.5-2x), so a
+    word's inked area rather than its font size follows ``t`` and the typical mark keeps its size. Same random numbers either way; ``info`` receives the ``size_scale``.
     """
 
     def size_factor(lo: float, hi: float) -> float:
@@ -303,6 +331,12 @@ def apply_watermark(img: Array, t: float, rng: np.random.Generator, layout: str 
     scale = 0.7 + 0.6 * t
     lo_hi = {"tiled": (0.06, 0.1), "centre": (0.12, 0.2), "diagonal": (0.12, 0.2), "corner": (0.07, 0.11)}[layout]
     size = int(short * size_factor(*lo_hi) * scale)
+    if size_match:
+        ratio = _word_ink(INK_REFERENCE_TEXT, None, size) / max(_word_ink(text, font_path, size), 1.0)
+        k = float(np.clip(np.sqrt(ratio / _median_ink_ratio(tuple(fonts))), *SIZE_MATCH_RANGE))
+        size = max(1, int(round(size * k)))
+        if info is not None:
+            info["size_scale"] = k
     # Drawn on first use, in the order the marks are drawn, so the reference mark of ink=True
     # reuses the marked one's place and rotation without touching the random stream.
     drawn: dict[str, float | int | None] = {}
