@@ -41,11 +41,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from deqa.baselines.branch_train import (  # noqa: E402
-    MIX_GRID,
     BranchTrainConfig,
     _logits,
     branch_features,
     check_rendered,
+    choose_mix,
     fit_head,
     imagenet_branch,
 )
@@ -108,10 +108,11 @@ def set_stats(path: Path) -> np.ndarray:
     return out
 
 
-def train_mlp(x_tr, y_tr, x_va, y_va, heads, cfg: BranchTrainConfig):
+def train_mlp(x_tr, y_tr, x_va, y_va, heads, cfg: BranchTrainConfig, weights: list[float] | None = None):
     """The branch recipe (``fit_head``: the shipped training loop, ``cfg``'s lr, weight decay, batch,
     warm-up, schedule, epochs, seed, loss weights; the branch's own MLP) on a standardised feature
-    matrix; returns (predict(features) -> logits, best validation loss, its epoch)."""
+    matrix; returns (predict(features) -> logits, best validation loss, its epoch). ``weights``:
+    one loss weight per target column, in place of ``cfg.loss_weights`` looked up by ``heads``."""
     torch.manual_seed(cfg.seed)
     mean, std = x_tr.mean(0), x_tr.std(0) + 1e-6
 
@@ -120,7 +121,7 @@ def train_mlp(x_tr, y_tr, x_va, y_va, heads, cfg: BranchTrainConfig):
 
     xt, xv = norm(x_tr), norm(x_va)
     model = branch_head(cfg.branch_config(), xt.shape[1], y_tr.shape[1])
-    w = torch.tensor([cfg.loss_weights.get(h, 1.0) for h in heads])
+    w = torch.tensor(weights if weights is not None else [cfg.loss_weights.get(h, 1.0) for h in heads], dtype=torch.float32)
     best, log = fit_head(model, model, (xt, torch.from_numpy(y_tr)), (xv, torch.from_numpy(y_va)), w, cfg)
     best_epoch = min(log, key=lambda r: r["val_loss"])["epoch"]
 
@@ -151,21 +152,18 @@ def build_sets(ap: argparse.ArgumentParser, build: Path, train_data: list[str], 
     return cnn, heads, train, build / "val", val_sweeps, held_sweeps, test / "mixed"
 
 
-def blend_and_grade(read, x, vsw: list[dict], hsw: dict[str, dict], mixed: dict, heads: tuple[str, ...],
+def blend_and_grade(read, x, val: dict, vsw: list[dict], hsw: dict[str, dict], mixed: dict, heads: tuple[str, ...],
                     weights: list[float]) -> dict:
-    """Blend an MLP with the CNN per head as the build does (share on ``MIX_GRID`` with the best mean
-    grading SRCC on the validation sweeps), then grade on the held-out sets.
+    """Blend an MLP with the CNN per head as the build does (``choose_mix``: the branch's share on
+    ``MIX_GRID`` with the best mean grading SRCC on the head's validation sweeps, else the lowest
+    validation BCE), then grade on the held-out sets.
 
     ``read(features) -> per-head logits``; ``x(set) -> that set's features``; the sets are dicts with
     the CNN's logits (``cnn``), labels (``y``) and the sweep's head (``head``).
     """
-    mix, grading, branch_only = {}, {}, {}
-    for j, h in enumerate(heads):
-        sets = [d for d in vsw if d["head"] == h]
-        preds = [read(x(d))[:, j] for d in sets]
-        grade = [np.mean([srcc(mix_logits(d["cnn"][:, j], p, m), d["y"][:, j]) for d, p in zip(sets, preds, strict=True)])
-                 for m in MIX_GRID]
-        mix[h] = float(MIX_GRID[int(np.argmax(grade))])
+    sweeps = {h: [(d["cnn"], read(x(d)), d["y"]) for d in vsw if d["head"] == h] for h in heads}
+    mix, _ = choose_mix(val["cnn"], read(x(val)), val["y"], heads, sweeps)
+    grading, branch_only = {}, {}
     m = np.array([mix[h] for h in heads], np.float32)
     for name, d in hsw.items():
         j = heads.index(d["head"])
@@ -217,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         predict, best, best_epoch = train_mlp(np.concatenate([inputs(d, arm) for d in train]), y_tr, inputs(val, arm), val["y"],
                                               heads, recipe)
         results[arm] = {"best_val_loss": round(best, 5), "best_epoch": best_epoch,
-                        **blend_and_grade(predict, lambda d, arm=arm: inputs(d, arm), vsw, hsw, mixed, heads,
+                        **blend_and_grade(predict, lambda d, arm=arm: inputs(d, arm), val, vsw, hsw, mixed, heads,
                                           cnn.cfg.normalised_weights())}
         print(arm, json.dumps(results[arm]), flush=True)
     print("| MLP inputs | " + " | ".join(heads) + " | watermark AUC | overall |")

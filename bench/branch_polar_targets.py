@@ -8,21 +8,25 @@ brightness error whichever way it goes. As targets both are magnitudes of someth
 direction: a cast is a vector in the chroma plane (the generator's hue angle a, length t), an
 exposure error a signed number (t under or over). A regression onto the magnitude asks the MLP
 for a V-shaped function of the image's colour and brightness; a regression onto the vector or the
-signed value asks for one that runs one way, and the magnitude is read back from it. Measured on
-v10 (BENCHMARKS.md, "Where colour-cast grading is lost"): within one cast axis held-out grading is
-0.80-0.83, across all hues 0.749, and green and magenta read about twice blue and yellow.
+signed value asks for one that runs one way, and the magnitude is read back from it. Measured
+(BENCHMARKS.md): v10 grades held-out casts along one axis at 0.80-0.83 and across all hues at 0.749
+("Where colour-cast grading is lost"), and v5 read casts of one label about twice as strong in green
+and magenta as in blue and yellow ("v6 and earlier builds").
 
 Two arms on the same cached trunk features, the branch recipe (``fit_head``, ``branch_head``,
 ``BranchTrainConfig``'s defaults), each at ``--seeds`` seeds (the recipe's and the next ones):
 
 - ``scalar``: the shipped targets, one intensity per head (the control);
 - ``polar``: colour cast as 0.5 + 0.5 t (cos a, sin a), exposure as 0.5 + 0.5 t d (d = -1 under,
-  +1 over), the other heads as shipped; read back as 2 |v - 0.5| and 2 |s - 0.5|.
+  +1 over), the other heads as shipped; read back as 2 |v - 0.5| and 2 |s - 0.5|. The two cast
+  columns share colour cast's loss weight (``--cast-weight split``), so every head keeps its
+  share of the loss; ``full`` gives each column the head's weight (the first run's).
 
 The generator draws a and d but does not store them, so they are recovered by rendering every
 training and validation crop again from its seed (each image must equal the stored one byte for
 byte, or the script stops); cached per set in ``<set>/bench_polar_v1.npy`` (angle, cast kind,
-exposure direction; NaN where the crop has none). Each arm is blended with the CNN per head as the
+exposure direction; NaN where the crop has none), beside the set's meta it was recovered from
+(``bench_polar_v1.json``): a set rendered again under another meta is recovered again. Each arm is blended with the CNN per head as the
 build does it (share on ``MIX_GRID`` with the best mean grading SRCC on the validation sweeps),
 then graded on the held-out sets (``test/``); the branch alone is reported too.
 """
@@ -100,9 +104,9 @@ def _record_chunk(args) -> tuple[int, np.ndarray, list[int]]:
 
 def directions(path: Path, workers: int) -> np.ndarray:
     """[N, 3] (cast angle, cast kind, exposure direction) of a rendered set, cached."""
-    cache = path / CACHE
+    cache, cache_meta = path / CACHE, path / CACHE.replace(".npy", ".json")
     meta = json.loads((path / "meta.json").read_text())
-    if cache.is_file():
+    if cache.is_file() and cache_meta.is_file() and json.loads(cache_meta.read_text()) == meta:
         out = np.load(cache)
         if len(out) == meta["n"]:
             return out
@@ -116,6 +120,7 @@ def directions(path: Path, workers: int) -> np.ndarray:
                                  "this generator is not the one that wrote the set")
             out[start : start + len(part)] = part
     np.save(cache, out)
+    cache_meta.write_text(json.dumps(meta))
     return out
 
 
@@ -167,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cnn", required=True, help="degradation-model folder whose CNN the MLPs are blended with")
     ap.add_argument("--train-data", nargs="+", default=["train", "train_branch"], help="training sets, relative to --build")
     ap.add_argument("--seeds", type=int, default=2, help="MLP seeds per arm (the recipe's seed and the next ones)")
+    ap.add_argument("--cast-weight", choices=("split", "full"), default="split",
+                    help="polar arm: the two cast columns share colour cast's loss weight (split) or each get it (full)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
@@ -208,13 +215,17 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 yp_tr, names = polar_targets(y_tr, dirs_tr, heads)
                 yp_va, _ = polar_targets(val["y"], val["dirs"], heads)
-                predict, best, best_epoch = train_mlp(x_tr, yp_tr, val["trunk"], yp_va, tuple(names), cfg)
+                # Split: the two cast columns share the head's weight, so each head keeps its scalar
+                # share of the loss; full: each column at the head's weight (the first run's).
+                w = [cfg.loss_weights.get(h, 1.0) * (0.5 if h == "colour_cast" and args.cast_weight == "split" else 1.0)
+                     for h in names]
+                predict, best, best_epoch = train_mlp(x_tr, yp_tr, val["trunk"], yp_va, tuple(names), cfg, w)
 
                 def read(a, predict=predict):
                     return polar_readout(predict(a), heads)
 
             run = {"seed": cfg.seed, "best_val_loss": round(best, 5), "best_epoch": best_epoch,
-                   **blend_and_grade(read, lambda d: d["trunk"], vsw, hsw, mixed, heads, cnn.cfg.normalised_weights())}
+                   **blend_and_grade(read, lambda d: d["trunk"], val, vsw, hsw, mixed, heads, cnn.cfg.normalised_weights())}
             runs.setdefault(arm, []).append(run)
             print(arm, json.dumps(run), flush=True)
 
@@ -230,8 +241,17 @@ def main(argv: list[str] | None = None) -> int:
             cells = [f"{mean(arm, key, h + ' nuisance'):.3f} / {mean(arm, key, h + ' isolated'):.3f}" for h in heads]
             tail = f" | {mean(arm, 'watermark_auc'):.3f} | {mean(arm, 'overall'):.4f} |" if key == "grading" else ""
             print(f"| {arm} | " + " | ".join(cells) + tail)
+    # The adoption rule's quantities (BENCHMARKS.md), unrounded: polar - scalar, blended, seed means.
+    delta = {f"{h} {k}": mean("polar", "grading", f"{h} {k}") - mean("scalar", "grading", f"{h} {k}")
+             for h in heads for k in ("nuisance", "isolated")}
+    rule = {**{f"{h} (mean of nuisance and isolated)": round((delta[f"{h} nuisance"] + delta[f"{h} isolated"]) / 2, 4)
+               for h in ("colour_cast", "exposure")},
+            "largest drop of another head": round(min(v for k, v in delta.items() if not k.startswith(("colour_cast", "exposure"))), 4),
+            "overall": round(mean("polar", "overall") - mean("scalar", "overall"), 4)}
+    print("\npolar - scalar:", json.dumps(rule))
     if args.out:
-        Path(args.out).write_text(json.dumps({"cnn": args.cnn, "train_data": args.train_data, "runs": runs}, indent=2) + "\n")
+        Path(args.out).write_text(json.dumps({"cnn": args.cnn, "train_data": args.train_data, "cast_weight": args.cast_weight,
+                                              "runs": runs, "polar_minus_scalar": rule}, indent=2) + "\n")
     return 0
 
 

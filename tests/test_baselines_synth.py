@@ -143,6 +143,8 @@ def test_watermark_size_match_sizes_words_by_their_ink(photo, layout):
         if abs(info["size_scale"] - 1) > 0.1:
             assert not np.array_equal(plain, matched)
     assert scales["www.example.com"] < 0.8 < 1.0 < scales["demo"], scales
+    with pytest.raises(ValueError, match="size_match and ink"):
+        apply_watermark(big, 0.6, np.random.default_rng(5), layout=layout, size_match=True, ink=True)
 
 
 def test_watermark_fixed_word_and_font_keep_the_random_stream(photo):

@@ -251,7 +251,9 @@ INK_REFERENCE_TEXT = "SAMPLE"
 # so the option is off by default.
 INK_OPACITY = (0.15, 0.6)
 INK_OPACITY_RANGE = (0.05, 1.0)
-# apply_watermark(size_match=True): the clip of its size scale.
+# apply_watermark(size_match=True): the clip of its size scale. Marks differ 3-9x in ink by
+# word and font (the ink test), so its sqrt spans up to 3x; the clip keeps an extreme word and
+# font from a mark under half or over twice the size the label drew.
 SIZE_MATCH_RANGE = (0.5, 2.0)
 
 
@@ -268,9 +270,9 @@ def _word_ink(text: str, font_path: str | None, size: int) -> float:
 def _median_ink_ratio(fonts: tuple[str, ...]) -> float:
     """Median over the generator's words x fonts of (reference word's ink) / (word's ink), at 30 px.
 
-    Dividing by it keeps the typical mark at its unmatched size (the reference word in Pillow's
-    font is lighter than most: the median is ~0.77 with matplotlib's and Debian's fonts, and the
-    ratio moves by < 0.02 between 15 and 60 px)."""
+    Dividing by it keeps the typical mark at its unmatched size: the reference word in Pillow's
+    font is lighter than most words in most fonts, so undivided, most marks would shrink. One size
+    stands for all because ink grows with the square of the size for every word alike."""
     ref = _word_ink(INK_REFERENCE_TEXT, None, 30)
     return float(np.median([ref / max(_word_ink(w, f, 30), 1.0) for w in _WATERMARK_WORDS for f in (fonts or (None,))]))
 
@@ -307,7 +309,11 @@ def apply_watermark(img: Array, t: float, rng: np.random.Generator, layout: str 
     the other way to even out the word and the font. The opacity stays the label's; the text size
     is scaled by sqrt((ink of the reference word) / (ink of this word) / (that ratio's median over
     the words and fonts)), both drawn once, opaque, at the drawn size (clipped to 0.5-2x), so a
-    word's inked area rather than its font size follows ``t`` and the typical mark keeps its size. Same random numbers either way; ``info`` receives the ``size_scale``.
+    word's inked area rather than its font size follows ``t`` and the typical mark keeps its size.
+    It evens out one word, not the laid-out mark: a tiled mark's count of words still follows the
+    word's width, and a long centred or diagonal word is still shrunk to fit after the scale, so it
+    evens corner marks most. Not with ``ink``. Same random numbers either way; ``info`` receives
+    the ``size_scale``.
     """
 
     def size_factor(lo: float, hi: float) -> float:
@@ -332,6 +338,8 @@ def apply_watermark(img: Array, t: float, rng: np.random.Generator, layout: str 
     lo_hi = {"tiled": (0.06, 0.1), "centre": (0.12, 0.2), "diagonal": (0.12, 0.2), "corner": (0.07, 0.11)}[layout]
     size = int(short * size_factor(*lo_hi) * scale)
     if size_match:
+        if ink:
+            raise ValueError("apply_watermark: size_match and ink are two ways to even out a mark's ink; pass one")
         ratio = _word_ink(INK_REFERENCE_TEXT, None, size) / max(_word_ink(text, font_path, size), 1.0)
         k = float(np.clip(np.sqrt(ratio / _median_ink_ratio(tuple(fonts))), *SIZE_MATCH_RANGE))
         size = max(1, int(round(size * k)))
