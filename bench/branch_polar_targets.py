@@ -87,15 +87,13 @@ def _record_chunk(args) -> tuple[int, np.ndarray, list[int]]:
     meta = json.loads((Path(path) / "meta.json").read_text())
     cfg = synth.SynthConfig.from_dict(meta["config"])
     stored = np.load(Path(path) / "images.npy", mmap_mode="r")
-    usable = [p for p in meta["photos"] if min(synth._photo(p).size) >= cfg.size]
+    usable = synth.usable_photos(meta["photos"], cfg)
     synth.DEGRADATIONS["colour_cast"], synth.DEGRADATIONS["exposure"] = _recording_cast, _recording_exposure
     out = np.full((stop - start, 3), np.nan, np.float32)
     mismatched = []
     for j, i in enumerate(range(start, stop)):
         _drawn.clear()
-        rng = np.random.default_rng([meta["seed"], i])  # as synth._render_chunk seeds sample i
-        k = int(rng.integers(0, len(usable)))
-        img, _ = synth.render_sample(synth._photo(usable[k]), rng, cfg)
+        img, _, _ = synth.render_sample_at(usable, cfg, meta["seed"], i)
         if not np.array_equal(img, stored[i]):
             mismatched.append(i)
         out[j] = [_drawn.get("angle", np.nan), _drawn.get("kind", np.nan), _drawn.get("dir", np.nan)]

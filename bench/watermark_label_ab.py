@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
     ap.add_argument("--n", type=int, default=30000, help="training crops per arm")
     ap.add_argument("--epochs", type=int, default=1)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2, help="torch threads and render workers")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -129,9 +129,9 @@ def main(argv: list[str] | None = None) -> int:
             "size": "apply_watermark(size_match=True); the meta says v3 but the marks are size-matched: bench only\n",
         }[arm])
         sets[arm] = {
-            "train": render(arm, metas["train"], root / "train", args.n, TRAIN_SEED, 2),
-            "val": render(arm, metas["val"], root / "val", metas["val"]["n"], metas["val"]["seed"], 2),
-            **{s: render(arm, metas[f"test/{s}"], root / s, metas[f"test/{s}"]["n"], metas[f"test/{s}"]["seed"], 2)
+            "train": render(arm, metas["train"], root / "train", args.n, TRAIN_SEED, args.threads),
+            "val": render(arm, metas["val"], root / "val", metas["val"]["n"], metas["val"]["seed"], args.threads),
+            **{s: render(arm, metas[f"test/{s}"], root / s, metas[f"test/{s}"]["n"], metas[f"test/{s}"]["seed"], args.threads)
                for s in SWEEPS},
         }
     # The v3 arm is the build's generator: its validation draw must be the build's, byte for byte.

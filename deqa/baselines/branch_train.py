@@ -278,7 +278,8 @@ def fit_head(head: torch.nn.Module, logits: Callable[[torch.Tensor], torch.Tenso
     ``cfg.seed``; ``logits(x)`` maps a feature batch to logits through ``head`` (for the branch,
     with its standardisation). After each epoch the validation loss; the best epoch's weights are
     loaded back into ``head``, left in eval mode. Returns (best validation loss, one row per epoch).
-    ``bench/branch_colour_stats.py`` trains its arms with it, so they follow the shipped recipe.
+    ``bench/branch_colour_stats.py`` and ``bench/branch_polar_targets.py`` train their arms with it,
+    so they follow the shipped recipe.
     """
     (xt, yt), (xv, yv) = train, val
     opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
