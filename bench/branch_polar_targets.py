@@ -61,6 +61,7 @@ from deqa.baselines.degradation_train import predict_intensities  # noqa: E402
 from deqa.baselines.synth import load_synth_dataset  # noqa: E402
 
 ARMS = ("scalar", "polar")
+POLAR_HEADS = ("colour_cast", "exposure")  # the heads whose targets can carry a direction
 CACHE = "bench_polar_v1.npy"
 _KINDS = {"gains": 0.0, "tint": 1.0}
 
@@ -123,18 +124,20 @@ def directions(path: Path, workers: int) -> np.ndarray:
 
 
 # --- targets and read-back ----------------------------------------------------------------------------
-def polar_targets(y: np.ndarray, drawn: np.ndarray, heads: tuple[str, ...]) -> tuple[np.ndarray, list[str]]:
-    """Scalar labels [N, H] -> polar targets [N, H + 1] and the head each column takes its loss weight from."""
+def polar_targets(y: np.ndarray, drawn: np.ndarray, heads: tuple[str, ...],
+                  polar: tuple[str, ...] = POLAR_HEADS) -> tuple[np.ndarray, list[str]]:
+    """Scalar labels [N, H] -> targets with the ``polar`` heads as vector / signed columns (one
+    more column with colour cast), and the head each column takes its loss weight from."""
     cols, names = [], []
     for j, h in enumerate(heads):
         t = y[:, j]
-        if h == "colour_cast":
+        if h == "colour_cast" and h in polar:
             a = np.nan_to_num(drawn[:, 0])
             if np.any(np.isnan(drawn[:, 0]) & (t > 0)):
                 raise SystemExit("a cast crop without a recorded angle")
             cols += [0.5 + 0.5 * t * np.cos(a), 0.5 + 0.5 * t * np.sin(a)]
             names += [h, h]
-        elif h == "exposure":
+        elif h == "exposure" and h in polar:
             d = np.nan_to_num(drawn[:, 2])
             if np.any(np.isnan(drawn[:, 2]) & (t > 0)):
                 raise SystemExit("an exposed crop without a recorded direction")
@@ -146,15 +149,16 @@ def polar_targets(y: np.ndarray, drawn: np.ndarray, heads: tuple[str, ...]) -> t
     return np.stack(cols, 1).astype(np.float32), names
 
 
-def polar_readout(logits: np.ndarray, heads: tuple[str, ...]) -> np.ndarray:
-    """Polar logits [N, H + 1] -> per-head intensity logits [N, H] (magnitudes as logits, to blend)."""
+def polar_readout(logits: np.ndarray, heads: tuple[str, ...], polar: tuple[str, ...] = POLAR_HEADS) -> np.ndarray:
+    """Logits of :func:`polar_targets`' columns -> per-head intensity logits [N, H] (magnitudes as
+    logits, to blend)."""
     p = 1 / (1 + np.exp(-logits.astype(np.float64)))
     out, c = [], 0
     for h in heads:
-        if h == "colour_cast":
+        if h == "colour_cast" and h in polar:
             out.append(2 * np.hypot(p[:, c] - 0.5, p[:, c + 1] - 0.5))
             c += 2
-        elif h == "exposure":
+        elif h == "exposure" and h in polar:
             out.append(2 * np.abs(p[:, c] - 0.5))
             c += 1
         else:
@@ -170,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cnn", required=True, help="degradation-model folder whose CNN the MLPs are blended with")
     ap.add_argument("--train-data", nargs="+", default=["train", "train_branch"], help="training sets, relative to --build")
     ap.add_argument("--seeds", type=int, default=2, help="MLP seeds per arm (the recipe's seed and the next ones)")
+    ap.add_argument("--polar-heads", nargs="+", choices=POLAR_HEADS, default=list(POLAR_HEADS),
+                    help="the heads the polar arm learns with their direction (the others as shipped)")
     ap.add_argument("--cast-weight", choices=("split", "full"), default="split",
                     help="polar arm: the two cast columns share colour cast's loss weight (split) or each get it (full)")
     ap.add_argument("--threads", type=int, default=2)
@@ -211,16 +217,17 @@ def main(argv: list[str] | None = None) -> int:
                 predict, best, best_epoch = train_mlp(x_tr, y_tr, val["trunk"], val["y"], heads, cfg)
                 read = predict
             else:
-                yp_tr, names = polar_targets(y_tr, dirs_tr, heads)
-                yp_va, _ = polar_targets(val["y"], val["dirs"], heads)
+                polar = tuple(args.polar_heads)
+                yp_tr, names = polar_targets(y_tr, dirs_tr, heads, polar)
+                yp_va, _ = polar_targets(val["y"], val["dirs"], heads, polar)
                 # Split: the two cast columns share the head's weight, so each head keeps its scalar
                 # share of the loss; full: each column at the head's weight (the first run's).
-                w = [cfg.loss_weights.get(h, 1.0) * (0.5 if h == "colour_cast" and args.cast_weight == "split" else 1.0)
+                w = [cfg.loss_weights.get(h, 1.0) * (0.5 if names.count(h) == 2 and args.cast_weight == "split" else 1.0)
                      for h in names]
                 predict, best, best_epoch = train_mlp(x_tr, yp_tr, val["trunk"], yp_va, tuple(names), cfg, w)
 
-                def read(a, predict=predict):
-                    return polar_readout(predict(a), heads)
+                def read(a, predict=predict, polar=polar):
+                    return polar_readout(predict(a), heads, polar)
 
             run = {"seed": cfg.seed, "best_val_loss": round(best, 5), "best_epoch": best_epoch,
                    **blend_and_grade(read, lambda d: d["trunk"], val, vsw, hsw, mixed, heads, cnn.cfg.normalised_weights())}
@@ -249,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\npolar - scalar:", json.dumps(rule))
     if args.out:
         Path(args.out).write_text(json.dumps({"cnn": args.cnn, "train_data": args.train_data, "cast_weight": args.cast_weight,
+                                              "polar_heads": args.polar_heads,
                                               "runs": runs, "polar_minus_scalar": rule}, indent=2) + "\n")
     return 0
 
