@@ -57,6 +57,12 @@ build folder; resumable like every rendered set), then reports, per model:
    and the spread (std / mean) of that change over the layout's draws at one t (0.5): how much of
    the label's meaning the word, font, size, place and background still leave open; and the share
    of ink-matched marks whose opacity hit the clip (under-inked), as drawn and all at t = 1.
+14. Exposure by direction, seen vs unseen: each of the 120 clean crops of the held-out scenes and of
+   the training scenes at two random intensities t, once under- and once overexposed (the same t
+   both ways); grading SRCC with t within each direction and over both pooled, the mean prediction
+   per direction in thirds of t, and on the clean crops. If the directions grade well apart but
+   read differently at one t, their scales disagree, and the pooled grading (what the sweeps
+   measure) pays for it, as colour cast pays for its hues (10).
 """
 
 from __future__ import annotations
@@ -82,6 +88,7 @@ from deqa.baselines.synth import (  # noqa: E402
     WATERMARK_LAYOUTS,
     SynthConfig,
     apply_colour_cast,
+    apply_exposure,
     apply_watermark,
     find_fonts,
     load_synth_dataset,
@@ -420,6 +427,29 @@ def _watermark_ink(clean: np.ndarray, per_crop: int = 3) -> dict[str, dict[str, 
     return out
 
 
+def _exposure_by_direction(model, pools: dict[str, np.ndarray], per_crop: int = 2) -> dict[str, dict]:
+    j = list(model.cfg.heads).index("exposure")
+    out: dict[str, dict] = {}
+    for pool, clean in pools.items():
+        ts = np.random.default_rng(30).uniform(0.0, 1.0, (len(clean), per_crop))  # the same t in both pools' draws
+        rng = np.random.default_rng(0)  # not drawn from: the direction is given
+        preds = {}
+        for name, d in (("under", -1), ("over", 1)):
+            ims = [(apply_exposure(c, float(t), rng, direction=d) * 255).round().astype(np.uint8)
+                   for c, row in zip(clean, ts, strict=True) for t in row]
+            preds[name] = predict_intensities(model, np.stack(ims))[:, j]
+        t = ts.ravel()
+        res: dict = {f"{name} grading": rho(p, t) for name, p in preds.items()}
+        res["both directions pooled grading"] = rho(np.concatenate([preds["under"], preds["over"]]), np.concatenate([t, t]))
+        for lo, hi in ((0.0, 1 / 3), (1 / 3, 2 / 3), (2 / 3, 1.0)):
+            sel = (t >= lo) & (t < hi) if hi < 1 else t >= lo
+            res[f"mean prediction, t in [{lo:.2f}, {hi:.2f}]"] = {name: round(float(p[sel].mean()), 3) for name, p in preds.items()}
+        res["mean prediction, clean"] = round(float(predict_intensities(model, (clean * 255).round().astype(np.uint8))[:, j].mean()), 3)
+        res["n_per_direction"] = len(t)
+        out[pool] = res
+    return out
+
+
 # Per-model analyses: (--only name, JSON key, function, the input it reads besides the model).
 _PER_MODEL = (
     ("grading", "isolated_grading_seen_scenes", "_grading", "seen"),
@@ -434,6 +464,7 @@ _PER_MODEL = (
     ("cast_axis", "colour_cast_grading_by_opponent_axis_on_clean_crops", "_cast_by_axis", "clean_pools"),
     ("watermark_factors", "watermark_grading_with_word_font_size_held_fixed_on_clean_heldout_crops", "_watermark_factors",
      "clean"),
+    ("exposure_direction", "exposure_by_direction_on_clean_crops", "_exposure_by_direction", "clean_pools"),
 )
 
 
@@ -444,7 +475,7 @@ def _model_analyses(model, inputs: dict, only: set[str]) -> dict:
 
 ANALYSES = ("grading", "scene_share", "tricks", "cast_hue", "cast_delta_e", "watermark_layout", "watermark_strength",
             "watermark_size_spread", "cast_axis", "watermark_factors", "colour_stats", "gray_edge", "encoder_speed",
-            "watermark_ink")
+            "watermark_ink", "exposure_direction")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -469,8 +500,9 @@ def main(argv: list[str] | None = None) -> int:
     unseen = {h: build / "test" / f"iso_{h}" for h in HEADS}
     seen = _seen_sets(build) if only & {"grading", "colour_stats"} else {}
     clean = (_clean_crops(build, "heldout") if only & {"cast_hue", "cast_delta_e", "watermark_layout", "watermark_strength",
-                                                "watermark_size_spread", "cast_axis", "watermark_factors", "watermark_ink"} else None)
-    clean_pools = {"unseen": clean, "seen": _clean_crops(build, "train")} if "cast_axis" in only else None
+                                                "watermark_size_spread", "cast_axis", "watermark_factors", "watermark_ink",
+                                                "exposure_direction"} else None)
+    clean_pools = {"unseen": clean, "seen": _clean_crops(build, "train")} if only & {"cast_axis", "exposure_direction"} else None
     res: dict = {"machine": f"{os.cpu_count()}-core CPU, torch {torch.__version__}", "models": {}}
     if _INK[0]:
         res["watermark_ink"] = True  # the build's protocol v4: ink-matched watermarks
