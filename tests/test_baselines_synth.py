@@ -26,8 +26,10 @@ from deqa.baselines.synth import (
     random_crop,
     render_dataset,
     render_sample,
+    render_sample_at,
     rotate_hue,
     sample_plan,
+    usable_photos,
 )
 
 LEVELS = [0.05, 0.3, 0.6, 0.95]
@@ -246,6 +248,25 @@ def test_render_dataset_resumes_to_identical_bytes(tmp_path):
     np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(la, lb)
     assert meta["n"] == 10
+
+
+def test_render_sample_at_is_sample_i_of_a_set(tmp_path):
+    """Any one sample renders again on its own (the polar bench recovers draws this way)."""
+    small, big = tmp_path / "small.png", tmp_path / "big.png"
+    rng = np.random.default_rng(1)
+    Image.fromarray((rng.random((20, 20, 3)) * 255).astype(np.uint8)).save(small)  # under the set's size: never drawn
+    Image.fromarray((rng.random((64, 80, 3)) * 255).astype(np.uint8)).save(big)
+    cfg = SynthConfig(size=24)
+    out = render_dataset([small, big], tmp_path / "d", 9, cfg, seed=5, chunk=4, progress=False)
+    images, labels, _ = load_synth_dataset(out)
+    usable = usable_photos([str(small), str(big)], cfg)
+    assert usable == [str(big)]
+    for i in (0, 4, 8):
+        img, lab, k = render_sample_at(usable, cfg, 5, i)
+        np.testing.assert_array_equal(img, images[i])
+        np.testing.assert_array_equal(lab, labels[i])
+        assert k == 0
+    assert not np.array_equal(render_sample_at(usable, cfg, 6, 0)[0], images[0])
 
 
 def test_a_set_rendered_before_a_config_field_existed_is_kept(tmp_path, monkeypatch):

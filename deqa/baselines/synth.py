@@ -48,6 +48,8 @@ __all__ = [
     "rotate_hue",
     "textured_crop",
     "render_sample",
+    "render_sample_at",
+    "usable_photos",
     "render_dataset",
     "load_synth_dataset",
 ]
@@ -272,7 +274,7 @@ def _median_ink_ratio(fonts: tuple[str, ...]) -> float:
 
     Dividing by it keeps the typical mark at its unmatched size: the reference word in Pillow's
     font is lighter than most words in most fonts, so undivided, most marks would shrink. One size
-    stands for all because ink grows with the square of the size for every word alike."""
+    stands for all because ink grows roughly with the square of the size for every word alike."""
     ref = _word_ink(INK_REFERENCE_TEXT, None, 30)
     return float(np.median([ref / max(_word_ink(w, f, 30), 1.0) for w in _WATERMARK_WORDS for f in (fonts or (None,))]))
 
@@ -317,6 +319,9 @@ def apply_watermark(img: Array, t: float, rng: np.random.Generator, layout: str 
     graded worse than the shipped one.
     """
 
+    if size_match and ink:
+        raise ValueError("apply_watermark: size_match and ink are two ways to even out a mark's ink; pass one")
+
     def size_factor(lo: float, hi: float) -> float:
         u = float(rng.uniform(lo, hi))
         if size_jitter == 1.0:
@@ -339,8 +344,6 @@ def apply_watermark(img: Array, t: float, rng: np.random.Generator, layout: str 
     lo_hi = {"tiled": (0.06, 0.1), "centre": (0.12, 0.2), "diagonal": (0.12, 0.2), "corner": (0.07, 0.11)}[layout]
     size = int(short * size_factor(*lo_hi) * scale)
     if size_match:
-        if ink:
-            raise ValueError("apply_watermark: size_match and ink are two ways to even out a mark's ink; pass one")
         ratio = _word_ink(INK_REFERENCE_TEXT, None, size) / max(_word_ink(text, font_path, size), 1.0)
         k = float(np.clip(np.sqrt(ratio / _median_ink_ratio(tuple(fonts))), *SIZE_MATCH_RANGE))
         size = max(1, int(round(size * k)))
