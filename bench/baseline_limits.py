@@ -60,9 +60,10 @@ build folder; resumable like every rendered set), then reports, per model:
 14. Exposure by direction, seen vs unseen: each of the 120 clean crops of the held-out scenes and of
    the training scenes at two random intensities t, once under- and once overexposed (the same t
    both ways); grading SRCC with t within each direction and over both pooled, the mean prediction
-   per direction in thirds of t, and on the clean crops. If the directions grade well apart but
-   read differently at one t, their scales disagree, and the pooled grading (what the sweeps
-   measure) pays for it, as colour cast pays for its hues (10).
+   and the grading per direction within each third of t, and the mean on the clean crops. If the
+   directions grade well apart but read differently at one t, their scales disagree, and the
+   pooled grading (what the sweeps measure) pays for it, as colour cast pays for its hues (10);
+   the thirds say at which strengths a direction is lost.
 """
 
 from __future__ import annotations
@@ -444,6 +445,7 @@ def _exposure_by_direction(model, pools: dict[str, np.ndarray], per_crop: int = 
         for lo, hi in ((0.0, 1 / 3), (1 / 3, 2 / 3), (2 / 3, 1.0)):
             sel = (t >= lo) & (t < hi) if hi < 1 else t >= lo
             res[f"mean prediction, t in [{lo:.2f}, {hi:.2f}]"] = {name: round(float(p[sel].mean()), 3) for name, p in preds.items()}
+            res[f"grading within t in [{lo:.2f}, {hi:.2f}]"] = {name: rho(p[sel], t[sel]) for name, p in preds.items()}
         res["mean prediction, clean"] = round(float(predict_intensities(model, (clean * 255).round().astype(np.uint8))[:, j].mean()), 3)
         res["n_per_direction"] = len(t)
         out[pool] = res
