@@ -142,13 +142,13 @@ fi
 # rendered here must mean the same, or the branch step fails after hours of rendering. (A round from
 # INIT_FROM may change them: how the ink-matched candidate was built from v11, BENCHMARKS.md.) Flipping the
 # knob on an existing WORK folder renders every set again; a new WORK folder keeps the old one intact.
-if [ -n "$INIT_FROM" ] && [ "$EPOCHS3" -le 0 ] && [ "$WATERMARK_INK" = 1 ] && ! grep -q '"watermark_ink": true' "$INIT_FROM/deqa_baseline.json"; then
-  echo "build_default_model.sh: INIT_FROM=$INIT_FROM was trained without ink-matched watermarks and EPOCHS3=0 keeps its CNN as it is: WATERMARK_INK must be 0 (or EPOCHS3 > 0)" >&2
-  exit 2
-fi
-if [ -n "$INIT_FROM" ] && [ "$EPOCHS3" -le 0 ] && [ "$WATERMARK_INK" = 0 ] && grep -q '"watermark_ink": true' "$INIT_FROM/deqa_baseline.json"; then
-  echo "build_default_model.sh: INIT_FROM=$INIT_FROM was trained on ink-matched watermarks and EPOCHS3=0 keeps its CNN as it is: WATERMARK_INK must be 1 (or EPOCHS3 > 0)" >&2
-  exit 2
+if [ -n "$INIT_FROM" ] && [ "$EPOCHS3" -le 0 ]; then
+  INIT_INK=0 INIT_LABELS="without ink-matched watermarks"
+  if grep -q '"watermark_ink": true' "$INIT_FROM/deqa_baseline.json"; then INIT_INK=1 INIT_LABELS="on ink-matched watermarks"; fi
+  if [ "$WATERMARK_INK" != "$INIT_INK" ]; then
+    echo "build_default_model.sh: INIT_FROM=$INIT_FROM was trained $INIT_LABELS and EPOCHS3=0 keeps its CNN as it is: WATERMARK_INK must be $INIT_INK (or EPOCHS3 > 0)" >&2
+    exit 2
+  fi
 fi
 SIZE=224  # the scorer's input size: training, evaluation and scoring all see 224-px images
 HEADS=(colour_cast blur watermark noise jpeg exposure)
