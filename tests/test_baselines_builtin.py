@@ -339,6 +339,22 @@ def test_limits_bench_rejects_an_unknown_analysis(tmp_path):
     assert out.returncode == 2 and "--only: unknown ['wm']" in out.stderr
 
 
+def test_polar_bench_names_the_missing_set(tmp_path):
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "branch_polar_targets.py"), "--build", str(tmp_path),
+                          "--cnn", str(tmp_path / "m")], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 2 and f"{tmp_path / 'test' / 'mixed'}: missing rendered set" in out.stderr
+
+
+def test_watermark_ab_bench_needs_the_control_arm_and_a_v3_build(tmp_path):
+    run = [sys.executable, str(ROOT / "bench" / "watermark_label_ab.py"), "--build", str(tmp_path), "--cnn", str(tmp_path / "m"),
+           "--work", str(tmp_path / "w")]
+    out = subprocess.run([*run, "--arms", "ink", "size"], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 2 and "--arms must include v3" in out.stderr
+    out = subprocess.run(run, capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 2 and f"{tmp_path / 'train'}: missing rendered set" in out.stderr
+    assert not (tmp_path / "w").exists()
+
+
 def test_limits_bench_names_the_missing_build_file(tmp_path):
     out = subprocess.run([sys.executable, str(ROOT / "bench" / "baseline_limits.py"), "--build", str(tmp_path)],
                          capture_output=True, text=True, cwd=ROOT)
