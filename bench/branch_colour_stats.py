@@ -132,6 +132,25 @@ def train_mlp(x_tr, y_tr, x_va, y_va, heads, cfg: BranchTrainConfig, weights: li
     return predict, best, best_epoch
 
 
+def add_build_args(ap: argparse.ArgumentParser) -> None:
+    """The arguments of every bench that trains branch MLPs on a build's sets."""
+    ap.add_argument("--build", required=True, help="work folder of scripts/build_default_model.sh")
+    ap.add_argument("--cnn", required=True, help="degradation-model folder whose CNN the MLPs are blended with")
+    ap.add_argument("--train-data", nargs="+", default=["train", "train_branch"], help="training sets, relative to --build")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default=None)
+
+
+def load_set(path: Path, trunk, cnn=None) -> dict:
+    """A rendered set as the arms read it: the trunk's cached features, the labels, the head it
+    sweeps (None for other sets) and, given the CNN, its logits."""
+    images, labels, meta = load_synth_dataset(path)
+    d = {"trunk": branch_features(trunk, path), "y": np.asarray(labels), "head": meta["config"].get("sweep")}
+    if cnn is not None:
+        d["cnn"] = _logits(predict_intensities(cnn, images))
+    return d
+
+
 def build_sets(ap: argparse.ArgumentParser, build: Path, train_data: list[str], cnn_dir: str):
     """The build's sets, checked against the CNN (heads, size, watermark labels) before any feature:
     (cnn, heads, training sets, val, validation sweeps, held-out sweeps, held-out mixed set)."""
@@ -179,11 +198,7 @@ def blend_and_grade(read, x, val: dict, vsw: list[dict], hsw: dict[str, dict], m
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--build", required=True, help="work folder of scripts/build_default_model.sh")
-    ap.add_argument("--cnn", required=True, help="degradation-model folder whose CNN the MLPs are blended with")
-    ap.add_argument("--train-data", nargs="+", default=["train", "train_branch"], help="training sets, relative to --build")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", default=None)
+    add_build_args(ap)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -192,12 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     trunk = imagenet_branch(EncoderBranchConfig(), len(heads), cnn.cfg.image_size)
 
     def load(path: Path, with_cnn: bool = True) -> dict:
-        images, labels, meta = load_synth_dataset(path)
-        d = {"trunk": branch_features(trunk, path), "stats": set_stats(path), "y": np.asarray(labels),
-             "head": meta["config"].get("sweep")}
-        if with_cnn:
-            d["cnn"] = _logits(predict_intensities(cnn, images))
-        return d
+        return {**load_set(path, trunk, cnn if with_cnn else None), "stats": set_stats(path)}
 
     train = [load(p, with_cnn=False) for p in train_sets]
     val = load(val_set)

@@ -48,18 +48,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from branch_colour_stats import blend_and_grade, build_sets, train_mlp  # noqa: E402
+from branch_colour_stats import add_build_args, blend_and_grade, build_sets, load_set, train_mlp  # noqa: E402
 
 from deqa.baselines import synth  # noqa: E402
 from deqa.baselines.branch_train import (  # noqa: E402
     BranchTrainConfig,
-    _logits,
-    branch_features,
     imagenet_branch,
 )
 from deqa.baselines.degradation_config import EncoderBranchConfig  # noqa: E402
-from deqa.baselines.degradation_train import predict_intensities  # noqa: E402
-from deqa.baselines.synth import load_synth_dataset  # noqa: E402
 
 ARMS = ("scalar", "polar")
 POLAR_HEADS = ("colour_cast", "exposure")  # the heads whose targets can carry a direction
@@ -171,16 +167,12 @@ def polar_readout(logits: np.ndarray, heads: tuple[str, ...], polar: tuple[str, 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--build", required=True, help="work folder of scripts/build_default_model.sh")
-    ap.add_argument("--cnn", required=True, help="degradation-model folder whose CNN the MLPs are blended with")
-    ap.add_argument("--train-data", nargs="+", default=["train", "train_branch"], help="training sets, relative to --build")
+    add_build_args(ap)
     ap.add_argument("--seeds", type=int, default=2, help="MLP seeds per arm (the recipe's seed and the next ones)")
     ap.add_argument("--polar-heads", nargs="+", choices=POLAR_HEADS, default=list(POLAR_HEADS),
                     help="the heads the polar arm learns with their direction (the others as shipped)")
     ap.add_argument("--cast-weight", choices=("split", "full"), default="split",
                     help="polar arm: the two cast columns share colour cast's loss weight (split) or each get it (full)")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -192,12 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     trunk = imagenet_branch(EncoderBranchConfig(), len(heads), cnn.cfg.image_size)
 
     def load(path: Path, with_cnn: bool = True, with_dirs: bool = False) -> dict:
-        images, labels, meta = load_synth_dataset(path)
-        d = {"trunk": branch_features(trunk, path), "y": np.asarray(labels), "head": meta["config"].get("sweep")}
+        d = load_set(path, trunk, cnn if with_cnn else None)
         if with_dirs:
             d["dirs"] = directions(path, args.threads)
-        if with_cnn:
-            d["cnn"] = _logits(predict_intensities(cnn, images))
         return d
 
     train = [load(p, with_cnn=False, with_dirs=True) for p in train_sets]
