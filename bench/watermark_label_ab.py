@@ -42,18 +42,22 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from label_ab import (  # noqa: E402
+    TRAIN_SEED,
+    check_build_sets,
+    differ_only_where_labelled,
+    render_variant,
+    train_arm,
+)
 
 from deqa.baselines import synth  # noqa: E402
 from deqa.baselines.degradation import load_degradation_model, model_watermark_ink  # noqa: E402
-from deqa.baselines.degradation_train import (  # noqa: E402
-    DegradationTrainConfig,
-    predict_intensities,
-    train_degradation,
-)
+from deqa.baselines.degradation_train import predict_intensities  # noqa: E402
 from deqa.metrics import srcc  # noqa: E402
 
 ARMS = ("v3", "ink", "size")
-TRAIN_SEED = 107  # not a seed of the build's sets (101-104, 106, 110-129, 150-169)
 SWEEPS = ("sweep_watermark", "iso_watermark")
 
 
@@ -63,28 +67,9 @@ def _size_matched_watermark(img, t, rng):
 
 def render(arm: str, meta: dict, out: Path, n: int, seed: int, workers: int) -> Path:
     """Render a set like the build's set of ``meta`` (photos, config) with the arm's watermark."""
-    cfg = synth.SynthConfig.from_dict({**meta["config"], "watermark_ink": arm == "ink"})
-    original = synth.DEGRADATIONS["watermark"]
-    if arm == "size":
-        # Workers are forked from this process (Linux) and inherit the swapped entry; the check in
-        # main() confirms the size arm's marks are not v3's.
-        synth.DEGRADATIONS["watermark"] = _size_matched_watermark
-    try:
-        synth.render_dataset(meta["photos"], out, n, cfg, seed=seed, workers=workers, progress=False)
-    finally:
-        synth.DEGRADATIONS["watermark"] = original
-    return out
-
-
-def differ_only_where_marked(a: Path, b: Path, wm: int) -> tuple[int, int]:
-    """(watermarked samples that differ, unmarked samples that differ) between two sets."""
-    ia, la, _ = synth.load_synth_dataset(a)
-    ib, lb, _ = synth.load_synth_dataset(b)
-    if not np.array_equal(la, lb):
-        raise SystemExit(f"{a} and {b}: the labels differ; the arms must draw the same plans")
-    marked = la[:, wm] > 0
-    diff = np.array([not np.array_equal(ia[i], ib[i]) for i in range(len(ia))])
-    return int((diff & marked).sum()), int((diff & ~marked).sum())
+    if arm == "size":  # the check in main() confirms the size arm's marks are not v3's
+        return render_variant(meta, out, n, seed, workers, head="watermark", variant=_size_matched_watermark)
+    return render_variant(meta, out, n, seed, workers, config={"watermark_ink": arm == "ink"})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,14 +88,10 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--arms must include v3: the other arms are checked against it")
 
     build, work = Path(args.build), Path(args.work)
-    metas = {}
-    for name in ("train", "val", *(f"test/{s}" for s in SWEEPS)):
-        path = build / name / "meta.json"
-        if not path.is_file():
-            ap.error(f"{path.parent}: missing rendered set (run scripts/build_default_model.sh {build} first)")
-        metas[name] = json.loads(path.read_text())
-        if metas[name]["config"].get("watermark_ink", False):
-            ap.error(f"{path.parent}: rendered with ink-matched watermarks; --build must be a protocol v3 build")
+    metas = check_build_sets(build, ["train", "val", *(f"test/{s}" for s in SWEEPS)], ap.error)
+    for name, meta in metas.items():
+        if meta["config"].get("watermark_ink", False):
+            ap.error(f"{build / name}: rendered with ink-matched watermarks; --build must be a protocol v3 build")
     if model_watermark_ink(args.cnn):
         ap.error(f"{args.cnn}: trained on ink-matched watermarks; the arms start from a v3 CNN")
     start = load_degradation_model(args.cnn, cnn_only=True)
@@ -144,26 +125,17 @@ def main(argv: list[str] | None = None) -> int:
         if arm == "v3":
             continue
         for name in ("val", *SWEEPS):
-            marked, unmarked = differ_only_where_marked(sets["v3"][name], sets[arm][name], wm)
+            _, marked, unmarked = differ_only_where_labelled(sets["v3"][name], sets[arm][name], wm)
             checks[f"{arm} {name}"] = {"marked_differ": marked, "unmarked_differ": unmarked}
             if unmarked or not marked:
                 raise SystemExit(f"{arm} {name}: {marked} watermarked and {unmarked} unmarked samples differ from v3's; "
                                  "the arm must change the watermarks and nothing else")
     print("checks", json.dumps(checks), flush=True)
 
-    models = {"start": args.cnn}
-    val_loss = {}
+    models, val_loss = {"start": args.cnn}, {}
     for arm in args.arms:
-        out = work / arm / "model"
-        cfg = DegradationTrainConfig(
-            train_data=str(sets[arm]["train"]), val_data=str(sets[arm]["val"]), out_dir=str(out), epochs=args.epochs,
-            batch_size=32, lr=1e-3, warmup_steps=200, patience=2, seed=8, num_threads=args.threads, init_from=args.cnn,
-            model_id=f"bench-watermark-{arm}")
-        if not (out / "model.safetensors").is_file():
-            train_degradation(cfg, progress=False)
-        log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines() if line.strip()]
-        val_loss[arm] = [round(r["val_loss"], 4) for r in log if "val_loss" in r]
-        models[arm] = str(out)
+        models[arm], val_loss[arm], cfg = train_arm(sets[arm]["train"], sets[arm]["val"], work / arm / "model", args.cnn,
+                                                    epochs=args.epochs, threads=args.threads, model_id=f"bench-watermark-{arm}")
         print(arm, "val loss", val_loss[arm], flush=True)
 
     grading: dict[str, dict[str, float]] = {}

@@ -355,6 +355,68 @@ def test_watermark_ab_bench_needs_the_control_arm_and_a_v3_build(tmp_path):
     assert not (tmp_path / "w").exists()
 
 
+def test_exposure_ab_bench_names_the_missing_set(tmp_path):
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "exposure_label_ab.py"), "--build", str(tmp_path),
+                          "--cnn", str(tmp_path / "m"), "--work", str(tmp_path / "w")], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 2 and f"{tmp_path / 'val'}: missing rendered set" in out.stderr
+    assert not (tmp_path / "w").exists()
+
+
+@pytest.fixture()
+def exposure_ab(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    import exposure_label_ab
+
+    monkeypatch.setattr(exposure_label_ab, "_CURVE", None)
+    return exposure_label_ab
+
+
+def test_exposure_ab_lightness_is_cielab(exposure_ab):
+    import numpy as np
+
+    img = np.array([[[0, 0, 0], [1, 1, 1], [0.18 ** (1 / 2.2)] * 3]], dtype=np.float32)
+    assert np.allclose(exposure_ab.lightness(img), [[0.0, 100.0, 49.5]], atol=0.05)
+
+
+def test_exposure_ab_lstar_arm_draws_as_the_generator(exposure_ab):
+    """The lstar variant consumes the generator's random numbers (so the arms share every other
+    draw), leaves underexposure alone and, on v3's own curve, gives v3's images exactly."""
+    import numpy as np
+
+    from deqa.baselines import synth
+
+    img = np.random.default_rng(0).uniform(0, 1, (16, 16, 3)).astype(np.float32)
+    t = np.linspace(0, 1, 11)
+    for curve, same_over in (((t, exposure_ab.OVER_EV * t), True), ((t, 1.3 * exposure_ab.OVER_EV * t), False)):
+        exposure_ab._CURVE = curve
+        for seed in range(8):
+            r1, r2 = np.random.default_rng(seed), np.random.default_rng(seed)
+            direction = int(np.random.default_rng(seed).choice([-1, 1]))
+            a, b = synth.apply_exposure(img, 0.4, r1), exposure_ab.lstar_exposure(img, 0.4, r2)
+            assert r1.random() == r2.random()  # the same draws consumed
+            if direction < 0 or same_over:
+                assert np.array_equal(a, b)
+            else:
+                assert b.mean() > a.mean()
+
+
+def test_exposure_ab_calibration_matches_lightness_errors(exposure_ab, tmp_path):
+    import numpy as np
+    from skimage import data
+
+    from deqa.baselines import synth
+
+    photo = tmp_path / "coffee.png"
+    Image.fromarray(data.coffee()).save(photo)
+    cal = exposure_ab.calibrate([str(photo)], synth.SynthConfig(), n_crops=3)
+    dl_under, ev = np.array(cal["dl_under"]), np.array(cal["ev_over_lstar"])
+    assert cal["t"][0] == 0 and ev[0] == 0 and np.all(np.diff(dl_under) > 0) and np.all(np.diff(ev) > 0)
+    # Each lstar EV moves L* as far as underexposure does at the same t (the curve's point).
+    assert np.allclose(np.interp(ev, cal["ev"], cal["dl_over"]), dl_under, atol=1e-3)
+    # v3's overexposure moves L* less than underexposure at every t > 0 on this photo.
+    assert np.all(np.array(cal["dl_over_v3"])[1:] < dl_under[1:])
+
+
 def test_limits_bench_names_the_missing_build_file(tmp_path):
     out = subprocess.run([sys.executable, str(ROOT / "bench" / "baseline_limits.py"), "--build", str(tmp_path)],
                          capture_output=True, text=True, cwd=ROOT)

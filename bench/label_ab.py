@@ -1,0 +1,85 @@
+"""What the 1-epoch label A/B benches share (``watermark_label_ab.py``, ``exposure_label_ab.py``).
+
+A label A/B asks which definition of one head's label t the CNN grades best, without a full
+rebuild: each arm renders the same crops, plans and random draws with its own variant of that
+head's degradation, trains the starting CNN on for an epoch by the build's round recipe and grades
+the held-out sweeps as the arm draws them. Not a library module: it serves only these analyses.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from deqa.baselines import synth  # noqa: E402
+from deqa.baselines.degradation_train import DegradationTrainConfig, train_degradation  # noqa: E402
+
+__all__ = ["TRAIN_SEED", "render_variant", "differ_only_where_labelled", "train_arm", "check_build_sets"]
+
+TRAIN_SEED = 107  # not a seed of the build's sets (101-104, 106, 110-129, 150-169)
+
+
+def check_build_sets(build: Path, names: list[str], error: Callable[[str], object]) -> dict[str, dict]:
+    """The metas of the build's rendered sets ``names`` (``error`` names the first one missing)."""
+    metas = {}
+    for name in names:
+        path = build / name / "meta.json"
+        if not path.is_file():
+            error(f"{path.parent}: missing rendered set (run scripts/build_default_model.sh {build} first)")
+        metas[name] = json.loads(path.read_text())
+    return metas
+
+
+def render_variant(meta: dict, out: Path, n: int, seed: int, workers: int, *, head: str | None = None,
+                   variant: Callable | None = None, config: dict | None = None) -> Path:
+    """Render a set like the build's set of ``meta`` (its photos and config, ``config`` fields
+    replaced), with ``variant`` in place of the generator's ``head`` degradation if given.
+
+    The variant must draw the same random numbers as the degradation it replaces, so the arms
+    share every crop, plan and draw. Render workers are forked from this process (Linux) and
+    inherit the swapped entry; the benches check that the arm's sets differ from the control's
+    where the head is applied and nowhere else.
+    """
+    cfg = synth.SynthConfig.from_dict({**meta["config"], **(config or {})})
+    original = synth.DEGRADATIONS.get(head) if head else None
+    if variant is not None:
+        synth.DEGRADATIONS[head] = variant
+    try:
+        synth.render_dataset(meta["photos"], out, n, cfg, seed=seed, workers=workers, progress=False)
+    finally:
+        if variant is not None:
+            synth.DEGRADATIONS[head] = original
+    return out
+
+
+def differ_only_where_labelled(a: Path, b: Path, col: int) -> tuple[np.ndarray, int, int]:
+    """Between two sets of the same plans: (which samples differ, how many of those the head
+    ``col`` was applied to, how many it was not)."""
+    ia, la, _ = synth.load_synth_dataset(a)
+    ib, lb, _ = synth.load_synth_dataset(b)
+    if not np.array_equal(la, lb):
+        raise SystemExit(f"{a} and {b}: the labels differ; the arms must draw the same plans")
+    applied = np.asarray(la)[:, col] > 0
+    diff = np.array([not np.array_equal(ia[i], ib[i]) for i in range(len(ia))])
+    return diff, int((diff & applied).sum()), int((diff & ~applied).sum())
+
+
+def train_arm(train: Path, val: Path, out: Path, cnn: str, *, epochs: int, threads: int,
+              model_id: str) -> tuple[str, list[float], DegradationTrainConfig]:
+    """The starting CNN trained on for ``epochs`` by the build's round recipe (lr 1e-3, 200
+    warm-up steps, cosine to 1%, batch 32, seed 8, patience 2); resumed if already trained.
+    Returns (model folder, validation loss per epoch, the recipe)."""
+    cfg = DegradationTrainConfig(
+        train_data=str(train), val_data=str(val), out_dir=str(out), epochs=epochs, batch_size=32, lr=1e-3,
+        warmup_steps=200, patience=2, seed=8, num_threads=threads, init_from=cnn, model_id=model_id)
+    if not (out / "model.safetensors").is_file():
+        train_degradation(cfg, progress=False)
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines() if line.strip()]
+    return str(out), [round(r["val_loss"], 4) for r in log if "val_loss" in r], cfg
