@@ -61,10 +61,16 @@ def lite2_branch(n_heads: int, size: int) -> EncoderBranch:
     keep = build_trunk(cfg, size).state_dict().keys()
     branch.trunk.load_state_dict({k: v.to(TRUNK_DTYPE).float() if v.is_floating_point() else v
                                   for k, v in state.items() if k in keep})
-    # The strides above must be the network's: a wrong table would only show in a runtime that reads it.
-    got = tuple(int(np.prod(b._block_args.stride)) for b in branch.trunk._blocks)
-    if got != LITE2_STRIDES[: len(got)]:
+    # The strides and taps above must be the network's: a stage ends where the next block changes
+    # the channel count (or the trunk ends).
+    blocks = branch.trunk._blocks
+    got = tuple(int(np.prod(b._block_args.stride)) for b in blocks)
+    if got != LITE2_STRIDES:
         raise SystemExit(f"efficientnet-lite2's block strides are {got}, not {LITE2_STRIDES}")
+    ends = tuple(i for i in range(len(blocks))
+                 if i == len(blocks) - 1 or blocks[i + 1]._project_conv.out_channels != blocks[i]._project_conv.out_channels)
+    if (-1, *ends) != LITE2_TAPS:
+        raise SystemExit(f"efficientnet-lite2's stages end at blocks {ends}, not at the taps {LITE2_TAPS[1:]}")
     return branch.eval()
 
 

@@ -12,13 +12,14 @@ of the training scenes) against EV. Then it defines the ``lstar`` label: overexp
 the EV whose mean |dL*| equals underexposure's at the same t (the measured curves, interpolated),
 so a t means the same lightness error both ways. Underexposure is unchanged.
 
-Arms (the same crops, plans and draws; only overexposed crops differ):
+Arms (the same crops and plans, and every draw up to the exposure; only overexposed crops differ):
 
 - ``v3``: the shipped label (protocol deqa-heldout-v3), the control;
 - ``lstar``: the calibrated overexposure label.
 
 Each arm: the CNN (``--cnn``, CNN only) trained on for ``--epochs`` epoch(s) by the build's round
-recipe on ``--n`` fresh crops of the training photos (render seed 107), validated on the build's
+recipe on ``--n`` fresh crops of the training photos, drawn as the build's training set is (render
+seed 107), validated on the build's
 validation draw (seed 102) rendered by the arm's generator. Then every model, the starting CNN
 included, grades (SRCC with t, CNN only) the held-out exposure sweeps (the build's
 ``test/sweep_exposure`` and ``test/iso_exposure`` photos and seeds) as each arm draws them: all
@@ -136,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
 
     build, work = Path(args.build), Path(args.work)
-    metas = check_build_sets(build, ["val", *(f"test/{s}" for s in SWEEPS)], ap.error)
+    metas = check_build_sets(build, ["train", "val", *(f"test/{s}" for s in SWEEPS)], ap.error)
     for name, meta in metas.items():
         if meta["config"].get("watermark_ink", False):
             ap.error(f"{build / name}: rendered with ink-matched watermarks; --build must be a protocol v3 build")
@@ -157,19 +158,26 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {T_GRID[i]:.1f} | {-UNDER_EV * T_GRID[i]:.2f} | {calib['dl_under'][i]:.2f} | {OVER_EV * T_GRID[i]:+.2f} | "
               f"{calib['dl_over_v3'][i]:.2f} | {calib['ev_over_lstar'][i]:+.2f} |", flush=True)
 
-    train_meta = {**metas["val"]}
     sets: dict[str, dict[str, Path]] = {}
     for arm in ARMS:
         root = work / arm
         root.mkdir(parents=True, exist_ok=True)
-        (root / "GENERATOR.txt").write_text({
+        generator = {
             "v3": "the shipped exposure label (protocol deqa-heldout-v3)\n",
+            # The curve itself: the lstar sets carry v3's meta, so only this stamp tells a set
+            # rendered with another calibration (another --calib-crops) from this run's.
             "lstar": "overexposure EV calibrated to underexposure's mean |dL*| (bench/exposure_label_ab.py); "
-                     "the meta says v3 but the overexposed crops are not: bench only\n",
-        }[arm])
+                     "the meta says v3 but the overexposed crops are not: bench only\n"
+                     f"t -> EV: {json.dumps([calib['t'], calib['ev_over_lstar']])}\n",
+        }[arm]
+        stamp = root / "GENERATOR.txt"
+        if stamp.is_file() and stamp.read_text() != generator:
+            raise SystemExit(f"{stamp}: the sets and model here were made with another generator or calibration; "
+                             "use a new --work folder")
+        stamp.write_text(generator)
         variant = dict(head="exposure", variant=lstar_exposure) if arm == "lstar" else {}
         sets[arm] = {
-            "train": render_variant(train_meta, root / "train", args.n, TRAIN_SEED, args.threads, **variant),
+            "train": render_variant(metas["train"], root / "train", args.n, TRAIN_SEED, args.threads, **variant),
             "val": render_variant(metas["val"], root / "val", metas["val"]["n"], metas["val"]["seed"], args.threads, **variant),
             **{s: render_variant(metas[f"test/{s}"], root / s, metas[f"test/{s}"]["n"], metas[f"test/{s}"]["seed"],
                                  args.threads, **variant) for s in SWEEPS},

@@ -43,11 +43,16 @@ def render_variant(meta: dict, out: Path, n: int, seed: int, workers: int, *, he
     replaced), with ``variant`` in place of the generator's ``head`` degradation if given.
 
     The variant must draw the same random numbers as the degradation it replaces, so the arms
-    share every crop, plan and draw. Render workers are forked from this process (Linux) and
+    share every crop and plan, and every draw up to that degradation (a later one may draw
+    differently on a different image: Poisson noise draws per pixel value). Render workers are forked from this process (Linux) and
     inherit the swapped entry; the benches check that the arm's sets differ from the control's
     where the head is applied and nowhere else.
     """
     cfg = synth.SynthConfig.from_dict({**meta["config"], **(config or {})})
+    if variant is not None and head not in synth.DEGRADATIONS:
+        raise ValueError(f"render_variant: head {head!r} is not a degradation of the generator")
+    if variant is not None and head == "watermark" and cfg.watermark_ink:
+        raise ValueError("render_variant: ink-matched marks bypass the watermark entry; a watermark variant would be ignored")
     original = synth.DEGRADATIONS.get(head) if head else None
     if variant is not None:
         synth.DEGRADATIONS[head] = variant

