@@ -3,6 +3,7 @@
 import csv
 import io
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -282,7 +283,11 @@ def test_unloadable_model_is_a_clear_error(tmp_path, capsys):
 
 
 def _run_python(code: str) -> subprocess.CompletedProcess:
-    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"}
+    # A bare environment, but for the BLAS settings: OPENBLAS_CORETYPE picks OpenBLAS's kernels,
+    # and other kernels round float32 matmuls differently (a resumed run matches the first one
+    # in the same environment, not across BLAS builds or kernel choices).
+    blas = {k: v for k, v in os.environ.items() if k.startswith(("OPENBLAS_", "OMP_", "MKL_"))}
+    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", **blas}
     return subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],
         env=env,

@@ -49,13 +49,18 @@ def test_one_chunk_runs_directly_one_thread_runs_the_same_chunks(threads):
         return part
 
     here = threading.current_thread().name
+    before = _blas_threads()
+    blas = []
     threads(2)
-    map_batch(fn, np.zeros((CHUNK, 3)))
+    map_batch(lambda part: (blas.append(_blas_threads()), fn(part))[1], np.zeros((CHUNK, 3)))
     assert calls == [(here, CHUNK)]
     threads(1)
     calls.clear()
-    map_batch(fn, np.zeros((2 * CHUNK, 3)))
+    map_batch(lambda part: (blas.append(_blas_threads()), fn(part))[1], np.zeros((2 * CHUNK, 3)))
     assert calls == [(here, CHUNK), (here, CHUNK)]  # the chunks do not depend on the thread count
+    # BLAS at one thread on these paths too: its kernels (and so the rounding) depend on its threads.
+    assert len(blas) == 3 and all(b and set(b) == {1} for b in blas)
+    assert _blas_threads() == before
     # A network calling its sub-networks on a chunk: the inner map_batch runs in the outer thread.
     threads(2)
     calls.clear()
@@ -104,6 +109,10 @@ def test_builtin_model_outputs_do_not_depend_on_the_thread_count(threads):
         threads(n)
         np.testing.assert_array_equal(net.intensities(x), one)
     np.testing.assert_array_equal(net.intensities(x[CHUNK : 2 * CHUNK]), one[CHUNK : 2 * CHUNK])
+    # Any batching of the same images: alone, in reverse order, in pairs (a resumed run's batches).
+    np.testing.assert_array_equal(net.intensities(x[-1:]), one[-1:])
+    np.testing.assert_array_equal(net.intensities(x[::-1]), one[::-1])
+    np.testing.assert_array_equal(net.intensities(x[1:3]), one[1:3])
 
 
 def test_concurrent_callers_leave_blas_as_it_was_and_thread_count_bounds_concurrency(threads):

@@ -8,10 +8,12 @@ the threads do not oversubscribe the cores, uses every core for every op (the uf
 release the GIL): bench/baseline_speed.py measured the built-in model's numpy network at
 16.0 -> 32.4 images/s on 2 cores (BENCHMARKS.md).
 
-A batch is cut into fixed chunks of :data:`CHUNK` images whatever the thread count, so the
-outputs do not depend on it (a run resumed with another ``OMP_NUM_THREADS`` writes the same
-bytes): BLAS picks its kernels by the matrix shapes, and an image's outputs move by float32
-rounding when its batch is cut differently.
+Every image runs alone (chunks of :data:`CHUNK` = 1) with BLAS at one thread, whatever the batch
+and the thread count, so an image's outputs are the same bit for bit however it is batched (a
+run resumed with other batches or another ``OMP_NUM_THREADS`` writes the same bytes). OpenBLAS
+picks its kernels by the matrix shapes and by its own thread count: on an AVX-512 AMD EPYC, rows of
+one float32 matmul came out different (by rounding) when computed with other rows beside them or on
+two BLAS threads instead of one, so neither the rows beside an image nor BLAS's threads may vary.
 """
 
 from __future__ import annotations
@@ -27,10 +29,10 @@ import numpy as np
 
 __all__ = ["CHUNK", "num_threads", "set_num_threads", "map_batch"]
 
-# Images per chunk. Small enough that one photo's 2 x 2 full-resolution windows split over 2 cores;
+# Images per chunk: one, so an image's matmuls have the same shapes in every batch (see above).
 # bench/baseline_speed.py, batch 16 on 2 cores: chunks of 1, 2, 4, 8 and 16 images (= no split) ran
-# the network at 30.0, 30.5, 29.8, 26.7 and 18.4 images/s (BENCHMARKS.md).
-CHUNK = 2
+# the network at 30.0, 30.5, 29.8, 26.7 and 18.4 images/s (BENCHMARKS.md): 1 costs ~2%.
+CHUNK = 1
 
 _configured: int | None = None
 _pool: ThreadPoolExecutor | None = None
@@ -108,10 +110,12 @@ def map_batch(fn: Callable[[np.ndarray], np.ndarray], images: np.ndarray) -> np.
     """``fn(images)``, computed as ``fn`` of consecutive chunks of :data:`CHUNK` images, run in
     parallel threads and concatenated along axis 0.
 
-    The chunks are the same whatever the thread count, so the outputs are too, bit for bit: the
-    thread count only decides how many chunks run at once. A batch of one chunk runs ``fn``
-    directly, with BLAS's own threads (one photo: its matmuls still use every core); so does a
-    network's call of its sub-networks on a chunk (a batch splits once, at the top).
+    The chunks are the same whatever the thread count, and every chunk runs with BLAS at one
+    thread, so the outputs are the same bit for bit: the thread count only decides how many chunks
+    run at once. A batch of one chunk runs ``fn`` directly in the caller's thread, still with
+    BLAS at one thread (a single image uses one core: the price of its outputs not depending on
+    its batch); so does a network's call of its sub-networks on a chunk (a batch splits once, at
+    the top).
 
     The BLAS limit is process-wide while the threads run (threadpoolctl has no per-thread one):
     another thread doing BLAS work at the same moment runs single-threaded meanwhile, correctly.
@@ -119,11 +123,13 @@ def map_batch(fn: Callable[[np.ndarray], np.ndarray], images: np.ndarray) -> np.
     """
     n = len(images)
     if n <= CHUNK:
-        return fn(images)
+        with _blas_single_threaded():
+            return fn(images)
     chunks = [images[i : i + CHUNK] for i in range(0, n, CHUNK)]
     threads = min(len(chunks), num_threads())
     if threads <= 1:
-        return np.concatenate([fn(c) for c in chunks], axis=0)
+        with _blas_single_threaded():
+            return np.concatenate([fn(c) for c in chunks], axis=0)
     # `threads` tasks, each running every threads-th chunk: no more run at once, whatever the
     # pool's size; the outputs go back in chunk order.
     outs: list[np.ndarray | None] = [None] * len(chunks)
