@@ -458,6 +458,24 @@ def test_encoder_size_bench_reads_lite2_at_its_stage_ends(monkeypatch):
     assert feats.shape == (2, branch.dim) and torch.isfinite(feats).all()
 
 
+def test_scene_curve_bench_names_the_missing_set(tmp_path):
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "branch_scene_curve.py"), "--build", str(tmp_path),
+                          "--cnn", str(tmp_path / "m")], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 2 and f"{tmp_path / 'test' / 'mixed'}: missing rendered set" in out.stderr
+
+
+def test_scene_curve_extrapolation(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    from branch_scene_curve import extrapolate
+
+    # +0.05 a doubling from 0.75 at 240 scenes: 0.9 three doublings on, at 1,920 scenes.
+    fit = extrapolate([30, 60, 120, 240], [0.60, 0.65, 0.70, 0.75])
+    assert fit["per_doubling"] == pytest.approx(0.05, abs=1e-4) and fit["scenes_for_goal"] == pytest.approx(1920, rel=1e-3)
+    assert extrapolate([29, 58, 117, 234], [0.80, 0.85, 0.88, 0.93])["scenes_for_goal"] == "reached"
+    assert extrapolate([29, 58, 117, 234], [0.70, 0.69, 0.70, 0.69])["scenes_for_goal"] is None  # never
+    assert extrapolate([29, 58, 117, 234], [0.50, 0.5001, 0.5002, 0.5003])["scenes_for_goal"] is None  # past 2**60
+
+
 def test_limits_bench_names_the_missing_build_file(tmp_path):
     out = subprocess.run([sys.executable, str(ROOT / "bench" / "baseline_limits.py"), "--build", str(tmp_path)],
                          capture_output=True, text=True, cwd=ROOT)
