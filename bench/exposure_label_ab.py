@@ -45,14 +45,15 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from label_ab import (  # noqa: E402
     TRAIN_SEED,
-    check_build_sets,
+    check_control,
+    checked_inputs,
     differ_only_where_labelled,
     render_variant,
     train_arm,
 )
 
 from deqa.baselines import synth  # noqa: E402
-from deqa.baselines.degradation import load_degradation_model, model_watermark_ink  # noqa: E402
+from deqa.baselines.degradation import load_degradation_model  # noqa: E402
 from deqa.baselines.degradation_train import predict_intensities  # noqa: E402
 from deqa.metrics import srcc  # noqa: E402
 
@@ -137,17 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
 
     build, work = Path(args.build), Path(args.work)
-    metas = check_build_sets(build, ["train", "val", *(f"test/{s}" for s in SWEEPS)], ap.error)
-    for name, meta in metas.items():
-        if meta["config"].get("watermark_ink", False):
-            ap.error(f"{build / name}: rendered with ink-matched watermarks; --build must be a protocol v3 build")
-    if model_watermark_ink(args.cnn):
-        ap.error(f"{args.cnn}: trained on ink-matched watermarks; the arms start from a v3 CNN")
-    start = load_degradation_model(args.cnn, cnn_only=True)
-    heads = list(start.cfg.heads)
-    if "exposure" not in heads:
-        ap.error(f"{args.cnn}: the CNN has no exposure head")
-    col = heads.index("exposure")
+    metas, heads, col = checked_inputs(build, args.cnn, SWEEPS, "exposure", ap.error)
 
     val_cfg = synth.SynthConfig.from_dict(metas["val"]["config"])
     calib = calibrate(metas["val"]["photos"], val_cfg, args.calib_crops)
@@ -182,10 +173,7 @@ def main(argv: list[str] | None = None) -> int:
             **{s: render_variant(metas[f"test/{s}"], root / s, metas[f"test/{s}"]["n"], metas[f"test/{s}"]["seed"],
                                  args.threads, **variant) for s in SWEEPS},
         }
-    ref, _, _ = synth.load_synth_dataset(build / "val")
-    mine, _, _ = synth.load_synth_dataset(sets["v3"]["val"])
-    if not np.array_equal(np.asarray(ref), np.asarray(mine)):
-        raise SystemExit(f"{sets['v3']['val']}: differs from {build / 'val'}; this generator is not the build's")
+    check_control(build, sets["v3"]["val"])
     checks, over = {}, {}
     for name in ("val", *SWEEPS):
         diff, exposed, other = differ_only_where_labelled(sets["v3"][name], sets["lstar"][name], col)

@@ -12,6 +12,7 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 
@@ -19,14 +20,16 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from deqa.baselines import synth  # noqa: E402
+from deqa.baselines.degradation import load_degradation_model, model_watermark_ink  # noqa: E402
 from deqa.baselines.degradation_train import DegradationTrainConfig, train_degradation  # noqa: E402
 
-__all__ = ["TRAIN_SEED", "render_variant", "differ_only_where_labelled", "train_arm", "check_build_sets"]
+__all__ = ["TRAIN_SEED", "render_variant", "differ_only_where_labelled", "train_arm", "check_build_sets",
+           "checked_inputs", "check_control"]
 
 TRAIN_SEED = 107  # not a seed of the build's sets (101-104, 106, 110-129, 150-169)
 
 
-def check_build_sets(build: Path, names: list[str], error: Callable[[str], object]) -> dict[str, dict]:
+def check_build_sets(build: Path, names: list[str], error: Callable[[str], NoReturn]) -> dict[str, dict]:
     """The metas of the build's rendered sets ``names`` (``error`` names the first one missing)."""
     metas = {}
     for name in names:
@@ -35,6 +38,31 @@ def check_build_sets(build: Path, names: list[str], error: Callable[[str], objec
             error(f"{path.parent}: missing rendered set (run scripts/build_default_model.sh {build} first)")
         metas[name] = json.loads(path.read_text())
     return metas
+
+
+def checked_inputs(build: Path, cnn: str, sweeps: tuple[str, ...], head: str,
+                   error: Callable[[str], NoReturn]) -> tuple[dict[str, dict], list[str], int]:
+    """What every label A/B checks before any work: the build's training, validation and
+    ``test/<sweep>`` sets exist and are protocol v3, and the starting CNN is a v3 CNN with a
+    ``head`` head. Returns (the sets' metas, the CNN's heads, ``head``'s column)."""
+    metas = check_build_sets(build, ["train", "val", *(f"test/{s}" for s in sweeps)], error)
+    for name, meta in metas.items():
+        if meta["config"].get("watermark_ink", False):
+            error(f"{build / name}: rendered with ink-matched watermarks; --build must be a protocol v3 build")
+    if model_watermark_ink(cnn):
+        error(f"{cnn}: trained on ink-matched watermarks; the arms start from a v3 CNN")
+    heads = list(load_degradation_model(cnn, cnn_only=True).cfg.heads)
+    if head not in heads:
+        error(f"{cnn}: the CNN has no {head} head")
+    return metas, heads, heads.index(head)
+
+
+def check_control(build: Path, control_val: Path) -> None:
+    """The control arm is the build's generator: its validation draw must be the build's, byte for byte."""
+    ref, _, _ = synth.load_synth_dataset(build / "val")
+    mine, _, _ = synth.load_synth_dataset(control_val)
+    if not np.array_equal(np.asarray(ref), np.asarray(mine)):
+        raise SystemExit(f"{control_val}: differs from {build / 'val'}; this generator is not the build's")
 
 
 def render_variant(meta: dict, out: Path, n: int, seed: int, workers: int, *, head: str | None = None,

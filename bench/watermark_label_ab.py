@@ -46,14 +46,15 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from label_ab import (  # noqa: E402
     TRAIN_SEED,
-    check_build_sets,
+    check_control,
+    checked_inputs,
     differ_only_where_labelled,
     render_variant,
     train_arm,
 )
 
 from deqa.baselines import synth  # noqa: E402
-from deqa.baselines.degradation import load_degradation_model, model_watermark_ink  # noqa: E402
+from deqa.baselines.degradation import load_degradation_model  # noqa: E402
 from deqa.baselines.degradation_train import predict_intensities  # noqa: E402
 from deqa.metrics import srcc  # noqa: E402
 
@@ -88,17 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--arms must include v3: the other arms are checked against it")
 
     build, work = Path(args.build), Path(args.work)
-    metas = check_build_sets(build, ["train", "val", *(f"test/{s}" for s in SWEEPS)], ap.error)
-    for name, meta in metas.items():
-        if meta["config"].get("watermark_ink", False):
-            ap.error(f"{build / name}: rendered with ink-matched watermarks; --build must be a protocol v3 build")
-    if model_watermark_ink(args.cnn):
-        ap.error(f"{args.cnn}: trained on ink-matched watermarks; the arms start from a v3 CNN")
-    start = load_degradation_model(args.cnn, cnn_only=True)
-    heads = list(start.cfg.heads)
-    if "watermark" not in heads:
-        ap.error(f"{args.cnn}: the CNN has no watermark head")
-    wm = heads.index("watermark")
+    metas, heads, wm = checked_inputs(build, args.cnn, SWEEPS, "watermark", ap.error)
 
     sets: dict[str, dict[str, Path]] = {}
     for arm in args.arms:
@@ -116,10 +107,7 @@ def main(argv: list[str] | None = None) -> int:
                for s in SWEEPS},
         }
     # The v3 arm is the build's generator: its validation draw must be the build's, byte for byte.
-    ref, _, _ = synth.load_synth_dataset(build / "val")
-    mine, _, _ = synth.load_synth_dataset(sets["v3"]["val"])
-    if not np.array_equal(np.asarray(ref), np.asarray(mine)):
-        raise SystemExit(f"{sets['v3']['val']}: differs from {build / 'val'}; this generator is not the build's")
+    check_control(build, sets["v3"]["val"])
     checks = {}
     for arm in args.arms:
         if arm == "v3":

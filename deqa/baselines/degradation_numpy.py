@@ -274,7 +274,7 @@ class NumpyDegradationScorer(Scorer):
         self.net = net
         self.cfg = net.cfg
         self.model_id = model_id
-        # Enough chunks for every core (numpy_parallel): 16 on up to 8 cores, a multiple of CHUNK.
+        # Enough chunks for every core (numpy_parallel): 16 images on up to 16 cores, then CHUNK per core.
         self.default_batch_size = max(16, CHUNK * num_threads())
         if views is not None:
             views.check_heads(self.cfg.heads)

@@ -6,7 +6,7 @@ built-in model's EfficientNet trunk is depthwise convs.
 Each thread running the whole network on its share of the batch, with BLAS held to one thread so
 the threads do not oversubscribe the cores, uses every core for every op (the ufuncs and BLAS
 release the GIL): bench/baseline_speed.py measured the built-in model's numpy network at
-16.0 -> 32.4 images/s on 2 cores (BENCHMARKS.md).
+16.0 -> 32.4 images/s on 2 cores (chunks of 2; BENCHMARKS.md).
 
 Every image runs alone (chunks of :data:`CHUNK` = 1) with BLAS at one thread, whatever the batch
 and the thread count, so an image's outputs are the same bit for bit however it is batched (a
@@ -30,8 +30,9 @@ import numpy as np
 __all__ = ["CHUNK", "num_threads", "set_num_threads", "map_batch"]
 
 # Images per chunk: one, so an image's matmuls have the same shapes in every batch (see above).
-# bench/baseline_speed.py, batch 16 on 2 cores: chunks of 1, 2, 4, 8 and 16 images (= no split) ran
-# the network at 30.0, 30.5, 29.8, 26.7 and 18.4 images/s (BENCHMARKS.md): 1 costs ~2%.
+# bench/baseline_speed.py, batch 16 on 2 cores, chunks of 1, 2, 4, 8 and 16 images (= no split):
+# 30.0, 30.5, 29.8, 26.7, 18.4 images/s on the first machine, 58.6, 62.5, 65.4, 62.4, 33.7 on the
+# AVX-512 one (BENCHMARKS.md): 1 costs 2-10%, the price of outputs that do not depend on batching.
 CHUNK = 1
 
 _configured: int | None = None
@@ -117,7 +118,7 @@ def map_batch(fn: Callable[[np.ndarray], np.ndarray], images: np.ndarray) -> np.
     its batch); so does a network's call of its sub-networks on a chunk (a batch splits once, at
     the top).
 
-    The BLAS limit is process-wide while the threads run (threadpoolctl has no per-thread one):
+    The BLAS limit is process-wide while any map_batch runs (threadpoolctl has no per-thread one):
     another thread doing BLAS work at the same moment runs single-threaded meanwhile, correctly.
     Safe to call from several threads at once.
     """
