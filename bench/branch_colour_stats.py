@@ -196,6 +196,13 @@ def blend_and_grade(read, x, val: dict, vsw: list[dict], hsw: dict[str, dict], m
             "watermark_auc": round(ev["heads"]["watermark"]["roc_auc"], 4), "overall": round(ev["overall_srcc_vs_weighted_total"], 4)}
 
 
+def grading_row(name: str, r: dict, heads: tuple[str, ...]) -> str:
+    """A Markdown row of a :func:`blend_and_grade` result: per head nuisance / isolated grading,
+    watermark ROC-AUC and overall SRCC."""
+    cells = [f"{r['grading'][h + ' nuisance']:.3f} / {r['grading'][h + ' isolated']:.3f}" for h in heads]
+    return f"| {name} | " + " | ".join(cells) + f" | {r['watermark_auc']:.3f} | {r['overall']:.3f} |"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_build_args(ap)
@@ -231,8 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| MLP inputs | " + " | ".join(heads) + " | watermark AUC | overall |")
     print("|---|" + "---|" * (len(heads) + 2))
     for arm, r in results.items():
-        cells = [f"{r['grading'][h + ' nuisance']:.3f} / {r['grading'][h + ' isolated']:.3f}" for h in heads]
-        print(f"| {arm} | " + " | ".join(cells) + f" | {r['watermark_auc']:.3f} | {r['overall']:.3f} |")
+        print(grading_row(arm, r, heads))
     if args.out:
         Path(args.out).write_text(json.dumps({"cnn": args.cnn, "train_data": args.train_data, "results": results}, indent=2) + "\n")
     return 0

@@ -38,7 +38,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from branch_colour_stats import add_build_args, blend_and_grade, build_sets, load_set, train_mlp  # noqa: E402
+from branch_colour_stats import (  # noqa: E402
+    add_build_args,
+    blend_and_grade,
+    build_sets,
+    grading_row,
+    load_set,
+    train_mlp,
+)
 
 from deqa.baselines.branch_train import BranchTrainConfig, imagenet_branch  # noqa: E402
 from deqa.baselines.degradation_config import EncoderBranchConfig  # noqa: E402
@@ -116,8 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| trunk | " + " | ".join(heads) + " | watermark AUC | overall | trunk img/s |")
     print("|---|" + "---|" * (len(heads) + 3))
     for arm, r in results.items():
-        cells = [f"{r['grading'][h + ' nuisance']:.3f} / {r['grading'][h + ' isolated']:.3f}" for h in heads]
-        print(f"| {arm} | " + " | ".join(cells) + f" | {r['watermark_auc']:.3f} | {r['overall']:.3f} | {r['trunk_images_per_s']} |")
+        print(grading_row(arm, r, heads) + f" {r['trunk_images_per_s']} |")
     if "lite0" in results and "lite2" in results:
         a, b = results["lite0"]["grading"], results["lite2"]["grading"]
         delta = {h: round((b[h + " nuisance"] + b[h + " isolated"] - a[h + " nuisance"] - a[h + " isolated"]) / 2, 4) for h in heads}

@@ -44,17 +44,15 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from label_ab import (  # noqa: E402
-    TRAIN_SEED,
     check_control,
     checked_inputs,
     differ_only_where_labelled,
-    render_variant,
-    train_arm,
+    render_arm,
+    sweep_predictions,
+    train_arms,
 )
 
 from deqa.baselines import synth  # noqa: E402
-from deqa.baselines.degradation import load_degradation_model  # noqa: E402
-from deqa.baselines.degradation_train import predict_intensities  # noqa: E402
 from deqa.metrics import srcc  # noqa: E402
 
 ARMS = ("v3", "lstar")
@@ -167,12 +165,7 @@ def main(argv: list[str] | None = None) -> int:
                              "use a new --work folder")
         stamp.write_text(generator)
         variant = dict(head="exposure", variant=lstar_exposure) if arm == "lstar" else {}
-        sets[arm] = {
-            "train": render_variant(metas["train"], root / "train", args.n, TRAIN_SEED, args.threads, **variant),
-            "val": render_variant(metas["val"], root / "val", metas["val"]["n"], metas["val"]["seed"], args.threads, **variant),
-            **{s: render_variant(metas[f"test/{s}"], root / s, metas[f"test/{s}"]["n"], metas[f"test/{s}"]["seed"],
-                                 args.threads, **variant) for s in SWEEPS},
-        }
+        sets[arm] = render_arm(metas, root, SWEEPS, args.n, args.threads, **variant)
     check_control(build, sets["v3"]["val"])
     checks, over = {}, {}
     for name in ("val", *SWEEPS):
@@ -184,23 +177,16 @@ def main(argv: list[str] | None = None) -> int:
         over[name] = diff
     print("checks (crops that differ: the overexposed ones)", json.dumps(checks), flush=True)
 
-    models, val_loss = {"start": args.cnn}, {}
-    for arm in ARMS:
-        models[arm], val_loss[arm], recipe = train_arm(sets[arm]["train"], sets[arm]["val"], work / arm / "model", args.cnn,
-                                                       epochs=args.epochs, threads=args.threads, model_id=f"bench-exposure-{arm}")
-        print(arm, "val loss", val_loss[arm], flush=True)
+    models, val_loss, recipe = train_arms(sets, ARMS, work, args.cnn, epochs=args.epochs, threads=args.threads,
+                                          bench="exposure")
 
     grading: dict[str, dict[str, float]] = {}
-    for model_name, folder in models.items():
-        cnn = load_degradation_model(folder, cnn_only=True)
-        for arm in ARMS:
-            for s in SWEEPS:
-                images, labels, _ = synth.load_synth_dataset(sets[arm][s])
-                p, t = predict_intensities(cnn, images)[:, col], np.asarray(labels)[:, col]
-                g = grading.setdefault(model_name, {})
-                g[f"{arm} {s}"] = round(srcc(p, t), 4)
-                g[f"{arm} {s} over"] = round(srcc(p[over[s]], t[over[s]]), 4)
-                g[f"{arm} {s} under"] = round(srcc(p[~over[s]], t[~over[s]]), 4)
+    for model_name, preds in sweep_predictions(models, sets, ARMS, SWEEPS, col):
+        g = grading[model_name] = {}
+        for (arm, s), (p, t) in preds.items():
+            g[f"{arm} {s}"] = round(srcc(p, t), 4)
+            g[f"{arm} {s} over"] = round(srcc(p[over[s]], t[over[s]]), 4)
+            g[f"{arm} {s} under"] = round(srcc(p[~over[s]], t[~over[s]]), 4)
         print(model_name, json.dumps(grading[model_name]), flush=True)
 
     print("\nexposure grading, CNN only (nuisance / isolated; all, overexposed, underexposed), rows: model, columns: label")

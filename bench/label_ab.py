@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NoReturn
 
@@ -21,10 +21,14 @@ sys.path.insert(0, str(ROOT))
 
 from deqa.baselines import synth  # noqa: E402
 from deqa.baselines.degradation import load_degradation_model, model_watermark_ink  # noqa: E402
-from deqa.baselines.degradation_train import DegradationTrainConfig, train_degradation  # noqa: E402
+from deqa.baselines.degradation_train import (  # noqa: E402
+    DegradationTrainConfig,
+    predict_intensities,
+    train_degradation,
+)
 
-__all__ = ["TRAIN_SEED", "render_variant", "differ_only_where_labelled", "train_arm", "check_build_sets",
-           "checked_inputs", "check_control"]
+__all__ = ["TRAIN_SEED", "render_variant", "render_arm", "differ_only_where_labelled", "train_arm", "train_arms",
+           "sweep_predictions", "check_build_sets", "checked_inputs", "check_control"]
 
 TRAIN_SEED = 107  # not a seed of the build's sets (101-104, 106, 110-129, 150-169)
 
@@ -92,6 +96,18 @@ def render_variant(meta: dict, out: Path, n: int, seed: int, workers: int, *, he
     return out
 
 
+def render_arm(metas: dict[str, dict], root: Path, sweeps: tuple[str, ...], n: int, workers: int, **variant) -> dict[str, Path]:
+    """One arm's sets under ``root``, each with the arm's generator (``variant``: the keywords of
+    :func:`render_variant`): ``n`` fresh training crops drawn as the build's training set is (render
+    seed :data:`TRAIN_SEED`), the build's validation draw and its held-out ``test/<sweep>`` sets."""
+    def like(name: str, out: Path, count: int, seed: int) -> Path:
+        return render_variant(metas[name], out, count, seed, workers, **variant)
+
+    return {"train": like("train", root / "train", n, TRAIN_SEED),
+            "val": like("val", root / "val", metas["val"]["n"], metas["val"]["seed"]),
+            **{s: like(f"test/{s}", root / s, metas[f"test/{s}"]["n"], metas[f"test/{s}"]["seed"]) for s in sweeps}}
+
+
 def differ_only_where_labelled(a: Path, b: Path, col: int) -> tuple[np.ndarray, int, int]:
     """Between two sets of the same plans: (which samples differ, how many of those the head
     ``col`` was applied to, how many it was not)."""
@@ -116,3 +132,32 @@ def train_arm(train: Path, val: Path, out: Path, cnn: str, *, epochs: int, threa
         train_degradation(cfg, progress=False)
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines() if line.strip()]
     return str(out), [round(r["val_loss"], 4) for r in log if "val_loss" in r], cfg
+
+
+def train_arms(sets: dict[str, dict[str, Path]], arms, work: Path, cnn: str, *, epochs: int, threads: int,
+               bench: str) -> tuple[dict[str, str], dict[str, list[float]], DegradationTrainConfig]:
+    """:func:`train_arm` for every arm (model ``work/<arm>/model``, id ``bench-<bench>-<arm>``).
+    Returns (model folder by name, the starting CNN as ``start`` first; validation losses by arm;
+    the recipe)."""
+    models, val_loss = {"start": cnn}, {}
+    for arm in arms:
+        models[arm], val_loss[arm], recipe = train_arm(sets[arm]["train"], sets[arm]["val"], work / arm / "model", cnn,
+                                                       epochs=epochs, threads=threads, model_id=f"bench-{bench}-{arm}")
+        print(arm, "val loss", val_loss[arm], flush=True)
+    return models, val_loss, recipe
+
+
+def sweep_predictions(models: dict[str, str], sets: dict[str, dict[str, Path]], arms, sweeps: tuple[str, ...],
+                      col: int) -> Iterator[tuple[str, dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]]]:
+    """For each model (CNN only), its intensity of head ``col`` and the label on every arm's
+    sweeps: (model name, {(arm, sweep): (prediction, t)})."""
+    from deqa.baselines.degradation import load_degradation_model
+
+    for name, folder in models.items():
+        cnn = load_degradation_model(folder, cnn_only=True)
+        out = {}
+        for arm in arms:
+            for s in sweeps:
+                images, labels, _ = synth.load_synth_dataset(sets[arm][s])
+                out[arm, s] = predict_intensities(cnn, images)[:, col], np.asarray(labels)[:, col]
+        yield name, out

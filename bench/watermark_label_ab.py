@@ -37,7 +37,6 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,17 +44,15 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from label_ab import (  # noqa: E402
-    TRAIN_SEED,
     check_control,
     checked_inputs,
     differ_only_where_labelled,
-    render_variant,
-    train_arm,
+    render_arm,
+    sweep_predictions,
+    train_arms,
 )
 
 from deqa.baselines import synth  # noqa: E402
-from deqa.baselines.degradation import load_degradation_model  # noqa: E402
-from deqa.baselines.degradation_train import predict_intensities  # noqa: E402
 from deqa.metrics import srcc  # noqa: E402
 
 ARMS = ("v3", "ink", "size")
@@ -66,11 +63,11 @@ def _size_matched_watermark(img, t, rng):
     return synth.apply_watermark(img, t, rng, size_match=True)
 
 
-def render(arm: str, meta: dict, out: Path, n: int, seed: int, workers: int) -> Path:
-    """Render a set like the build's set of ``meta`` (photos, config) with the arm's watermark."""
+def arm_variant(arm: str) -> dict:
+    """The arm's generator, as :func:`label_ab.render_variant`'s keywords."""
     if arm == "size":  # the check in main() confirms the size arm's marks are not v3's
-        return render_variant(meta, out, n, seed, workers, head="watermark", variant=_size_matched_watermark)
-    return render_variant(meta, out, n, seed, workers, config={"watermark_ink": arm == "ink"})
+        return {"head": "watermark", "variant": _size_matched_watermark}
+    return {"config": {"watermark_ink": arm == "ink"}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,12 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             "ink": "synth --watermark-ink (protocol deqa-heldout-v4)\n",
             "size": "apply_watermark(size_match=True); the meta says v3 but the marks are size-matched: bench only\n",
         }[arm])
-        sets[arm] = {
-            "train": render(arm, metas["train"], root / "train", args.n, TRAIN_SEED, args.threads),
-            "val": render(arm, metas["val"], root / "val", metas["val"]["n"], metas["val"]["seed"], args.threads),
-            **{s: render(arm, metas[f"test/{s}"], root / s, metas[f"test/{s}"]["n"], metas[f"test/{s}"]["seed"], args.threads)
-               for s in SWEEPS},
-        }
+        sets[arm] = render_arm(metas, root, SWEEPS, args.n, args.threads, **arm_variant(arm))
     # The v3 arm is the build's generator: its validation draw must be the build's, byte for byte.
     check_control(build, sets["v3"]["val"])
     checks = {}
@@ -120,20 +112,12 @@ def main(argv: list[str] | None = None) -> int:
                                  "the arm must change the watermarks and nothing else")
     print("checks", json.dumps(checks), flush=True)
 
-    models, val_loss = {"start": args.cnn}, {}
-    for arm in args.arms:
-        models[arm], val_loss[arm], cfg = train_arm(sets[arm]["train"], sets[arm]["val"], work / arm / "model", args.cnn,
-                                                    epochs=args.epochs, threads=args.threads, model_id=f"bench-watermark-{arm}")
-        print(arm, "val loss", val_loss[arm], flush=True)
+    models, val_loss, cfg = train_arms(sets, args.arms, work, args.cnn, epochs=args.epochs, threads=args.threads,
+                                       bench="watermark")
 
     grading: dict[str, dict[str, float]] = {}
-    for model_name, folder in models.items():
-        cnn = load_degradation_model(folder, cnn_only=True)
-        for arm in args.arms:
-            for s in SWEEPS:
-                images, labels, _ = synth.load_synth_dataset(sets[arm][s])
-                p = predict_intensities(cnn, images)[:, wm]
-                grading.setdefault(model_name, {})[f"{arm} {s}"] = round(srcc(p, np.asarray(labels)[:, wm]), 4)
+    for model_name, preds in sweep_predictions(models, sets, args.arms, SWEEPS, wm):
+        grading[model_name] = {f"{arm} {s}": round(srcc(p, t), 4) for (arm, s), (p, t) in preds.items()}
         print(model_name, json.dumps(grading[model_name]), flush=True)
 
     print("\nwatermark grading, CNN only (nuisance / isolated), rows: model, columns: marks drawn by")

@@ -122,15 +122,18 @@ def map_batch(fn: Callable[[np.ndarray], np.ndarray], images: np.ndarray) -> np.
     another thread doing BLAS work at the same moment runs single-threaded meanwhile, correctly.
     Safe to call from several threads at once.
     """
+    with _blas_single_threaded():  # on every path: BLAS's thread count changes its rounding
+        return _map_chunks(fn, images)
+
+
+def _map_chunks(fn: Callable[[np.ndarray], np.ndarray], images: np.ndarray) -> np.ndarray:
     n = len(images)
     if n <= CHUNK:
-        with _blas_single_threaded():
-            return fn(images)
+        return fn(images)
     chunks = [images[i : i + CHUNK] for i in range(0, n, CHUNK)]
     threads = min(len(chunks), num_threads())
     if threads <= 1:
-        with _blas_single_threaded():
-            return np.concatenate([fn(c) for c in chunks], axis=0)
+        return np.concatenate([fn(c) for c in chunks], axis=0)
     # `threads` tasks, each running every threads-th chunk: no more run at once, whatever the
     # pool's size; the outputs go back in chunk order.
     outs: list[np.ndarray | None] = [None] * len(chunks)
@@ -139,7 +142,6 @@ def map_batch(fn: Callable[[np.ndarray], np.ndarray], images: np.ndarray) -> np.
         for i in range(first, len(chunks), threads):
             outs[i] = fn(chunks[i])
 
-    with _blas_single_threaded():
-        for f in [_executor(threads).submit(work, t) for t in range(threads)]:
-            f.result()
+    for f in [_executor(threads).submit(work, t) for t in range(threads)]:
+        f.result()
     return np.concatenate(outs, axis=0)
