@@ -462,6 +462,9 @@ def test_scene_curve_bench_names_the_missing_set(tmp_path):
     out = subprocess.run([sys.executable, str(ROOT / "bench" / "branch_scene_curve.py"), "--build", str(tmp_path),
                           "--cnn", str(tmp_path / "m")], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 2 and f"{tmp_path / 'test' / 'mixed'}: missing rendered set" in out.stderr
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "branch_scene_curve.py"), "--build", str(tmp_path),
+                          "--cnn", str(tmp_path / "m"), "--draws", "0"], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 2 and "--draws must be >= 1" in out.stderr
 
 
 def test_scene_curve_extrapolation(monkeypatch):
