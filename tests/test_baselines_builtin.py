@@ -483,3 +483,49 @@ def test_limits_bench_names_the_missing_build_file(tmp_path):
     out = subprocess.run([sys.executable, str(ROOT / "bench" / "baseline_limits.py"), "--build", str(tmp_path)],
                          capture_output=True, text=True, cwd=ROOT)
     assert out.returncode != 0 and f"{tmp_path / 'photos' / 'photos.json'}: missing" in out.stderr
+
+
+def test_ensemble_bench_names_the_missing_set_and_needs_two_seeds(tmp_path):
+    bench = [sys.executable, str(ROOT / "bench" / "branch_ensemble.py"), "--build", str(tmp_path), "--cnn", str(tmp_path / "m")]
+    out = subprocess.run(bench, capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 2 and f"{tmp_path / 'test' / 'mixed'}: missing rendered set" in out.stderr
+    out = subprocess.run([*bench, "--seeds", "3", "3"], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 2 and "--seeds: give at least two different seeds" in out.stderr
+
+
+def test_ensemble_bench_sizes_mean_and_mix_bound(monkeypatch):
+    import numpy as np
+    import torch
+
+    from deqa.baselines.degradation_config import EncoderBranchConfig
+    from deqa.baselines.encoder_branch import branch_head
+
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    from branch_ensemble import ensemble_sizes, mean_logits, oracle_mix
+
+    assert ensemble_sizes(2) == [1, 2] and ensemble_sizes(4) == [1, 2, 4] and ensemble_sizes(5) == [1, 2, 4, 5]
+    feats = np.arange(6.0).reshape(3, 2)
+    read = mean_logits([lambda x: x, lambda x: 3 * x])
+    np.testing.assert_allclose(read(feats), 2 * feats)
+    # The held-out bound: the CNN's logits are loud noise, the branch's rank the labels exactly, so
+    # only the all-branch mix (1.0) grades 1; the chosen one (all CNN) grades the noise.
+    y = np.linspace(0, 1, 20)[:, None]
+    noise = 10 * np.random.default_rng(0).random((20, 1))
+    held = {"s": {"cnn": noise, "y": y, "head": "blur", "x": y}}
+    bound = oracle_mix(lambda x: x, lambda d: d["x"], held, ("blur",), {"blur": 0.0})
+    assert bound["blur"]["best_mix"] == 1.0 and bound["blur"]["at_best"] == pytest.approx(1.0)
+    assert bound["blur"]["chosen"] == 0.0 and bound["blur"]["at_chosen"] < 0.5
+    # The docstring's claim: the mean of two MLPs' logits is one MLP twice as wide (middle layer
+    # block-diagonal, last layer the halved concatenation).
+    torch.manual_seed(0)
+    a, b = (branch_head(EncoderBranchConfig(), 16, 6).eval() for _ in range(2))
+    lin = lambda m: [layer for layer in m if isinstance(layer, torch.nn.Linear)]  # noqa: E731
+    (a1, a2, a3), (b1, b2, b3) = lin(a), lin(b)
+    wide = branch_head(EncoderBranchConfig(head_hidden=(2 * a1.out_features, 2 * a2.out_features)), 16, 6).eval()
+    w1, w2, w3 = lin(wide)
+    with torch.no_grad():
+        w1.weight.copy_(torch.cat([a1.weight, b1.weight])), w1.bias.copy_(torch.cat([a1.bias, b1.bias]))
+        w2.weight.copy_(torch.block_diag(a2.weight, b2.weight)), w2.bias.copy_(torch.cat([a2.bias, b2.bias]))
+        w3.weight.copy_(torch.cat([a3.weight, b3.weight], 1) / 2), w3.bias.copy_((a3.bias + b3.bias) / 2)
+        x = torch.randn(5, 16)
+        torch.testing.assert_close(wide(x), (a(x) + b(x)) / 2)
