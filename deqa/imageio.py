@@ -7,6 +7,7 @@ harness agree on what counts as a readable image and how odd modes are mapped to
 from __future__ import annotations
 
 import os
+import re
 import threading
 import warnings
 from collections.abc import Iterator
@@ -86,7 +87,7 @@ def load_image(source: str | os.PathLike | Image.Image, *, max_pixels: int | Non
     if not path.exists():
         raise ImageLoadError(name, "no such file")
     if path.is_dir():
-        raise ImageLoadError(name, "is a directory, not an image (pass --recursive to score its contents)")
+        raise ImageLoadError(name, "is a directory, not an image (to score the images in a folder, give the folder itself as an input)")
     if path.stat().st_size == 0:
         raise ImageLoadError(name, "empty file (0 bytes)")
     try:
@@ -100,6 +101,13 @@ def load_image(source: str | os.PathLike | Image.Image, *, max_pixels: int | Non
                 return to_rgb(img)
     except ImageLoadError:
         raise
+    except Image.DecompressionBombError as err:
+        # Pillow refuses above twice its own limit while opening, before our check sees the size;
+        # at the default limit (equal to Pillow's) that is every image over it.
+        got = re.search(r"\((\d+) pixels\)", str(err))
+        size = f"{int(got.group(1)):,} pixels" if got else "too many pixels"
+        limit = max_pixels if max_pixels is not None else 2 * (Image.MAX_IMAGE_PIXELS or 0)
+        raise ImageLoadError(name, f"image is {size}, over the limit of {limit:,} {_RAISE_IT}") from None
     except UnidentifiedImageError:
         raise ImageLoadError(name, "not an image (unrecognised format)") from None
     except (OSError, SyntaxError, ValueError, EOFError) as err:
@@ -137,13 +145,15 @@ def _pillow_settings(max_pixels: int | None) -> Iterator[None]:
             Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = pixels, truncated
 
 
+_RAISE_IT = "(decompression-bomb guard; raise it with --max-pixels if the file is trusted)"
+
+
 def _check_pixels(name: str, size: tuple[int, int], max_pixels: int | None) -> None:
     w, h = size
     if max_pixels is not None and w * h > max_pixels:
         raise ImageLoadError(
             name,
-            f"image is {w}x{h} = {w * h:,} pixels, over the limit of {max_pixels:,} "
-            "(decompression-bomb guard; raise it with --max-pixels if the file is trusted)",
+            f"image is {w}x{h} = {w * h:,} pixels, over the limit of {max_pixels:,} {_RAISE_IT}",
         )
     if w < 1 or h < 1:
         raise ImageLoadError(name, f"image has no pixels ({w}x{h})")

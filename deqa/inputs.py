@@ -126,6 +126,8 @@ def read_manifest(path: str | Path) -> list[str]:
 
 
 def _expand_one(arg: str, recursive: bool, extensions: frozenset[str]) -> list[str]:
+    if not arg.strip():  # Path("") is ".": an empty argument (an unset shell variable) must not mean "here"
+        raise InputError(f"{arg!r}: empty input path")
     path = Path(os.path.expanduser(arg))
     if path.is_dir():
         found = _images_in_dir(path, recursive, extensions)

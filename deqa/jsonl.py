@@ -9,6 +9,11 @@ line does not glue onto it) and readers may drop it (``skip_torn_tail=True``) in
 Lines are split on ``"\\n"`` only: ``str.splitlines`` would also split on U+2028, U+0085 and
 other characters that ``json.dumps(..., ensure_ascii=False)`` writes unescaped inside strings
 (an image named ``a\\u2028b.jpg``).
+
+A file name that is not valid UTF-8 (an old archive's Latin-1 ``caf\\xe9.jpg``) reaches Python as a
+str holding lone surrogates (``os.fsdecode``'s surrogateescape), which UTF-8 cannot encode:
+:func:`dumps` writes such a value with ``\\uXXXX`` escapes, so the file stays UTF-8 and
+``json.loads`` gives back the very same str (a resumed run matches the name).
 """
 
 from __future__ import annotations
@@ -20,7 +25,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-__all__ = ["iter_jsonl", "cut_torn_tail", "JsonlWriter"]
+__all__ = ["iter_jsonl", "cut_torn_tail", "dumps", "JsonlWriter"]
+
+
+def dumps(obj: Any, **kwargs) -> str:
+    """``json.dumps(obj, ensure_ascii=False)``, or with every non-ASCII character escaped when the
+    value holds lone surrogates (a file name that is not UTF-8; see the module's notes)."""
+    text = json.dumps(obj, ensure_ascii=False, **kwargs)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(obj, ensure_ascii=True, **kwargs)
+    return text
 
 
 def iter_jsonl(
@@ -106,7 +122,7 @@ class JsonlWriter:
             self._f, self._owns = target, False
 
     def write(self, obj: Any) -> None:
-        self._f.write(json.dumps(obj, ensure_ascii=False) + "\n")
+        self._f.write(dumps(obj) + "\n")
         self._f.flush()
 
     def close(self) -> None:

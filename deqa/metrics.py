@@ -176,6 +176,10 @@ def _linear_fit(x: np.ndarray, y: np.ndarray, message: str) -> LogisticFit:
     return LogisticFit("linear", (float(res.slope), float(res.intercept)), message)
 
 
+# A fitted width |b4| under this fraction of the predictions' std is a step, not a curve.
+STEP_WIDTH = 1e-3
+
+
 def fit_logistic(
     pred, mos, *, maxfev: int = 10_000, p0: Sequence[float] | None = None, warn: bool = True
 ) -> LogisticFit:
@@ -188,7 +192,8 @@ def fit_logistic(
 
     Falls back to a straight line (``kind="linear"``, with a :class:`FitFallbackWarning` unless
     ``warn=False``) when: ``curve_fit`` does not converge or raises; the parameters are not
-    finite; the fitted curve is flat (the logistic collapsed); or the logistic fits worse than
+    finite; the fitted curve is flat (the logistic collapsed) or a step (its width ``|b4|`` under
+    :data:`STEP_WIDTH` of the predictions' std); or the logistic fits worse than
     the line, which is its own limit (b4 -> inf), so a worse fit means a bad local optimum.
     """
     x, y = _check_pair(pred, mos)
@@ -222,6 +227,14 @@ def fit_logistic(
             reason = f"logistic fit gave non-finite parameters {params}"
         elif np.std(yhat) <= 1e-9 * np.std(y):
             reason = f"logistic fit is degenerate (flat curve, parameters {params})"
+        elif abs(params[3]) < STEP_WIDTH * np.std(x):
+            # A step: the curve jumps between its asymptotes at one prediction and is flat
+            # elsewhere, so "PLCC after the fit" scores a two-group split of the images, not a
+            # monotonic mapping of the predictions (seen on small sets with weak predictions).
+            reason = (
+                f"logistic fit is degenerate (a step: width b4 = {params[3]:.3g} against a prediction "
+                f"spread of {np.std(x):.3g}, parameters {params})"
+            )
         else:
             fit = LogisticFit("logistic", params)
             line = _linear_fit(x, y, "")

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .fileio import atomic_write, write_text_atomic
-from .jsonl import JsonlWriter, cut_torn_tail, iter_jsonl
+from .jsonl import JsonlWriter, cut_torn_tail, dumps, iter_jsonl
 from .results import ScoreFailure, ScoreResult
 
 __all__ = [
@@ -63,6 +63,9 @@ def record_of(result: ScoreResult | ScoreFailure) -> dict[str, Any]:
 
 # -- reading back (resume) --------------------------------------------------------------------
 _RESUME_HINT = "cannot resume into this file"
+# CSV has no escapes: a file name that is not UTF-8 (Python holds its bytes as lone surrogates) is
+# written as its own bytes, as the file system has them, and read back to the same str on resume.
+_CSV_ERRORS = "surrogateescape"
 # Every CSV deqa writes has these columns (probability/detail columns vary by model).
 _CSV_REQUIRED = (*_BASE_COLUMNS, "model", "error")
 # A JSONL row as deqa writes it starts with this ("input" is ScoreResult/ScoreFailure's first field).
@@ -158,10 +161,7 @@ def _read_records(path: Path, fmt: str) -> list[dict[str, Any]]:
         cut_torn_tail(path)
         return rows
     if fmt == "csv":
-        try:
-            text = path.read_bytes().decode("utf-8-sig")
-        except UnicodeDecodeError as err:
-            raise ValueError(f"{path}: not UTF-8 text ({err.reason}); {_RESUME_HINT}") from None
+        text = path.read_bytes().decode("utf-8-sig", _CSV_ERRORS)  # a binary file fails the header check
         _csv_header(path, text)
         if not text.endswith("\n"):
             cut = text.rfind("\n") + 1
@@ -272,13 +272,13 @@ class _CsvWriter(ResultWriter):
             self.left_out.update(extra)
             return
         self.stream.close()
-        with open(self.path, newline="", encoding="utf-8-sig") as f:
+        with open(self.path, newline="", encoding="utf-8-sig", errors=_CSV_ERRORS) as f:
             rows = list(csv.DictReader(f))
-        with atomic_write(self.path, newline="") as f:
+        with atomic_write(self.path, newline="", errors=_CSV_ERRORS) as f:
             rewrite = csv.DictWriter(f, fieldnames=fields)
             rewrite.writeheader()
             rewrite.writerows(rows)
-        self.stream = open(self.path, "a", newline="", encoding="utf-8")
+        self.stream = open(self.path, "a", newline="", encoding="utf-8", errors=_CSV_ERRORS)
         self.writer = csv.DictWriter(self.stream, fieldnames=fields, extrasaction="ignore")
 
     def write(self, result):
@@ -315,7 +315,7 @@ class _JsonWriter(ResultWriter):
     def _flush(self):
         if self.path is None:
             return
-        write_text_atomic(self.path, json.dumps(self.rows, indent=2, ensure_ascii=False) + "\n")
+        write_text_atomic(self.path, dumps(self.rows, indent=2) + "\n")
         self.last = time.monotonic()
 
     def write(self, result):
@@ -327,7 +327,7 @@ class _JsonWriter(ResultWriter):
         if self.path is not None:
             self._flush()
         else:
-            self.stream.write(json.dumps(self.rows, indent=2, ensure_ascii=False) + "\n")
+            self.stream.write(dumps(self.rows, indent=2) + "\n")
             self.stream.flush()
 
 
@@ -355,10 +355,10 @@ def open_writer(
     if fmt == "csv":
         columns = None
         if path.exists() and path.stat().st_size > 0:
-            with open(path, newline="", encoding="utf-8-sig") as f:
+            with open(path, newline="", encoding="utf-8-sig", errors=_CSV_ERRORS) as f:
                 columns = next(csv.reader(f), None)
         return _CsvWriter(
-            open(path, "a", newline="", encoding="utf-8"), owns=True, columns=columns, path=path
+            open(path, "a", newline="", encoding="utf-8", errors=_CSV_ERRORS), owns=True, columns=columns, path=path
         )
     if fmt == "json":
         return _JsonWriter(path, None, read_records(path, "json"))

@@ -267,8 +267,8 @@ def test_bad_input_exits_1_with_message(tmp_path, capsys, argv, pattern):
 
 
 def test_split_filter_with_no_match(tmp_path, capsys):
-    rc, _, err = run(["--dataset", "livec", "--split", "train", "-o", tmp_path / "m.jsonl"], capsys)
-    assert rc == 1 and "--split train: no row has 'train' in its split column; values present: ['test']" in err
+    rc, _, err = run(["--dataset", "livec", "--split", "val", "-o", tmp_path / "m.jsonl"], capsys)
+    assert rc == 1 and "--split val: no row has 'val' in its split column; values present: ['test', 'train']" in err
 
 
 def test_umbrella_command_and_module_entry_point(tmp_path, capsys):

@@ -398,6 +398,22 @@ def test_image_loading_leaves_pillows_global_settings_as_the_host_set_them(tmp_p
     assert Image.MAX_IMAGE_PIXELS == pixels and ImageFile.LOAD_TRUNCATED_IMAGES is True
 
 
+def test_an_image_over_pillows_own_limit_gets_deqas_message(tmp_path, monkeypatch):
+    """At the default limit (Pillow's error threshold) Pillow refuses such an image while opening
+    it, before deqa sees its size: it must still be deqa's per-file error with the --max-pixels hint."""
+    from PIL import Image
+
+    from deqa.imageio import ImageLoadError, load_image
+
+    Image.new("RGB", (100, 30)).save(tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # Pillow's error from 2,000 px
+    with pytest.raises(ImageLoadError, match=r"big.png: image is 3,000 pixels, over the limit of 2,000 .*--max-pixels"):
+        load_image(tmp_path / "big.png", max_pixels=2000)
+    with pytest.raises(ImageLoadError, match=r"image is 3,000 pixels, over the limit of 1,500 .*--max-pixels"):
+        load_image(tmp_path / "big.png", max_pixels=1500)  # under twice Pillow's: Pillow refuses first
+    assert load_image(tmp_path / "big.png", max_pixels=None).size == (100, 30)  # off: lifted
+
+
 def test_ctrl_c_with_decoding_workers_prints_one_line_not_their_tracebacks(tmp_path):
     """Ctrl-C reaches the whole process group, the forked decoding workers included: only the
     main process reports it (exit 130, "interrupted"), no worker traceback."""
@@ -438,3 +454,64 @@ def test_float_images_in_0_1_keep_their_brightness():
     assert np.asarray(to_rgb(dark)).max() == round(0.2 * 255)
     wide = Image.fromarray(np.linspace(-3.0, 5.0, 64 * 64, dtype=np.float32).reshape(64, 64), mode="F")
     assert np.asarray(to_rgb(wide)).min() == 0 and np.asarray(to_rgb(wide)).max() == 255  # no range known: stretched
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "json"])
+def test_a_file_name_that_is_not_utf8_is_scored_written_and_resumed(tmp_path, fmt, capsys):
+    """An old archive's Latin-1 name reaches Python with lone surrogates; every -o format used to
+    crash on it (and a resume crashed at the same row again)."""
+    from deqa.outputs import read_records
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    example = ROOT / "deqa" / "assets" / "examples" / "example.jpg"
+    name = os.fsdecode(b"caf\xe9.jpg")
+    try:
+        os.link(example, folder / name)
+    except (OSError, UnicodeEncodeError):
+        pytest.skip("this file system does not take non-UTF-8 names")
+    os.link(example, folder / "z.jpg")
+    out = tmp_path / f"s.{fmt}"
+    assert main([str(folder), "-o", str(out), "--num-workers", "0", "-q"]) == 0
+    first = out.read_bytes()
+    assert [r["input"] for r in read_records(out, fmt)] == [str(folder / name), str(folder / "z.jpg")]
+    if fmt == "csv":
+        assert b"caf\xe9.jpg" in first  # the name's own bytes, as the file system has them
+    else:
+        first.decode("utf-8")  # JSON stays UTF-8: the name is written with \\u escapes
+    capsys.readouterr()
+    assert main([str(folder), "-o", str(out), "--num-workers", "0", "-q"]) == 0
+    assert "2 of 2 inputs already there" in capsys.readouterr().err
+    assert out.read_bytes() == first
+
+
+def test_file_names_may_follow_options(tmp_path, capsys):
+    example = ROOT / "deqa" / "assets" / "examples" / "example.jpg"
+    os.link(example, tmp_path / "a.jpg")
+    os.link(example, tmp_path / "b.jpg")
+    assert main([str(tmp_path / "a.jpg"), "-q", "--format", "jsonl", str(tmp_path / "b.jpg"), "--num-workers", "0"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["input"] for r in rows] == [str(tmp_path / "a.jpg"), str(tmp_path / "b.jpg")]
+
+
+def test_a_reader_closing_stdout_stops_the_job_quietly(tmp_path):
+    example = ROOT / "deqa" / "assets" / "examples" / "example.jpg"
+    for i in range(4):
+        os.link(example, tmp_path / f"{i}.jpg")
+    proc = subprocess.Popen([sys.executable, "-m", "deqa.cli.score", str(tmp_path), "--format", "jsonl", "-q",
+                             "--num-workers", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    proc.stdout.close()  # `| head -0`: gone before the first row is written
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141, err
+    assert "Traceback" not in err and "BrokenPipeError" not in err
+
+
+def test_a_folder_listed_in_a_manifest_is_a_per_input_failure_with_a_fitting_hint(tmp_path):
+    example = ROOT / "deqa" / "assets" / "examples" / "example.jpg"
+    (tmp_path / "sub").mkdir()
+    os.link(example, tmp_path / "a.jpg")
+    (tmp_path / "list.txt").write_text("a.jpg\nsub\n")
+    out = tmp_path / "s.jsonl"
+    assert main([str(tmp_path / "list.txt"), "-r", "-o", str(out), "--num-workers", "0", "-q"]) == 2
+    rows = _rows(out)
+    assert "score" in rows[0] and "is a directory" in rows[1]["error"] and "--recursive" not in rows[1]["error"]

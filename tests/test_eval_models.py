@@ -152,3 +152,34 @@ def test_builtin_baseline_end_to_end_without_transformers(tmp_path):
         assert sharp > preds[f"c{c}_b3.png"].score + 0.1
         assert sharp > preds[f"c{c}_b5.png"].score + 0.4
     assert (out / "blurmini" / "scatter.png").is_file()
+
+
+def test_a_checkpoint_retrained_in_place_is_another_model(mini, tiny_vlm_path, tmp_path, capsys):
+    """Same folder, new weights: its id carries the weights' fingerprint, so the rerun is refused
+    instead of reporting the old weights' predictions as the new model's."""
+    from safetensors.torch import load_file, save_file
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(tiny_vlm_path("qwen2_5_vl"), ckpt)
+    out = tmp_path / "out"
+    assert _run(mini, ckpt, out, "--bootstrap", "0") == 0
+    assert _run(mini, ckpt, out, "--bootstrap", "0") == 0  # same weights: resumed
+    (weights,) = ckpt.glob("*.safetensors")
+    state = load_file(weights)
+    name = next(k for k, v in state.items() if v.is_floating_point())
+    state[name] = state[name] + 0.01
+    save_file(state, weights, metadata={"format": "pt"})
+    capsys.readouterr()
+    assert _run(mini, ckpt, out, "--bootstrap", "0") == 1
+    assert "holds predictions of another model (model_id" in capsys.readouterr().err
+
+
+def test_a_run_that_scored_nothing_does_not_lock_the_output(tmp_path, capsys):
+    root = tmp_path / "data"
+    images, _ = make_blur_dataset(root, n_crops=2, size=224)
+    (root / "datasets.yaml").write_text(REGISTRY)
+    out = tmp_path / "out"
+    argv = ["--registry", str(root / "datasets.yaml"), "--datasets", "blurmini", "--output", str(out),
+            "--bootstrap", "0", "--num-workers", "0", "--no-progress"]  # fmt: skip
+    assert eval_cli.main([*argv, "--image-root", str(root)]) == 1  # the wrong folder: nothing found
+    assert eval_cli.main([*argv, "--image-root", str(images)]) == 0

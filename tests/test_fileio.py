@@ -4,7 +4,8 @@ import stat
 
 import pytest
 
-from deqa.fileio import atomic_write, file_digest, write_text_atomic
+from deqa import fileio
+from deqa.fileio import atomic_write, file_digest, weights_fingerprint, write_text_atomic
 
 
 def test_file_digest_matches_hashlib(tmp_path):
@@ -51,3 +52,29 @@ def test_atomic_write_rejects_other_modes(tmp_path):
     with pytest.raises(ValueError, match="mode"):
         with atomic_write(tmp_path / "a", "a"):
             pass
+
+
+def test_weights_fingerprint_follows_the_weights_not_the_folder(tmp_path, monkeypatch):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    assert weights_fingerprint(a) == ""  # no weight file
+    blob = os.urandom(1 << 20)
+    (a / "model.safetensors").write_bytes(blob)
+    (a / "config.json").write_text("{}")
+    (b / "model.safetensors").write_bytes(blob)  # a copy elsewhere, without the config
+    tag = weights_fingerprint(a)
+    assert len(tag) == 12 and weights_fingerprint(b) == tag
+    (b / "model.safetensors").write_bytes(blob[:-1] + bytes([blob[-1] ^ 1]))  # one bit of one weight
+    assert weights_fingerprint(b) != tag
+    (b / "model.safetensors").write_bytes(blob)
+    (b / "adapter_model.bin").write_bytes(b"x")  # another weight file
+    assert weights_fingerprint(b) != tag
+    # Large files by their size and evenly spaced samples: a change in a sample is seen (the file's
+    # last bytes are always in one), and so is another size.
+    monkeypatch.setattr(fileio, "_WHOLE_UP_TO", 1 << 16)
+    big = weights_fingerprint(a)
+    (a / "model.safetensors").write_bytes(blob[:-1] + bytes([blob[-1] ^ 1]))
+    assert weights_fingerprint(a) != big
+    (a / "model.safetensors").write_bytes(blob + b"\0")  # another size
+    assert weights_fingerprint(a) not in (big, "")

@@ -144,3 +144,10 @@ def test_same_file_check_follows_symlinked_folders(tree):
         str(tree / "a.jpg"),
         str(tree / "alias.jpg"),
     ]
+
+
+@pytest.mark.parametrize("arg", ["", "  "])
+def test_an_empty_input_is_an_error_not_the_current_folder(tree, monkeypatch, arg):
+    monkeypatch.chdir(tree)  # Path("") is "." and this folder holds images
+    with pytest.raises(InputError, match="empty input path"):
+        expand_inputs([arg])

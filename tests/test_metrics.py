@@ -396,3 +396,20 @@ def test_gaussian_gaps_bad_input():
         gaussian_js(0.0, 1.0, 0.0, np.array([1.0, -0.5]))
     with pytest.raises(ValueError, match=r"mu1 = nan"):
         gaussian_kl(float("nan"), 1.0, 0.0, 1.0)
+
+
+def test_fallback_when_the_fit_is_a_step():
+    # Weak predictions whose top four images happen to have high MOS: a logistic that jumps
+    # between the 26th and 27th prediction fits better than a line, but "PLCC after the fit" then
+    # scores that two-group split (a review saw raw PLCC -0.20 become 0.55 on 30 images).
+    rng = np.random.default_rng(0)
+    x = np.linspace(0, 1, 30)
+    y = rng.normal(0, 1, 30)
+    y[-4:] += 3
+    p0 = (y[-4:].mean(), y[:-4].mean(), (x[25] + x[26]) / 2, 1e-7)
+    with pytest.warns(FitFallbackWarning, match="a step"):
+        fit = fit_logistic(x, y, p0=p0)
+    assert fit.kind == "linear" and "a step" in fit.message
+    assert plcc_fitted(x, y, fit=fit) == pytest.approx(plcc(x, y), abs=1e-12)
+    # A real curve of the same data's scale is still fitted as a logistic.
+    assert fit_logistic(x, logistic_4(x, 2.0, -1.0, 0.5, 0.1), warn=False).kind == "logistic"

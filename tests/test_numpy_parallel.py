@@ -72,6 +72,29 @@ def test_one_chunk_runs_directly_one_thread_runs_the_same_chunks(threads):
     assert [n for _, n in calls] == [CHUNK, CHUNK] and all(name.startswith("deqa-numpy") for name, _ in calls)
 
 
+def test_a_chunk_mapping_several_images_itself_does_not_wait_on_its_own_pool(threads):
+    # Every pool thread busy with an outer chunk, each calling map_batch on a batch of several
+    # chunks: submitting those to the same pool would wait for ever. Run in a daemon thread so a
+    # hang fails the test instead of the suite.
+    threads(2)
+    x = np.arange(4 * 3 * CHUNK * 2, dtype=np.float32).reshape(-1, 2)
+    calls, result = [], {}
+
+    def inner(part):
+        calls.append(threading.current_thread().name)
+        return part + 1
+
+    def outer(part):
+        return map_batch(inner, np.repeat(part, 3, axis=0))
+
+    runner = threading.Thread(target=lambda: result.setdefault("out", map_batch(outer, x)), daemon=True)
+    runner.start()
+    runner.join(timeout=30)
+    assert not runner.is_alive(), "a nested map_batch waited on its own pool"
+    np.testing.assert_array_equal(result["out"], np.repeat(x, 3, axis=0) + 1)
+    assert len(calls) == 3 * len(x) // CHUNK and all(name.startswith("deqa-numpy") for name in calls)
+
+
 def test_errors_in_a_thread_reach_the_caller(threads):
     threads(2)
 
@@ -157,3 +180,13 @@ def test_concurrent_callers_leave_blas_as_it_was_and_thread_count_bounds_concurr
 
     map_batch(counted, np.zeros((12 * CHUNK, 3)))
     assert peak == 2
+
+
+def test_overall_score_of_an_image_does_not_depend_on_its_batch():
+    """The weighted sum of the heads runs outside map_batch, over the whole batch: a BLAS matmul
+    there rounded a row differently alone than with other rows (deqa-score -b 1 vs -b 2)."""
+    model = load_numpy_degradation_model(builtin_model_dir())
+    s = np.random.default_rng(0).random((64, len(model.cfg.heads)), dtype=np.float32)
+    together = model.overall(s)
+    alone = np.concatenate([model.overall(s[i : i + 1]) for i in range(len(s))])
+    np.testing.assert_array_equal(together, alone)

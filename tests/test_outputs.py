@@ -144,7 +144,7 @@ def test_table_is_not_a_file_format(tmp_path):
         ("important.csv", b"name,value\nalpha,1\nbeta,2", "csv", r"important.csv: not a deqa result file"),
         ("notes.csv", b"only one line", "csv", r"notes.csv: not a deqa result file"),
         ("manifest.csv", b"input,mos\na.jpg,3\nb.jpg,4", "csv", r"lacks \['score'"),
-        ("latin1.csv", "input,score\nä".encode("latin-1"), "csv", r"latin1.csv: not UTF-8"),
+        ("latin1.csv", "input,score\nä".encode("latin-1"), "csv", r"latin1.csv: not a deqa result file"),
         ("notes.jsonl", b"only one line", "jsonl", r"notes.jsonl: its last line .* not the start of a deqa result row"),
         ("other.jsonl", b'{"name": "x"}\n{"name": "y"', "jsonl", r"other.jsonl: its last line"),
         ("manifest.jsonl", b'{"input": "a.jpg"}\n{"input": "b', "jsonl", r'manifest.jsonl line 1: not a deqa result row'),

@@ -75,7 +75,11 @@ def test_published_split_sizes(tables):
     assert (count("koniq10k", "train"), count("koniq10k", "test")) == (7046, 2010)
     assert (count("spaq", "train"), count("spaq", "test")) == (8897, 2224)
     assert (count("kadid10k", "train"), count("kadid10k", "test")) == (8106, 2000)
-    assert all(s == "test" for s in tables["livec"].split)
+    # LIVE Challenge: the 1,162 test images of every published result; the release's 7 training
+    # images (Images/trainingImages/) are kept, as train.
+    assert (count("livec", "train"), count("livec", "test")) == (7, 1162)
+    assert sorted(i for i, s in zip(tables["livec"].images, tables["livec"].split, strict=True) if s == "train") == [
+        f"trainingImages/t{k}.bmp" for k in range(1, 8)]
 
 
 def test_direction_and_observed_range_choices(tables):

@@ -105,6 +105,15 @@ def test_one_model_folder_spelt_two_ways_resumes(tmp_path, images, loads, monkey
     loads.model_id["value"] = "./ckpt"
     assert _run(*good, "-o", "s.jsonl") == 0
     assert "1 of 3 inputs already there, 2 to go" in capsys.readouterr().err
+    # With the weights' fingerprint in the id (VLM folders): same weights resume, others are refused.
+    loads.model_id["value"] = f"{tmp_path / 'ckpt'}@0123456789ab+{tmp_path / 'ckpt'}@ba9876543210"
+    assert _run(good[0], "-o", "t.jsonl") == 0
+    loads.model_id["value"] = "./ckpt@0123456789ab+ckpt@ba9876543210"
+    assert _run(*good, "-o", "t.jsonl") == 0
+    assert "1 of 3 inputs already there, 2 to go" in capsys.readouterr().err
+    loads.model_id["value"] = "./ckpt@0123456789ab+ckpt@ffffffffffff"  # the adapter retrained in place
+    assert _run(*good, "-o", "t.jsonl") == 1
+    assert "holds scores from model" in capsys.readouterr().err
 
 
 def test_a_resumed_run_uses_the_backend_of_the_whole_job(tmp_path, images, loads, monkeypatch):

@@ -133,7 +133,7 @@ class DegradationNet(nn.Module):
 
     def overall(self, intensities: torch.Tensor) -> torch.Tensor:
         """1 - weighted sum of intensities: [B, n_heads] -> [B], in [0, 1] (1 = clean)."""
-        return 1.0 - intensities @ self.head_weights
+        return 1.0 - (intensities * self.head_weights).sum(-1)  # per row: no batch-shaped matmul
 
 
 class ResizeCollate(ResizeToArray):

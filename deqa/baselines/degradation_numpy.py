@@ -185,7 +185,9 @@ class NumpyDegradationNet:
 
     def overall(self, intensities: np.ndarray) -> np.ndarray:
         """1 - weighted sum of intensities, in [0, 1] (1 = clean)."""
-        return np.clip(1.0 - intensities @ self.head_weights, 0.0, 1.0)
+        # A row-wise sum, not a matmul: BLAS rounded a row differently alone than beside other
+        # rows, and this runs over the whole batch (outside map_batch).
+        return np.clip(1.0 - (intensities * self.head_weights).sum(axis=1), 0.0, 1.0)
 
 
 def _mlp(layers: list[tuple[np.ndarray, np.ndarray]], h: np.ndarray) -> np.ndarray:

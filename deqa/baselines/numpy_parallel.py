@@ -41,6 +41,7 @@ _pool_size = 0
 _lock = threading.Lock()
 _limiter = None  # threadpoolctl's limit while any map_batch runs
 _inside = 0  # map_batch calls running their threads now
+_worker = threading.local()  # .busy: this thread is one of the pool's, running a chunk
 
 
 def num_threads() -> int:
@@ -116,7 +117,8 @@ def map_batch(fn: Callable[[np.ndarray], np.ndarray], images: np.ndarray) -> np.
     run at once. A batch of one chunk runs ``fn`` directly in the caller's thread, still with
     BLAS at one thread (a single image uses one core: the price of its outputs not depending on
     its batch); so does a network's call of its sub-networks on a chunk (a batch splits once, at
-    the top).
+    the top), and a chunk's call of map_batch on several images runs them one after another in
+    its own thread.
 
     The BLAS limit is process-wide while any map_batch runs (threadpoolctl has no per-thread one):
     another thread doing BLAS work at the same moment runs single-threaded meanwhile, correctly.
@@ -131,7 +133,10 @@ def _map_chunks(fn: Callable[[np.ndarray], np.ndarray], images: np.ndarray) -> n
     if n <= CHUNK:
         return fn(images)
     chunks = [images[i : i + CHUNK] for i in range(0, n, CHUNK)]
-    threads = min(len(chunks), num_threads())
+    # A chunk's fn calling map_batch on several images from a pool thread runs them here, one
+    # after another: submitting to the pool it is part of could wait on workers that are all
+    # waiting too (the pool holds only as many threads as the widest call asked for).
+    threads = 1 if getattr(_worker, "busy", False) else min(len(chunks), num_threads())
     if threads <= 1:
         return np.concatenate([fn(c) for c in chunks], axis=0)
     # `threads` tasks, each running every threads-th chunk: no more run at once, whatever the
@@ -139,8 +144,12 @@ def _map_chunks(fn: Callable[[np.ndarray], np.ndarray], images: np.ndarray) -> n
     outs: list[np.ndarray | None] = [None] * len(chunks)
 
     def work(first: int) -> None:
-        for i in range(first, len(chunks), threads):
-            outs[i] = fn(chunks[i])
+        _worker.busy = True
+        try:
+            for i in range(first, len(chunks), threads):
+                outs[i] = fn(chunks[i])
+        finally:
+            _worker.busy = False
 
     for f in [_executor(threads).submit(work, t) for t in range(threads)]:
         f.result()

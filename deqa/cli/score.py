@@ -6,7 +6,8 @@
     accelerate launch -m deqa.cli.score --model ... photos/ -o scores.jsonl   # many GPUs
 
 Exit codes: 0 all inputs scored; 2 some inputs failed (listed on stderr and in the output);
-1 bad arguments, inputs or model; 130 interrupted (rerun the same command to resume).
+1 bad arguments, inputs or model; 130 interrupted (rerun the same command to resume); 141 stdout
+was closed by its reader (`| head`).
 
 This module imports no torch/transformers/peft at import time: the built-in model must start fast
 (without --device it runs in numpy and torch is never imported; see deqa.baselines.degradation_numpy).
@@ -199,11 +200,21 @@ def _check_device(device: str) -> None:
 
 
 def _same_model(a: str, b: str) -> bool:
-    # A local model folder spelt two ways (runs/ckpt, ./runs/ckpt, an absolute path) is one model.
+    # A local model folder spelt two ways (runs/ckpt, ./runs/ckpt, an absolute path) is one model
+    # when its weights are the same: ids are "<name>@<weights fingerprint>", with "+" before an
+    # adapter's part.
     if a == b:
         return True
+    parts_a, parts_b = a.split("+"), b.split("+")
+    return len(parts_a) == len(parts_b) and all(_same_part(x, y) for x, y in zip(parts_a, parts_b, strict=True))
+
+
+def _same_part(a: str, b: str) -> bool:
+    (name_a, tag_a), (name_b, tag_b) = (p.rsplit("@", 1) if "@" in p else (p, "") for p in (a, b))
+    if tag_a != tag_b:
+        return False
     try:
-        return os.path.exists(a) and os.path.exists(b) and os.path.samefile(a, b)
+        return name_a == name_b or (os.path.exists(name_a) and os.path.exists(name_b) and os.path.samefile(name_a, name_b))
     except OSError:
         return False
 
@@ -280,7 +291,22 @@ def _stops_every_rank(comm, error: str | None) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    # A file name that is not UTF-8 reaches us holding lone surrogates (os.fsdecode): print its
+    # own bytes, as ls does, instead of failing in the middle of the output.
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="surrogateescape")
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # The reader went away (`deqa-score photos/ --format jsonl | head -1`): stop quietly, as a
+        # command killed by SIGPIPE does, and keep the interpreter's final flush off the closed pipe.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+
+
+def _main(argv: list[str] | None) -> int:
+    # Intermixed: file names may follow options (`deqa-score photos/ -r more.jpg`).
+    args = build_parser().parse_intermixed_args(argv)
     try:
         if args.load_in_4bit and args.load_in_8bit:
             raise ValueError("choose one of --load-in-4bit and --load-in-8bit")

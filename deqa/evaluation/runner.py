@@ -9,6 +9,7 @@ Layout of an output folder::
     <dataset>/source.json          what its predictions were made by and from (model, image folder)
     <dataset>/predictions.jsonl    one line per image, appended batch by batch (resumable)
     <dataset>/metrics.json         everything about that data set, incl. missing/failed images
+    <dataset>/missing.txt          every image not found under --image-root (only when some are)
     <dataset>/scatter.png          predicted score vs MOS with the fitted logistic
     <dataset>/histogram.png        predicted and MOS score histograms
 
@@ -30,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
+from ..fileio import write_text_atomic
 from ..levels import LEVEL_VALUES
 from ..metrics import (
     BOOTSTRAP_METRICS,
@@ -81,6 +83,7 @@ SOURCE_FILE = "source.json"
 
 # How many missing / failed images are named in messages and results (the rest are counted).
 MAX_NAMED = 5
+MISSING_FILE = "missing.txt"  # per data set: every image not found, one name a line
 
 Log = Callable[[str], None]
 
@@ -317,15 +320,18 @@ def finalize_dataset(
     preds = read_predictions(main_file)
     ok_idx = [i for i, img in enumerate(eval_set.images) if img in preds and preds[img].ok]
     failed = [img for img in eval_set.images if img in preds and not preds[img].ok]
+    # Images with neither a prediction nor a file; every one of them goes to missing.txt (the
+    # results name only the first few), and a stale list from an earlier run goes away.
+    miss = [img for i, img in enumerate(eval_set.images) if img not in preds and not eval_set.path(i).is_file()]
     if stats is not None:
         n_missing, missing_examples = stats.n_missing, stats.missing_examples
-    else:  # recount: images with neither a prediction nor a file
-        miss = [
-            img
-            for i, img in enumerate(eval_set.images)
-            if img not in preds and not eval_set.path(i).is_file()
-        ]
+    else:
         n_missing, missing_examples = len(miss), miss[:MAX_NAMED]
+    missing_file = folder / MISSING_FILE
+    if miss:
+        write_text_atomic(missing_file, "".join(f"{img}\n" for img in miss))
+    else:
+        missing_file.unlink(missing_ok=True)
     result = DatasetResult(
         dataset=eval_set.name,
         title=eval_set.title,
@@ -392,10 +398,18 @@ def evaluate_dataset(
     proc.barrier()
 
     def finalize() -> DatasetResult:
-        if stats.n_missing:
+        if stats.n_missing and stats.n_missing == stats.n_labels:
+            first = stats.missing_examples[0]
+            log(
+                f"{eval_set.name}: none of its {stats.n_labels} images is under {eval_set.image_root} "
+                f"(looked for {Path(eval_set.image_root) / first}, ...): --image-root must be the folder "
+                f"that holds the images as the labels name them, e.g. {first!r}"
+            )
+        elif stats.n_missing:
             log(
                 f"{eval_set.name}: {stats.n_missing} of {stats.n_labels} images not found under "
-                f"{eval_set.image_root} (first: {', '.join(stats.missing_examples)}); evaluating the rest"
+                f"{eval_set.image_root} (first: {', '.join(stats.missing_examples)}; all in "
+                f"{folder / MISSING_FILE}); evaluating the rest"
             )
         # Gaps compare predicted and label distributions on the 1-5 scale: only meaningful for a
         # model whose levels are valued 1..5 (a VLM with other level_values is still correlated).
@@ -496,7 +510,10 @@ def _image_root_id(eval_set: EvalSet) -> str:
 
 
 def _has_predictions(folder: Path) -> bool:
-    return (folder / PREDICTIONS_FILE).is_file() or bool(shard_files(folder))
+    # Non-empty files only: a run that scored nothing (every image missing under a wrong
+    # --image-root, a model that failed to load) leaves an empty file, which must not tie the
+    # folder to that run's image folder or model.
+    return any(f.is_file() and f.stat().st_size > 0 for f in [folder / PREDICTIONS_FILE, *shard_files(folder)])
 
 
 def _check_output(

@@ -239,11 +239,13 @@ def load_vlm(
         cfg = DeQAConfig.find(adapter_dir)
         base = _adapter_base(adapter_dir, cfg)
         _check_local_or_hub(base, f"base model of the adapter in {adapter_dir}:")
-        model_id = str(adapter_dir)
+        model_id = _with_weights(str(adapter_dir), adapter_dir)
     else:
         base = model
         cfg = DeQAConfig.find(adapter_dir, local)
-        model_id = model if adapter_dir is None else f"{model}+{adapter_dir}"
+        model_id = _with_weights(model, local)
+        if adapter_dir is not None:
+            model_id += "+" + _with_weights(str(adapter_dir), adapter_dir)
     if cfg is None:
         cfg = DeQAConfig.for_base_model(base)
 
@@ -286,4 +288,21 @@ def load_vlm(
     if tok.pad_token is None:
         # Batched scoring pads; the pad id never reaches the logits (attention mask, left pad).
         tok.pad_token = tok.eos_token
+    commit = getattr(getattr(net, "config", None), "_commit_hash", None)
+    if base == model and local is None and commit:
+        # A hub model: its revision (transformers records the commit it resolved), so a file scored
+        # with one revision is not resumed with the next.
+        model_id = f"{model}@{commit[:12]}" + model_id[len(model):]
     return LoadedVLM(net, processor, cfg, model_id, dev, torch_dtype)
+
+
+def _with_weights(name: str, folder: Path | None) -> str:
+    """``name@<fingerprint of the folder's weights>``: results (deqa-score -o, deqa-eval) name the
+    model by it, and a folder retrained in place, or another checkpoint under the same name, must be
+    another model there, or a resumed file would mix two models' scores."""
+    if folder is None:
+        return name
+    from ..fileio import weights_fingerprint
+
+    tag = weights_fingerprint(folder)
+    return f"{name}@{tag}" if tag else name
