@@ -247,6 +247,8 @@ def test_hard_killed_run_resumes_to_the_same_file(tmp_path, capsys):
         ),
         (["nothing/*.png"], "pattern matches no files"),
         (["x.jpg", "--model", "m", "--views", "whole"], "--views whole: only degradation baselines read windows"),
+        (["x.jpg", "--no-group-by-size"], "--[no-]group-by-size: VLM-only option(s)"),  # False is given too
+        (["x.jpg", "-o", "."], "-o . is a folder; give a file name"),  # not "cannot tell the format"
     ],
 )
 def test_usage_errors_exit_1(argv, message, capsys, tmp_path, monkeypatch):

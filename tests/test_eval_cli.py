@@ -708,3 +708,16 @@ def test_a_main_process_failure_stops_every_rank(mini, scorers, tmp_path, capsys
     err = capsys.readouterr().err
     assert "deqa-eval: error: metrics exploded" in err
     assert "deqa-eval: error: the main process stopped: ValueError: metrics exploded" in err
+
+
+def test_a_torn_predictions_line_is_one_plain_warning(mini, scorers, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert eval_cli.main(_argv(mini, out, "--bootstrap", "0", "--no-plots")) == 0
+    preds = out / "blurmini" / "predictions.jsonl"
+    text = preds.read_text()
+    preds.write_text(text[: text.rindex("\n", 0, len(text) - 1) + 20])  # the last line cut short
+    capsys.readouterr()
+    assert eval_cli.main(_argv(mini, out, "--bootstrap", "0", "--no-plots")) == 0
+    err = capsys.readouterr().err
+    assert "deqa-eval: warning: " in err and "incomplete last line" in err
+    assert "UserWarning" not in err and "warnings.warn" not in err

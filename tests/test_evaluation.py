@@ -387,3 +387,19 @@ def test_comparison_table_lists_references_with_training_data(tmp_path, blur_set
 def test_level_probs_helper_is_a_distribution():
     p = level_probs(3.3)
     assert p.sum() == pytest.approx(1.0) and p.argmax() == 2
+
+
+def test_tables_without_bootstrap_claim_no_ci(tmp_path, blur_set):
+    res = evaluate_dataset(SharpnessScorer(), blur_set, tmp_path / "blur", bootstrap=0, plots=False)
+    md = write_tables([res], tmp_path, {"model_id": "test-sharpness"}, confidence=0.95)["md"].read_text()
+    assert "| Data set | Split | N | SRCC | PLCC, logistic | KRCC |" in md and "CI" not in md
+
+
+def test_an_image_labelled_twice_is_named_with_its_rows_and_file(tmp_path):
+    from deqa.evaluation.datasets import EvalSet
+
+    args = dict(name="mine", title="Mine", split="test", mos=np.ones(3), mos_norm=np.ones(3), std_norm=None,
+                image_root=tmp_path, label_path=tmp_path / "labels.csv")
+    with pytest.raises(ValueError, match=r"labels.csv: mine: image './a.jpg' appears twice .*rows 1 and 3 .*as 'a.jpg'"):
+        EvalSet(images=["a.jpg", "b.jpg", "./a.jpg"], **args)
+    assert len(EvalSet(images=["a.jpg", "b.jpg", "sub/a.jpg"], **args)) == 3

@@ -151,3 +151,15 @@ def test_an_empty_input_is_an_error_not_the_current_folder(tree, monkeypatch, ar
     monkeypatch.chdir(tree)  # Path("") is "." and this folder holds images
     with pytest.raises(InputError, match="empty input path"):
         expand_inputs([arg])
+
+
+def test_folder_scans_include_every_format_pillow_opens_here(tmp_path):
+    from deqa.imageio import load_image
+
+    img = Image.new("RGB", (8, 6), (10, 20, 30))
+    img.convert("1").save(tmp_path / "a.pbm")
+    img.save(tmp_path / "b.pnm", format="PPM")
+    img.save(tmp_path / "c.avif")
+    found = expand_inputs([str(tmp_path)])
+    assert [p.rsplit("/", 1)[1] for p in found] == ["a.pbm", "b.pnm", "c.avif"]
+    assert all(load_image(p).size == (8, 6) for p in found)

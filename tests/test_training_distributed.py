@@ -131,7 +131,9 @@ def test_train_sh_trains_a_checkpoint_that_deqa_score_loads(setup, tmp_path):
     assert score_main(["--model", str(ckpt), str(task.root / "val"), "-o", str(scores), "--format", "jsonl", "-q"]) == 0
     rows = [json.loads(line) for line in scores.read_text().splitlines()]
     assert len(rows) == 16 and all(1.0 <= r["score"] <= 5.0 for r in rows)
-    assert {r["model"] for r in rows} == {str(ckpt)}
+    from deqa.fileio import weights_fingerprint
+
+    assert {r["model"] for r in rows} == {f"{ckpt}@{weights_fingerprint(ckpt)}"}  # the checkpoint and its weights
 
 
 def test_train_sh_names_unknown_configs():

@@ -16,8 +16,10 @@ folder, or a data set that could not be evaluated; 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 import sys
+import warnings
 from pathlib import Path
 
 import yaml
@@ -165,6 +167,25 @@ def _default_output(model: str | None) -> str:
     return str(Path("runs") / "eval" / re.sub(r"[^A-Za-z0-9_.-]+", "_", name))
 
 
+@contextlib.contextmanager
+def _plain_warnings():
+    """deqa's own warnings (a torn last line of a killed run, redone; a fit that fell back to a
+    line) as one plain line each, when they happen, not Python's "file:line: UserWarning" form."""
+    show = warnings.showwarning
+
+    def plain(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, UserWarning):
+            print(f"deqa-eval: warning: {message}", file=sys.stderr)
+        else:
+            show(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = plain
+    try:
+        yield
+    finally:
+        warnings.showwarning = show
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from ..evaluation.distributed import MainProcessFailed
@@ -195,7 +216,8 @@ def main(argv: list[str] | None = None) -> int:
             overwrite=args.overwrite,
             progress=not args.no_progress,
         )
-        report = run_evaluation(config)
+        with _plain_warnings():
+            report = run_evaluation(config)
     except KeyboardInterrupt:
         print(
             f"deqa-eval: interrupted; the predictions so far are in {output_dir}: run the same "

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from ..imageio import DEFAULT_MAX_PIXELS
 from ..inputs import InputError, expand_inputs
 from ..load import TORCH_FROM_N_IMAGES, baseline_device, is_baseline
 from ..outputs import FORMATS, format_for_path, format_table, open_writer, read_records
@@ -40,7 +41,7 @@ _VLM_ONLY = {
     "trust_remote_code": "--trust-remote-code",
     "attn_implementation": "--attn-implementation",
     "max_length": "--max-length",
-    "group_by_size": "--group-by-size",
+    "group_by_size": "--[no-]group-by-size",
 }
 
 
@@ -130,7 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-pixels",
         type=int_at_least(0, "0 = no limit"),
         default=None,
-        help="refuse images with more pixels than this (decompression-bomb guard; 0 = no limit)",
+        help=f"refuse images with more pixels than this (decompression-bomb guard; default {DEFAULT_MAX_PIXELS:,}, "
+        "Pillow's own; 0 = no limit)",
     )
     p.add_argument(
         "--format",
@@ -157,7 +159,9 @@ def _check_model_flags(args) -> None:
         if args.views is not None:
             raise ValueError(f"--views {args.views}: only degradation baselines read windows, not the VLM {args.model}")
         return
-    used = [flag for attr, flag in _VLM_ONLY.items() if getattr(args, attr) not in (None, False)]
+    # group_by_size is None unless given (--no-group-by-size is False); the others default to None or False.
+    used = [flag for attr, flag in _VLM_ONLY.items()
+            if (getattr(args, attr) is not None if attr == "group_by_size" else getattr(args, attr) not in (None, False))]
     if used:
         which = (
             "the built-in model"
@@ -315,13 +319,13 @@ def _main(argv: list[str] | None) -> int:
             args.device = None
         if args.device is not None:
             _check_device(args.device)
+        if args.output and Path(args.output).is_dir():
+            raise ValueError(f"-o {args.output} is a folder; give a file name such as scores.jsonl")
         fmt = args.format or (format_for_path(args.output) if args.output else "table")
         if args.output and fmt == "table":
             raise ValueError(
                 "the table format is for the terminal; write files as .jsonl, .csv or .json"
             )
-        if args.output and Path(args.output).is_dir():
-            raise ValueError(f"-o {args.output} is a folder; give a file name such as scores.jsonl")
         inputs = expand_inputs(args.inputs, recursive=args.recursive)
     except (InputError, ValueError) as err:
         _err(f"error: {err}")

@@ -56,12 +56,16 @@ class EvalSet:
             arr = getattr(self, key)
             if arr is not None and len(arr) != n:
                 raise ValueError(f"{self.name}: {key} has {len(arr)} rows but there are {n} images")
-        if len(set(self.images)) != n:
-            seen: set[str] = set()
-            dup = next(x for x in self.images if x in seen or seen.add(x))
-            raise ValueError(
-                f"{self.name}: image {dup!r} appears twice in the labels of split {self.split!r}"
-            )
+        # One image, two rows: "a.jpg", "./a.jpg" and "sub/../a.jpg" are one file under any root.
+        first: dict[str, int] = {}
+        for i, img in enumerate(self.images):
+            j = first.setdefault(os.path.normpath(img), i)
+            if j != i:
+                where = f"{self.label_path}: " if self.label_path is not None else ""
+                raise ValueError(
+                    f"{where}{self.name}: image {img!r} appears twice in the labels of split {self.split!r} "
+                    f"(rows {j + 1} and {i + 1} of the split{'' if img == self.images[j] else f', as {self.images[j]!r}'})"
+                )
         self.image_root = Path(self.image_root)
 
     def __len__(self) -> int:

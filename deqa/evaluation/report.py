@@ -121,8 +121,9 @@ def _with_ci(r: DatasetResult, value: float | None, name: str) -> str:
 def format_markdown(results: list[DatasetResult], confidence: float | None = None) -> str:
     """The cross-data-set table in Markdown. PLCC is labelled: after the logistic fit, and raw."""
     conf = f"{round(100 * confidence)}% CI" if confidence else "CI"
+    ci = f" [{conf}]" if any(r.cis for r in results) else ""  # none with --bootstrap 0
     lines = [
-        f"| Data set | Split | N | SRCC [{conf}] | PLCC, logistic [{conf}] | KRCC | PLCC, raw | RMSE (1-5) | JS, Gauss | Missing | Failed |",
+        f"| Data set | Split | N | SRCC{ci} | PLCC, logistic{ci} | KRCC | PLCC, raw | RMSE (1-5) | JS, Gauss | Missing | Failed |",
         "|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
