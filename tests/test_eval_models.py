@@ -181,5 +181,11 @@ def test_a_run_that_scored_nothing_does_not_lock_the_output(tmp_path, capsys):
     out = tmp_path / "out"
     argv = ["--registry", str(root / "datasets.yaml"), "--datasets", "blurmini", "--output", str(out),
             "--bootstrap", "0", "--num-workers", "0", "--no-progress"]  # fmt: skip
+    capsys.readouterr()
     assert eval_cli.main([*argv, "--image-root", str(root)]) == 1  # the wrong folder: nothing found
+    said = capsys.readouterr()
+    first = sorted(p.name for p in images.iterdir())[0]
+    assert "blurmini: none of its" in said.out + said.err and "--image-root must be the folder that holds" in said.out + said.err
+    assert (out / "blurmini" / "missing.txt").read_text().splitlines()[0] == first  # every missing one, listed
     assert eval_cli.main([*argv, "--image-root", str(images)]) == 0
+    assert not (out / "blurmini" / "missing.txt").exists()  # none missing now: the stale list is gone
