@@ -142,3 +142,61 @@ def test_train_sh_names_unknown_configs():
         cwd=ROOT, env=_env(), capture_output=True, text=True,
     )
     assert proc.returncode == 2 and "no config 'no_such_recipe'" in proc.stderr and "tiny_cpu" in proc.stderr
+
+
+@pytest.mark.parametrize("config", ["deepspeed_zero3.yaml", "deepspeed_zero3_offload.yaml"])
+def test_deepspeed_zero3_on_cpu(setup, single_process_losses, tmp_path, config):
+    """ZeRO-3 shards the weights too: the model is built under zero.Init, which the meta-device
+    skeleton (module names, for the LoRA targets) must not go through."""
+    pytest.importorskip("deepspeed")
+    out = tmp_path / "zero3"
+    cmd = [
+        BIN / "accelerate", "launch", "--config_file", ROOT / "configs" / "accelerate" / config,
+        "--num_processes", "2",
+        ROOT / "tests" / "_dist_train.py", "--config", TINY, *_overrides(setup, out, "ddp_backend=gloo"),
+    ]
+    _run([str(c) for c in cmd], _env(), timeout=600)
+    info, weights = _ranks(out)
+    assert [i["distributed_type"] for i in info] == ["DistributedType.DEEPSPEED"] * 2
+    assert [i["world_size"] for i in info] == [2, 2] and info[0]["global_step"] == 4
+    assert info[0]["losses"] == pytest.approx(single_process_losses, rel=1e-4)
+    saved = load_file(str(out / "adapter_model.safetensors"))
+    assert saved and all(t.numel() > 0 for t in saved.values())  # gathered, not rank-local shards
+
+
+def test_multi_node_example_config_makes_one_job_of_its_nodes(tmp_path):
+    """Two accelerate launches of the multi-node config, as on two machines (here both on this one,
+    meeting at 127.0.0.1): one job of world size 2, not two one-node jobs (what accelerate does
+    with a multi-node DeepSpeed config without deepspeed_multinode_launcher: standard)."""
+    import socket
+
+    script = tmp_path / "ranks.py"
+    script.write_text(
+        "import json, os, sys\n"
+        "import torch, torch.distributed as dist\n"
+        "dist.init_process_group('gloo')\n"
+        "t = torch.tensor([float(dist.get_rank() + 1)])\n"
+        "dist.all_reduce(t)\n"
+        "json.dump({'world_size': dist.get_world_size(), 'sum': t.item()},"
+        " open(os.path.join(sys.argv[1], f'rank{dist.get_rank()}.json'), 'w'))\n"
+        "dist.destroy_process_group()\n"
+    )
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    procs = [
+        subprocess.Popen([str(BIN / "accelerate"), "launch", "--config_file",
+                          str(ROOT / "configs" / "accelerate" / "multi_node_example.yaml"),
+                          "--main_process_ip", "127.0.0.1", "--main_process_port", str(port),
+                          "--num_processes", "2", "--machine_rank", str(rank), str(script), str(tmp_path)],
+                         cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for rank in (0, 1)
+    ]  # fmt: skip
+    try:
+        logs = [p.communicate(timeout=180)[0] for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    assert [p.returncode for p in procs] == [0, 0], "\n".join(log[-2000:] for log in logs)
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks == [{"world_size": 2, "sum": 3.0}] * 2

@@ -14,6 +14,8 @@ checkpoint (``modules_to_save``), so the checkpoint stays self-contained.
 
 from __future__ import annotations
 
+import contextlib
+
 import logging
 from dataclasses import dataclass
 
@@ -86,6 +88,23 @@ class _Skeleton:
     modules: list[str]  # every module path: what lora_target_modules is matched against
 
 
+@contextlib.contextmanager
+def _without_zero3_init():
+    """Under DeepSpeed ZeRO-3 (the Trainer's arguments register its config with transformers),
+    ``from_config`` builds every model inside ``deepspeed.zero.Init``, which partitions each
+    parameter as it is created: on the meta device there is nothing to copy ("Cannot copy out of
+    meta tensor"). The skeleton is only read for its module names, never trained, so it is built
+    as if ZeRO-3 were off; the real model (from_pretrained) still loads sharded."""
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    ref = hf_deepspeed._hf_deepspeed_config_weak_ref  # transformers' one switch for "ZeRO-3 is on"
+    hf_deepspeed._hf_deepspeed_config_weak_ref = None
+    try:
+        yield
+    finally:
+        hf_deepspeed._hf_deepspeed_config_weak_ref = ref
+
+
 def _skeleton(model_args: ModelArguments) -> _Skeleton:
     from transformers import AutoConfig, AutoModelForImageTextToText
 
@@ -94,7 +113,7 @@ def _skeleton(model_args: ModelArguments) -> _Skeleton:
     config = AutoConfig.from_pretrained(
         model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code
     )
-    with torch.device("meta"):
+    with torch.device("meta"), _without_zero3_init():
         skeleton = AutoModelForImageTextToText.from_config(
             config, trust_remote_code=model_args.trust_remote_code
         )
