@@ -15,7 +15,6 @@ checkpoint (``modules_to_save``), so the checkpoint stays self-contained.
 from __future__ import annotations
 
 import contextlib
-
 import logging
 from dataclasses import dataclass
 
