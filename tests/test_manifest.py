@@ -4,6 +4,7 @@ import json
 import math
 import os
 
+import numpy as np
 import pytest
 
 from deqa.data.manifest import MANIFEST_FIELDS, ManifestRecord, read_manifest, write_manifest
@@ -122,6 +123,13 @@ GOOD = {
         (json.dumps(dict(GOOD, split=1)), "line 2: field 'split' = 1 must be a string or null"),
         (json.dumps(dict(GOOD, extra=[1])), "line 2: field 'extra' must be an object"),
         (json.dumps(dict(GOOD, mos=True)), "line 2: field 'mos' = True is not a finite number"),
+        # A label that is not a distribution trained silently (a NaN KL, a loss of 0, exit 0).
+        (json.dumps(dict(GOOD, probs=[-1, 0, 0, 0, 2])), r"line 2: 'probs' \[-1, 0, 0, 0, 2\] is not a probability vector"),
+        (json.dumps(dict(GOOD, probs=[0, 0, 0, 0, 0])), "line 2: 'probs' .* sum to 0"),
+        (json.dumps(dict(GOOD, probs=[0.5, 0, 0, 0, 0.7])), "line 2: 'probs' .* sum to 1.2"),
+        (json.dumps(dict(GOOD, mos_norm=60.0)), r"line 2: field 'mos_norm' = 60.0 is outside the level scale \[1, 5\]"),
+        (json.dumps(dict(GOOD, mos_norm=0.5)), "line 2: field 'mos_norm' = 0.5 is outside"),
+        (json.dumps(dict(GOOD, std_norm=-1)), r"line 2: field 'std_norm' = -1.0 is outside \[0, 2\]"),
     ],
 )
 def test_bad_records_name_file_and_line(tmp_path, line, pattern):
@@ -129,6 +137,22 @@ def test_bad_records_name_file_and_line(tmp_path, line, pattern):
     path.write_text(json.dumps(GOOD) + "\n" + line + "\n")
     with pytest.raises(ValueError, match=pattern):
         read_manifest(path)
+
+
+def test_labels_of_every_method_pass_the_checks(tmp_path):
+    """The checks' edges: deqa's own labels (DeQA-Score's method sums to up to ~1.05), a label at
+    the scale's ends with the largest possible spread."""
+    from deqa.levels import soft_labels
+
+    mos = np.array([1.0, 1.3, 3.0, 4.7, 5.0])
+    for method in ("moment", "gaussian", "deqa", "onehot", "binary"):
+        probs = soft_labels(mos, np.full(5, 0.8), method=method)
+        path = tmp_path / f"{method}.jsonl"
+        path.write_text("".join(json.dumps(dict(GOOD, mos_norm=float(m), std_norm=0.8, probs=p.tolist())) + "\n"
+                                for m, p in zip(mos, probs, strict=True)))
+        assert len(read_manifest(path)) == 5, method
+    path.write_text(json.dumps(dict(GOOD, mos_norm=3.0, std_norm=2.0, probs=[0.5, 0, 0, 0, 0.5])) + "\n")
+    assert read_manifest(path)[0].std_norm == 2.0
 
 
 def test_missing_manifest(tmp_path):

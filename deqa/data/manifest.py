@@ -27,6 +27,10 @@ __all__ = ["ManifestRecord", "MANIFEST_FIELDS", "write_manifest", "read_manifest
 MANIFEST_FIELDS = ("image", "mos", "std", "mos_norm", "std_norm", "probs", "split", "dataset")
 _REQUIRED = ("image", "mos", "mos_norm", "probs")
 _KNOWN = frozenset(MANIFEST_FIELDS) | {"extra"}
+# A label is a probability vector. Its sum may miss 1 by a little: DeQA-Score's own labels (the
+# "deqa" method, reproduced as published) sum to up to ~1.05, so only a sum off by more is an error.
+PROB_TOLERANCE = 1e-9
+SUM_TOLERANCE = 0.1
 
 
 @dataclass
@@ -121,15 +125,28 @@ def _parse(obj, where: str, num_levels: int | None) -> ManifestRecord:
     for p in probs:
         if isinstance(p, bool) or not isinstance(p, (int, float)) or not math.isfinite(p):
             raise ValueError(f"{where}: 'probs' entry {p!r} is not a finite number")
+    if min(probs) < -PROB_TOLERANCE or abs(sum(probs) - 1.0) > SUM_TOLERANCE:
+        raise ValueError(
+            f"{where}: 'probs' {probs} is not a probability vector (entries >= 0 summing to 1; "
+            f"these sum to {sum(probs):.6g})"
+        )
     extra = obj.get("extra") or {}
     if not isinstance(extra, dict):
         raise ValueError(f"{where}: field 'extra' must be an object, got {type(extra).__name__}")
+    # On the level scale: 1..K for K levels, and no distribution there spreads more than (K - 1) / 2.
+    k = len(probs)
+    mos_norm = _number(obj, "mos_norm", where, nullable=False)
+    if not 1.0 - 1e-6 <= mos_norm <= k + 1e-6:
+        raise ValueError(f"{where}: field 'mos_norm' = {mos_norm!r} is outside the level scale [1, {k}]")
+    std_norm = _number(obj, "std_norm", where, nullable=True)
+    if std_norm is not None and not 0.0 <= std_norm <= (k - 1) / 2 + 1e-6:
+        raise ValueError(f"{where}: field 'std_norm' = {std_norm!r} is outside [0, {(k - 1) / 2:g}] (a std on the level scale)")
     return ManifestRecord(
         image=image,
         mos=_number(obj, "mos", where, nullable=False),
         std=_number(obj, "std", where, nullable=True),
-        mos_norm=_number(obj, "mos_norm", where, nullable=False),
-        std_norm=_number(obj, "std_norm", where, nullable=True),
+        mos_norm=mos_norm,
+        std_norm=std_norm,
         probs=[float(p) for p in probs],
         split=_optional_str(obj, "split", where),
         dataset=_optional_str(obj, "dataset", where),
@@ -141,7 +158,8 @@ def read_manifest(path: str | Path, num_levels: int | None = 5) -> list[Manifest
     """Read a JSONL manifest. ``num_levels``: expected probs length (None: any, but all equal).
 
     Blank lines are skipped. Raises ValueError naming the file and line for invalid JSON,
-    missing/unknown fields, non-finite numbers and wrong probs length.
+    missing/unknown fields, non-finite numbers, wrong probs length, probs that are not a
+    probability vector, and mos_norm / std_norm off the level scale.
     """
     path = Path(path)
     if not path.is_file():
