@@ -171,6 +171,13 @@ def test_unknown_key_on_the_command_line(tmp_path):
         ("weight_decay: -0.1\n", "weight_decay must be finite and >= 0"),
         ("save_steps: -10\n", "save_steps must be >= 0"),
         ("num_train_epochs: 0\n", "max_steps=-1 means 'train num_train_epochs epochs', but num_train_epochs is 0"),
+        # a typo failed with a KeyError at the first evaluation, after the weights had loaded
+        ("metric_for_best_model: srrc\n", "metric_for_best_model 'srrc' is not a validation metric; choose one of"),
+        # the shape of a value: a string iterated as a list, a list where one value belongs
+        ("image_roots: data/images\n", "key 'image_roots' takes a list, e.g. image_roots: \\[data/images\\]"),
+        ("dataset_weights: 1.0\n", "key 'dataset_weights' takes a list"),
+        ("lora_r: [1, 2]\n", "key 'lora_r' takes one value, got the list"),
+        ("eval_strategy: no\n", "key 'eval_strategy': YAML reads an unquoted yes/no/on/off as False; quote the value"),
     ],
 )
 def test_cross_field_checks(tmp_path, extra, match):
@@ -180,6 +187,32 @@ def test_cross_field_checks(tmp_path, extra, match):
         return
     with pytest.raises(ConfigError, match=match):
         load_train_config(path)
+
+
+def test_a_string_train_manifests_is_a_list_error_not_a_missing_slash(tmp_path):
+    with pytest.raises(ConfigError, match="key 'train_manifests' takes a list"):
+        load_train_config(_write(tmp_path, "model_name_or_path: m\ntrain_manifests: a.jsonl\noutput_dir: {out}\n"))
+
+
+@pytest.mark.parametrize("metric, given, expected", [
+    ("srcc", None, True), ("eval_plcc", None, True), ("mae", None, False), ("rmse", None, False),
+    ("loss", None, False), ("mae", "true", True),  # an explicit choice stands
+])  # fmt: skip
+def test_best_model_direction_follows_the_metric(tmp_path, metric, given, expected):
+    extra = f"metric_for_best_model: {metric}\n" + (f"greater_is_better: {given}\n" if given else "")
+    assert load_train_config(_write(tmp_path, MINIMAL + extra)).training.greater_is_better is expected
+
+
+def test_the_metric_names_are_what_validation_reports():
+    import numpy as np
+    from transformers import EvalPrediction
+
+    from deqa.training.config import EVAL_METRICS
+    from deqa.training.trainer import compute_quality_metrics
+
+    probs = np.random.default_rng(0).dirichlet(np.ones(5), 8)
+    reported = compute_quality_metrics(EvalPrediction(predictions=probs, label_ids=np.column_stack([np.linspace(1, 5, 8), np.ones(8)])))
+    assert set(reported) | {"loss", "loss_ce", "loss_kl", "loss_fidelity"} == EVAL_METRICS
 
 
 def test_missing_required_and_unreadable_files(tmp_path):

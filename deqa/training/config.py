@@ -215,6 +215,12 @@ class LoraArguments:
             raise ConfigError(f"lora_target_modules is not a valid regex: {err}") from None
 
 
+# What the validation loop reports (DeQATrainer: compute_quality_metrics, the loss and its terms),
+# the names metric_for_best_model may take (with or without transformers' "eval_" prefix).
+EVAL_METRICS = frozenset({"srcc", "krcc", "plcc", "plcc_fitted", "mae", "rmse", "loss", "loss_ce", "loss_kl", "loss_fidelity"})
+LOWER_IS_BETTER = frozenset({"mae", "rmse", "loss", "loss_ce", "loss_kl", "loss_fidelity"})
+
+
 @dataclass
 class DeQATrainingArguments(TrainingArguments):
     """transformers.TrainingArguments + the DeQA loss weights.
@@ -250,7 +256,20 @@ class DeQATrainingArguments(TrainingArguments):
     )
 
     def __post_init__(self) -> None:
+        metric = self.metric_for_best_model
+        if metric is not None:
+            name = metric.removeprefix("eval_")
+            if name not in EVAL_METRICS:
+                raise ConfigError(
+                    f"metric_for_best_model {metric!r} is not a validation metric; choose one of "
+                    f"{', '.join(sorted(EVAL_METRICS))} (known before training starts, not at its first evaluation)"
+                )
+        given_direction = self.greater_is_better
         super().__post_init__()
+        if metric is not None and given_direction is None and metric.removeprefix("eval_") in LOWER_IS_BETTER:
+            # transformers guesses "greater is better" unless the name ends in "loss": for an
+            # error (mae, rmse) that would keep the worst checkpoint.
+            self.greater_is_better = False
         self._check_counts()
         for name in ("ce_weight", "kl_weight", "fidelity_weight"):
             value = getattr(self, name)
@@ -430,7 +449,20 @@ def _convert_yaml_values(raw: dict[str, Any], source: str, parser: HfArgumentPar
     actions = {a.dest: a for a in parser._actions}
     for key, value in raw.items():
         action = actions.get(key)
-        if action is None or action.type is None or action.type is str:
+        if action is None or value is None:
+            continue
+        # The shape first: a string where a list belongs would be iterated character by character
+        # ("manifest not found: /"), a list where one value belongs fails deep inside a check.
+        if action.nargs == "+" and not isinstance(value, list):
+            raise ConfigError(f"{source}: key {key!r} takes a list, e.g. {key}: [{value}]; got {type(value).__name__} {value!r}")
+        if action.nargs != "+" and isinstance(value, list) and action.type in (int, float):  # (report_to takes either)
+            raise ConfigError(f"{source}: key {key!r} takes one value, got the list {value!r}")
+        if isinstance(value, bool) and action.choices and value not in action.choices:
+            raise ConfigError(
+                f"{source}: key {key!r}: YAML reads an unquoted yes/no/on/off as {value}; quote the value "
+                f"(one of {', '.join(map(str, action.choices))}), e.g. {key}: '{'yes' if value else 'no'}'"
+            )
+        if action.type is None or action.type is str:
             continue
         try:
             if isinstance(value, str):
