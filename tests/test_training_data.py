@@ -105,6 +105,8 @@ def test_pair_sampler_fractional_weights_and_singles():
         ([[]], None, "no training samples"),
         ([[0, 1]], [0.0], "weight must be finite and > 0"),
         ([[0, 1]], [1.0, 1.0], "2 weights for 1 data sets"),
+        # round(0.2 x 2) = 0: the data set would silently not be trained on
+        ([[0, 1]], [0.2], r"data set #0: weight 0.2 draws round\(0.2 x 2 images\) = 0 .*at least 0.25"),
     ],
 )
 def test_pair_sampler_errors(groups, weights, match):
@@ -127,10 +129,30 @@ def test_train_dataset_mixes_manifests_and_returns_pairs(tmp_path):
     assert len(single) == 1
 
 
+def test_a_manifest_mixing_data_sets_pairs_within_each(tmp_path):
+    """MOS of two data sets are on different scales: a pair (the fidelity loss's unit) never spans
+    them, also when one manifest holds both (a row's "dataset")."""
+    from deqa.data.manifest import read_manifest
+
+    a = _manifest(tmp_path / "mix", "a", 8, dataset="koniq10k")
+    b = _manifest(tmp_path / "mix", "b", 8, dataset="kadid10k")
+    mixed = tmp_path / "mix" / "both.jsonl"
+    write_manifest(mixed, read_manifest(a) + read_manifest(b))
+    ds = build_train_dataset([str(mixed)], weights=[0.5])
+    assert [len(g) for g in ds.groups] == [6, 6] and ds.weights == [0.5, 0.5]
+    assert [n.split(" ")[0] for n in ds.names] == ["koniq10k", "kadid10k"]
+    for pair in ds.sampler(seed=0):
+        assert len({ds.samples[i].dataset for i in pair}) == 1
+
+
 def test_eval_dataset_and_collate_examples(tmp_path):
     path = _manifest(tmp_path, "e", 8)
     ev = build_eval_dataset(str(path), split="test", max_samples=1)
     assert len(ev) == 1
+    # the training's label method relabels validation too (eval_loss is the training objective)
+    gauss = build_eval_dataset(str(path), split="test", label_method="gaussian")
+    assert [s.probs for s in gauss.samples] == [s.probs for s in load_samples(path, split="test", label_method="gaussian")]
+    assert [s.probs for s in gauss.samples] != [s.probs for s in build_eval_dataset(str(path), split="test").samples]
     ds = QualityDataset(load_samples(path, split=None))
     examples, pa, pb = collate_examples([ds[(0, 1)], ds[(2, 3)]])
     assert [e["path"][-6:] for e in examples] == ["e0.png", "e2.png", "e1.png", "e3.png"]

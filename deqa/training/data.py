@@ -212,6 +212,12 @@ class PairSampler(Sampler):
                     "of the same data set (add images, or set fidelity_weight: 0)"
                 )
         self.counts = [int(round(w * len(g))) for g, w in zip(self.groups, self.weights, strict=True)]
+        for name, g, w, count in zip(names, self.groups, self.weights, self.counts, strict=True):
+            if count == 0:
+                raise ValueError(
+                    f"data set {name}: weight {w:g} draws round({w:g} x {len(g)} images) = 0 of them an "
+                    f"epoch, so it would not be trained on; give it a weight of at least {0.5 / len(g):.3g}"
+                )
         self.seed = int(seed)
         self.pairs = pairs
         self.epoch = 0
@@ -255,19 +261,28 @@ def build_train_dataset(
     split: str | None = "train",
     label_method: str | None = None,
 ) -> QualityDataset:
-    """Concatenate the samples of several manifests; one pairing group per manifest."""
+    """Concatenate the samples of several manifests; one pairing group per data set of each
+    manifest (a row's ``dataset``: a manifest that mixes data sets pairs each image only with
+    images of its own, whose MOS is on the same scale), each with its manifest's weight."""
     roots = list(image_roots) if image_roots is not None else [None] * len(manifests)
     if len(roots) == 1 and len(manifests) > 1:
         roots = roots * len(manifests)
+    per_manifest = list(weights) if weights is not None else [1.0] * len(manifests)
     samples: list[QualitySample] = []
     groups: list[list[int]] = []
     names: list[str] = []
-    for manifest, root in zip(manifests, roots, strict=True):
+    group_weights: list[float] = []
+    for manifest, root, weight in zip(manifests, roots, per_manifest, strict=True):
         part = load_samples(manifest, image_root=root, split=split, label_method=label_method)
-        groups.append(list(range(len(samples), len(samples) + len(part))))
-        names.append(f"{part[0].dataset} ({manifest})")
+        by_dataset: dict[str | None, list[int]] = {}
+        for i, sample in enumerate(part):
+            by_dataset.setdefault(sample.dataset, []).append(len(samples) + i)
+        for dataset, members in by_dataset.items():
+            groups.append(members)
+            names.append(f"{dataset} ({manifest})")
+            group_weights.append(weight)
         samples.extend(part)
-    return QualityDataset(samples, groups=groups, names=names, weights=weights)
+    return QualityDataset(samples, groups=groups, names=names, weights=group_weights)
 
 
 def build_eval_dataset(
@@ -276,10 +291,12 @@ def build_eval_dataset(
     image_root: str | None = None,
     split: str | None = "test",
     max_samples: int | None = None,
+    label_method: str | None = None,
 ) -> QualityDataset:
-    """The validation set: one example per item, in manifest order."""
+    """The validation set: one example per item, in manifest order. ``label_method``: the
+    training's, so that the validation KL / CE (and eval_loss) measure what training minimises."""
     return QualityDataset(
-        load_samples(manifest, image_root=image_root, split=split, max_samples=max_samples)
+        load_samples(manifest, image_root=image_root, split=split, max_samples=max_samples, label_method=label_method)
     )
 
 

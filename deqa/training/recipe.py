@@ -85,6 +85,7 @@ class DeQARecipe:
                 image_root=data.eval_image_root,
                 split=data.eval_split,
                 max_samples=data.eval_max_samples,
+                label_method=data.label_method,  # eval_loss measures the training objective
             )
         device_index = None
         if cfg.lora.tuning == "qlora" and not args.use_cpu:
