@@ -491,9 +491,25 @@ def test_killed_run_resumes_to_the_same_loss_curve(make_config, tmp_path):
 
 def test_resume_latest_without_checkpoint_is_an_error(make_config, tmp_path):
     recipe = DeQARecipe(make_config("resume_from_checkpoint=latest", "eval_strategy=no", "load_best_model_at_end=false"))
-    recipe.setup()
     with pytest.raises(FileNotFoundError, match="no checkpoint-\\* folder"):
-        recipe.train()
+        recipe.setup()
+
+
+def test_resume_with_settings_that_reshape_the_weights_is_refused_before_anything_is_written(make_config, tmp_path):
+    import yaml
+
+    from deqa.training.config import RESOLVED_CONFIG_NAME
+
+    out = tmp_path / "run"
+    ckpt = out / "checkpoint-4"
+    ckpt.mkdir(parents=True)
+    trained = make_config("lora_r=16", out=out)
+    (ckpt / RESOLVED_CONFIG_NAME).write_text(yaml.safe_dump(trained.to_flat_dict() | {"output_dir": str(out)}))
+    (out / RESOLVED_CONFIG_NAME).write_text("# the run's own record\n")
+    recipe = DeQARecipe(make_config("lora_r=8", "resume_from_checkpoint=latest", out=out))
+    with pytest.raises(ValueError, match=r"checkpoint-4: it was trained with other settings .*lora_r: 16 there, 8 now"):
+        recipe.setup()
+    assert (out / RESOLVED_CONFIG_NAME).read_text() == "# the run's own record\n"
 
 
 def test_cli_reports_config_errors(tmp_path, capsys):

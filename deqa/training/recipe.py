@@ -15,9 +15,9 @@ from pathlib import Path
 
 import yaml
 
-from .config import TrainConfig, _plain, save_resolved_config
+from .config import RESOLVED_CONFIG_NAME, TrainConfig, _plain, save_resolved_config
 
-__all__ = ["DeQARecipe", "resolve_checkpoint"]
+__all__ = ["DeQARecipe", "resolve_checkpoint", "check_resume_matches"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +38,35 @@ def resolve_checkpoint(value: str | None, output_dir: str) -> str | None:
     if not os.path.isdir(value):
         raise FileNotFoundError(f"resume_from_checkpoint: {value} is not a checkpoint folder")
     return value
+
+
+# The settings that shape a checkpoint's weights (and its optimizer state): a resume with other
+# values cannot load them.
+SHAPE_KEYS = ("model_name_or_path", "tuning", "lora_r", "lora_target_modules", "train_vision_tower", "train_projector",
+              "level_words")
+
+
+def check_resume_matches(config: TrainConfig, checkpoint: str | None) -> None:
+    """Refuse to resume ``checkpoint`` with settings that change its weights' shapes, before
+    anything is loaded or written (the checkpoint's own ``deqa_train_config.yaml`` says how it
+    was trained; a checkpoint without one is not checked)."""
+    if checkpoint is None:
+        return
+    saved_path = Path(checkpoint) / RESOLVED_CONFIG_NAME
+    if not saved_path.is_file():
+        return
+    try:
+        saved = yaml.safe_load(saved_path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        return
+    now = config.to_flat_dict()
+    changed = [k for k in SHAPE_KEYS if k in saved and k in now and _plain(now[k]) != saved[k]]
+    if changed:
+        detail = "; ".join(f"{k}: {saved[k]!r} there, {_plain(now[k])!r} now" for k in changed)
+        raise ValueError(
+            f"resume_from_checkpoint {checkpoint}: it was trained with other settings that shape its weights ({detail}); "
+            "resume with the checkpoint's settings, or start a new output_dir"
+        )
 
 
 class DeQARecipe:
@@ -66,6 +95,9 @@ class DeQARecipe:
 
         cfg = self.config
         args = cfg.training
+        # First of all: a resume whose settings do not fit the checkpoint must not get as far as
+        # overwriting output_dir's deqa_train_config.yaml.
+        check_resume_matches(cfg, resolve_checkpoint(args.resume_from_checkpoint, args.output_dir))
         set_seed(args.seed)
         data = cfg.data
         train = build_train_dataset(
