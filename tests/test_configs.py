@@ -120,6 +120,16 @@ def test_yaml_strings_are_converted_and_overrides_win(tmp_path):
     assert cfg.lora.lora_target_modules == DEFAULT_LORA_TARGETS
 
 
+def test_a_mapping_override_takes_yaml_like_the_config_files(tmp_path):
+    path = _write(tmp_path, MINIMAL)
+    cfg = load_train_config(path, ["activation_checkpointing_kwargs={use_reentrant: false}"])
+    assert cfg.training.activation_checkpointing_kwargs == {"use_reentrant": False}
+    with pytest.raises(ConfigError, match="override 'activation_checkpointing_kwargs={a: \\[}': not a mapping"):
+        load_train_config(path, ["activation_checkpointing_kwargs={a: [}"])
+    with pytest.raises(ConfigError, match="c.yaml with the command-line overrides: .*warmup_steps"):
+        load_train_config(path, ["warmup_steps=-1"])
+
+
 def test_parse_overrides_forms():
     assert parse_overrides(["a=1", "--b", "2", "--c=3", "d=[x, y]", "--e", "f", "g"]) == [
         "--a", "1", "--b", "2", "--c", "3", "--d", "x", "y", "--e", "f", "g",
@@ -236,3 +246,16 @@ def test_resolved_config_round_trips(tmp_path):
     again = load_train_config(path)
     assert again.to_flat_dict() == {**cfg.to_flat_dict()}
     assert again.lora.lora_r == 4 and again.training.fidelity_std is None
+
+
+def test_a_deprecated_alias_on_the_command_line_wins_over_a_saved_config(tmp_path):
+    """The saved config holds the new names only; gradient_checkpointing=true on the command line
+    turns checkpointing on (it used to be ignored beside the file's activation_checkpointing: false)."""
+    cfg = load_train_config(_write(tmp_path, MINIMAL + "activation_checkpointing: false\n"))
+    path = save_resolved_config(cfg, tmp_path / "run")
+    text = path.read_text()
+    assert "activation_checkpointing: false" in text and "gradient_checkpointing" not in text
+    again = load_train_config(path, ["gradient_checkpointing=true", 'gradient_checkpointing_kwargs={"use_reentrant": false}'])
+    assert again.training.activation_checkpointing is True
+    assert again.training.activation_checkpointing_kwargs == {"use_reentrant": False}
+    assert load_train_config(path).training.activation_checkpointing is False

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import json
 import math
 import os
 from dataclasses import asdict, dataclass, field, fields
@@ -353,10 +354,29 @@ class TrainConfig:
             flat.update(asdict(part))
         training = self.training.to_dict()
         for f in fields(DeQATrainingArguments):
-            # Tokens (hub_token, ...) are secrets: never written next to a checkpoint.
-            if f.init and not f.name.endswith("_token") and f.name in training:
+            # Tokens (hub_token, ...) are secrets: never written next to a checkpoint. Deprecated
+            # aliases are left out: reloaded beside the new name, one of the two would be ignored.
+            if f.init and not f.name.endswith("_token") and f.name in training and f.name not in DEPRECATED_ALIASES:
                 flat[f.name] = training[f.name]
         return flat
+
+
+# transformers' deprecated names and what they stand for: a layer (values, the YAML file, the
+# command line) that uses the old name sets the new one, so a later layer's old name still wins
+# over an earlier layer's new one (gradient_checkpointing=true over a saved config's
+# activation_checkpointing: false).
+DEPRECATED_ALIASES = {
+    "gradient_checkpointing": "activation_checkpointing",
+    "gradient_checkpointing_kwargs": "activation_checkpointing_kwargs",
+}
+
+
+def _unalias(layer: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in layer.items() if k not in DEPRECATED_ALIASES}
+    for old, new in DEPRECATED_ALIASES.items():
+        if old in layer and new not in layer:
+            out[new] = layer[old]
+    return out
 
 
 def _value(x: Any) -> Any:
@@ -415,6 +435,14 @@ def parse_overrides(tokens: list[str]) -> list[str]:
             if stripped.startswith("[") and stripped.endswith("]"):
                 items = yaml.safe_load(stripped) or []
                 argv.extend(str(v) for v in items)
+            elif stripped.startswith("{") and stripped.endswith("}"):
+                # A mapping in YAML's flow style ({use_reentrant: false}) as in the config files;
+                # transformers reads dict-valued arguments as JSON.
+                try:
+                    mapping = yaml.safe_load(stripped)
+                except yaml.YAMLError as err:
+                    raise ConfigError(f"override {token!r}: not a mapping ({err.problem})") from None
+                argv.append(json.dumps(mapping))
             else:
                 argv.append(value)
         else:
@@ -487,7 +515,7 @@ def load_train_config(
     """
     known = _field_names()
     parser = _parser()
-    merged: dict[str, Any] = dict(values or {})
+    merged: dict[str, Any] = _unalias(dict(values or {}))
     source = "<values>"
     if path is not None:
         source = str(path)
@@ -504,7 +532,7 @@ def load_train_config(
         for key in raw:
             if key not in known:
                 raise _unknown_key(str(key), str(path), known)
-        merged.update(raw)
+        merged.update(_unalias(raw))
     for key in merged:
         if key not in known:
             raise _unknown_key(str(key), source, known)
@@ -519,15 +547,16 @@ def load_train_config(
         if rest:
             bad = next((t for t in rest if t.startswith("--")), rest[0])
             raise _unknown_key(bad.lstrip("-"), "the command-line overrides", known)
-        merged.update(vars(ns))
-        merged.update(nulls)
+        merged.update(_unalias(vars(ns)))
+        merged.update(_unalias(nulls))
 
+    where = f"{source} with the command-line overrides" if overrides else source
     try:
         model, data, lora, training = parser.parse_dict(merged)
     except ConfigError as err:
-        raise ConfigError(f"{source}: {err}") from None
+        raise ConfigError(f"{where}: {err}") from None
     except (TypeError, ValueError) as err:
-        raise ConfigError(f"{source}: {err}") from None
+        raise ConfigError(f"{where}: {err}") from None
     return TrainConfig(model=model, data=data, lora=lora, training=training, source=source)
 
 
