@@ -124,6 +124,9 @@ class DeQARecipe:
             import torch
 
             device_index = args.local_process_index if torch.cuda.is_available() else None
+            if device_index is None and args.should_log:
+                logger.warning("tuning=qlora without a GPU: the 4-bit model is built and trained on the CPU "
+                               "(slow; set use_cpu: true to say that is intended)")
         extras = {
             # what deqa-eval reports as the model's training data
             "training_data": ", ".join(dict.fromkeys(train.samples[g[0]].dataset for g in train.groups)),
