@@ -25,7 +25,7 @@ import csv
 import glob
 import io
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from .imageio import IMAGE_EXTENSIONS
@@ -54,13 +54,28 @@ def _is_hidden(path: Path, root: Path) -> bool:
 
 
 def _images_in_dir(folder: Path, recursive: bool, extensions: frozenset[str]) -> list[str]:
-    pattern = "**/*" if recursive else "*"
+    candidates = _walk(folder) if recursive else folder.glob("*")
     found = [
         p
-        for p in folder.glob(pattern)
+        for p in candidates
         if p.suffix.lower() in extensions and p.is_file() and not _is_hidden(p, folder)
     ]
     return [str(p) for p in sorted(found)]
+
+
+def _walk(folder: Path) -> Iterator[Path]:
+    """Every file under ``folder``, into symlinked sub-folders too (a data set assembled from links
+    is common), each real folder once, so a link back up the tree does not loop."""
+    seen: set[str] = set()
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs.sort()
+        for name in files:
+            yield Path(root) / name
 
 
 def _resolve(entry: str, base: Path) -> str:

@@ -163,3 +163,13 @@ def test_folder_scans_include_every_format_pillow_opens_here(tmp_path):
     found = expand_inputs([str(tmp_path)])
     assert [p.rsplit("/", 1)[1] for p in found] == ["a.pbm", "b.pnm", "c.avif"]
     assert all(load_image(p).size == (8, 6) for p in found)
+
+
+def test_recursive_scans_enter_symlinked_folders_once_and_survive_loops(tree, tmp_path_factory):
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    Image.new("RGB", (4, 4)).save(elsewhere / "x.jpg")
+    (tree / "linked").symlink_to(elsewhere, target_is_directory=True)
+    (tree / "sub" / "loop").symlink_to(tree, target_is_directory=True)  # back up the tree
+    found = expand_inputs([str(tree)], recursive=True)
+    assert str(tree / "linked" / "x.jpg") in found
+    assert len(found) == len(set(found)) == 5  # a, b, linked/x, sub/c, sub/deep/d: the loop adds nothing
