@@ -35,6 +35,7 @@ __all__ = [
     "FILE_FORMATS",
     "format_for_path",
     "read_records",
+    "drop_failures",
     "open_writer",
     "ResultWriter",
     "format_table",
@@ -125,6 +126,48 @@ def read_records(path: str | Path, fmt: str) -> list[dict[str, Any]]:
                 f"to resume it, or choose another -o; the file is left as it is"
             ) from None
         raise
+
+
+def drop_failures(path: str | Path, fmt: str, inputs: set[str]) -> int:
+    """Remove the failure rows of ``inputs`` from a result file that :func:`read_records` has
+    read (so it is deqa's, with no torn last row), rewriting it atomically; every other row stays
+    as it was written. Returns how many rows went: ``deqa-score --retry-failed`` scores them again."""
+    path = Path(path)
+    if not path.exists() or path.stat().st_size == 0 or not inputs:
+        return 0
+
+    def failed(row: dict) -> bool:
+        return "error" in row and "score" not in row and row.get("input") in inputs
+
+    if fmt == "jsonl":
+        lines = path.read_text(encoding="utf-8").split("\n")  # see deqa.jsonl: "\n" only
+        keep = [line for line in lines if not (line.strip() and failed(json.loads(line)))]
+        dropped = len(lines) - len(keep)
+        text = "\n".join(keep)
+    elif fmt == "csv":
+        rows = list(csv.reader(io.StringIO(path.read_bytes().decode("utf-8-sig", _CSV_ERRORS), newline="")))
+        header, body = rows[0], rows[1:]
+        col = {name: i for i, name in enumerate(header)}
+
+        def csv_failed(row: list[str]) -> bool:
+            return bool(row[col["error"]]) and not row[col["score"]] and row[col["input"]] in inputs
+
+        keep = [row for row in body if not csv_failed(row)]
+        dropped = len(body) - len(keep)
+        buf = io.StringIO(newline="")
+        csv.writer(buf).writerows([header, *keep])
+        text = buf.getvalue()
+    elif fmt == "json":
+        rows = json.loads(path.read_text(encoding="utf-8"))
+        keep = [row for row in rows if not failed(row)]
+        dropped = len(rows) - len(keep)
+        text = dumps(keep, indent=2) + "\n"
+    else:
+        raise ValueError(f"cannot rewrite format {fmt!r}")
+    if dropped:
+        with atomic_write(path, newline="", errors=_CSV_ERRORS if fmt == "csv" else None) as f:
+            f.write(text)
+    return dropped
 
 
 def _sniff_format(path: Path) -> str | None:

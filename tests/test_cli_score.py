@@ -517,3 +517,33 @@ def test_a_folder_listed_in_a_manifest_is_a_per_input_failure_with_a_fitting_hin
     assert main([str(tmp_path / "list.txt"), "-r", "-o", str(out), "--num-workers", "0", "-q"]) == 2
     rows = _rows(out)
     assert "score" in rows[0] and "is a directory" in rows[1]["error"] and "--recursive" not in rows[1]["error"]
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "json"])
+def test_retry_failed_scores_the_recorded_failures_again(tmp_path, fmt, capsys):
+    """Failures are skipped on resume (they are results too); --retry-failed removes their rows
+    and scores them again, e.g. once a broken file is replaced."""
+    from deqa.outputs import read_records
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    example = ROOT / "deqa" / "assets" / "examples" / "example.jpg"
+    for name in ("a.jpg", "c.jpg"):
+        os.link(example, folder / name)
+    (folder / "b.jpg").write_bytes(example.read_bytes()[:500])  # truncated
+    out = tmp_path / f"s.{fmt}"
+    argv = [str(folder), "-o", str(out), "--num-workers", "0", "-q"]
+    assert main(argv) == 2
+    assert main(argv) == 2  # a plain resume keeps the failure
+    assert main([*argv, "--retry-failed"]) == 2  # still broken: failed again, one row for it
+    rows = read_records(out, fmt)
+    assert [r["input"] for r in rows].count(str(folder / "b.jpg")) == 1
+    (folder / "b.jpg").unlink()
+    os.link(example, folder / "b.jpg")
+    capsys.readouterr()
+    assert main([*argv, "--retry-failed"]) == 0
+    assert "retrying 1 failed input(s)" in capsys.readouterr().err
+    rows = read_records(out, fmt)
+    assert sorted(r["input"] for r in rows) == sorted(str(folder / n) for n in ("a.jpg", "b.jpg", "c.jpg"))
+    assert all("score" in r and "error" not in r for r in rows)
+    assert main([str(folder), "--retry-failed"]) == 1  # nothing to retry from without -o

@@ -26,7 +26,14 @@ from tqdm import tqdm
 from ..imageio import DEFAULT_MAX_PIXELS
 from ..inputs import InputError, expand_inputs
 from ..load import TORCH_FROM_N_IMAGES, baseline_device, is_baseline
-from ..outputs import FORMATS, format_for_path, format_table, open_writer, read_records
+from ..outputs import (
+    FORMATS,
+    drop_failures,
+    format_for_path,
+    format_table,
+    open_writer,
+    read_records,
+)
 from ..results import ScoreFailure
 from .args import Parser, int_at_least
 
@@ -145,6 +152,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--output",
         default=None,
         help="write results here (.jsonl, .csv, .json); inputs already in the file are skipped",
+    )
+    p.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="with -o: score again the inputs the file holds as failed (their failure rows are removed first)",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars (scoring, nor a VLM's weight loading)")
     return p
@@ -319,6 +331,8 @@ def _main(argv: list[str] | None) -> int:
             args.device = None
         if args.device is not None:
             _check_device(args.device)
+        if args.retry_failed and not args.output:
+            raise ValueError("--retry-failed retries the failures recorded in an -o file; give one with -o")
         if args.output and Path(args.output).is_dir():
             raise ValueError(f"-o {args.output} is a folder; give a file name such as scores.jsonl")
         fmt = args.format or (format_for_path(args.output) if args.output else "table")
@@ -351,6 +365,17 @@ def _main(argv: list[str] | None) -> int:
         else:
             for w in caught:  # e.g. a half-written last row of a killed run, cut and redone
                 _err(f"warning: {w.message}")
+            if args.retry_failed:
+                wanted_now = set(inputs)
+                retry = {row["input"] for row in previous if "error" in row and "score" not in row and row["input"] in wanted_now}
+                try:
+                    dropped = drop_failures(args.output, fmt, retry)
+                except OSError as err:
+                    read_error = f"cannot rewrite -o {args.output}: {err.strerror or err}"
+                else:
+                    previous = [row for row in previous if not ("error" in row and row["input"] in retry)]
+                    if dropped:
+                        _err(f"retrying {dropped} failed input(s) of {args.output}")
     if _stops_every_rank(comm, read_error):
         return 1
     done = {row["input"] for row in previous}
