@@ -21,6 +21,7 @@ import io
 import json
 import os
 import time
+import unicodedata
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
@@ -417,6 +418,21 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _cell(text: str) -> str:
+    # One line per row: control characters in a file name (a newline, a tab) as escapes.
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def _width(text: str) -> int:
+    """Columns a terminal gives ``text``: wide East Asian characters take two, combining marks none."""
+    return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def _pad(text: str, width: int, right: bool) -> str:
+    fill = " " * (width - _width(text))
+    return fill + text if right else text + fill
+
+
 def format_table(results: Iterable[ScoreResult | ScoreFailure]) -> str:
     """A fixed-width table: input, score, score_0_1, level, std, any ``details`` columns, and
     the error for inputs that failed."""
@@ -434,23 +450,23 @@ def format_table(results: Iterable[ScoreResult | ScoreFailure]) -> str:
     rows = []
     for r in results:
         if isinstance(r, ScoreFailure):
-            row = [r.input] + [""] * (len(header) - 2) + [r.error]
+            row = [_cell(r.input)] + [""] * (len(header) - 2) + [_cell(r.error)]
         else:
-            row = [r.input, _fmt(r.score), _fmt(r.score_0_1), r.level] + (
+            row = [_cell(r.input), _fmt(r.score), _fmt(r.score_0_1), r.level] + (
                 [_fmt(r.std)] if has_std else []
             )
             row += [_fmt(r.details.get(k)) for k in detail_keys]
             row += [""] if has_error else []
         rows.append(row)
     widths = [
-        max(len(h), *(len(row[c]) for row in rows)) if rows else len(h)
+        max(len(h), *(_width(row[c]) for row in rows)) if rows else len(h)
         for c, h in enumerate(header)
     ]
     numeric = {c for c, h in enumerate(header) if h not in ("input", "level", "error")}
     out = io.StringIO()
     for row in [header] + rows:
         cells = [
-            cell.rjust(w) if c in numeric else cell.ljust(w)
+            _pad(cell, w, right=c in numeric)
             for c, (cell, w) in enumerate(zip(row, widths, strict=True))
         ]
         out.write("  ".join(cells).rstrip() + "\n")

@@ -133,6 +133,21 @@ def test_table_shows_details_std_and_errors():
     ]
 
 
+def test_table_columns_line_up_for_wide_characters_and_rows_stay_one_line():
+    rows = [ScoreResult("画像.jpg", 3.0, 0.5, "fair", "m"), ScoreResult("ab.jpg", 4.0, 0.75, "good", "m"),
+            ScoreResult("two\nlines.jpg", 2.0, 0.25, "poor", "m")]
+    lines = format_table(rows).splitlines()
+    assert len(lines) == 4 and "two\\nlines.jpg" in lines[3]  # the newline shown as \n
+    # Each CJK character takes two terminal columns: the score column ends at the same column.
+    import unicodedata
+
+    def columns(line):
+        return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in line)
+
+    ends = {columns(line[: line.index(score) + len(score)]) for line, score in zip(lines[1:], ["3.0000", "4.0000", "2.0000"], strict=True)}
+    assert len(ends) == 1
+
+
 def test_table_is_not_a_file_format(tmp_path):
     with pytest.raises(ValueError, match="table format is for the terminal"):
         open_writer("table", tmp_path / "x.txt")
