@@ -56,6 +56,8 @@ def to_rgb(img: Image.Image) -> Image.Image:
         # High bit-depth grey: rescale by the container's range, not the data's, so that a dark
         # 16-bit image stays dark (stretching the histogram would change its quality).
         arr = np.asarray(img, dtype=np.float64)
+        if not np.isfinite(arr).all():  # would be cast to arbitrary bytes (black, here): no image to score
+            raise ValueError(f"{int((~np.isfinite(arr)).sum())} of its {arr.size} pixels are NaN or infinite")
         top = 65535.0 if mode.startswith("I;16") or (mode == "I" and arr.max(initial=0) <= 65535) else None
         if mode == "F" and arr.min(initial=0) >= 0 and arr.max(initial=0) <= 1:
             top = 1.0  # float images are conventionally in [0, 1]: a dark one stays dark

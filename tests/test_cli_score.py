@@ -458,6 +458,18 @@ def test_float_images_in_0_1_keep_their_brightness():
     assert np.asarray(to_rgb(wide)).min() == 0 and np.asarray(to_rgb(wide)).max() == 255  # no range known: stretched
 
 
+def test_a_float_image_with_nan_pixels_is_a_per_file_failure(tmp_path):
+    from PIL import Image
+
+    from deqa.imageio import ImageLoadError, load_image
+
+    arr = np.full((16, 16), 0.5, dtype=np.float32)
+    arr[0, :4] = np.nan
+    Image.fromarray(arr, mode="F").save(tmp_path / "nan.tif")
+    with pytest.raises(ImageLoadError, match=r"nan.tif: corrupt or unreadable image \(4 of its 256 pixels are NaN or infinite\)"):
+        load_image(tmp_path / "nan.tif")
+
+
 @pytest.mark.parametrize("fmt", ["jsonl", "csv", "json"])
 def test_a_file_name_that_is_not_utf8_is_scored_written_and_resumed(tmp_path, fmt, capsys):
     """An old archive's Latin-1 name reaches Python with lone surrogates; every -o format used to
