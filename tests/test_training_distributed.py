@@ -1,4 +1,4 @@
-"""Launch-based training tests on CPU: two-rank DDP, DeepSpeed ZeRO-2 (gloo), scripts/train.sh.
+"""Launch-based training tests on CPU: two-rank DDP, DeepSpeed ZeRO-2/3 (gloo), the multi-node config, scripts/train.sh.
 
 Each runs real `accelerate launch` processes, so they are few and short (4 steps).
 """
@@ -44,6 +44,16 @@ def _overrides(setup, out, *extra):
     ]
 
 
+def _free_port() -> str:
+    """A port nobody listens on now: each launch gets its own rendezvous port, so one test's ranks
+    never meet another's, or a port a previous run left in use (accelerate's default is 29500)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return str(s.getsockname()[1])
+
+
 def _env(**extra):
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
@@ -86,7 +96,7 @@ def test_two_rank_ddp_on_cpu_keeps_ranks_identical(setup, single_process_losses,
     out = tmp_path / "ddp"
     cmd = [
         BIN / "accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-        "--mixed_precision", "no", "--dynamo_backend", "no",
+        "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", _free_port(),
         ROOT / "tests" / "_dist_train.py", "--config", TINY, *_overrides(setup, out),
     ]
     _run([str(c) for c in cmd], _env(ACCELERATE_USE_CPU="1"))
@@ -99,24 +109,6 @@ def test_two_rank_ddp_on_cpu_keeps_ranks_identical(setup, single_process_losses,
     # the loss of the 2-rank run equals one process on the same global batch
     assert info[0]["losses"] == pytest.approx(single_process_losses, rel=1e-4)
     assert (out / "checkpoint-4" / "adapter_model.safetensors").is_file()
-
-
-def test_deepspeed_zero2_on_cpu(setup, single_process_losses, tmp_path):
-    pytest.importorskip("deepspeed")
-    out = tmp_path / "zero2"
-    cmd = [
-        BIN / "accelerate", "launch", "--config_file", ROOT / "configs" / "accelerate" / "deepspeed_zero2.yaml",
-        "--num_processes", "2",
-        ROOT / "tests" / "_dist_train.py", "--config", TINY, *_overrides(setup, out, "ddp_backend=gloo"),
-    ]
-    _run([str(c) for c in cmd], _env(), timeout=600)
-    info, weights = _ranks(out)
-    assert [i["distributed_type"] for i in info] == ["DistributedType.DEEPSPEED"] * 2
-    assert [i["world_size"] for i in info] == [2, 2] and info[0]["global_step"] == 4
-    assert info[0]["losses"] == pytest.approx(single_process_losses, rel=1e-4)
-    for name in weights[0]:  # ZeRO-2 shards optimizer state and gradients, not the weights
-        assert torch.equal(weights[0][name], weights[1][name]), f"ranks differ at {name}"
-    assert (out / "deqa_config.json").is_file() and (out / "adapter_model.safetensors").is_file()
 
 
 def test_train_sh_trains_a_checkpoint_that_deqa_score_loads(setup, tmp_path):
@@ -144,15 +136,16 @@ def test_train_sh_names_unknown_configs():
     assert proc.returncode == 2 and "no config 'no_such_recipe'" in proc.stderr and "tiny_cpu" in proc.stderr
 
 
-@pytest.mark.parametrize("config", ["deepspeed_zero3.yaml", "deepspeed_zero3_offload.yaml"])
-def test_deepspeed_zero3_on_cpu(setup, single_process_losses, tmp_path, config):
-    """ZeRO-3 shards the weights too: the model is built under zero.Init, which the meta-device
-    skeleton (module names, for the LoRA targets) must not go through."""
+@pytest.mark.parametrize("config", ["deepspeed_zero2", "deepspeed_zero3", "deepspeed_zero3_offload"])
+def test_deepspeed_on_cpu(setup, single_process_losses, tmp_path, config):
+    """Every shipped DeepSpeed config, two ranks over gloo: the losses of one process on the same
+    global batch. ZeRO-3 shards the weights too: the model is built under zero.Init, which the
+    meta-device skeleton (module names, for the LoRA targets) must not go through (it crashed)."""
     pytest.importorskip("deepspeed")
-    out = tmp_path / "zero3"
+    out = tmp_path / config
     cmd = [
-        BIN / "accelerate", "launch", "--config_file", ROOT / "configs" / "accelerate" / config,
-        "--num_processes", "2",
+        BIN / "accelerate", "launch", "--config_file", ROOT / "configs" / "accelerate" / f"{config}.yaml",
+        "--num_processes", "2", "--main_process_port", _free_port(),
         ROOT / "tests" / "_dist_train.py", "--config", TINY, *_overrides(setup, out, "ddp_backend=gloo"),
     ]
     _run([str(c) for c in cmd], _env(), timeout=600)
@@ -160,6 +153,10 @@ def test_deepspeed_zero3_on_cpu(setup, single_process_losses, tmp_path, config):
     assert [i["distributed_type"] for i in info] == ["DistributedType.DEEPSPEED"] * 2
     assert [i["world_size"] for i in info] == [2, 2] and info[0]["global_step"] == 4
     assert info[0]["losses"] == pytest.approx(single_process_losses, rel=1e-4)
+    if config == "deepspeed_zero2":
+        for name in weights[0]:  # ZeRO-2 shards optimizer state and gradients, not the weights
+            assert torch.equal(weights[0][name], weights[1][name]), f"ranks differ at {name}"
+    assert (out / "deqa_config.json").is_file()
     saved = load_file(str(out / "adapter_model.safetensors"))
     assert saved and all(t.numel() > 0 for t in saved.values())  # gathered, not rank-local shards
 
@@ -168,8 +165,6 @@ def test_multi_node_example_config_makes_one_job_of_its_nodes(tmp_path):
     """Two accelerate launches of the multi-node config, as on two machines (here both on this one,
     meeting at 127.0.0.1): one job of world size 2, not two one-node jobs (what accelerate does
     with a multi-node DeepSpeed config without deepspeed_multinode_launcher: standard)."""
-    import socket
-
     script = tmp_path / "ranks.py"
     script.write_text(
         "import json, os, sys\n"
@@ -181,13 +176,11 @@ def test_multi_node_example_config_makes_one_job_of_its_nodes(tmp_path):
         " open(os.path.join(sys.argv[1], f'rank{dist.get_rank()}.json'), 'w'))\n"
         "dist.destroy_process_group()\n"
     )
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = _free_port()
     procs = [
         subprocess.Popen([str(BIN / "accelerate"), "launch", "--config_file",
                           str(ROOT / "configs" / "accelerate" / "multi_node_example.yaml"),
-                          "--main_process_ip", "127.0.0.1", "--main_process_port", str(port),
+                          "--main_process_ip", "127.0.0.1", "--main_process_port", port,
                           "--num_processes", "2", "--machine_rank", str(rank), str(script), str(tmp_path)],
                          cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for rank in (0, 1)
