@@ -321,6 +321,41 @@ def test_feature_cache_follows_the_images(tiny_sets, tmp_path):
     assert (branch_features(branch, data, batch_size=16, progress=False) == 3.0).all()
 
 
+def test_a_re_rendered_set_stopped_in_its_first_chunk_is_not_read_as_finished(tiny_sets, tmp_path, monkeypatch):
+    """A finished cache, the set rendered again, the new features stopped inside their first
+    chunk: the next call must compute them, not read the old set's "all done" count (it returned
+    rows of zeros)."""
+    import shutil
+
+    train, _, _ = tiny_sets
+    data = tmp_path / "copy"
+    shutil.copytree(train, data, ignore=shutil.ignore_patterns("branch_features"))
+    branch = _branched(taps=(0,)).branch
+    branch_features(branch, data, batch_size=16, chunk=32, progress=False)
+    imgs = np.load(data / "images.npy", mmap_mode="r+")
+    imgs[:] = 255 - imgs[:]  # rendered again, every image other
+    imgs.flush()
+    del imgs
+    real = branch.features
+    calls = []
+
+    def stop_after_one_batch(x):
+        if calls:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return real(x)
+
+    monkeypatch.setattr(branch, "features", stop_after_one_batch)
+    with pytest.raises(KeyboardInterrupt):
+        branch_features(branch, data, batch_size=16, chunk=32, progress=False)
+    monkeypatch.setattr(branch, "features", real)
+    again = branch_features(branch, data, batch_size=16, chunk=32, progress=False)
+    fresh = tmp_path / "fresh"
+    shutil.copytree(data, fresh, ignore=shutil.ignore_patterns("branch_features"))
+    np.testing.assert_allclose(again, branch_features(branch, fresh, batch_size=16, progress=False), atol=1e-6)
+    assert np.abs(again).sum(axis=1).min() > 0  # no row of zeros
+
+
 def test_feature_cache_trusts_the_stamp_only_for_an_unchanged_file(tiny_sets, tmp_path, monkeypatch):
     """The images' digest is not re-read while size and mtime match a stamp taken well after the
     last write; a touched file, or a stamp taken right after a write, is hashed again."""

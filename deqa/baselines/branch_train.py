@@ -159,6 +159,11 @@ def branch_features(branch: EncoderBranch, data: str | Path, *, batch_size: int 
     digest, seen = _stamped_digest(Path(data) / "images.npy", stamp)
     fresh = stamp.get("images_blake2b") == digest
     done = int(done_path.read_text()) if fresh and done_path.is_file() and path.is_file() else 0
+    if not fresh:
+        # The old set's count goes before the new set's stamp is written: the other order, stopped
+        # in between, left a stamp that matched with a count that did not (rows of zeros read back
+        # as features).
+        done_path.unlink(missing_ok=True)
     if not fresh or stamp.get("file") != seen:
         write_text_atomic(stamp_path, json.dumps({"images_blake2b": digest, "n": n, "file": seen}) + "\n")
     if done == 0:
