@@ -330,3 +330,33 @@ def test_diagnose_reports_a_head_left_in_train_mode(tiny_dinov2, tmp_path):
     assert report["modules_in_train_mode"]["head"][:2] == ["QualityHead", "net"] and report["modules_in_train_mode"]["encoder"] == []
     assert report["modules_set_to_eval"] == ["head"] and not scorer.head.training
     assert not report["ok"] and any("module 'head' was in training mode" in p for p in report["problems"])
+
+
+def test_the_embedding_cache_key_follows_the_weights_bytes(tiny_dinov2, tmp_path):
+    """Other weights under the same file name and size (a fine-tuned copy written over the first)
+    must not be served the first weights' cached embeddings."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from deqa.baselines.encoders import _file_id
+
+    a, b = tmp_path / "a" / "w.safetensors", tmp_path / "b" / "w.safetensors"
+    a.parent.mkdir()
+    b.parent.mkdir()
+    a.write_bytes(b"\0" * 64)
+    b.write_bytes(b"\0" * 63 + b"\1")  # same name, same size
+    assert _file_id(a) != _file_id(b)
+    b.write_bytes(b"\0" * 64)
+    assert _file_id(a) == _file_id(b)
+    # A local transformers folder (no commit to name its weights): retrained in place, another key.
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_dinov2, copy)
+    first = build_encoder(EncoderSpec(name="hf", path=str(copy))).cache_id
+    assert build_encoder(EncoderSpec(name="hf", path=str(copy))).cache_id == first
+    (weights,) = copy.glob("*.safetensors")
+    state = load_file(weights)
+    name = next(iter(state))
+    state[name] = state[name] + 1.0
+    save_file(state, weights, metadata={"format": "pt"})
+    assert build_encoder(EncoderSpec(name="hf", path=str(copy))).cache_id != first

@@ -142,8 +142,11 @@ class FrozenEncoder(nn.Module):
 
 
 def _file_id(path: str | os.PathLike) -> str:
-    st = os.stat(path)
-    return f"{Path(path).name}:{st.st_size}"
+    # The bytes, not the name and size: other weights under the same name and size (a fine-tuned
+    # copy, another checkpoint) must not be served the first one's cached embeddings.
+    from ..fileio import file_digest
+
+    return f"{Path(path).name}:{file_digest(path, 'blake2b', digest_size=16)}"
 
 
 def _efficientnet(spec: EncoderSpec) -> FrozenEncoder:
@@ -202,7 +205,13 @@ def _hf(spec: EncoderSpec) -> FrozenEncoder:
         pass  # no processor saved: the config's image size and ImageNet statistics
     dim = int(vision_cfg.hidden_size)
     pre = Preprocess(resize=max(resize, size), crop=size, mean=mean, std=std)
-    return FrozenEncoder(spec, body, "hf", dim, pre, f"{spec.path}:{getattr(config, '_commit_hash', None) or ''}")
+    if Path(spec.path).is_dir():  # a local folder: its weights' fingerprint (no commit to name them)
+        from ..fileio import weights_fingerprint
+
+        weights_id = f"local:{weights_fingerprint(spec.path)}"
+    else:  # a hub id: the revision transformers resolved
+        weights_id = f"{spec.path}:{getattr(config, '_commit_hash', None) or ''}"
+    return FrozenEncoder(spec, body, "hf", dim, pre, weights_id)
 
 
 def _resnet50(spec: EncoderSpec) -> FrozenEncoder:
