@@ -153,7 +153,10 @@ fi
 SIZE=224  # the scorer's input size: training, evaluation and scoring all see 224-px images
 HEADS=(colour_cast blur watermark noise jpeg exposure)
 DEQA=("$PYTHON" -m deqa.cli.baseline)
-SYNTH=("${DEQA[@]}" synth)  # every rendered set: training, validation and held-out agree on the labels
+# Every rendered set: training, validation and held-out agree on the labels. --overwrite: the work
+# folder is a cache of this build's settings, so a set of other settings (another WATERMARK_INK,
+# TRAIN_SEED, N_TRAIN) is rendered again in its place; the same settings resume or are kept.
+SYNTH=("${DEQA[@]}" synth --overwrite)
 [ "$WATERMARK_INK" = 1 ] && SYNTH+=(--watermark-ink)
 ASSET=deqa/assets/default_model
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"

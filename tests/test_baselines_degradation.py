@@ -562,7 +562,7 @@ def test_ink_matched_labels_are_recorded_and_never_mixed(tiny_sets, tmp_path):
     assert model_watermark_ink(tmp_path / "m3") is False
     assert "watermark_ink" not in json.loads((tmp_path / "m3" / "deqa_baseline.json").read_text())  # v3 files as before
     for (_, n, seed), path in zip((("t", 32, 1), ("v", 16, 2)), sets3, strict=True):
-        render_dataset([photo], path, n, ink_cfg, seed=seed, progress=False)
+        render_dataset([photo], path, n, ink_cfg, seed=seed, progress=False, overwrite=True)
     (tmp_path / "m3" / "deqa_baseline.json").unlink()  # as if interrupted before its first save
     with pytest.raises(ValueError, match=r"other settings \(watermark_ink"):
         run(*sets3, "m3")

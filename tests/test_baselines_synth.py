@@ -272,7 +272,7 @@ def test_render_sample_at_is_sample_i_of_a_set(tmp_path):
 def test_a_set_rendered_before_a_config_field_existed_is_kept(tmp_path, monkeypatch):
     """A finished set whose meta predates a SynthConfig field (at its default) is not rendered again
     (the review's case: every build cache re-rendered after watermark_ink was added); a set that
-    asks for another value of it is."""
+    asks for another value of it is, with overwrite (the build script's --overwrite)."""
     import deqa.baselines.synth as synth
 
     p = tmp_path / "photo.png"
@@ -289,10 +289,12 @@ def test_a_set_rendered_before_a_config_field_existed_is_kept(tmp_path, monkeypa
     # A field whose default changed the draws when it came (non-square crops): an older generator, redrawn.
     del meta["config"]["max_aspect"]
     (out / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=r"old holds a set rendered with other settings \(config.max_aspect\)"):
+        render_dataset([p], out, 6, SynthConfig(size=24), seed=5, progress=False)  # not without a say-so
     with pytest.raises(pytest.fail.Exception, match="re-rendered"):
-        render_dataset([p], out, 6, SynthConfig(size=24), seed=5, progress=False)
+        render_dataset([p], out, 6, SynthConfig(size=24), seed=5, progress=False, overwrite=True)
     monkeypatch.undo()
-    render_dataset([p], out, 6, SynthConfig(size=24, watermark_ink=True), seed=5, progress=False)
+    render_dataset([p], out, 6, SynthConfig(size=24, watermark_ink=True), seed=5, progress=False, overwrite=True)
     assert load_synth_dataset(out)[2]["config"]["watermark_ink"] is True
 
 
@@ -408,6 +410,15 @@ def test_cli_sweep_without_nuisance(tmp_path):
     assert (np.delete(labels, j, axis=1) == 0).all()
     with pytest.raises(SystemExit, match="--no-nuisance needs --sweep"):
         baseline_main([*argv[:6], str(tmp_path / "other"), *argv[7:], "--no-nuisance"])
+    # The same --out with other settings: refused, the set left as it was; --overwrite renders in its place.
+    before = (out / "images.npy").read_bytes()
+    with pytest.raises(SystemExit, match=r"clean_noise holds a set rendered with other settings \(seed, config.count_probs\); .*--overwrite"):
+        baseline_main([*argv, "--sweep", "noise", "--seed", "5"])
+    assert (out / "images.npy").read_bytes() == before
+    assert baseline_main([*argv, "--sweep", "noise", "--no-nuisance"]) == 0  # the same settings: kept
+    assert (out / "images.npy").read_bytes() == before
+    assert baseline_main([*argv, "--sweep", "noise", "--seed", "5", "--overwrite"]) == 0
+    assert (out / "images.npy").read_bytes() != before and load_synth_dataset(out)[2]["seed"] == 5
 
 
 def test_hue_rotation_keeps_neutrals_and_moves_colours(photo):

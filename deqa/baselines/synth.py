@@ -671,11 +671,14 @@ def render_dataset(
     workers: int = 1,
     chunk: int = 256,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> Path:
     """Render ``n`` samples into ``out_dir`` (images.npy uint8 N×S×S×3, labels.npy float32 N×H).
 
     Written chunk by chunk into memory-mapped arrays with the count done in ``progress.json``:
     an interrupted run resumes where it stopped and gives the same bytes as an uninterrupted one.
+    A folder holding a set rendered with other settings (photos, count, seed, generator config)
+    is refused, unless ``overwrite`` (a build folder used as a cache of its settings).
     """
     from tqdm.auto import tqdm
 
@@ -688,7 +691,16 @@ def render_dataset(
     meta_path = out / "meta.json"
     prog_path = out / "progress.json"
     shape = (n, cfg.size, cfg.size, 3)
-    if meta_path.is_file() and _same_render(json.loads(meta_path.read_text()), json.loads(json.dumps(meta))) and prog_path.is_file():
+    saved = json.loads(meta_path.read_text()) if meta_path.is_file() else None
+    if saved is not None and not overwrite and not _same_render(saved, json.loads(json.dumps(meta))):
+        differ = sorted(k for k in ("n", "seed", "photos", "format") if saved.get(k) != meta[k])
+        differ += sorted(f"config.{k}" for k, v in meta["config"].items()
+                         if {**_FIELDS_SAFE_TO_DEFAULT, **saved.get("config", {})}.get(k) != json.loads(json.dumps(v)))
+        raise ValueError(
+            f"{out} holds a set rendered with other settings ({', '.join(differ) or 'meta'}); choose another "
+            "--out, or pass --overwrite to render this one in its place"
+        )
+    if saved is not None and _same_render(saved, json.loads(json.dumps(meta))) and prog_path.is_file():
         prog = _Progress(**json.loads(prog_path.read_text()))
         images = np.load(out / "images.npy", mmap_mode="r+")
         labels = np.load(out / "labels.npy", mmap_mode="r+")

@@ -136,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sweep", default=None, help="grading set: this head drawn uniformly in [0, 1] on every sample")
     p.add_argument("--no-nuisance", action="store_true",
                    help="with --sweep: no other degradation on the samples (grading in isolation)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="render in place of a set of other settings in --out (refused without it; the same settings resume)")
     p.add_argument("--hue-rotate", type=float, default=None, metavar="P",
                    help="training augmentation: rotate a clean crop's hues about the grey axis with probability P (default 0)")
     p.add_argument("--watermark-ink", action="store_true",
@@ -307,7 +309,10 @@ def _synth(args) -> int:
     except ValueError as err:
         raise SystemExit(f"deqa baseline synth: {err}") from None
     photos = [e["file"] for e in read_photo_index(args.photos, args.split)]
-    render_dataset(photos, args.out, args.n, cfg, seed=args.seed, workers=args.workers)
+    try:
+        render_dataset(photos, args.out, args.n, cfg, seed=args.seed, workers=args.workers, overwrite=args.overwrite)
+    except ValueError as err:
+        raise SystemExit(f"deqa baseline synth: error: {err}") from None
     print(f"rendered {args.n} samples of {args.size}px from {len(photos)} {args.split} photos -> {args.out}")
     return 0
 
