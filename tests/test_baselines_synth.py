@@ -522,3 +522,26 @@ def test_ink_matched_rendering_changes_only_the_watermarked_samples(tmp_path):
     with pytest.raises(SystemExit, match="the heads .* draw no watermark to ink-match"):
         baseline_main(["synth", "--photos", str(tmp_path), "--split", "heldout", "--out", str(tmp_path / "x"),
                        "--n", "4", "--size", "48", "--heads", "blur,noise,jpeg,exposure", "--watermark-ink"])
+
+
+def test_cli_synth_with_fewer_heads_than_the_default_counts(tmp_path):
+    """--heads with 1-3 heads: the default P(k degradations) reaches 4 at once, so it is cut at the
+    number of heads, the rest folded into "all of them" (it failed: 5 entries for 3 heads)."""
+    from skimage import data
+
+    from deqa.baselines.synth import load_synth_dataset
+    from deqa.cli.baseline import main as baseline_main
+
+    photos = tmp_path / "photos"
+    (photos / "images").mkdir(parents=True)
+    Image.fromarray(data.astronaut()).save(photos / "images" / "astronaut.png")
+    (photos / "photos.json").write_text(
+        json.dumps([{"group": "skimage:astronaut", "file": "images/astronaut.png", "split": "heldout", "use": True}])
+    )
+    for heads, probs in (("blur", (0.2, 0.8)), ("blur,noise", (0.2, 0.35, 0.45)), ("blur,noise,jpeg", (0.2, 0.35, 0.25, 0.2))):
+        out = tmp_path / heads.replace(",", "_")
+        assert baseline_main(["synth", "--photos", str(photos), "--split", "heldout", "--out", str(out),
+                              "--n", "6", "--size", "48", "--heads", heads]) == 0
+        _, labels, meta = load_synth_dataset(out)
+        assert labels.shape == (6, len(heads.split(",")))
+        assert meta["config"]["count_probs"] == pytest.approx(probs)

@@ -291,6 +291,13 @@ def _synth(args) -> int:
     kw = {"size": args.size}
     if args.heads:
         kw["heads"] = tuple(h.strip() for h in args.heads.split(",") if h.strip())
+        # The default P(k degradations) goes up to 4 at once: with fewer heads, as many as there
+        # are, the rest of the probability folded into "all of them".
+        default = SynthConfig.__dataclass_fields__["count_probs"].default
+        if len(default) > len(kw["heads"]) + 1:
+            kept = list(default[: len(kw["heads"]) + 1])
+            kept[-1] += sum(default[len(kw["heads"]) + 1 :])
+            kw["count_probs"] = tuple(kept)
     for key in ("min_texture", "max_aspect", "sweep"):
         if getattr(args, key) is not None:
             kw[key] = getattr(args, key)
