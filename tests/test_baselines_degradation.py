@@ -566,3 +566,28 @@ def test_ink_matched_labels_are_recorded_and_never_mixed(tiny_sets, tmp_path):
     (tmp_path / "m3" / "deqa_baseline.json").unlink()  # as if interrupted before its first save
     with pytest.raises(ValueError, match=r"other settings \(watermark_ink"):
         run(*sets3, "m3")
+
+
+def test_the_card_refuses_another_models_metrics(tmp_path):
+    """`eval` records whose weights it measured; a card for another model must not carry them."""
+    from deqa.baselines.card import write_model_card
+    from deqa.fileio import weights_fingerprint
+
+    cfg = DegradationModelConfig(heads=("blur", "noise"), image_size=64)
+    for name in ("a", "b"):
+        save_degradation_model(DegradationNet(cfg), tmp_path / name, extra={"model_id": name})
+    metrics = {"protocol": "deqa-heldout-v3", "image_size": 64, "model": str(tmp_path / "a"),
+               "weights": weights_fingerprint(tmp_path / "a"),
+               "mixed": {"n": 4, "overall_srcc_vs_weighted_total": 0.5, "overall_srcc_vs_sum": 0.5,
+                         "heads": {"blur": {"mae": 0.1, "srcc": 0.7}, "noise": {"mae": 0.1, "srcc": 0.7}}}}
+    (tmp_path / "metrics.json").write_text(json.dumps(metrics))
+    (tmp_path / "log.jsonl").write_text(json.dumps({"epoch": 1, "val_loss": 0.3}) + "\n")
+    assert write_model_card(tmp_path / "a", tmp_path / "metrics.json", [tmp_path / "log.jsonl"]).is_file()
+    with pytest.raises(ValueError, match=r"metrics.json: the metrics of other weights .* than .*b's"):
+        write_model_card(tmp_path / "b", tmp_path / "metrics.json", [tmp_path / "log.jsonl"])
+    assert not (tmp_path / "b" / "MODEL_CARD.md").exists()
+    # An older metrics file (no fingerprint): its model folder must be this one.
+    del metrics["weights"]
+    (tmp_path / "metrics.json").write_text(json.dumps(metrics))
+    with pytest.raises(ValueError, match=r"metrics of the model in '.*/a', not of .*/b \(no weights fingerprint"):
+        write_model_card(tmp_path / "b", tmp_path / "metrics.json", [tmp_path / "log.jsonl"])

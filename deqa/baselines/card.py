@@ -136,6 +136,27 @@ def _branch_lines(cfg: dict[str, Any], mcfg, branch_log: str | Path | None,
     return arch, train
 
 
+def _check_metrics_are_the_models(metrics: dict, metrics_path, model_dir: Path) -> None:
+    """The card must carry this model's own held-out numbers: `eval` records the fingerprint of
+    the weights it measured (older metrics files: the model folder, which must be this one or hold
+    the same weights; a hand-written file that names no model is taken as given)."""
+    from ..fileio import weights_fingerprint
+
+    if "weights" not in metrics and "model" not in metrics:
+        return
+    mine = weights_fingerprint(model_dir)
+    if "weights" in metrics:
+        if metrics["weights"] != mine:
+            raise ValueError(f"{metrics_path}: the metrics of other weights ({metrics.get('model')}, {metrics['weights']}) "
+                             f"than {model_dir}'s ({mine}); run `deqa baseline eval --model {model_dir} ... --out` first")
+        return
+    theirs = Path(str(metrics.get("model", "")))
+    same = theirs.is_dir() and (theirs.resolve() == model_dir.resolve() or weights_fingerprint(theirs) == mine)
+    if not same:
+        raise ValueError(f"{metrics_path}: metrics of the model in {metrics.get('model')!r}, not of {model_dir} "
+                         f"(no weights fingerprint to compare); run `deqa baseline eval --model {model_dir} ... --out` first")
+
+
 def write_model_card(model_dir: str | Path, metrics_path: str | Path, train_logs: list[str | Path],
                      photo_dir: str | Path | None = None, speed_path: str | Path | None = None,
                      lineage: str | None = None, first_round: int = 1, branch_log: str | Path | None = None,
@@ -183,11 +204,15 @@ def write_model_card(model_dir: str | Path, metrics_path: str | Path, train_logs
         raise ValueError(f"write_model_card: {model_dir} has no fine-tuned branch (no branch_finetune in its config), "
                          f"so the fine-tuning log {finetune_log} is not its")
     branch_arch, branch_train = _branch_lines(cfg, mcfg, branch_log, finetune_log) if cfg.get("branch") else ([], [])
-    metrics = json.loads(Path(metrics_path).read_text())
+    try:
+        metrics = json.loads(Path(metrics_path).read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{metrics_path}: cannot read the metrics JSON ({err})") from None
     try:  # a JSON that is not `deqa baseline eval` output fails here, before anything is written
         check_goals(metrics)
     except (KeyError, TypeError, AttributeError) as err:
         raise ValueError(f"{metrics_path}: not the metrics JSON of `deqa baseline eval --out` (no {err})") from None
+    _check_metrics_are_the_models(metrics, metrics_path, model_dir)
     def read_log(path) -> list[dict]:
         return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 

@@ -387,6 +387,9 @@ def _eval(args) -> int:
         print(f"note: {folder} was trained on {res['model_protocol']} watermark labels; these sets are {res['protocol']}",
               file=sys.stderr)
     res["model"] = str(folder)
+    from ..fileio import weights_fingerprint
+
+    res["weights"] = weights_fingerprint(folder)  # whose numbers these are: `card` checks it
     text = json.dumps(res, indent=2)
     print(text)
     if args.out:
