@@ -1,6 +1,7 @@
 """Frozen encoders, the MLP head, the embedding cache and the encoder-head scorer."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -299,6 +300,15 @@ def test_head_train_and_score_through_the_cli(tiny_dinov2, tmp_path, capsys):
                                  ("--config", '{"epochz": 1}', "--config: head training config: unknown key(s) ['epochz']")):
         assert deqa_main(with_(flag, value)) == 1
         assert f"head-train: error: {message}" in capsys.readouterr().err
+    # --out a degradation model's folder: refused, its config left as it was (it was replaced).
+    from deqa.baselines import builtin_model_dir
+
+    cnn = tmp_path / "cnn"
+    shutil.copytree(builtin_model_dir(), cnn)
+    before = (cnn / "deqa_baseline.json").read_bytes()
+    assert deqa_main(with_("--out", str(cnn))) == 1
+    assert "holds a degradation baseline" in capsys.readouterr().err
+    assert (cnn / "deqa_baseline.json").read_bytes() == before
 
 
 def test_embed_goes_on_past_a_broken_image(tiny_dinov2, tmp_path, capsys):

@@ -398,6 +398,23 @@ def _eval(args) -> int:
     return 0
 
 
+def _refuse_other_model_folder(out: str, kind: str, cmd: str) -> None:
+    """``--out`` may be new or hold a model of this command's kind (retrained in place); a folder
+    of the other kind would be left with a config that does not describe its weights."""
+    from ..load import BASELINE_CONFIG_NAME
+
+    cfg_path = Path(out) / BASELINE_CONFIG_NAME
+    if not cfg_path.is_file():
+        return
+    try:
+        there = json.loads(cfg_path.read_text()).get("type")
+    except (json.JSONDecodeError, AttributeError):
+        there = None
+    if there != kind:
+        raise ValueError(f"--out {out} holds a {there or 'unreadable'} baseline ({cfg_path}); {cmd} writes {kind} models: "
+                         "choose another --out")
+
+
 def _require_degradation_model(folder: str, option: str, cmd: str) -> None:
     """``folder`` must hold a degradation model: an encoder-head folder is a clear error, not a KeyError."""
     from ..load import BASELINE_CONFIG_NAME
@@ -474,6 +491,7 @@ def _head_train(args) -> int:
     if not hi > lo:
         raise ValueError(f"--score-range must be 'lo,hi' with hi > lo, got {args.score_range!r}")
     _check_encoder_args(args)
+    _refuse_other_model_folder(args.out, "encoder_head", "head-train")
     cfg = _config(HeadTrainConfig.from_dict, _json_arg(args.config))
     thresholds = _thresholds(args.thresholds)
     if thresholds is not None:
