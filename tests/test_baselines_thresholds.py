@@ -26,6 +26,11 @@ def test_policy_round_trip_and_validation():
         ThresholdPolicy.from_dict({"levels": [{"label": "a", "min": 0.0, "action": "x"}]})
     with pytest.raises(ValueError, match="unknown key"):
         ThresholdPolicy.from_dict({"levels": [], "default": "a"})
+    # On the 0-1 scale: a 1-5 score (every image would get the last label) or NaN is an error.
+    for bad in (4.0, float("nan"), -0.1):
+        with pytest.raises(ValueError, match="min_score is on the 0-1 scale"):
+            ThresholdPolicy.from_dict({"levels": [{"label": "a", "min_score": bad, "action": "x"},
+                                                  {"label": "b", "min_score": 0.0, "action": "y"}]})
 
 
 def test_score_distribution_by_hand():

@@ -53,6 +53,10 @@ class ThresholdPolicy:
         if not self.levels:
             raise ValueError("thresholds: need at least one level")
         mins = [lv.min_score for lv in self.levels]
+        bad = [m for m in mins if isinstance(m, bool) or not isinstance(m, (int, float)) or not 0.0 <= m <= 1.0]
+        if bad:  # NaN fails the range test too; 4.0 is the 1-5 scale, which thresholds are not on
+            raise ValueError(f"thresholds: min_score is on the 0-1 scale (score_0_1), got {bad}; "
+                             "a 1-5 score s is (s - 1) / 4 there")
         if any(a <= b for a, b in zip(mins, mins[1:], strict=False)):
             raise ValueError(f"thresholds: min_score must strictly decrease from the first level to the last, got {mins}")
         if mins[-1] != 0.0:
