@@ -370,3 +370,21 @@ def test_the_embedding_cache_key_follows_the_weights_bytes(tiny_dinov2, tmp_path
     state[name] = state[name] + 1.0
     save_file(state, weights, metadata={"format": "pt"})
     assert build_encoder(EncoderSpec(name="hf", path=str(copy))).cache_id != first
+
+
+def test_a_relative_encoder_path_is_saved_absolute(tiny_dinov2, tmp_path, monkeypatch, capsys):
+    from deqa.cli.main import main as deqa_main
+
+    work = tmp_path / "work"
+    work.mkdir()
+    shutil.copytree(tiny_dinov2, work / "enc")
+    rows = ["image,score"] + [f"{p.name},{1 + (i % 5)}" for i, p in enumerate(_saved_images(work, 6, seed=3, prefix="im"))]
+    (work / "scores.csv").write_text("\n".join(rows) + "\n")
+    monkeypatch.chdir(work)
+    assert deqa_main(["baseline", "head-train", "--table", "scores.csv", "--score-range", "1,5", "--cache", "cache",
+                      "--out", "head", "--encoder", "hf", "--encoder-path", "enc",
+                      "--config", '{"epochs": 1, "val_fraction": 0.0}']) == 0
+    monkeypatch.chdir(tmp_path)  # elsewhere: the saved encoder path must still resolve
+    assert deqa_main(["baseline", "head-score", "--model", str(work / "head"), str(work / "im0.png")]) == 0
+    saved = json.loads((work / "head" / "deqa_baseline.json").read_text())
+    assert json.dumps(saved).count(str(work / "enc")) >= 1

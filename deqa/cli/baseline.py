@@ -450,7 +450,11 @@ def _encoder(args):
     from ..baselines.encoders import EncoderSpec, build_encoder
 
     _check_encoder_args(args)
-    return build_encoder(EncoderSpec(name=args.encoder, path=args.encoder_path), args.device)
+    path = args.encoder_path
+    if path and Path(path).expanduser().exists():
+        # Saved with the model (head-train): absolute, so the model loads from any working folder.
+        path = str(Path(path).expanduser().resolve())
+    return build_encoder(EncoderSpec(name=args.encoder, path=path), args.device)
 
 
 def _failed(name: str, reason: str) -> None:
