@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["file_digest", "weights_fingerprint", "atomic_write", "write_text_atomic"]
+__all__ = ["file_digest", "weights_fingerprint", "read_weights", "atomic_write", "write_text_atomic"]
 
 
 def file_digest(path: str | os.PathLike, algorithm: str = "sha256", *, block_size: int = 1 << 20,
@@ -59,6 +59,21 @@ def weights_fingerprint(folder: str | os.PathLike) -> str:
                     fh.seek((size - _SAMPLE_SIZE) * i // (_SAMPLES - 1))
                     h.update(fh.read(_SAMPLE_SIZE))
     return h.hexdigest() if files else ""
+
+
+def read_weights(path: str | os.PathLike, framework: str = "numpy") -> dict:
+    """A safetensors file's tensors (``framework`` "numpy" or "pt"); a truncated or foreign file
+    is a ValueError naming it, not safetensors' bare "Error while deserializing header"."""
+    if framework == "numpy":
+        from safetensors.numpy import load_file
+    else:
+        from safetensors.torch import load_file
+    from safetensors import SafetensorError
+
+    try:
+        return load_file(str(path))
+    except SafetensorError as err:
+        raise ValueError(f"{path}: not a readable safetensors file ({err}); the weights are damaged or not deqa's") from None
 
 
 @contextmanager

@@ -529,3 +529,19 @@ def test_ensemble_bench_sizes_mean_and_mix_bound(monkeypatch):
         w3.weight.copy_(torch.cat([a3.weight, b3.weight], 1) / 2), w3.bias.copy_((a3.bias + b3.bias) / 2)
         x = torch.randn(5, 16)
         torch.testing.assert_close(wide(x), (a(x) + b(x)) / 2)
+
+
+def test_a_truncated_model_file_is_a_one_line_error(tmp_path, capsys):
+    import shutil
+
+    from deqa.baselines import builtin_model_dir
+    from deqa.cli.baseline import main as baseline_main
+
+    model = tmp_path / "m"
+    shutil.copytree(builtin_model_dir(), model)
+    data = (model / "model.safetensors").read_bytes()
+    (model / "model.safetensors").write_bytes(data[: len(data) // 2])
+    example = ROOT / "deqa" / "assets" / "examples" / "example.jpg"
+    assert baseline_main(["head-score", "--model", str(model), str(example)]) == 1
+    err = capsys.readouterr().err
+    assert "model.safetensors: not a readable safetensors file" in err and "Traceback" not in err

@@ -78,3 +78,13 @@ def test_weights_fingerprint_follows_the_weights_not_the_folder(tmp_path, monkey
     assert weights_fingerprint(a) != big
     (a / "model.safetensors").write_bytes(blob + b"\0")  # another size
     assert weights_fingerprint(a) not in (big, "")
+
+
+def test_a_damaged_weights_file_is_an_error_naming_it(tmp_path):
+    from deqa.fileio import read_weights
+
+    bad = tmp_path / "model.safetensors"
+    bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":")  # a header cut short
+    for framework in ("numpy", "pt"):
+        with pytest.raises(ValueError, match=r"model.safetensors: not a readable safetensors file"):
+            read_weights(bad, framework)

@@ -261,13 +261,12 @@ def _save_safetensors(path: Path, state: dict, metadata: dict) -> None:
 
 
 def _load_strict(module: nn.Module, path: Path, what: str) -> None:
-    from safetensors.torch import load_file
-
+    from ..fileio import read_weights
     from ..load import BASELINE_CONFIG_NAME
 
     if not path.is_file():
         raise FileNotFoundError(f"{path}: missing weights of the {what}")
-    state = load_file(str(path))
+    state = read_weights(path, "pt")
     target = module.state_dict()
     # The trunk is stored in float16; the module computes in float32.
     state = {k: v.to(target[k].dtype) if k in target else v for k, v in state.items()}

@@ -300,8 +300,7 @@ def load_numpy_degradation_model(
 ) -> NumpyDegradationNet | NumpyBranchedDegradationNet:
     """Build the numpy net from a degradation-model folder (``deqa_baseline.json`` + safetensors),
     with its encoder branch when the config has one (``"branch"`` + ``branch.safetensors``)."""
-    from safetensors.numpy import load_file
-
+    from ..fileio import read_weights
     from ..load import BASELINE_CONFIG_NAME
 
     folder = Path(folder)
@@ -310,7 +309,7 @@ def load_numpy_degradation_model(
     path = folder / WEIGHTS_NAME
     if not path.is_file():
         raise FileNotFoundError(f"{path}: missing weights of the degradation model")
-    cnn = NumpyDegradationNet(config["model"], load_file(str(path)), source=str(path))
+    cnn = NumpyDegradationNet(config["model"], read_weights(path), source=str(path))
     if config.get("branch") is None:
         return cnn
     branch_cfg = EncoderBranchConfig.from_dict(config["branch"])
@@ -318,5 +317,5 @@ def load_numpy_degradation_model(
     path = folder / BRANCH_WEIGHTS_NAME
     if not path.is_file():
         raise FileNotFoundError(f"{path}: missing weights of the encoder branch named in {BASELINE_CONFIG_NAME}")
-    branch = NumpyEncoderBranch(branch_cfg, len(cnn.cfg.heads), load_file(str(path)), source=str(path))
+    branch = NumpyEncoderBranch(branch_cfg, len(cnn.cfg.heads), read_weights(path), source=str(path))
     return NumpyBranchedDegradationNet(cnn, branch)

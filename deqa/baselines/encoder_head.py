@@ -361,8 +361,7 @@ def save_encoder_head(folder: str | os.PathLike, spec: EncoderSpec, head: Qualit
 
 def load_encoder_head_scorer(folder: str | os.PathLike, config: dict | None = None, *, device: str | None = None) -> EncoderHeadScorer:
     """Rebuild encoder + head from a folder written by :func:`save_encoder_head`."""
-    from safetensors.torch import load_file
-
+    from ..fileio import read_weights
     from ..load import BASELINE_CONFIG_NAME
 
     folder = Path(folder)
@@ -374,7 +373,7 @@ def load_encoder_head_scorer(folder: str | os.PathLike, config: dict | None = No
     if dim != encoder.dim:
         raise ValueError(f"{folder}: head expects {dim}-d embeddings but encoder {spec.name} gives {encoder.dim}")
     head = QualityHead(dim)
-    head.load_state_dict(load_file(str(folder / HEAD_WEIGHTS_NAME)))
+    head.load_state_dict(read_weights(folder / HEAD_WEIGHTS_NAME, "pt"))
     return EncoderHeadScorer(encoder, head, model_id=config.get("model_id", folder.name),
                              thresholds=ThresholdPolicy.from_dict(config.get("thresholds", {})), device=device)
 

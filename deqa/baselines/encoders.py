@@ -224,9 +224,9 @@ def _resnet50(spec: EncoderSpec) -> FrozenEncoder:
         if not path.is_file():
             raise FileNotFoundError(f"{path}: resnet50 weights file not found")
         if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+            from ..fileio import read_weights
 
-            state = load_file(str(path))
+            state = read_weights(path, "pt")
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
         body.load_state_dict(state)
