@@ -545,3 +545,28 @@ def test_a_truncated_model_file_is_a_one_line_error(tmp_path, capsys):
     assert baseline_main(["head-score", "--model", str(model), str(example)]) == 1
     err = capsys.readouterr().err
     assert "model.safetensors: not a readable safetensors file" in err and "Traceback" not in err
+
+
+def test_an_unusable_device_is_a_one_line_error(capsys):
+    from deqa.cli.baseline import main as baseline_main
+
+    example = ROOT / "deqa" / "assets" / "examples" / "example.jpg"
+    assert baseline_main(["head-score", "--device", "foo", str(example)]) == 1
+    err = capsys.readouterr().err
+    assert "--device foo: device 'foo' cannot be used" in err and "Traceback" not in err
+
+
+def test_photos_options_out_of_range_and_an_encoder_head_as_init_from(tmp_path, capsys):
+    from deqa.baselines.degradation import load_degradation_model
+
+    for flag, value in (("--max-side", "0"), ("--heldout-fraction", "1.5"), ("--min-pass-rate", "2")):
+        with pytest.raises(SystemExit):
+            baseline_main(["photos", "--out", str(tmp_path / "p"), flag, value])
+        assert f"argument {flag}:" in capsys.readouterr().err
+    head = tmp_path / "head"
+    head.mkdir()
+    (head / "deqa_baseline.json").write_text('{"type": "encoder_head", "encoder": {"name": "efficientnet-lite0"}}')
+    with pytest.raises(ValueError, match="holds an encoder_head model; a degradation model"):
+        load_degradation_model(head)
+    with pytest.raises(ValueError, match="not a deqa baseline folder"):
+        load_degradation_model(tmp_path)

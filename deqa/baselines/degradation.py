@@ -306,7 +306,17 @@ def load_degradation_model(folder: str | os.PathLike, config: dict[str, Any] | N
 
     folder = Path(folder)
     if config is None:
-        config = json.loads((folder / BASELINE_CONFIG_NAME).read_text())
+        path = folder / BASELINE_CONFIG_NAME
+        if not path.is_file():
+            raise ValueError(f"{folder}: not a deqa baseline folder (no {BASELINE_CONFIG_NAME})")
+        try:
+            config = json.loads(path.read_text())
+        except ValueError as err:
+            raise ValueError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(config, dict) or config.get("type", "degradation") != "degradation" or "model" not in config:
+        kind = config.get("type") if isinstance(config, dict) else None
+        raise ValueError(f"{folder} holds {'an encoder_head' if kind == 'encoder_head' else 'no degradation'} model; "
+                         "a degradation model (written by `deqa baseline train`) is needed here")
     cfg = DegradationModelConfig.from_dict(config["model"])
     model = DegradationNet(cfg)
     _load_strict(model, folder / WEIGHTS_NAME, "degradation model")

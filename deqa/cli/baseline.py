@@ -36,7 +36,21 @@ __all__ = ["main", "build_parser"]
 
 # Exit code 2 means "some inputs could not be read" (as for deqa-score); errors get 1.
 EXIT_PARTIAL, EXIT_INTERRUPTED = 2, 130
-_AT_LEAST_ONE = int_at_least(1)  # counts (samples, epochs, batch sizes, threads) of 0 or less are a mistake
+_AT_LEAST_ONE = int_at_least(1)
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    return value
+
+
+def _fraction_closed(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
+    return value  # counts (samples, epochs, batch sizes, threads) of 0 or less are a mistake
 
 
 def _json_arg(text: str | None, option: str = "--config") -> dict:
@@ -114,12 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hf-split", default="train")
     p.add_argument("--hf-column", default="image")
     p.add_argument("--hf-limit", type=int, default=500)
-    p.add_argument("--heldout-fraction", type=float, default=0.2)
-    p.add_argument("--max-side", type=int, default=1024)
+    p.add_argument("--heldout-fraction", type=_fraction, default=0.2, help="share of the scenes held out, in [0, 1)")
+    p.add_argument("--max-side", type=_AT_LEAST_ONE, default=1024, help="photos are stored downscaled to this longest side")
     p.add_argument("--crop-size", type=int, default=224, help="render size the texture criterion is judged at")
     p.add_argument("--min-texture", type=float, default=0.3,
                    help="a crop passes when this fraction of its 32-px tiles is textured (0 disables)")
-    p.add_argument("--min-pass-rate", type=float, default=0.25, help="use a photo when this fraction of its crops pass")
+    p.add_argument("--min-pass-rate", type=_fraction_closed, default=0.25, help="use a photo when this fraction of its crops pass")
     p.add_argument("--all-images", action="store_true", help="also use drawings and vector art, not only photographs")
 
     p = sub.add_parser("synth", help="render a synthetic degradation data set")
@@ -446,6 +460,14 @@ def _check_encoder_args(args) -> None:
         raise ValueError(f"--encoder {args.encoder} needs --encoder-path: {what}")
 
 
+def _check_device(args) -> None:
+    """--device must be one torch can use here: a typo or a missing GPU is one line, before any model loads."""
+    if getattr(args, "device", None):
+        from ..baselines.degradation_train import usable_device
+
+        usable_device(args.device, f"--device {args.device}")
+
+
 def _encoder(args):
     from ..baselines.encoders import EncoderSpec, build_encoder
 
@@ -454,6 +476,7 @@ def _encoder(args):
     if path and Path(path).expanduser().exists():
         # Saved with the model (head-train): absolute, so the model loads from any working folder.
         path = str(Path(path).expanduser().resolve())
+    _check_device(args)
     return build_encoder(EncoderSpec(name=args.encoder, path=path), args.device)
 
 
@@ -557,6 +580,7 @@ def _head_score(args) -> int:
         _check_aggregation(method, args.trim, "--aggregate")
     policy = _thresholds(args.thresholds)
     images = _expand(args)
+    _check_device(args)
     scorer = _load(args.model, args.device)
     if method == _SAVED:
         method = _saved_aggregation(args.model)
