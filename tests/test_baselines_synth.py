@@ -545,3 +545,17 @@ def test_cli_synth_with_fewer_heads_than_the_default_counts(tmp_path):
         _, labels, meta = load_synth_dataset(out)
         assert labels.shape == (6, len(heads.split(",")))
         assert meta["config"]["count_probs"] == pytest.approx(probs)
+
+
+def test_a_damaged_photo_index_or_photo_is_named(tmp_path):
+    from deqa.baselines.photos import read_photo_index
+    from deqa.cli.baseline import main as baseline_main
+
+    (tmp_path / "photos.json").write_text('[{"file": "a.png", ')
+    with pytest.raises(ValueError, match=r"photos.json: not a photo index"):
+        read_photo_index(tmp_path, "train")
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    (tmp_path / "photos.json").write_text(json.dumps([{"group": "g", "file": "images/bad.png", "split": "train", "use": True}]))
+    with pytest.raises(SystemExit, match=r"deqa baseline synth: error: photo .*images/bad.png: cannot be read"):
+        baseline_main(["synth", "--photos", str(tmp_path), "--split", "train", "--out", str(tmp_path / "s"), "--n", "2", "--size", "32"])

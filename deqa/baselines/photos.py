@@ -601,7 +601,12 @@ def read_photo_index(photo_dir: str | os.PathLike, split: str | None = None, *, 
     path = photo_dir / PHOTO_INDEX_NAME
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no photo index; run `deqa baseline photos --out {photo_dir}` first")
-    index = json.loads(path.read_text())
+    try:
+        index = json.loads(path.read_text())
+        if not isinstance(index, list) or not all(isinstance(e, dict) and "file" in e and "split" in e for e in index):
+            raise ValueError("expected a list of photo entries with 'file' and 'split'")
+    except ValueError as err:  # JSONDecodeError too
+        raise ValueError(f"{path}: not a photo index ({err}); run `deqa baseline photos --out {photo_dir}` again") from None
     if split is not None:
         if split not in ("train", "heldout"):
             raise ValueError(f"split must be 'train' or 'heldout', got {split!r}")

@@ -606,8 +606,12 @@ _photo_cache: dict[str, Image.Image] = {}
 
 def _photo(path: str) -> Image.Image:
     if path not in _photo_cache:
-        with Image.open(path) as im:
-            _photo_cache[path] = im.convert("RGB")
+        try:
+            with Image.open(path) as im:
+                _photo_cache[path] = im.convert("RGB")
+        except (OSError, SyntaxError, ValueError) as err:  # a damaged file in the photo folder: name it
+            raise ValueError(f"photo {path}: cannot be read ({err or type(err).__name__}); "
+                             "prepare the photo folder again (`deqa baseline photos`) or remove it from photos.json") from None
     return _photo_cache[path]
 
 
