@@ -1,6 +1,7 @@
 # The two commands the README promises: `make demo` and `make test`. Both install first, into
 # .venv, from nothing: torch and torchvision are pinned in their own pip call *before* the
-# package so that no dependency can resolve a different torch build (see ENGINEERING_NOTES).
+# package so that no dependency can resolve a different torch build (the pinned one is a CUDA build
+# that also runs on CPU; another pip resolution could fetch a different, multi-GB build).
 PYTHON ?= python3
 VENV   ?= .venv
 PY      = $(VENV)/bin/python

@@ -6,7 +6,7 @@
 #   scripts/get_photos.sh [CACHE_DIR]      (default: ${DEQA_PHOTO_CACHE:-$HOME/.cache/deqa/photos})
 #
 # The photos shipped by Python packages (scikit-image, scikit-learn, matplotlib) need no download;
-# `deqa baseline photos --list` shows every source that was found.
+# `deqa baseline photos --out DIR` lists in DIR/photos.json every photo it found and whether it is used.
 set -euo pipefail
 CACHE="${1:-${DEQA_PHOTO_CACHE:-$HOME/.cache/deqa/photos}}"
 PACKAGES=(mate-backgrounds plasma-workspace-wallpapers lomiri-wallpapers-16.04 lomiri-wallpapers-20.04 opencv-doc

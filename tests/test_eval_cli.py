@@ -614,7 +614,7 @@ def test_two_gloo_processes_shard_and_merge(mini, tmp_path):
         )
     )
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
-    # The launch line of ENGINEERING_NOTES that gives two gloo ranks on CPU.
+    # The launch line that gives two gloo ranks on CPU (as in test_training_distributed.py).
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
            "--main_process_port", "29533", str(script)]  # fmt: skip

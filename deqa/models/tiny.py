@@ -672,7 +672,7 @@ def build_tiny_vlm(
         out_dir: folder to write (created; existing files are overwritten).
         text_initializer_range: std of the language model's random weights. The default 0.02
             gives nearly uniform level probabilities; ~0.3 lets a LoRA on a frozen head learn
-            (see ENGINEERING_NOTES).
+            (the training demo and tests use 0.1 on the tiny Qwen2.5-VL).
         seed: torch seed for the weights (the tokenizer is deterministic).
         words: extra words the tokenizer should know as single tokens (e.g. custom level words).
         vocab_size: pad the embedding and LM head to this many rows (e.g. 151936, Qwen's), so
