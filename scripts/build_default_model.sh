@@ -238,6 +238,9 @@ if [ "$BRANCH" = 1 ]; then
   # that grades it best there.
   render_sweeps train "$WORK/val_" 150
   VAL_SWEEPS=("${SWEEP_SETS[@]}")
+  # Trained again on every build (its trunk features are cached in the sets, so this is minutes);
+  # branch-train refuses an --out holding another run's branch, e.g. an earlier build's settings.
+  rm -rf "$WORK/model_branch"
   "${DEQA[@]}" branch-train --cnn "$FINAL" --train-data "${BRANCH_DATA[@]}" --val-data "$WORK/val" --val-sweeps "${VAL_SWEEPS[@]}" --out "$WORK/model_branch" \
     --epochs "$BRANCH_EPOCHS" --threads "$THREADS" --device "$DEVICE" --config "{\"model_id\": \"$MODEL_ID\"}"
   FINAL="$WORK/model_branch"

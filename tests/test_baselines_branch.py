@@ -227,6 +227,26 @@ def tiny_sets(tmp_path_factory):
     return train, val, root / "cnn"
 
 
+def test_branch_training_out_dir_rules(tiny_sets, tmp_path):
+    """--out: new, or this same run again; not another run's output nor the CNN itself; a run
+    refused by a check leaves no folder behind."""
+    train, val, cnn_dir = tiny_sets
+    cfg = BranchTrainConfig(cnn=str(cnn_dir), train_data=[str(train)], val_data=str(val), out_dir=str(tmp_path / "m"),
+                            epochs=1, batch_size=32, warmup_steps=0, num_threads=1)
+    train_branch(cfg, progress=False)
+    first = (tmp_path / "m" / "branch.safetensors").read_bytes()
+    train_branch(cfg, progress=False)  # the same run again: allowed, and deterministic
+    assert (tmp_path / "m" / "branch.safetensors").read_bytes() == first
+    with pytest.raises(ValueError, match=r"holds another branch-train run \(settings that differ: epochs\)"):
+        train_branch(BranchTrainConfig(**{**cfg.__dict__, "epochs": 2}), progress=False)
+    with pytest.raises(ValueError, match="is the --cnn folder"):
+        train_branch(BranchTrainConfig(**{**cfg.__dict__, "out_dir": str(cnn_dir)}), progress=False)
+    with pytest.raises(ValueError, match="loss_weights names"):
+        train_branch(BranchTrainConfig(**{**cfg.__dict__, "out_dir": str(tmp_path / "new"), "loss_weights": {"x": 1.0}}),
+                     progress=False)
+    assert not (tmp_path / "new").exists()
+
+
 def test_branch_training_refuses_sets_of_other_watermark_labels(tiny_sets, tmp_path, monkeypatch):
     """A CNN trained on ink-matched watermarks gets a branch and blend from ink-matched sets only
     (and the other way round), refused before any trunk feature is computed."""

@@ -315,12 +315,33 @@ def fit_head(head: torch.nn.Module, logits: Callable[[torch.Tensor], torch.Tenso
     return best, log
 
 
+def _check_out_dir(out: Path, cfg: BranchTrainConfig) -> None:
+    """``out_dir`` may be new, or an earlier run of this same config (it is rerun: the MLP's
+    training is deterministic); not another run's output, nor any other model (the CNN itself)."""
+    from ..load import BASELINE_CONFIG_NAME
+
+    if out.exists() and Path(cfg.cnn).exists() and out.resolve() == Path(cfg.cnn).resolve():
+        raise ValueError(f"branch training: --out {out} is the --cnn folder; write the branched model to another folder")
+    saved = out / "branch_train_config.json"
+    if saved.is_file():
+        try:
+            before = json.loads(saved.read_text())
+        except ValueError:
+            before = None
+        now = json.loads(json.dumps(asdict(cfg)))
+        if before != now:
+            differ = sorted(k for k in now if not isinstance(before, dict) or before.get(k) != now[k])
+            raise ValueError(f"branch training: --out {out} holds another branch-train run (settings that differ: "
+                             f"{', '.join(differ)}); choose another --out, or delete it")
+    elif (out / BASELINE_CONFIG_NAME).is_file():
+        raise ValueError(f"branch training: --out {out} holds a model that branch-train did not write; choose another --out")
+
+
 def train_branch(cfg: BranchTrainConfig, *, progress: bool = True) -> dict[str, Any]:
     """Features -> MLP -> mix on validation -> ``cfg.out_dir`` holds CNN + branch."""
     usable_device(cfg.device, "branch training")  # before anything is written or any feature computed
     out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "branch_train_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+    _check_out_dir(out, cfg)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     torch.manual_seed(cfg.seed)
@@ -339,6 +360,9 @@ def train_branch(cfg: BranchTrainConfig, *, progress: bool = True) -> dict[str, 
         images, _, meta = load_synth_dataset(path)
         check_rendered(path, images, meta, heads, cnn.cfg.image_size, ink)
     branch = imagenet_branch(cfg.branch_config(), len(heads), cnn.cfg.image_size)
+    # Every check passed: only now is --out created (a failed run leaves no folder behind).
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / "branch_train_config.json", json.dumps(asdict(cfg), indent=2) + "\n")
 
     def rendered(path):
         images, labels, _ = load_synth_dataset(path)
