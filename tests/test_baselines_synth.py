@@ -559,3 +559,11 @@ def test_a_damaged_photo_index_or_photo_is_named(tmp_path):
     (tmp_path / "photos.json").write_text(json.dumps([{"group": "g", "file": "images/bad.png", "split": "train", "use": True}]))
     with pytest.raises(SystemExit, match=r"deqa baseline synth: error: photo .*images/bad.png: cannot be read"):
         baseline_main(["synth", "--photos", str(tmp_path), "--split", "train", "--out", str(tmp_path / "s"), "--n", "2", "--size", "32"])
+
+
+def test_a_size_larger_than_every_photo_is_refused_before_anything_is_written(tmp_path):
+    p = tmp_path / "photo.png"
+    Image.fromarray(np.zeros((40, 60, 3), np.uint8)).save(p)
+    with pytest.raises(ValueError, match=r"no photo is at least 64 px on its short side \(the largest short side is 40 px\)"):
+        render_dataset([p], tmp_path / "out", 4, SynthConfig(size=64), progress=False)
+    assert not (tmp_path / "out").exists()

@@ -687,11 +687,15 @@ def render_dataset(
     from tqdm.auto import tqdm
 
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     photos = [str(p) for p in photos]
     if not photos:
         raise ValueError("render_dataset: no photos given")
     meta = {"n": n, "seed": seed, "config": asdict(cfg), "photos": photos, "format": "deqa-synth-v1"}
+    if not usable_photos(photos, cfg):  # before any file is written (a full-size memmap, say)
+        largest = max(min(_photo(p).size) for p in photos)
+        raise ValueError(f"no photo is at least {cfg.size} px on its short side (the largest short side is {largest} px): "
+                         "lower --size, or prepare the photos with a larger --max-side")
+    out.mkdir(parents=True, exist_ok=True)
     meta_path = out / "meta.json"
     prog_path = out / "progress.json"
     shape = (n, cfg.size, cfg.size, 3)
