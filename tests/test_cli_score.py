@@ -559,3 +559,61 @@ def test_retry_failed_scores_the_recorded_failures_again(tmp_path, fmt, capsys):
     assert sorted(r["input"] for r in rows) == sorted(str(folder / n) for n in ("a.jpg", "b.jpg", "c.jpg"))
     assert all("score" in r and "error" not in r for r in rows)
     assert main([str(folder), "--retry-failed"]) == 1  # nothing to retry from without -o
+
+
+def test_a_vlm_scored_another_way_is_another_model_for_resume(tiny_vlm_path, tmp_path, capsys):
+    """The id holds the weights' fingerprint and the scoring settings: a resume with other level
+    values (deqa_config.json), another dtype or 4-bit would mix two kinds of score in one file."""
+    import shutil
+
+    from deqa.models.config import DeQAConfig
+
+    model = tmp_path / "m"
+    shutil.copytree(tiny_vlm_path("qwen2_5_vl"), model)
+    img = tmp_path / "a.png"
+    Image.new("RGB", (32, 32), (120, 60, 30)).save(img)
+    out = tmp_path / "s.jsonl"
+    argv = ["--model", str(model), str(img), "-o", str(out), "--num-workers", "0", "-q"]
+    assert main(argv) == 0
+    assert main(argv) == 0  # the same model and settings: resumed
+    DeQAConfig(level_values=(0.0, 25.0, 50.0, 75.0, 100.0)).save(model)
+    capsys.readouterr()
+    assert main(argv) == 1 and "holds scores from model" in capsys.readouterr().err
+    (model / "deqa_config.json").unlink()
+    assert main([*argv, "--dtype", "bf16"]) == 1 and "holds scores from model" in capsys.readouterr().err
+
+
+def test_damaged_vlm_weights_and_an_export_into_a_used_folder_are_one_line_errors(tiny_vlm_path, tmp_path, capsys):
+    import shutil
+
+    from deqa.cli.export import main as export_main
+
+    model = tmp_path / "m"
+    shutil.copytree(tiny_vlm_path("qwen2_5_vl"), model)
+    (weights,) = model.glob("*.safetensors")
+    weights.write_bytes(weights.read_bytes()[:1000])
+    img = tmp_path / "a.png"
+    Image.new("RGB", (32, 32)).save(img)
+    assert main(["--model", str(model), str(img), "--num-workers", "0", "-q"]) == 1
+    err = capsys.readouterr().err
+    assert "not a readable safetensors file" in err and "Traceback" not in err
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "ckpt" / "adapter_config.json").write_text("{}")
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "model.safetensors").write_bytes(b"keep")
+    assert export_main([str(tmp_path / "ckpt"), "--merge", "-o", str(tmp_path / "used")]) == 1
+    assert "exists and is not empty" in capsys.readouterr().err
+    assert (tmp_path / "used" / "model.safetensors").read_bytes() == b"keep"
+
+
+def test_a_text_only_model_is_named_as_such(tmp_path, capsys):
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    Qwen2ForCausalLM(Qwen2Config(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
+                                 intermediate_size=32, vocab_size=100)).save_pretrained(tmp_path / "lm")
+    img = tmp_path / "a.png"
+    Image.new("RGB", (32, 32)).save(img)
+    assert main(["--model", str(tmp_path / "lm"), str(img), "--num-workers", "0", "-q"]) == 1
+    err = capsys.readouterr().err
+    assert "is a 'qwen2' model, which transformers does not load as a vision-language model" in err
+    assert "Traceback" not in err

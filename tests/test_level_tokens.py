@@ -166,6 +166,12 @@ def test_config_defaults_round_trip_and_unknown_keys(tmp_path):
         (dict(answer_prefix="The quality is "), "ends with whitespace"),
         (dict(question="  "), "question must not be empty"),
         (dict(level_words=("good",), level_values=(1,)), "at least two"),
+        # kinds a JSON file can hold that used to slip through (NaN scores, letters as words, a traceback)
+        (dict(level_values=(1, 2, 3, 4, float("nan"))), r"level_values must be finite numbers, got \[nan\]"),
+        (dict(level_values=(1, 2, 3, 4, "5")), "level_values must be finite numbers"),
+        (dict(level_words="abcde"), "level_words must be a list of words, got 'abcde'"),
+        (dict(level_words=None), "level_words must be a list of words, got None"),
+        (dict(question=5), "question must be a string, got 5"),
     ],
 )
 def test_config_validation(kwargs, match):

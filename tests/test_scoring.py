@@ -172,7 +172,7 @@ def test_adapter_changes_scores_and_loads_three_ways(adapter_checkpoint, sample_
     plain = _scores(load_vlm_scorer(str(base)).score(sample_images))
     direct = load_vlm_scorer(str(folder))  # --model <checkpoint>: base from deqa_config.json
     # The folder and its weights' fingerprint: a checkpoint retrained in place is another model.
-    assert direct.model_id == f"{folder}@{weights_fingerprint(folder)}" and len(weights_fingerprint(folder)) == 12
+    assert direct.model_id.startswith(f"{folder}@{weights_fingerprint(folder)}#float32-") and len(weights_fingerprint(folder)) == 12
     tuned = _scores(direct.score(sample_images))
     assert np.abs(tuned - plain).max() > 1e-3
     explicit = _scores(load_vlm_scorer(str(base), adapter=str(folder)).score(sample_images))

@@ -125,7 +125,8 @@ def test_train_sh_trains_a_checkpoint_that_deqa_score_loads(setup, tmp_path):
     assert len(rows) == 16 and all(1.0 <= r["score"] <= 5.0 for r in rows)
     from deqa.fileio import weights_fingerprint
 
-    assert {r["model"] for r in rows} == {f"{ckpt}@{weights_fingerprint(ckpt)}"}  # the checkpoint and its weights
+    (model_id,) = {r["model"] for r in rows}
+    assert model_id.startswith(f"{ckpt}@{weights_fingerprint(ckpt)}#float32-")  # the checkpoint, its weights, its settings
 
 
 def test_train_sh_names_unknown_configs():

@@ -9,6 +9,7 @@ The level order is deqa's everywhere: ascending quality, ``level_words[i]`` has 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,20 @@ class DeQAConfig:
     extras: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        # The kinds first: a string would be split into letters, "5" silently read as 5, NaN
+        # would make every score NaN (and the JSONL output invalid JSON).
+        if isinstance(self.level_words, str) or not isinstance(self.level_words, (list, tuple)):
+            raise ValueError(f"level_words must be a list of words, got {self.level_words!r}")
+        if isinstance(self.level_values, str) or not isinstance(self.level_values, (list, tuple)):
+            raise ValueError(f"level_values must be a list of numbers, got {self.level_values!r}")
+        bad = [v for v in self.level_values if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)]
+        if bad:
+            raise ValueError(f"level_values must be finite numbers, got {bad}")
+        for name in ("question", "answer_prefix", "answer_suffix"):
+            if not isinstance(getattr(self, name), str):
+                raise ValueError(f"{name} must be a string, got {getattr(self, name)!r}")
+        if self.system_prompt is not None and not isinstance(self.system_prompt, str):
+            raise ValueError(f"system_prompt must be a string or null, got {self.system_prompt!r}")
         self.level_words = tuple(self.level_words)
         self.level_values = tuple(float(v) for v in self.level_values)
         words, values = self.level_words, self.level_values

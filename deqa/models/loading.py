@@ -268,8 +268,22 @@ def load_vlm(
         kwargs["attn_implementation"] = attn_implementation
     if quant is not None:
         kwargs["quantization_config"] = quant
+    from safetensors import SafetensorError
+
     try:
         net = AutoModelForImageTextToText.from_pretrained(base, **kwargs)
+    except SafetensorError as err:
+        raise ValueError(f"{base}: its weights are not a readable safetensors file ({err}); they are damaged or incomplete") from None
+    except ValueError as err:
+        if "Unrecognized configuration class" not in str(err):
+            raise
+        # transformers lists ~100 config classes here; say what is wrong with this one.
+        from transformers import AutoConfig
+
+        kind = AutoConfig.from_pretrained(base, trust_remote_code=trust_remote_code).model_type
+        raise ValueError(f"{base} is a {kind!r} model, which transformers does not load as a vision-language model "
+                         "(image-text-to-text); deqa scores with one, e.g. Qwen2/2.5/3-VL, LLaVA, Idefics3/SmolVLM, "
+                         "InternVL, Gemma 3") from None
     except OSError as err:
         if Path(base).expanduser().is_dir():
             raise
@@ -277,8 +291,11 @@ def load_vlm(
     if adapter_dir is not None:
         from peft import PeftModel
 
-        with peft_wrap_quietly():
-            net = PeftModel.from_pretrained(net, str(adapter_dir), is_trainable=False)
+        try:
+            with peft_wrap_quietly():
+                net = PeftModel.from_pretrained(net, str(adapter_dir), is_trainable=False)
+        except SafetensorError as err:
+            raise ValueError(f"{adapter_dir}: its adapter weights are not a readable safetensors file ({err})") from None
         if merge_adapter if merge_adapter is not None else quant is None:
             net = net.merge_and_unload()
     net.eval()
@@ -294,7 +311,20 @@ def load_vlm(
         # A hub model: its revision (transformers records the commit it resolved), so a file scored
         # with one revision is not resumed with the next.
         model_id = f"{model}@{commit[:12]}" + model_id[len(model):]
+    model_id += "#" + _scoring_settings(cfg, torch_dtype, load_in_4bit=load_in_4bit, load_in_8bit=load_in_8bit)
     return LoadedVLM(net, processor, cfg, model_id, dev, torch_dtype)
+
+
+def _scoring_settings(cfg: DeQAConfig, dtype: torch.dtype, *, load_in_4bit: bool, load_in_8bit: bool) -> str:
+    """What besides the weights changes the scores: the dtype, quantisation and the prompt / level
+    words and values of deqa_config.json ("float32-5c0f9e21"). Part of the id, so a file scored one
+    way is not resumed another (a bf16 or 4-bit run beside fp32 rows, 1-5 beside 0-100 scores)."""
+    import hashlib
+
+    scoring = {k: v for k, v in cfg.to_dict().items() if k not in ("base_model", "label_method", "deqa_version", "extras")}
+    digest = hashlib.blake2b(json.dumps(scoring, sort_keys=True).encode(), digest_size=4).hexdigest()
+    quant = "-4bit" if load_in_4bit else "-8bit" if load_in_8bit else ""
+    return f"{str(dtype).removeprefix('torch.')}{quant}-{digest}"
 
 
 def _with_weights(name: str, folder: Path | None) -> str:

@@ -82,6 +82,10 @@ def merge_checkpoint(
     out = Path(out_dir)
     if out.resolve() == checkpoint.resolve():
         raise ValueError("the merged model must go to a new folder, not into the checkpoint itself")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        # Another model's folder (the base model, the run's output with its best adapter) would be
+        # overwritten file by file, or left holding two models.
+        raise ValueError(f"-o {out} exists and is not empty; the merged model goes to a new (or empty) folder")
     if dtype is None or dtype == "auto":
         # Not load_vlm's "auto" (bf16 on CUDA, fp32 on CPU): the merged weights should be the
         # ones the run trained, whatever device merges them.
