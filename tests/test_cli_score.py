@@ -617,3 +617,16 @@ def test_a_text_only_model_is_named_as_such(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "is a 'qwen2' model, which transformers does not load as a vision-language model" in err
     assert "Traceback" not in err
+
+
+def test_ctrl_c_while_the_model_loads_is_one_line_and_130(tmp_path, monkeypatch, capsys):
+    import deqa.cli.score as score_cli
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(score_cli, "_build_scorer", interrupted)
+    img = tmp_path / "a.png"
+    Image.new("RGB", (8, 8)).save(img)
+    assert main([str(img), "-q"]) == 130
+    assert "interrupted while loading the model" in capsys.readouterr().err

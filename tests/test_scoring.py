@@ -229,3 +229,11 @@ def test_bad_sizes_are_refused_before_the_model_loads(tmp_path, kwargs, message)
     # The folder does not exist: an error about it would mean loading had been tried first.
     with pytest.raises(ValueError, match=message):
         load_vlm_scorer(str(tmp_path / "no-model"), **kwargs)
+
+
+def test_an_adapter_on_another_family_or_a_missing_adapter_is_refused_at_load(adapter_checkpoint, tiny_vlm_path, tmp_path):
+    base, folder = adapter_checkpoint  # trained on the tiny Qwen2.5-VL
+    with pytest.raises(ValueError, match=r"was trained on a 'qwen2_5_vl' model .*not on a 'llava' one"):
+        load_vlm(str(tiny_vlm_path("llava")), adapter=str(folder))
+    with pytest.raises(FileNotFoundError, match=r"--adapter .*nope: no such folder"):
+        load_vlm(str(base), adapter=str(tmp_path / "nope"))

@@ -390,6 +390,9 @@ def _main(argv: list[str] | None) -> int:
     n_images = len(inputs) if len(skip) < len(inputs) else 0
     try:
         scorer = _build_scorer(args, device, n_images=n_images)
+    except KeyboardInterrupt:  # while a large VLM loads, which is when people press Ctrl-C
+        _err("interrupted while loading the model")
+        return 130
     except (ValueError, OSError, ImportError) as err:
         _err(f"error: cannot load model {args.model or 'builtin'!r}: {err}")
         return 1

@@ -155,6 +155,33 @@ def _has_processor(path: str | Path | None) -> bool:
     )
 
 
+def _check_adapter_family(adapter_dir: Path, model: str) -> None:
+    """An adapter trained on one family applied to another loads (LoRA targets share names such as
+    q_proj) and then fails deep in the forward pass, with the adapter's tokenizer on the other
+    model's embeddings. Where the adapter's recorded base is a local folder, its model type must be
+    the one of ``--model``."""
+    recorded = json.loads((adapter_dir / ADAPTER_CONFIG_NAME).read_text()).get("base_model_name_or_path")
+    cfg = DeQAConfig.find(adapter_dir)
+    recorded = (cfg.base_model if cfg is not None and cfg.base_model else None) or recorded
+    if not recorded or not Path(model).is_dir():
+        return
+    recorded_path = Path(recorded) if Path(recorded).is_absolute() else adapter_dir / recorded
+    if not Path(recorded).is_dir() and not recorded_path.is_dir():
+        return
+    recorded_path = Path(recorded) if Path(recorded).is_dir() else recorded_path
+
+    def kind(folder: Path) -> str | None:
+        try:
+            return json.loads((folder / "config.json").read_text()).get("model_type")
+        except (OSError, ValueError):
+            return None
+
+    theirs, mine = kind(recorded_path), kind(Path(model))
+    if theirs and mine and theirs != mine:
+        raise ValueError(f"--adapter {adapter_dir} was trained on a {theirs!r} model ({recorded}), not on a {mine!r} "
+                         f"one like --model {model}; pass its base model as --model")
+
+
 def _adapter_base(adapter_dir: Path, cfg: DeQAConfig | None) -> str:
     if cfg is not None and cfg.base_model:
         return cfg.base_model
@@ -227,6 +254,8 @@ def load_vlm(
     _check_local_or_hub(model, "model")
     adapter_dir = Path(adapter) if adapter is not None else None
     local = Path(model) if Path(model).is_dir() else None
+    if adapter_dir is not None and not adapter_dir.is_dir():
+        raise FileNotFoundError(f"--adapter {adapter_dir}: no such folder")
     if adapter_dir is not None and not _is_adapter_folder(adapter_dir):
         raise ValueError(
             f"--adapter {adapter_dir}: no {ADAPTER_CONFIG_NAME} there; expected a LoRA adapter folder written by deqa-train or peft"
@@ -243,6 +272,8 @@ def load_vlm(
         model_id = _with_weights(str(adapter_dir), adapter_dir)
     else:
         base = model
+        if adapter_dir is not None:
+            _check_adapter_family(adapter_dir, model)
         cfg = DeQAConfig.find(adapter_dir, local)
         model_id = _with_weights(model, local)
         if adapter_dir is not None:
