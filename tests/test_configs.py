@@ -259,3 +259,20 @@ def test_a_deprecated_alias_on_the_command_line_wins_over_a_saved_config(tmp_pat
     assert again.training.activation_checkpointing is True
     assert again.training.activation_checkpointing_kwargs == {"use_reentrant": False}
     assert load_train_config(path).training.activation_checkpointing is False
+
+
+def test_keys_this_tuning_never_reads_are_named(tmp_path, capsys, recwarn):
+    from deqa.cli.train import _parse
+    from deqa.training.config import ConfigWarning
+
+    path = _write(tmp_path, MINIMAL)
+    _parse(["--config", str(path), "tuning=full", "bnb_4bit_quant_type=fp4", "lora_r=8"])
+    err = capsys.readouterr().err
+    assert "deqa-train: warning: bnb_4bit_quant_type, lora_r set but unused with tuning=full" in err
+    # A resolved config lists every key at its value: the defaults are not "set".
+    saved = save_resolved_config(load_train_config(path, ["tuning=full"]), tmp_path / "run")
+    recwarn.clear()
+    load_train_config(saved)
+    assert not [w for w in recwarn if issubclass(w.category, ConfigWarning)]
+    with pytest.raises(ConfigError, match="label_smoothing_factor has no effect"):
+        load_train_config(path, ["label_smoothing_factor=0.1"])

@@ -28,9 +28,19 @@ def _parser() -> Parser:
 def _parse(argv: list[str] | None):
     """``--config`` + overrides -> TrainConfig (raises ConfigError)."""
     args, overrides = _parser().parse_known_args(argv)
-    from deqa.training.config import load_train_config
+    import warnings
 
-    return load_train_config(args.config, overrides)
+    from deqa.training.config import ConfigWarning, load_train_config
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConfigWarning)
+        config = load_train_config(args.config, overrides)
+    for w in caught:  # one plain line each (a key set but unused); other warnings as Python shows them
+        if issubclass(w.category, ConfigWarning):
+            print(f"deqa-train: warning: {w.message}", file=sys.stderr)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    return config
 
 
 def _error(err: BaseException) -> int:

@@ -257,6 +257,9 @@ class DeQATrainingArguments(TrainingArguments):
     )
 
     def __post_init__(self) -> None:
+        if self.label_smoothing_factor:
+            raise ConfigError("label_smoothing_factor has no effect: deqa's loss (CE + KL to the soft labels + fidelity) "
+                              "replaces the Trainer's, and the soft labels are the smoothing; leave it at 0")
         metric = self.metric_for_best_model
         if metric is not None:
             name = metric.removeprefix("eval_")
@@ -502,6 +505,32 @@ def _convert_yaml_values(raw: dict[str, Any], source: str, parser: HfArgumentPar
     return out
 
 
+class ConfigWarning(UserWarning):
+    """A config key that is set but has no effect in this run."""
+
+
+def _warn_ignored(merged: dict[str, Any]) -> None:
+    """Keys given (in the file or on the command line) that this run's tuning never reads: say so,
+    rather than let "tuning=full bnb_4bit_quant_type=fp4" look like full fine-tuning in 4-bit."""
+    import warnings
+
+    tuning = _value(merged.get("tuning") or "lora")
+    defaults = {f.name: f.default for f in fields(LoraArguments)}
+
+    def set_to_other_than_default(key: str) -> bool:  # a resolved config lists every key, mostly at its default
+        return key in defaults and _value(merged[key]) != defaults[key]
+
+    ignored = []
+    if tuning != "qlora":
+        ignored += [k for k in merged if k.startswith("bnb_4bit_") and set_to_other_than_default(k)]
+    if tuning == "full":
+        ignored += [k for k in merged if k.startswith("lora_") and set_to_other_than_default(k)]
+    if ignored:
+        why = ("full fine-tuning trains every weight, without LoRA or 4-bit" if tuning == "full"
+               else "4-bit applies to tuning=qlora only")
+        warnings.warn(f"{', '.join(sorted(ignored))} set but unused with tuning={tuning} ({why})", ConfigWarning, stacklevel=3)
+
+
 def load_train_config(
     path: str | os.PathLike | None = None,
     overrides: list[str] | None = None,
@@ -550,6 +579,7 @@ def load_train_config(
         merged.update(_unalias(vars(ns)))
         merged.update(_unalias(nulls))
 
+    _warn_ignored(merged)
     where = f"{source} with the command-line overrides" if overrides else source
     try:
         model, data, lora, training = parser.parse_dict(merged)
