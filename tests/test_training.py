@@ -243,12 +243,14 @@ def test_vision_tower_and_projector_are_trained_fully_and_saved(make_config, tmp
 
 
 def test_full_fine_tuning_trains_every_weight(make_config, qwen):
-    recipe = DeQARecipe(
-        make_config(
+    from deqa.training.config import ConfigWarning
+
+    with pytest.warns(ConfigWarning, match="lora_alpha, lora_dropout, lora_r set but unused with tuning=full"):
+        config = make_config(  # tiny_cpu.yaml's LoRA settings, now unused: said, not silently dropped
             "tuning=full", "train_vision_tower=false", "train_projector=false", "max_steps=2",
             "eval_strategy=no", "load_best_model_at_end=false", "save_strategy=no",
         )
-    )
+    recipe = DeQARecipe(config)
     recipe.setup()
     model = recipe.trainer.model
     assert all(p.requires_grad for p in model.parameters())
