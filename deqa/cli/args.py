@@ -49,6 +49,18 @@ def positive_float(text: str) -> float:
     return value
 
 
+def fraction(*, upper_inclusive: bool) -> Callable[[str], float]:
+    """An argparse type: a share in [0, 1], or in [0, 1) without ``upper_inclusive``."""
+
+    def parse(text: str) -> float:
+        value = _float(text)
+        if not (0.0 <= value <= 1.0 if upper_inclusive else 0.0 <= value < 1.0):
+            raise argparse.ArgumentTypeError(f"must be in [0, 1{']' if upper_inclusive else ')'}, got {text}")
+        return value
+
+    return parse
+
+
 def non_negative_float(text: str) -> float:
     """An argparse type: a finite float >= 0 (a std)."""
     value = _float(text)

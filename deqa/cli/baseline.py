@@ -30,27 +30,13 @@ import json
 import sys
 from pathlib import Path
 
-from .args import EXIT_ERROR, Parser, int_at_least, positive_float
+from .args import EXIT_ERROR, Parser, fraction, int_at_least, positive_float
 
 __all__ = ["main", "build_parser"]
 
 # Exit code 2 means "some inputs could not be read" (as for deqa-score); errors get 1.
 EXIT_PARTIAL, EXIT_INTERRUPTED = 2, 130
-_AT_LEAST_ONE = int_at_least(1)
-
-
-def _fraction(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
-    return value
-
-
-def _fraction_closed(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
-    return value  # counts (samples, epochs, batch sizes, threads) of 0 or less are a mistake
+_AT_LEAST_ONE = int_at_least(1)  # counts (samples, epochs, batch sizes, threads) of 0 or less are a mistake
 
 
 def _json_arg(text: str | None, option: str = "--config") -> dict:
@@ -128,12 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hf-split", default="train")
     p.add_argument("--hf-column", default="image")
     p.add_argument("--hf-limit", type=int, default=500)
-    p.add_argument("--heldout-fraction", type=_fraction, default=0.2, help="share of the scenes held out, in [0, 1)")
+    p.add_argument("--heldout-fraction", type=fraction(upper_inclusive=False), default=0.2, help="share of the scenes held out, in [0, 1)")
     p.add_argument("--max-side", type=_AT_LEAST_ONE, default=1024, help="photos are stored downscaled to this longest side")
     p.add_argument("--crop-size", type=int, default=224, help="render size the texture criterion is judged at")
     p.add_argument("--min-texture", type=float, default=0.3,
                    help="a crop passes when this fraction of its 32-px tiles is textured (0 disables)")
-    p.add_argument("--min-pass-rate", type=_fraction_closed, default=0.25, help="use a photo when this fraction of its crops pass")
+    p.add_argument("--min-pass-rate", type=fraction(upper_inclusive=True), default=0.25, help="use a photo when this fraction of its crops pass")
     p.add_argument("--all-images", action="store_true", help="also use drawings and vector art, not only photographs")
 
     p = sub.add_parser("synth", help="render a synthetic degradation data set")
@@ -412,35 +398,36 @@ def _eval(args) -> int:
     return 0
 
 
+def _baseline_kind(folder: str) -> str | None:
+    """The ``type`` in ``folder``'s deqa_baseline.json ("untyped" when it names none), None when
+    there is no such file; a file that is not a JSON object is an error naming it."""
+    from ..load import BASELINE_CONFIG_NAME
+
+    cfg_path = Path(folder) / BASELINE_CONFIG_NAME
+    if not cfg_path.is_file():
+        return None
+    try:
+        return json.loads(cfg_path.read_text()).get("type") or "untyped"
+    except (json.JSONDecodeError, AttributeError) as err:
+        raise ValueError(f"{cfg_path}: not a JSON object ({err})") from None
+
+
 def _refuse_other_model_folder(out: str, kind: str, cmd: str) -> None:
     """``--out`` may be new or hold a model of this command's kind (retrained in place); a folder
     of the other kind would be left with a config that does not describe its weights."""
-    from ..load import BASELINE_CONFIG_NAME
-
-    cfg_path = Path(out) / BASELINE_CONFIG_NAME
-    if not cfg_path.is_file():
-        return
-    try:
-        there = json.loads(cfg_path.read_text()).get("type")
-    except (json.JSONDecodeError, AttributeError):
-        there = None
-    if there != kind:
-        raise ValueError(f"--out {out} holds a {there or 'unreadable'} baseline ({cfg_path}); {cmd} writes {kind} models: "
-                         "choose another --out")
+    there = _baseline_kind(out)
+    if there is not None and there != kind:
+        raise ValueError(f"--out {out} holds a {there} baseline; {cmd} writes {kind} models: choose another --out")
 
 
 def _require_degradation_model(folder: str, option: str, cmd: str) -> None:
     """``folder`` must hold a degradation model: an encoder-head folder is a clear error, not a KeyError."""
     from ..load import BASELINE_CONFIG_NAME
 
-    cfg_path = Path(folder) / BASELINE_CONFIG_NAME
-    if not cfg_path.is_file():
+    kind = _baseline_kind(folder)
+    if kind is None:
         raise ValueError(f"{option} {folder}: not a deqa baseline folder (no {BASELINE_CONFIG_NAME}); "
                          "give a folder written by `deqa baseline train`")
-    try:
-        kind = json.loads(cfg_path.read_text()).get("type")
-    except (json.JSONDecodeError, AttributeError) as err:
-        raise ValueError(f"{cfg_path}: not a JSON object ({err})") from None
     if kind != "degradation":
         what = "an encoder_head baseline" if kind == "encoder_head" else f"a baseline of type {kind!r}"
         raise ValueError(f"{option} {folder} is {what}; {cmd} needs a degradation model "
