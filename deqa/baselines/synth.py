@@ -657,12 +657,16 @@ class _Progress:
 _FIELDS_SAFE_TO_DEFAULT = {"hue_rotate_prob": 0.0, "watermark_ink": False}
 
 
-def _same_render(saved: dict, meta: dict) -> bool:
-    """Whether a set's saved meta describes the render ``meta`` asks for: equal, but for fields of
-    :data:`_FIELDS_SAFE_TO_DEFAULT` missing from the saved config at their default, so a set
+def _render_differences(saved: dict, meta: dict) -> list[str]:
+    """What differs between a set's saved meta and the render ``meta`` asks for ("seed",
+    "config.count_probs"), empty when they describe the same render: fields of
+    :data:`_FIELDS_SAFE_TO_DEFAULT` missing from the saved config read as their default, so a set
     written before such a field existed is resumed or kept, not rendered again."""
     saved = {**saved, "config": {**_FIELDS_SAFE_TO_DEFAULT, **saved.get("config", {})}}
-    return saved == meta
+    top = sorted(k for k in saved.keys() | meta.keys() if k != "config" and saved.get(k) != meta.get(k))
+    config = sorted(f"config.{k}" for k in saved["config"].keys() | meta["config"].keys()
+                    if saved["config"].get(k) != meta["config"].get(k))
+    return top + config
 
 
 def render_dataset(
@@ -699,16 +703,14 @@ def render_dataset(
     meta_path = out / "meta.json"
     prog_path = out / "progress.json"
     shape = (n, cfg.size, cfg.size, 3)
-    saved = json.loads(meta_path.read_text()) if meta_path.is_file() else None
-    if saved is not None and not overwrite and not _same_render(saved, json.loads(json.dumps(meta))):
-        differ = sorted(k for k in ("n", "seed", "photos", "format") if saved.get(k) != meta[k])
-        differ += sorted(f"config.{k}" for k, v in meta["config"].items()
-                         if {**_FIELDS_SAFE_TO_DEFAULT, **saved.get("config", {})}.get(k) != json.loads(json.dumps(v)))
+    # As JSON stores it (tuples read back as lists), to compare with a saved meta.
+    differ = _render_differences(json.loads(meta_path.read_text()), json.loads(json.dumps(meta))) if meta_path.is_file() else None
+    if differ and not overwrite:
         raise ValueError(
-            f"{out} holds a set rendered with other settings ({', '.join(differ) or 'meta'}); choose another "
+            f"{out} holds a set rendered with other settings ({', '.join(differ)}); choose another "
             "--out, or pass --overwrite to render this one in its place"
         )
-    if saved is not None and _same_render(saved, json.loads(json.dumps(meta))) and prog_path.is_file():
+    if differ == [] and prog_path.is_file():
         prog = _Progress(**json.loads(prog_path.read_text()))
         images = np.load(out / "images.npy", mmap_mode="r+")
         labels = np.load(out / "labels.npy", mmap_mode="r+")
