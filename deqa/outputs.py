@@ -37,6 +37,7 @@ __all__ = [
     "format_for_path",
     "read_records",
     "drop_failures",
+    "is_failure_row",
     "open_writer",
     "ResultWriter",
     "format_table",
@@ -76,6 +77,11 @@ _JSONL_ROW_START = '{"input": '
 
 def _is_result_row(row: Any) -> bool:
     return isinstance(row, dict) and "input" in row and ("score" in row or "error" in row)
+
+
+def is_failure_row(row: dict[str, Any]) -> bool:
+    """A row read back (:func:`read_records`) that records a failure: an error and no score."""
+    return "error" in row and "score" not in row
 
 
 def _torn_tail(path: Path) -> bytes:
@@ -138,7 +144,7 @@ def drop_failures(path: str | Path, fmt: str, inputs: set[str]) -> int:
         return 0
 
     def failed(row: dict) -> bool:
-        return "error" in row and "score" not in row and row.get("input") in inputs
+        return is_failure_row(row) and row.get("input") in inputs
 
     if fmt == "jsonl":
         lines = path.read_text(encoding="utf-8").split("\n")  # see deqa.jsonl: "\n" only
@@ -148,12 +154,8 @@ def drop_failures(path: str | Path, fmt: str, inputs: set[str]) -> int:
     elif fmt == "csv":
         rows = list(csv.reader(io.StringIO(path.read_bytes().decode("utf-8-sig", _CSV_ERRORS), newline="")))
         header, body = rows[0], rows[1:]
-        col = {name: i for i, name in enumerate(header)}
-
-        def csv_failed(row: list[str]) -> bool:
-            return bool(row[col["error"]]) and not row[col["score"]] and row[col["input"]] in inputs
-
-        keep = [row for row in body if not csv_failed(row)]
+        # Judged as read_records reads a row (empty cells left out); written back as it was.
+        keep = [row for row in body if not failed({k: v for k, v in zip(header, row, strict=False) if v})]
         dropped = len(body) - len(keep)
         buf = io.StringIO(newline="")
         csv.writer(buf).writerows([header, *keep])

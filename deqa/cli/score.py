@@ -31,6 +31,7 @@ from ..outputs import (
     drop_failures,
     format_for_path,
     format_table,
+    is_failure_row,
     open_writer,
     read_records,
 )
@@ -354,6 +355,7 @@ def _main(argv: list[str] | None) -> int:
     rank0 = comm is None or comm.rank == 0
 
     previous: list[dict] = []
+    wanted = set(inputs)
     read_error = None
     if args.output and rank0:
         try:
@@ -366,22 +368,20 @@ def _main(argv: list[str] | None) -> int:
             for w in caught:  # e.g. a half-written last row of a killed run, cut and redone
                 _err(f"warning: {w.message}")
             if args.retry_failed:
-                wanted_now = set(inputs)
-                retry = {row["input"] for row in previous if "error" in row and "score" not in row and row["input"] in wanted_now}
+                retry = {row["input"] for row in previous if is_failure_row(row) and row["input"] in wanted}
                 try:
                     dropped = drop_failures(args.output, fmt, retry)
                 except OSError as err:
                     read_error = f"cannot rewrite -o {args.output}: {err.strerror or err}"
                 else:
-                    previous = [row for row in previous if not ("error" in row and row["input"] in retry)]
+                    previous = [row for row in previous if not (is_failure_row(row) and row["input"] in retry)]
                     if dropped:
                         _err(f"retrying {dropped} failed input(s) of {args.output}")
     if _stops_every_rank(comm, read_error):
         return 1
     done = {row["input"] for row in previous}
     skip = {i for i, name in enumerate(inputs) if name in done}
-    wanted = set(inputs)
-    previous_failures = sum(1 for row in previous if "error" in row and row["input"] in wanted)
+    previous_failures = sum(1 for row in previous if is_failure_row(row) and row["input"] in wanted)
 
     # The backend is chosen from the whole job, not from what is left of it: a resumed run must
     # use the build an uninterrupted one would (numpy and torch differ in float rounding, and a
