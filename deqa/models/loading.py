@@ -155,20 +155,18 @@ def _has_processor(path: str | Path | None) -> bool:
     )
 
 
-def _check_adapter_family(adapter_dir: Path, model: str) -> None:
+def _check_adapter_family(adapter_dir: Path, cfg: DeQAConfig | None, model: str) -> None:
     """An adapter trained on one family applied to another loads (LoRA targets share names such as
     q_proj) and then fails deep in the forward pass, with the adapter's tokenizer on the other
     model's embeddings. Where the adapter's recorded base is a local folder, its model type must be
     the one of ``--model``."""
-    recorded = json.loads((adapter_dir / ADAPTER_CONFIG_NAME).read_text()).get("base_model_name_or_path")
-    cfg = DeQAConfig.find(adapter_dir)
-    recorded = (cfg.base_model if cfg is not None and cfg.base_model else None) or recorded
+    recorded = _recorded_base(adapter_dir, cfg)
     if not recorded or not Path(model).is_dir():
         return
-    recorded_path = Path(recorded) if Path(recorded).is_absolute() else adapter_dir / recorded
-    if not Path(recorded).is_dir() and not recorded_path.is_dir():
+    # Absolute, or relative to the working folder or to the adapter's (peft records either).
+    folder = next((p for p in (Path(recorded), adapter_dir / recorded) if p.is_dir()), None)
+    if folder is None:
         return
-    recorded_path = Path(recorded) if Path(recorded).is_dir() else recorded_path
 
     def kind(folder: Path) -> str | None:
         try:
@@ -176,18 +174,22 @@ def _check_adapter_family(adapter_dir: Path, model: str) -> None:
         except (OSError, ValueError):
             return None
 
-    theirs, mine = kind(recorded_path), kind(Path(model))
+    theirs, mine = kind(folder), kind(Path(model))
     if theirs and mine and theirs != mine:
         raise ValueError(f"--adapter {adapter_dir} was trained on a {theirs!r} model ({recorded}), not on a {mine!r} "
                          f"one like --model {model}; pass its base model as --model")
 
 
-def _adapter_base(adapter_dir: Path, cfg: DeQAConfig | None) -> str:
+def _recorded_base(adapter_dir: Path, cfg: DeQAConfig | None) -> str | None:
+    """The base model an adapter names: deqa_config.json's base_model, else peft's
+    base_model_name_or_path (None when neither does)."""
     if cfg is not None and cfg.base_model:
         return cfg.base_model
-    base = json.loads((adapter_dir / ADAPTER_CONFIG_NAME).read_text()).get(
-        "base_model_name_or_path"
-    )
+    return json.loads((adapter_dir / ADAPTER_CONFIG_NAME).read_text()).get("base_model_name_or_path") or None
+
+
+def _adapter_base(adapter_dir: Path, cfg: DeQAConfig | None) -> str:
+    base = _recorded_base(adapter_dir, cfg)
     if not base:
         raise ValueError(
             f"{adapter_dir} holds a LoRA adapter but neither deqa_config.json (base_model) nor "
@@ -272,9 +274,10 @@ def load_vlm(
         model_id = _with_weights(str(adapter_dir), adapter_dir)
     else:
         base = model
+        adapter_cfg = DeQAConfig.find(adapter_dir)
         if adapter_dir is not None:
-            _check_adapter_family(adapter_dir, model)
-        cfg = DeQAConfig.find(adapter_dir, local)
+            _check_adapter_family(adapter_dir, adapter_cfg, model)
+        cfg = adapter_cfg or DeQAConfig.find(local)  # the adapter's config first, as find(adapter_dir, local)
         model_id = _with_weights(model, local)
         if adapter_dir is not None:
             model_id += "+" + _with_weights(str(adapter_dir), adapter_dir)
