@@ -1,13 +1,16 @@
 """What the console commands share in argument parsing: exit code 1 for a bad argument (2 means
-"some inputs failed" in deqa-score, deqa-eval and deqa baseline) and bounded number types."""
+"some inputs failed" in deqa-score, deqa-eval and deqa baseline), bounded number types, and
+deqa's own warnings printed as one plain line."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 
-__all__ = ["Parser", "EXIT_ERROR", "int_at_least", "positive_float", "non_negative_float"]
+__all__ = ["Parser", "EXIT_ERROR", "int_at_least", "positive_float", "non_negative_float", "fraction", "plain_warnings"]
 
 EXIT_ERROR = 1
 
@@ -67,3 +70,24 @@ def non_negative_float(text: str) -> float:
     if not 0 <= value < float("inf"):
         raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
     return value
+
+
+@contextlib.contextmanager
+def plain_warnings(prog: str, category: type[Warning] = UserWarning, *, always: bool = False) -> Iterator[None]:
+    """While the block runs, warnings of ``category`` (deqa's: a torn last line redone, a fit that
+    fell back to a line, a config key set but unused) print as one line ``prog: warning: ...`` when
+    they happen, not in Python's "file:line: UserWarning" form; others as Python shows them.
+    ``always``: every one, also a repeat from the same place."""
+    with warnings.catch_warnings():  # restores the filters and showwarning after
+        if always:
+            warnings.simplefilter("always", category)
+        show = warnings.showwarning
+
+        def plain(message, kind, filename, lineno, file=None, line=None):
+            if issubclass(kind, category):
+                print(f"{prog}: warning: {message}", file=sys.stderr)
+            else:
+                show(message, kind, filename, lineno, file, line)
+
+        warnings.showwarning = plain
+        yield

@@ -16,15 +16,13 @@ folder, or a data set that could not be evaluated; 130 interrupted.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import re
 import sys
-import warnings
 from pathlib import Path
 
 import yaml
 
-from .args import EXIT_ERROR, Parser, int_at_least, positive_float
+from .args import EXIT_ERROR, Parser, int_at_least, plain_warnings, positive_float
 
 __all__ = ["main", "build_parser"]
 
@@ -167,25 +165,6 @@ def _default_output(model: str | None) -> str:
     return str(Path("runs") / "eval" / re.sub(r"[^A-Za-z0-9_.-]+", "_", name))
 
 
-@contextlib.contextmanager
-def _plain_warnings():
-    """deqa's own warnings (a torn last line of a killed run, redone; a fit that fell back to a
-    line) as one plain line each, when they happen, not Python's "file:line: UserWarning" form."""
-    show = warnings.showwarning
-
-    def plain(message, category, filename, lineno, file=None, line=None):
-        if issubclass(category, UserWarning):
-            print(f"deqa-eval: warning: {message}", file=sys.stderr)
-        else:
-            show(message, category, filename, lineno, file, line)
-
-    warnings.showwarning = plain
-    try:
-        yield
-    finally:
-        warnings.showwarning = show
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from ..evaluation.distributed import MainProcessFailed
@@ -216,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
             overwrite=args.overwrite,
             progress=not args.no_progress,
         )
-        with _plain_warnings():
+        with plain_warnings("deqa-eval"):
             report = run_evaluation(config)
     except KeyboardInterrupt:
         print(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from .args import EXIT_ERROR, Parser
+from .args import EXIT_ERROR, Parser, plain_warnings
 
 __all__ = ["main"]
 
@@ -28,19 +28,10 @@ def _parser() -> Parser:
 def _parse(argv: list[str] | None):
     """``--config`` + overrides -> TrainConfig (raises ConfigError)."""
     args, overrides = _parser().parse_known_args(argv)
-    import warnings
-
     from deqa.training.config import ConfigWarning, load_train_config
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ConfigWarning)
-        config = load_train_config(args.config, overrides)
-    for w in caught:  # one plain line each (a key set but unused); other warnings as Python shows them
-        if issubclass(w.category, ConfigWarning):
-            print(f"deqa-train: warning: {w.message}", file=sys.stderr)
-        else:
-            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
-    return config
+    with plain_warnings("deqa-train", ConfigWarning, always=True):  # a key set but unused
+        return load_train_config(args.config, overrides)
 
 
 def _error(err: BaseException) -> int:
