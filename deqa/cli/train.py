@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     _parser().parse_known_args(argv)
     from deqa.training.config import ConfigError
     from deqa.training.data import TrainingDataError
-    from deqa.training.recipe import DeQARecipe, resolve_checkpoint
+    from deqa.training.recipe import DeQARecipe
 
     try:
         config = _parse(argv)
@@ -57,10 +57,9 @@ def main(argv: list[str] | None = None) -> int:
         return _error(err)
     recipe = DeQARecipe(config)
     try:
-        # Bad inputs (missing manifests/images/model, a data set that cannot be paired, a prompt
-        # over max_length, no checkpoint to resume) fail here, with the file named, before the
+        # Bad inputs (no checkpoint to resume, missing manifests/images/model, a data set that
+        # cannot be paired, a prompt over max_length) fail here, with the file named, before the
         # weights load.
-        resolve_checkpoint(config.training.resume_from_checkpoint, config.training.output_dir)
         recipe.setup()
     except (ValueError, OSError) as err:
         return _error(err)

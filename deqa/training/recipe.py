@@ -76,6 +76,7 @@ class DeQARecipe:
         self.config = config
         self.trainer = None
         self.built = None
+        self.checkpoint: str | None = None  # what train() resumes from, resolved once by setup()
 
     def setup(self) -> None:
         """Seed, build data and the collator, load and adapt the model, build the trainer; save
@@ -97,7 +98,8 @@ class DeQARecipe:
         args = cfg.training
         # First of all: a resume whose settings do not fit the checkpoint must not get as far as
         # overwriting output_dir's deqa_train_config.yaml.
-        check_resume_matches(cfg, resolve_checkpoint(args.resume_from_checkpoint, args.output_dir))
+        self.checkpoint = resolve_checkpoint(args.resume_from_checkpoint, args.output_dir)
+        check_resume_matches(cfg, self.checkpoint)
         set_seed(args.seed)
         data = cfg.data
         train = build_train_dataset(
@@ -161,9 +163,7 @@ class DeQARecipe:
         """Run Trainer.train; returns its TrainOutput."""
         if self.trainer is None:
             raise RuntimeError("call setup() before train()")
-        args = self.config.training
-        checkpoint = resolve_checkpoint(args.resume_from_checkpoint, args.output_dir)
-        return self.trainer.train(resume_from_checkpoint=checkpoint)
+        return self.trainer.train(resume_from_checkpoint=self.checkpoint)
 
     def cleanup(self) -> Path:
         """Save the final (or, with load_best_model_at_end, the best) model into output_dir."""
