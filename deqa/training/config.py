@@ -514,8 +514,8 @@ def _warn_ignored(merged: dict[str, Any]) -> None:
     rather than let "tuning=full bnb_4bit_quant_type=fp4" look like full fine-tuning in 4-bit."""
     import warnings
 
-    tuning = _value(merged.get("tuning") or "lora")
     defaults = {f.name: f.default for f in fields(LoraArguments)}
+    tuning = _value(merged.get("tuning") or defaults["tuning"])
 
     def set_to_other_than_default(key: str) -> bool:  # a resolved config lists every key, mostly at its default
         return key in defaults and _value(merged[key]) != defaults[key]
